@@ -1,0 +1,246 @@
+//! `trailwarden ingest`: parse, normalize and classify audit logs.
+
+use crate::output::{OutputFormat, Table};
+use crate::Cli;
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::time::Instant;
+use trailwarden_model::{Classifier, ClassifierConfig, Format, Record, Timestamp};
+use trailwarden_parse::{Ingestor, Options, Summary};
+
+/// Arguments of `trailwarden ingest`.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Formats (detected per record with `auto`):
+  k8s-audit       audit.k8s.io Event, EventList, JSON array, JSONL, pretty-printed
+  aks             AKS diagnostic records, {\"records\":[…]}, AzureDiagnostics / AKSAudit rows
+  azure-activity  Azure Activity Log export records, AzureActivity rows
+  signin          Entra ID sign-in export records, SigninLogs rows
+  app             application audit events (timestamp, user_id, action, resource, result, source_ip)
+  auditd          Linux audit logs (raw, interpreted, ENRICHED; multi-record events)
+  docker, cri     container logs (Docker json-file, CRI text with P/F reassembly)
+  syslog          RFC 5424, RFC 3164, Log Analytics Syslog rows
+
+Examples:
+  trailwarden ingest audit.log audit.log.1.gz
+  trailwarden ingest --output json --emit-normalized events.jsonl insights-logs-kube-audit.json
+  zcat audit.log.gz | trailwarden ingest --format k8s-audit -")]
+pub struct IngestArgs {
+    /// Input files (`-` for stdin; `.gz` and `.zst` are read transparently).
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    /// Input format, or `auto` to detect per record.
+    #[arg(long, default_value = "auto", value_parser = parse_format)]
+    pub format: FormatArg,
+    /// Write every normalized record as JSON lines to this file (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub emit_normalized: Option<String>,
+    /// Records larger than this many bytes are quarantined.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_record_bytes: usize,
+    /// Stamp every record with this receive time instead of the clock (replays, tests).
+    #[arg(long, value_name = "RFC3339")]
+    pub receive_time: Option<String>,
+    /// Namespaces of the cardholder-data environment (glob; repeatable; replaces the defaults).
+    #[arg(long = "cde-namespace", value_name = "GLOB")]
+    pub cde_namespaces: Vec<String>,
+    /// Exit with code 1 when any record was quarantined.
+    #[arg(long)]
+    pub strict: bool,
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// A `--format` value.
+#[derive(Clone, Copy, Debug)]
+pub struct FormatArg(pub Option<Format>);
+
+fn parse_format(s: &str) -> Result<FormatArg, String> {
+    if s == "auto" {
+        return Ok(FormatArg(None));
+    }
+    Format::from_name(s)
+        .map(|f| FormatArg(Some(f)))
+        .ok_or_else(|| {
+            let names: Vec<&str> = Format::ALL.iter().map(|f| f.as_str()).collect();
+            format!(
+                "unknown format {s:?}; expected auto or one of: {}",
+                names.join(", ")
+            )
+        })
+}
+
+/// Run `trailwarden ingest`.
+pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
+    let mut classifier_cfg = ClassifierConfig::default();
+    if !a.cde_namespaces.is_empty() {
+        classifier_cfg.cde_namespaces = a.cde_namespaces.clone();
+    }
+    let opts = Options {
+        format: a.format.0,
+        max_record_bytes: a.max_record_bytes,
+        classifier: Classifier::new(classifier_cfg),
+        ..Options::default()
+    };
+    let fixed_time = match &a.receive_time {
+        Some(t) => Some(Timestamp::parse(t).with_context(|| format!("--receive-time {t:?}"))?),
+        None => None,
+    };
+    let mut emit: Option<Box<dyn Write>> = match a.emit_normalized.as_deref() {
+        None => None,
+        Some("-") => Some(Box::new(BufWriter::new(io::stdout().lock()))),
+        Some(p) => Some(Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {p}"))?,
+        ))),
+    };
+    let mut sink_error: Option<String> = None;
+    let mut sink = |rec: Record| -> Result<(), String> {
+        if let Some(w) = emit.as_mut() {
+            let line = rec.to_json().to_string();
+            w.write_all(line.as_bytes())
+                .and_then(|_| w.write_all(b"\n"))
+                .map_err(|e| {
+                    let m = format!("cannot write normalized output: {e}");
+                    sink_error = Some(m.clone());
+                    m
+                })?;
+        }
+        Ok(())
+    };
+
+    let total: u64 = a
+        .files
+        .iter()
+        .filter(|f| *f != "-")
+        .filter_map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
+        .sum();
+    let bar = if a.no_progress || !io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b
+    };
+
+    let started = Instant::now();
+    let mut failed_inputs: Vec<String> = Vec::new();
+    let summary: Summary = {
+        let mut ing = Ingestor::new(opts, &mut sink);
+        if let Some(t) = fixed_time {
+            ing = ing.with_clock(move || t);
+        }
+        let mut done_before: u64 = 0;
+        for f in &a.files {
+            bar.set_message(f.clone());
+            let base = done_before;
+            let mut progress =
+                |consumed: u64, _size: Option<u64>| bar.set_position(base + consumed);
+            if let Err(e) = ing.ingest_path(f, &mut progress) {
+                if matches!(e, trailwarden_parse::ParseError::Sink { .. }) {
+                    bar.finish_and_clear();
+                    eprintln!("error: {e}");
+                    return Ok(crate::EXIT_STORAGE);
+                }
+                eprintln!("error: {e}");
+                failed_inputs.push(f.clone());
+            }
+            done_before += std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        }
+        ing.into_summary()
+    };
+    bar.finish_and_clear();
+    if let Some(w) = emit.as_mut() {
+        w.flush().context("flushing normalized output")?;
+    }
+    drop(emit);
+    let elapsed = started.elapsed().as_secs_f64();
+    print_summary(cli.output, &summary, elapsed, &failed_inputs)?;
+    if !failed_inputs.is_empty() {
+        return Ok(crate::EXIT_CANNOT_RUN);
+    }
+    if a.strict && summary.quarantined > 0 {
+        return Ok(crate::EXIT_PROBLEM);
+    }
+    Ok(crate::EXIT_OK)
+}
+
+fn print_summary(fmt: OutputFormat, s: &Summary, elapsed: f64, failed: &[String]) -> Result<()> {
+    let mut out = io::stdout().lock();
+    let rate = if elapsed > 0.0 {
+        s.events as f64 / elapsed
+    } else {
+        0.0
+    };
+    match fmt {
+        OutputFormat::Json => {
+            let mut v = serde_json::to_value(s)?;
+            if let Some(m) = v.as_object_mut() {
+                m.insert("elapsed_seconds".into(), serde_json::json!(elapsed));
+                m.insert("events_per_second".into(), serde_json::json!(rate.round()));
+                m.insert("failed_inputs".into(), serde_json::json!(failed));
+            }
+            writeln!(out, "{v}")?;
+        }
+        OutputFormat::Csv => {
+            let mut t = Table::new(&["source", "compression", "bytes", "records", "quarantined"]);
+            for i in &s.inputs {
+                t.row(vec![
+                    i.source.clone(),
+                    i.compression.clone(),
+                    i.bytes.to_string(),
+                    i.records.to_string(),
+                    i.quarantined.to_string(),
+                ]);
+            }
+            t.print_csv(&mut out)?;
+        }
+        OutputFormat::Table => {
+            writeln!(
+                out,
+                "{} records from {} input(s): {} events, {} quarantined, {} truncated by the source ({:.2}s, {:.0} events/s)",
+                s.records,
+                s.inputs.len(),
+                s.events,
+                s.quarantined,
+                s.truncated_events,
+                elapsed,
+                rate
+            )?;
+            if !s.by_format.is_empty() {
+                writeln!(out)?;
+                let mut t = Table::new(&["format", "events"]);
+                for (f, n) in &s.by_format {
+                    t.row(vec![f.clone(), n.to_string()]);
+                }
+                t.print_text(&mut out)?;
+            }
+            if !s.errors.is_empty() {
+                writeln!(out, "\nquarantined records:")?;
+                for p in s.errors.iter().take(20) {
+                    writeln!(out, "  {p}")?;
+                }
+                let more = s.errors.len().saturating_sub(20) as u64 + s.errors_omitted;
+                if more > 0 {
+                    writeln!(
+                        out,
+                        "  … and {more} more (use --output json to see up to 1000)"
+                    )?;
+                }
+            }
+            for f in failed {
+                writeln!(out, "could not read {f}")?;
+            }
+        }
+    }
+    Ok(())
+}

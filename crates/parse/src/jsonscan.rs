@@ -1,0 +1,180 @@
+//! Byte-level JSON structure scanning: bracket balance across lines (to find where a
+//! pretty-printed document ends) and repair of documents cut off mid-way (AKS truncates
+//! `properties.log` at 16 KiB) so that the fields before the cut can still be extracted.
+
+/// Incremental bracket-balance tracker. Feed it lines; it reports when the top-level value closed.
+#[derive(Debug, Default, Clone)]
+pub struct Balance {
+    depth: i64,
+    in_string: bool,
+    escape: bool,
+    started: bool,
+}
+
+/// What a fed chunk did to the balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceState {
+    /// The top-level value is still open.
+    Open,
+    /// The top-level value closed at this byte offset (exclusive end) within the chunk.
+    Closed(usize),
+    /// A closing bracket appeared with nothing open: the input is not balanced JSON.
+    Invalid,
+}
+
+impl Balance {
+    /// A fresh tracker.
+    pub fn new() -> Balance {
+        Balance::default()
+    }
+
+    /// Current nesting depth.
+    pub fn depth(&self) -> i64 {
+        self.depth
+    }
+
+    /// Feed the next chunk. Stops at the byte that closes the top-level value.
+    pub fn feed(&mut self, chunk: &[u8]) -> BalanceState {
+        for (i, &c) in chunk.iter().enumerate() {
+            if self.in_string {
+                if self.escape {
+                    self.escape = false;
+                } else if c == b'\\' {
+                    self.escape = true;
+                } else if c == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            match c {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    self.started = true;
+                }
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth < 0 {
+                        return BalanceState::Invalid;
+                    }
+                    if self.depth == 0 && self.started {
+                        return BalanceState::Closed(i + 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // A raw newline cannot be inside a JSON string; a string still open at the end of a line
+        // means the line is broken, which the parser will report.
+        self.in_string = false;
+        self.escape = false;
+        BalanceState::Open
+    }
+}
+
+/// Close a JSON text that was cut off: drop the incomplete trailing member and append the
+/// closing brackets, so that everything before the last complete member parses.
+///
+/// Returns `None` when no complete member precedes the cut (or the text is not an object/array).
+pub fn repair_truncated(text: &[u8]) -> Option<Vec<u8>> {
+    // Stack of open containers; at each comma outside strings remember the cut point and the
+    // stack as it was, so that the repair can close exactly what was open there.
+    let mut stack: Vec<u8> = Vec::new();
+    let mut in_string = false;
+    let mut escape = false;
+    let mut best: Option<(usize, Vec<u8>)> = None;
+    let start = text.iter().position(|c| !c.is_ascii_whitespace())?;
+    if text[start] != b'{' && text[start] != b'[' {
+        return None;
+    }
+    for (i, &c) in text.iter().enumerate().skip(start) {
+        if in_string {
+            if escape {
+                escape = false;
+            } else if c == b'\\' {
+                escape = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'{' => stack.push(b'}'),
+            b'[' => stack.push(b']'),
+            b'}' | b']' => {
+                if stack.pop() != Some(c) {
+                    return None;
+                }
+                if stack.is_empty() {
+                    // Not truncated at all: the value closed.
+                    return Some(text[..=i].to_vec());
+                }
+            }
+            b',' => best = Some((i, stack.clone())),
+            _ => {}
+        }
+    }
+    let (cut, open) = best?;
+    let mut out = Vec::with_capacity(cut + open.len());
+    out.extend_from_slice(&text[..cut]);
+    out.extend(open.iter().rev());
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balance_across_lines() {
+        let mut b = Balance::new();
+        assert_eq!(b.feed(b"{"), BalanceState::Open);
+        assert_eq!(b.feed(br#"  "a": "}{\"","#), BalanceState::Open);
+        assert_eq!(b.feed(b"  \"b\": [1, {}]"), BalanceState::Open);
+        assert_eq!(b.feed(b"} trailing"), BalanceState::Closed(1));
+    }
+
+    #[test]
+    fn balance_invalid() {
+        let mut b = Balance::new();
+        assert_eq!(b.feed(br#""log":"x"}"#), BalanceState::Invalid);
+    }
+
+    #[test]
+    fn repair_cuts_at_last_member() {
+        let t = br#"{"kind":"Event","verb":"get","user":{"username":"bob","groups":["a","b"#;
+        let r = repair_truncated(t).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(v["verb"], "get");
+        assert_eq!(v["user"]["username"], "bob");
+        assert_eq!(v["user"]["groups"][0], "a");
+    }
+
+    #[test]
+    fn repair_inside_string_with_comma() {
+        let t = br#"{"a":1,"b":"x, y, z and more"#;
+        let r = repair_truncated(t).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(v["a"], 1);
+        assert!(v.get("b").is_none());
+    }
+
+    #[test]
+    fn repair_gives_up_without_members() {
+        assert!(repair_truncated(br#"{"a":"#).is_none());
+        assert!(repair_truncated(b"hello").is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn repair_of_any_prefix_is_valid_or_none(cut in 0usize..400) {
+            let doc = br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a-b-c","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/x/pods?a=b,c","verb":"list","user":{"username":"u","groups":["g1","g2"],"extra":{"k":["v,w"]}},"sourceIPs":["10.0.0.1","::1"],"objectRef":{"resource":"pods","namespace":"x"},"responseStatus":{"metadata":{},"code":200},"annotations":{"a":"b"}}"#;
+            let cut = cut.min(doc.len());
+            if let Some(r) = repair_truncated(&doc[..cut]) {
+                proptest::prop_assert!(serde_json::from_slice::<serde_json::Value>(&r).is_ok(),
+                    "repair of {:?} gave {:?}", String::from_utf8_lossy(&doc[..cut]), String::from_utf8_lossy(&r));
+            }
+        }
+    }
+}
