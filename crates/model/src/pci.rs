@@ -396,6 +396,11 @@ impl Classifier {
         let imp = ev.user.impersonated.as_ref();
         if self.is_admin(id.name.as_deref(), id.groups.as_deref())
             || imp.is_some_and(|i| self.is_admin(i.name.as_deref(), i.groups.as_deref()))
+            || ev
+                .authz
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("ClusterRole \"cluster-admin\""))
         {
             set.insert(PciCategory::AdminAction);
         }
@@ -472,8 +477,11 @@ impl Classifier {
         let key = ev.attrs.get("key").map(String::as_str).unwrap_or("");
 
         let auid_root = ev.attrs.get("auid").is_some_and(|a| a == "0");
-        let uid_root =
-            ev.attrs.get("uid").is_some_and(|a| a == "0") && !ev.attrs.contains_key("auid_unset");
+        // A person (login uid set) acting as root: sudo, su, setuid programs.
+        let person_as_root = !ev.attrs.contains_key("auid_unset")
+            && ev.attrs.contains_key("auid")
+            && (ev.attrs.get("uid").is_some_and(|a| a == "0")
+                || ev.attrs.get("euid").is_some_and(|a| a == "0"));
         let admin_user = ev
             .user
             .identity
@@ -485,7 +493,7 @@ impl Classifier {
             || has(&["USER_CMD"])
             || exe.ends_with("/sudo")
             || exe.ends_with("/su")
-            || (uid_root && has(&["USER_START", "USER_LOGIN"]))
+            || (person_as_root && has(&["SYSCALL"]))
         {
             set.insert(PciCategory::AdminAction);
         }
@@ -502,13 +510,23 @@ impl Classifier {
             // EACCES / EPERM on a watched syscall
             set.insert(PciCategory::InvalidAccess);
         }
-        if has(AUDITD_CREDENTIAL)
-            || path == "/etc/shadow"
+        let credential_file = path == "/etc/shadow"
             || path == "/etc/passwd"
             || path == "/etc/sudoers"
             || path.starts_with("/etc/sudoers.d")
             || path == "/etc/gshadow"
             || path == "/etc/group"
+            || path.ends_with("/.ssh/authorized_keys");
+        let syscall = ev.action.as_deref().unwrap_or("");
+        let modifying = ev.attrs.contains_key("paths_created")
+            || [
+                "rename", "unlink", "chmod", "chown", "truncate", "link", "write", "setxattr",
+                "creat",
+            ]
+            .iter()
+            .any(|s| syscall.contains(s));
+        if has(AUDITD_CREDENTIAL)
+            || (credential_file && modifying)
             || exe.ends_with("/passwd")
             || exe.ends_with("/usermod")
             || exe.ends_with("/useradd")
@@ -676,17 +694,9 @@ impl Classifier {
         {
             set.insert(PciCategory::CredentialChange);
         }
-        // AUOMS / auditd records forwarded through syslog carry their record type.
-        if let Some(t) = ev.attrs.get("audit_type") {
-            if AUDITD_LIFECYCLE.contains(&t.as_str()) {
-                set.insert(PciCategory::AuditLogLifecycle);
-            }
-            if AUDITD_CREDENTIAL.contains(&t.as_str()) {
-                set.insert(PciCategory::CredentialChange);
-            }
-        }
-        if ev.attrs.get("auid").is_some_and(|a| a == "0") {
-            set.insert(PciCategory::AdminAction);
+        // auditd / AUOMS records forwarded through syslog are classified as auditd events.
+        if ev.attrs.contains_key("audit_type") {
+            self.auditd(ev, set);
         }
     }
 }

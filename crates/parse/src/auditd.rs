@@ -589,6 +589,12 @@ pub fn build_event(records: &[AuditRecord]) -> Event {
                 .find(|p| p.get("nametype") == Some("NORMAL") && p.get("item") != Some("0"))
         })
         .or_else(|| paths.first());
+    if paths
+        .iter()
+        .any(|p| matches!(p.get("nametype"), Some("CREATE") | Some("DELETE")))
+    {
+        ev.attrs.insert("paths_created".into(), "true".into());
+    }
     if let Some(p) = target
         .and_then(|p| p.get("name"))
         .filter(|n| *n != "(null)")

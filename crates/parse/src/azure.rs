@@ -93,26 +93,31 @@ pub(crate) fn split_resource_id(id: &str) -> ResourceId {
     let mut out = ResourceId::default();
     let mut i = 0;
     while i + 1 < parts.len() {
-        let key = parts[i].to_ascii_lowercase();
-        match key.as_str() {
+        match parts[i].to_ascii_lowercase().as_str() {
             "subscriptions" => out.subscription = Some(parts[i + 1].to_string()),
             "resourcegroups" => out.resource_group = Some(parts[i + 1].to_string()),
-            "providers" => {
-                out.provider = Some(parts[i + 1].to_string());
-                let rest = &parts[i + 2..];
-                let types: Vec<&str> = rest.iter().step_by(2).copied().collect();
-                let names: Vec<&str> = rest.iter().skip(1).step_by(2).copied().collect();
-                if !types.is_empty() {
-                    out.resource_type = Some(types.join("/"));
-                }
-                if let Some(n) = names.last() {
-                    out.name = Some((*n).to_string());
-                }
-                break;
-            }
             _ => {}
         }
         i += 2;
+    }
+    // The resource is what follows the *last* `providers` segment: an extension resource such as
+    // a diagnostic setting sits under the resource it extends.
+    if let Some(p) = parts
+        .iter()
+        .rposition(|p| p.eq_ignore_ascii_case("providers"))
+    {
+        if let Some(ns) = parts.get(p + 1) {
+            out.provider = Some((*ns).to_string());
+            let rest = &parts[p + 2..];
+            let types: Vec<&str> = rest.iter().step_by(2).copied().collect();
+            let names: Vec<&str> = rest.iter().skip(1).step_by(2).copied().collect();
+            if !types.is_empty() {
+                out.resource_type = Some(types.join("/"));
+            }
+            if let Some(n) = names.last() {
+                out.name = Some((*n).to_string());
+            }
+        }
     }
     out
 }
@@ -391,6 +396,11 @@ mod tests {
         assert_eq!(r.name.as_deref(), Some("AKS1"));
         let r = split_resource_id("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Authorization/roleAssignments/ra1");
         assert_eq!(r.resource_type.as_deref(), Some("roleAssignments"));
+        let r = split_resource_id("/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/C/PROVIDERS/MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/D");
+        assert_eq!(r.provider.as_deref(), Some("MICROSOFT.INSIGHTS"));
+        assert_eq!(r.resource_type.as_deref(), Some("DIAGNOSTICSETTINGS"));
+        assert_eq!(r.name.as_deref(), Some("D"));
+        assert_eq!(r.resource_group.as_deref(), Some("RG"));
     }
 
     #[test]

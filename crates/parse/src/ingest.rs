@@ -360,12 +360,12 @@ impl<'s> Ingestor<'s> {
                             continue;
                         }
                     }
-                    let sticky = st.sticky;
+                    let forced = self.opts.format;
                     self.quarantine(
                         &mut st,
                         t.to_vec(),
                         loc,
-                        sticky,
+                        forced,
                         "JSON record ends before its value does (truncated line)".into(),
                         None,
                     )?;
@@ -601,7 +601,14 @@ impl<'s> Ingestor<'s> {
                 } else {
                     format!("invalid JSON: {e}")
                 };
-                return self.quarantine(st, bytes.to_vec(), loc.clone(), st.sticky, reason, None);
+                return self.quarantine(
+                    st,
+                    bytes.to_vec(),
+                    loc.clone(),
+                    self.opts.format,
+                    reason,
+                    None,
+                );
             }
         };
         let detected = match self.opts.format {
