@@ -139,7 +139,9 @@ impl Timestamp {
         }
         let secs: i64 = int
             .parse()
-            .map_err(|_| TimeError::new(s, "seconds out of range"))?;
+            .ok()
+            .filter(|v| *v < i64::MAX / NANOS_PER_SEC)
+            .ok_or_else(|| TimeError::new(s, "seconds out of range"))?;
         let nanos =
             parse_fraction(frac.as_bytes()).ok_or_else(|| TimeError::new(s, "bad fraction"))?;
         Ok(Timestamp::from_secs_nanos(secs, nanos))
@@ -168,6 +170,11 @@ impl Timestamp {
         let sec = digits(b, 17, 2).ok_or_else(|| TimeError::new(s, "bad second"))?;
         if b[13] != b':' || b[16] != b':' {
             return Err(TimeError::new(s, "expected hh:mm:ss"));
+        }
+        // i64 nanoseconds cover 1677-09-21 .. 2262-04-11; refuse what cannot be represented
+        // instead of saturating to a different instant.
+        if !(1678..=2261).contains(&y) {
+            return Err(TimeError::new(s, "year outside 1678..2261"));
         }
         if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y as i64, mo) {
             return Err(TimeError::new(s, "date out of range"));
@@ -370,6 +377,15 @@ mod tests {
         ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad:?} should fail");
         }
+    }
+
+    /// Found by `cargo fuzz run timestamp`: year 1111 saturated to another instant.
+    #[test]
+    fn regression_year_outside_i64_nanos_is_rejected() {
+        assert!(Timestamp::parse("1111-05-01 18:22:00").is_err());
+        assert!(Timestamp::parse("2263-01-01T00:00:00Z").is_err());
+        assert!(Timestamp::parse_unix("999999999999").is_err());
+        assert!(Timestamp::parse("1678-01-01T00:00:00Z").is_ok());
     }
 
     #[test]

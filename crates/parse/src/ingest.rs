@@ -109,6 +109,9 @@ pub struct InputSummary {
     pub records: u64,
     /// Of which quarantined.
     pub quarantined: u64,
+    /// The input started with a UTF-8 byte-order mark (an encoding mark, not part of any record).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bom: bool,
 }
 
 /// What an ingest did.
@@ -396,6 +399,7 @@ impl<'s> Ingestor<'s> {
             bytes,
             records: st.records,
             quarantined: st.quarantined,
+            bom: lines.had_bom(),
         });
         Ok(())
     }

@@ -141,6 +141,7 @@ pub struct LineReader<R> {
     number: u64,
     offset: u64,
     strip_bom: bool,
+    bom: bool,
 }
 
 impl<R: BufRead> LineReader<R> {
@@ -154,12 +155,18 @@ impl<R: BufRead> LineReader<R> {
             number: 0,
             offset: 0,
             strip_bom: true,
+            bom: false,
         }
     }
 
     /// Bytes consumed so far.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Whether the input started with a UTF-8 byte-order mark (skipped; offsets count it).
+    pub fn had_bom(&self) -> bool {
+        self.bom
     }
 
     /// Read the next line; `Ok(None)` at the end of input.
@@ -177,6 +184,7 @@ impl<R: BufRead> LineReader<R> {
             if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
                 self.inner.consume(3);
                 self.offset += 3;
+                self.bom = true;
             }
         }
         let start = self.offset;

@@ -122,6 +122,11 @@ pub fn repair_truncated(text: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether bytes are one valid JSON value (nothing is kept).
+pub fn is_valid_json(b: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -241,9 +241,8 @@ pub(crate) fn to_event(raw: RawEvent<'_>, format: Format) -> Result<Event, Forma
         }
     }
     if let (Some(r), Some(_)) = (req_t, stage_t) {
-        if let Ok(t) = Timestamp::parse(r) {
-            ev.attrs.insert("request_received".into(), t.to_rfc3339());
-        }
+        // kept as written: the AKSAudit `RequestReceivedTime` column and long watches need it
+        ev.attrs.insert("request_received".into(), r.to_string());
     }
     if let Some(u) = raw.user {
         ev.user.identity = u.into_identity();
@@ -320,7 +319,10 @@ pub(crate) fn to_event(raw: RawEvent<'_>, format: Format) -> Result<Event, Forma
 
 /// Parse one audit event from JSON bytes. `NotThisFormat` when the object is some other JSON.
 pub fn parse_event(bytes: &[u8]) -> Result<Event, FormatError> {
-    let raw: RawEvent = serde_json::from_slice(bytes)
+    // Validating UTF-8 once for the whole record is cheaper than per string.
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| FormatError::invalid(format!("Kubernetes audit event: not UTF-8: {e}")))?;
+    let raw: RawEvent = serde_json::from_str(text)
         .map_err(|e| FormatError::invalid(format!("Kubernetes audit event: {e}")))?;
     if !raw.is_audit_event() || raw.is_table_row() {
         return Err(FormatError::NotThisFormat("a Kubernetes audit event"));

@@ -420,3 +420,61 @@ fn a_truncated_pretty_document_does_not_swallow_the_records_after_it() {
     assert_eq!(summary.events, 1);
     assert_eq!(records[1].event().unwrap().action.as_deref(), Some("list"));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const POOL: &[&str] = &[
+        r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a","stage":"ResponseComplete","verb":"get","user":{"username":"u"},"responseStatus":{"code":200},"stageTimestamp":"2026-01-01T00:00:00Z"}"#,
+        r#"{"kind":"Event","auditID":"b","verb":"delete","objectRef":{"resource":"events","namespace":"x"}}"#,
+        r#"{"category":"kube-audit","properties":{"log":"{\"kind\":\"Event\",\"verb\":\"list\",\"auditID\":\"c\"}\n","pod":"p"},"time":"2026-01-01T00:00:00Z"}"#,
+        r#"{"timestamp":"2026-01-01T00:00:00Z","user_id":"u","action":"login","resource":"r","result":"failure","source_ip":"1.2.3.4"}"#,
+        r#"{"log":"hello\n","stream":"stdout","time":"2026-01-01T00:00:00Z"}"#,
+        r#"{"log":"partial ","stream":"stderr","time":"2026-01-01T00:00:00Z"}"#,
+        "type=SYSCALL msg=audit(1.000:1): arch=c000003e syscall=59 success=yes exit=0 auid=1000 uid=0",
+        "type=PATH msg=audit(1.000:1): item=0 name=\"/bin/sh\" nametype=NORMAL",
+        "type=EOE msg=audit(1.000:1): ",
+        "node=n type=USER_LOGIN msg=audit(2.000:2): pid=1 uid=0 auid=1000 msg='op=login acct=\"a\" res=failed'",
+        "2026-01-01T00:00:00Z stdout P part",
+        "2026-01-01T00:00:01Z stdout F end",
+        "<34>1 2026-01-01T00:00:00Z h app - - - msg",
+        "<13>Jan  1 00:00:00 h sshd[1]: Failed password for root from 1.2.3.4 port 22 ssh2",
+        "{\"kind\":0}",
+        "{\"kind\":\"Event\",\"verb\":\"get\",\"user\":{\"username\":\"trunc",
+        "{",
+        "  \"kind\": \"Event\",",
+        "  \"verb\": \"get\"",
+        "}",
+        "random words",
+        "",
+        "   ",
+        "\u{feff}x",
+        "type=UNKNOWN[1] msg=?",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Whatever lines arrive in whatever order: no panic, every record is counted, and every
+        /// non-blank input line survives inside some record's raw bytes.
+        #[test]
+        fn every_line_survives(picks in proptest::collection::vec(0..POOL.len(), 0..40), crlf in any::<bool>()) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let text: String = picks.iter().map(|&i| format!("{}{eol}", POOL[i])).collect();
+            let (records, summary) = ingest_bytes(text.as_bytes(), "prop");
+            prop_assert_eq!(summary.records, summary.events + summary.quarantined);
+            prop_assert_eq!(summary.records as usize, records.len());
+            for (n, &i) in picks.iter().enumerate() {
+                // a BOM at the very start of an input is an encoding mark, not content
+                let line = if n == 0 { POOL[i].trim_start_matches('\u{feff}') } else { POOL[i] };
+                let line = line.trim();
+                if line.is_empty() {
+                    continue;
+                }
+                let found = records.iter().any(|r| r.raw.windows(line.len()).any(|w| w == line.as_bytes()));
+                prop_assert!(found, "line {:?} lost", line);
+            }
+        }
+    }
+}
