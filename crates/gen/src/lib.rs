@@ -452,7 +452,7 @@ impl Generator {
             name: format!("system:node:{n}"),
             uid: None,
             groups: vec!["system:nodes", "system:authenticated"],
-            agent: format!("kubelet/v1.29.2 (linux/amd64) kubernetes/4b8e819"),
+            agent: "kubelet/v1.29.2 (linux/amd64) kubernetes/4b8e819".to_string(),
             ip,
         }
     }
@@ -1098,20 +1098,9 @@ impl Generator {
                 let name = self.name_for("secrets", Some(ns));
                 let verb = *self.rng.pick(&["update", "update", "create", "delete"]);
                 let code = match verb {
-                    "create" => {
-                        if self.rng.chance(0.05) {
-                            409
-                        } else {
-                            201
-                        }
-                    }
-                    "delete" => {
-                        if self.rng.chance(0.4) {
-                            404
-                        } else {
-                            200
-                        }
-                    }
+                    "create" if self.rng.chance(0.05) => 409,
+                    "create" => 201,
+                    "delete" if self.rng.chance(0.4) => 404,
                     _ => 200,
                 };
                 let obj = ObjRef {

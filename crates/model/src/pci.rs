@@ -676,14 +676,13 @@ impl Classifier {
         if app == "sudo" || (app == "su" && msg.contains("session opened")) {
             set.insert(PciCategory::AdminAction);
         }
-        if app == "auditd" || app == "rsyslogd" || app == "systemd-journald" {
-            if msg.contains("start")
-                || msg.contains("stop")
-                || msg.contains("exiting")
-                || msg.contains("config")
-            {
-                set.insert(PciCategory::AuditLogLifecycle);
-            }
+        let logging_daemon = app == "auditd" || app == "rsyslogd" || app == "systemd-journald";
+        if logging_daemon
+            && ["start", "stop", "exiting", "config"]
+                .iter()
+                .any(|w| msg.contains(w))
+        {
+            set.insert(PciCategory::AuditLogLifecycle);
         }
         if app == "useradd"
             || app == "userdel"

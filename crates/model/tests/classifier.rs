@@ -1,6 +1,8 @@
 //! The PCI DSS 10.2.1.x classifier, case by case: one row per rule of the table in
 //! `trailwarden_model::pci`, with a positive and a near-miss negative where the rule has an edge.
 
+#![allow(clippy::unwrap_used)] // test harness: a failed unwrap is a failed test
+
 use trailwarden_model::{Classifier, ClassifierConfig, Event, PciCategory};
 
 fn ev(json: &str) -> Event {

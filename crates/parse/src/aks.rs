@@ -97,8 +97,12 @@ pub fn parse_record(bytes: &[u8]) -> Result<Event, FormatError> {
             return Err(FormatError::NotThisFormat("an AKS diagnostic record"));
         };
         let text: String = if log.get().starts_with('"') {
-            serde_json::from_str::<String>(log.get())
-                .map_err(|e| FormatError::invalid(format!("AKS properties.log: {e}")))?
+            match crate::jsonscan::unescape_string(log.get()) {
+                Some(t) => t,
+                // let the general parser say precisely what is wrong
+                None => serde_json::from_str::<String>(log.get())
+                    .map_err(|e| FormatError::invalid(format!("AKS properties.log: {e}")))?,
+            }
         } else {
             log.get().to_string()
         };

@@ -67,6 +67,16 @@ fn split_cri(line: &[u8]) -> Option<(&str, &str, bool, &[u8])> {
     Some((time, stream, partial, content))
 }
 
+/// One line's contribution to an event.
+struct Piece<'a> {
+    line: &'a [u8],
+    location: Location,
+    time: Option<Timestamp>,
+    content: &'a [u8],
+    attrs: Vec<(String, String)>,
+    complete: bool,
+}
+
 struct Partial {
     raw: Vec<u8>,
     location: Location,
@@ -98,33 +108,23 @@ impl Reassembler {
         Reassembler::default()
     }
 
-    fn add(
-        &mut self,
-        format: Format,
-        stream: &str,
-        line: &[u8],
-        location: Location,
-        time: Option<Timestamp>,
-        piece: &[u8],
-        attrs: Vec<(String, String)>,
-        complete: bool,
-    ) -> Option<Assembled> {
+    fn add(&mut self, format: Format, stream: &str, p: Piece<'_>) -> Option<Assembled> {
         let key = (format, stream.to_string());
         let entry = self.open.entry(key.clone()).or_insert_with(|| Partial {
             raw: Vec::new(),
-            location,
-            time,
+            location: p.location,
+            time: p.time,
             message: Vec::new(),
-            attrs,
+            attrs: p.attrs,
         });
         if !entry.raw.is_empty() {
             entry.raw.push(b'\n');
         }
-        entry.raw.extend_from_slice(line);
-        entry.message.extend_from_slice(piece);
-        if complete {
-            let p = self.open.remove(&key)?;
-            Some(finish(format, stream, p))
+        entry.raw.extend_from_slice(p.line);
+        entry.message.extend_from_slice(p.content);
+        if p.complete {
+            let done = self.open.remove(&key)?;
+            Some(finish(format, stream, done))
         } else {
             None
         }
@@ -162,12 +162,14 @@ impl Reassembler {
         Ok(self.add(
             Format::Docker,
             &stream,
-            line,
-            location,
-            time,
-            piece.as_bytes(),
-            attrs,
-            complete,
+            Piece {
+                line,
+                location,
+                time,
+                content: piece.as_bytes(),
+                attrs,
+                complete,
+            },
         ))
     }
 
@@ -186,12 +188,14 @@ impl Reassembler {
         Ok(self.add(
             Format::Cri,
             &stream,
-            line,
-            location,
-            Some(t),
-            content,
-            Vec::new(),
-            !partial,
+            Piece {
+                line,
+                location,
+                time: Some(t),
+                content,
+                attrs: Vec::new(),
+                complete: !partial,
+            },
         ))
     }
 

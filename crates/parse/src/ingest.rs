@@ -167,13 +167,79 @@ struct Container<'a> {
     #[serde(borrow, default)]
     kind: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    items: Option<&'a RawValue>,
+    items: MaybeList<'a>,
     #[serde(borrow, default)]
-    records: Option<&'a RawValue>,
+    records: MaybeList<'a>,
     #[serde(borrow, default)]
-    value: Option<&'a RawValue>,
+    value: MaybeList<'a>,
     #[serde(borrow, default, rename = "@odata.context")]
     odata: Option<&'a RawValue>,
+}
+
+/// The raw items of a member when it is an array; `None` for any other value (a member named
+/// `value` or `items` may be a plain field of some record).
+#[derive(Default)]
+struct MaybeList<'a>(Option<Vec<&'a RawValue>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeList<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MaybeList<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(64));
+                while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                    items.push(item);
+                }
+                Ok(MaybeList(Some(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(MaybeList(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether a JSON object starts like a container as producers write them.
+fn looks_like_container(bytes: &[u8]) -> bool {
+    let b = trim_start(&bytes[1..]);
+    b.starts_with(b"\"kind\":\"EventList\"")
+        || b.starts_with(b"\"kind\": \"EventList\"")
+        || b.starts_with(b"\"records\"")
+        || b.starts_with(b"\"items\"")
+        || b.starts_with(b"\"@odata.context\"")
 }
 
 impl<'s> Ingestor<'s> {
@@ -412,14 +478,6 @@ impl<'s> Ingestor<'s> {
         bytes: &[u8],
         loc: &Location,
     ) -> Result<Result<(), Incomplete>, ParseError> {
-        // Fast path: the stream's current format parses the object directly.
-        if bytes[0] == b'{' {
-            if let Some(f) = st.sticky {
-                if let Some(r) = self.try_sticky(st, f, bytes, loc)? {
-                    return Ok(r);
-                }
-            }
-        }
         if bytes[0] == b'[' {
             return match serde_json::from_slice::<Vec<&RawValue>>(bytes) {
                 Ok(items) => {
@@ -428,11 +486,12 @@ impl<'s> Ingestor<'s> {
                 }
                 Err(e) if e.is_eof() => Ok(Err(Incomplete)),
                 Err(e) => {
+                    let forced = self.opts.format;
                     self.quarantine(
                         st,
                         bytes.to_vec(),
                         loc.clone(),
-                        st.sticky,
+                        forced,
                         format!("invalid JSON array: {e}"),
                         None,
                     )?;
@@ -440,61 +499,53 @@ impl<'s> Ingestor<'s> {
                 }
             };
         }
+        // Containers as real producers write them (API server EventList, Event Hub body) are
+        // recognized by their first key; anything else goes through the sticky fast path first.
+        if !looks_like_container(bytes) {
+            if let Some(f) = st.sticky {
+                if let Some(r) = self.try_sticky(st, f, bytes, loc)? {
+                    return Ok(r);
+                }
+            }
+        }
         let c: Container = match serde_json::from_slice(bytes) {
             Ok(c) => c,
             Err(e) if e.is_eof() => return Ok(Err(Incomplete)),
             Err(e) => {
+                let forced = self.opts.format;
                 self.quarantine(
                     st,
                     bytes.to_vec(),
                     loc.clone(),
-                    st.sticky,
+                    forced,
                     format!("invalid JSON: {e}"),
                     None,
                 )?;
                 return Ok(Ok(()));
             }
         };
-        let is_array =
-            |r: &Option<&RawValue>| r.is_some_and(|v| v.get().trim_start().starts_with('['));
-        let items = if c.kind.is_some_and(|k| k.get() == "\"EventList\"")
-            || (c.kind.is_none() && is_array(&c.items))
-        {
-            c.items
-        } else if is_array(&c.records) {
-            c.records
-        } else if c.odata.is_some() && is_array(&c.value) {
-            c.value
+        let event_list = c.kind.is_some_and(|k| k.get() == "\"EventList\"");
+        let items = if event_list || c.kind.is_none() {
+            c.items.0
         } else {
             None
-        };
+        }
+        .or(c.records.0)
+        .or(if c.odata.is_some() { c.value.0 } else { None });
         match items {
-            Some(list) => match serde_json::from_str::<Vec<&RawValue>>(list.get()) {
-                Ok(items) => self.items(st, bytes, &items, loc)?,
-                Err(e) => self.quarantine(
+            Some(items) => self.items(st, bytes, &items, loc)?,
+            None if event_list => {
+                // An EventList without items carries no events; keep it visible.
+                self.quarantine(
                     st,
                     bytes.to_vec(),
                     loc.clone(),
-                    st.sticky,
-                    format!("invalid item list: {e}"),
+                    Some(Format::K8sAudit),
+                    "EventList without an `items` array".into(),
                     None,
-                )?,
-            },
-            None => {
-                if c.kind.is_some_and(|k| k.get() == "\"EventList\"") {
-                    // An EventList without items carries no events; keep it visible.
-                    self.quarantine(
-                        st,
-                        bytes.to_vec(),
-                        loc.clone(),
-                        Some(Format::K8sAudit),
-                        "EventList without an `items` array".into(),
-                        None,
-                    )?;
-                } else {
-                    self.object(st, bytes, loc)?;
-                }
+                )?;
             }
+            None => self.object(st, bytes, loc)?,
         }
         Ok(Ok(()))
     }
@@ -518,18 +569,24 @@ impl<'s> Ingestor<'s> {
                 line,
                 offset: loc.offset + off as u64,
             };
-            if b.first() == Some(&b'{') {
-                self.object(st, b, &iloc)?;
-            } else {
+            if b.first() != Some(&b'{') {
+                let forced = self.opts.format;
                 self.quarantine(
                     st,
                     b.to_vec(),
                     iloc,
-                    st.sticky,
+                    forced,
                     "container item is not a JSON object".into(),
                     None,
                 )?;
+                continue;
             }
+            if let Some(f) = st.sticky {
+                if self.try_sticky(st, f, b, &iloc)?.is_some() {
+                    continue;
+                }
+            }
+            self.object(st, b, &iloc)?;
         }
         Ok(())
     }

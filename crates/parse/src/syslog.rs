@@ -138,7 +138,10 @@ fn next_token(s: &str) -> (&str, &str) {
 }
 
 /// Parse RFC 5424 structured data; returns `(params, rest)`.
-fn structured_data(s: &str) -> Result<(Vec<(String, String)>, &str), FormatError> {
+/// `sd.ID.NAME` → value pairs of RFC 5424 structured data.
+type SdParams = Vec<(String, String)>;
+
+fn structured_data(s: &str) -> Result<(SdParams, &str), FormatError> {
     if let Some(rest) = s.strip_prefix('-') {
         return Ok((Vec::new(), rest.strip_prefix(' ').unwrap_or(rest)));
     }
@@ -224,9 +227,8 @@ pub fn parse_message(line: &[u8], received: Timestamp) -> Result<Event, FormatEr
     } else if line.first() == Some(&b'<') {
         return Err(FormatError::invalid("syslog: malformed <PRI>"));
     }
-    if s.starts_with("1 ") {
+    if let Some(rest) = s.strip_prefix("1 ") {
         // RFC 5424
-        let rest = &s[2..];
         let (ts, rest) = next_token(rest);
         if ts != "-" {
             ev.time =

@@ -5,6 +5,8 @@
 //! Set `UPDATE_GOLDEN=1` to rewrite the golden files after an intended change, then review the
 //! diff.
 
+#![allow(clippy::unwrap_used)] // test harness: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use trailwarden_model::{Body, Record, Timestamp};
 use trailwarden_parse::{Ingestor, Options, Summary};
