@@ -422,7 +422,7 @@ impl Generator {
     fn sa(&mut self, ns: &str, name: &str) -> Identity {
         Identity {
             name: format!("system:serviceaccount:{ns}:{name}"),
-            uid: Some(self.rng.uuid()),
+            uid: Some(stable_uid(&format!("system:serviceaccount:{ns}:{name}"))),
             groups: vec!["system:serviceaccounts", "system:authenticated"],
             agent: format!("{name}/v1.29.2 (linux/amd64) kubernetes/4b8e819"),
             ip: self.ip_internal(),
@@ -462,7 +462,7 @@ impl Generator {
         let (name, groups) = (self.humans[i].0, self.humans[i].1.clone());
         Identity {
             name: name.to_string(),
-            uid: Some(format!("{:x}", self.rng.next_u64())),
+            uid: Some(stable_uid(name)),
             groups,
             agent: "kubectl/v1.29.2 (darwin/arm64) kubernetes/4b8e819".to_string(),
             ip: format!("10.50.{}.{}", self.rng.below(4), 10 + self.rng.below(200)),
@@ -1648,6 +1648,13 @@ impl Generator {
         }
         self.queue.extend(out.into_iter().map(|ev| Pending { ev }));
     }
+}
+
+/// A UID that is the same every time an identity appears (as in a real cluster), derived from
+/// its name.
+fn stable_uid(name: &str) -> String {
+    let mut r = Rng::new(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)));
+    r.uuid()
 }
 
 fn image_list(bytes: usize) -> String {

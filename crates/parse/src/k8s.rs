@@ -220,6 +220,7 @@ pub(crate) fn to_event(raw: RawEvent<'_>, format: Format) -> Result<Event, Forma
     let mut ev = Event::new(format);
     // Event time: the stage time orders the log; fall back to the request time, then to the
     // legacy top-level timestamp (2017 shape) and metadata.creationTimestamp.
+    // (requestReceivedTimestamp stays in the raw bytes; the query layer reads it from there)
     let stage_t = raw.stage_timestamp.as_deref();
     let req_t = raw.request_received.as_deref();
     ev.time = match (stage_t, req_t, raw.timestamp.as_deref()) {
@@ -239,10 +240,6 @@ pub(crate) fn to_event(raw: RawEvent<'_>, format: Format) -> Result<Event, Forma
         if let Some(tg) = raw.time_generated.as_deref() {
             ev.time = parse_time(&mut ev, "TimeGenerated", tg);
         }
-    }
-    if let (Some(r), Some(_)) = (req_t, stage_t) {
-        // kept as written: the AKSAudit `RequestReceivedTime` column and long watches need it
-        ev.attrs.insert("request_received".into(), r.to_string());
     }
     if let Some(u) = raw.user {
         ev.user.identity = u.into_identity();

@@ -1,0 +1,504 @@
+//! Sealed segments: immutable Parquet files holding, for each record, the fields the leaf hash
+//! commits to (`idx`, `kind`, `received`, `source`, `raw`) with the stored `leaf_hash`, plus the
+//! extracted query columns. One copy serves both verification and queries, and any Parquet
+//! reader can re-check the hashes independently (see ARCHITECTURE.md).
+//!
+//! Not stored as columns, because they are random per record and already in `raw` (each would
+//! cost as much disk as the compressed event itself): the audit ID and the request timestamp.
+//! The query layer reads them from `raw`.
+//!
+//! The file's key-value metadata binds it to its ledger and range (`trailwarden.origin`,
+//! `trailwarden.first`, `trailwarden.last`, `trailwarden.seal_root`), so a segment copied from
+//! another ledger or another range is detected even without the manifest.
+
+use crate::merkle::Hash;
+use crate::LedgerError;
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Int64Builder, ListBuilder, StringBuilder,
+    TimestampNanosecondBuilder, UInt64Builder, UInt8Builder,
+};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::metadata::KeyValue;
+use parquet::schema::types::ColumnPath;
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use trailwarden_model::{Event, Quarantine, RecordKind, Timestamp};
+
+/// Format marker in the file metadata.
+pub const SEGMENT_FORMAT: &str = "trailwarden-segment/1";
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+fn list_of_strings() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+/// The Arrow schema of a segment (the contract the query layer reads).
+pub fn schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        let s = |n: &str| Field::new(n, DataType::Utf8, true);
+        Arc::new(Schema::new(vec![
+            // hashed fields
+            Field::new("idx", DataType::UInt64, false),
+            Field::new("kind", DataType::UInt8, false),
+            Field::new("received", ts(), false),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("raw", DataType::Binary, false),
+            Field::new("leaf_prefix", DataType::FixedSizeBinary(LEAF_PREFIX as i32), false),
+            // extracted columns
+            s("format"),
+            s("category"),
+            Field::new("time", ts(), true),
+            s("user"),
+            s("user_uid"),
+            Field::new("user_groups", list_of_strings(), true),
+            s("impersonated_user"),
+            s("action"),
+            s("outcome"),
+            Field::new("status_code", DataType::Int64, true),
+            s("reason"),
+            s("status_message"),
+            Field::new("source_ips", list_of_strings(), true),
+            s("trusted_ip"),
+            s("user_agent"),
+            s("host"),
+            s("api_group"),
+            s("api_version"),
+            s("resource"),
+            s("subresource"),
+            s("namespace"),
+            s("name"),
+            s("request_uri"),
+            s("stage"),
+            s("level"),
+            s("decision"),
+            s("authz_reason"),
+            Field::new("pci", list_of_strings(), true),
+            s("message"),
+            Field::new("truncated", DataType::Boolean, true),
+            s("attrs"),
+            s("quarantine_reason"),
+        ]))
+    })
+    .clone()
+}
+
+/// Index of the hashed columns (and the leaf-hash prefix) in [`schema`].
+pub const HASHED_COLUMNS: [usize; 6] = [0, 1, 2, 3, 4, 5];
+
+/// Bytes of each leaf hash stored in a segment. The full hash is recomputed from the hashed
+/// columns; the prefix pins a mismatch to its record (a 2^-64 chance of missing one), while the
+/// roots in signed checkpoints carry the integrity guarantee. Storing all 32 bytes would cost
+/// 2 % of the raw size in incompressible bytes.
+pub const LEAF_PREFIX: usize = 8;
+
+/// What the writer knows about one appended record, beyond its hashed fields.
+pub enum Extracted<'a> {
+    /// A parsed event.
+    Event(&'a Event),
+    /// A quarantined input.
+    Quarantine(&'a Quarantine),
+    /// A record trailwarden wrote (its payload is JSON).
+    Internal,
+}
+
+/// Accumulates rows of the open (unsealed) range in Arrow builders.
+pub struct SegmentBuilder {
+    rows: usize,
+    bytes: usize,
+    idx: UInt64Builder,
+    kind: UInt8Builder,
+    received: TimestampNanosecondBuilder,
+    source: StringBuilder,
+    raw: BinaryBuilder,
+    leaf_prefix: FixedSizeBinaryBuilder,
+    format: StringBuilder,
+    category: StringBuilder,
+    time: TimestampNanosecondBuilder,
+    user: StringBuilder,
+    user_uid: StringBuilder,
+    user_groups: ListBuilder<StringBuilder>,
+    impersonated: StringBuilder,
+    action: StringBuilder,
+    outcome: StringBuilder,
+    code: Int64Builder,
+    reason: StringBuilder,
+    status_message: StringBuilder,
+    ips: ListBuilder<StringBuilder>,
+    trusted_ip: StringBuilder,
+    user_agent: StringBuilder,
+    host: StringBuilder,
+    api_group: StringBuilder,
+    api_version: StringBuilder,
+    resource: StringBuilder,
+    subresource: StringBuilder,
+    namespace: StringBuilder,
+    name: StringBuilder,
+    request_uri: StringBuilder,
+    stage: StringBuilder,
+    level: StringBuilder,
+    decision: StringBuilder,
+    authz_reason: StringBuilder,
+    pci: ListBuilder<StringBuilder>,
+    message: StringBuilder,
+    truncated: BooleanBuilder,
+    attrs: StringBuilder,
+    quarantine_reason: StringBuilder,
+}
+
+impl Default for SegmentBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn opt(b: &mut StringBuilder, v: Option<&str>) {
+    b.append_option(v);
+}
+
+fn opt_list(b: &mut ListBuilder<StringBuilder>, v: Option<&[String]>) {
+    match v {
+        Some(items) => {
+            for s in items {
+                b.values().append_value(s);
+            }
+            b.append(true);
+        }
+        None => b.append(false),
+    }
+}
+
+impl SegmentBuilder {
+    /// An empty builder.
+    pub fn new() -> SegmentBuilder {
+        let tz = || TimestampNanosecondBuilder::new().with_timezone("UTC");
+        SegmentBuilder {
+            rows: 0,
+            bytes: 0,
+            idx: UInt64Builder::new(),
+            kind: UInt8Builder::new(),
+            received: tz(),
+            source: StringBuilder::new(),
+            raw: BinaryBuilder::new(),
+            leaf_prefix: FixedSizeBinaryBuilder::new(LEAF_PREFIX as i32),
+            format: StringBuilder::new(),
+            category: StringBuilder::new(),
+            time: tz(),
+            user: StringBuilder::new(),
+            user_uid: StringBuilder::new(),
+            user_groups: ListBuilder::new(StringBuilder::new()),
+            impersonated: StringBuilder::new(),
+            action: StringBuilder::new(),
+            outcome: StringBuilder::new(),
+            code: Int64Builder::new(),
+            reason: StringBuilder::new(),
+            status_message: StringBuilder::new(),
+            ips: ListBuilder::new(StringBuilder::new()),
+            trusted_ip: StringBuilder::new(),
+            user_agent: StringBuilder::new(),
+            host: StringBuilder::new(),
+            api_group: StringBuilder::new(),
+            api_version: StringBuilder::new(),
+            resource: StringBuilder::new(),
+            subresource: StringBuilder::new(),
+            namespace: StringBuilder::new(),
+            name: StringBuilder::new(),
+            request_uri: StringBuilder::new(),
+            stage: StringBuilder::new(),
+            level: StringBuilder::new(),
+            decision: StringBuilder::new(),
+            authz_reason: StringBuilder::new(),
+            pci: ListBuilder::new(StringBuilder::new()),
+            message: StringBuilder::new(),
+            truncated: BooleanBuilder::new(),
+            attrs: StringBuilder::new(),
+            quarantine_reason: StringBuilder::new(),
+        }
+    }
+
+    /// Rows held.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Approximate bytes held (raw payloads).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Append one record.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(&mut self, index: u64, kind: RecordKind, received: Timestamp, source: &str, raw: &[u8], leaf: &Hash, x: Extracted<'_>) {
+        self.rows += 1;
+        self.bytes += raw.len();
+        self.idx.append_value(index);
+        self.kind.append_value(kind as u8);
+        self.received.append_value(received.0);
+        self.source.append_value(source);
+        self.raw.append_value(raw);
+        // the prefix length always matches the column width
+        let _ = self.leaf_prefix.append_value(&leaf[..LEAF_PREFIX]);
+        let ev = match x {
+            Extracted::Event(e) => Some(e),
+            _ => None,
+        };
+        let q = match x {
+            Extracted::Quarantine(q) => Some(q),
+            _ => None,
+        };
+        opt(&mut self.format, ev.map(|e| e.format.as_str()));
+        opt(&mut self.category, ev.and_then(|e| e.category.as_deref()));
+        self.time.append_option(ev.and_then(|e| e.time).map(|t| t.0));
+        opt(&mut self.user, ev.and_then(|e| e.user.identity.name.as_deref()));
+        opt(&mut self.user_uid, ev.and_then(|e| e.user.identity.uid.as_deref()));
+        opt_list(&mut self.user_groups, ev.and_then(|e| e.user.identity.groups.as_deref()));
+        opt(&mut self.impersonated, ev.and_then(|e| e.user.impersonated.as_ref()).and_then(|i| i.name.as_deref()));
+        opt(&mut self.action, ev.and_then(|e| e.action.as_deref()));
+        opt(&mut self.outcome, ev.map(|e| e.outcome.result.as_str()));
+        self.code.append_option(ev.and_then(|e| e.outcome.code));
+        opt(&mut self.reason, ev.and_then(|e| e.outcome.reason.as_deref()));
+        opt(&mut self.status_message, ev.and_then(|e| e.outcome.message.as_deref()));
+        opt_list(&mut self.ips, ev.and_then(|e| e.origin.ips.as_deref()));
+        opt(&mut self.trusted_ip, ev.and_then(|e| e.origin.trusted_ip.as_deref()));
+        opt(&mut self.user_agent, ev.and_then(|e| e.origin.user_agent.as_deref()));
+        opt(&mut self.host, ev.and_then(|e| e.origin.host.as_deref()));
+        opt(&mut self.api_group, ev.and_then(|e| e.resource.api_group.as_deref()));
+        opt(&mut self.api_version, ev.and_then(|e| e.resource.api_version.as_deref()));
+        opt(&mut self.resource, ev.and_then(|e| e.resource.resource.as_deref()));
+        opt(&mut self.subresource, ev.and_then(|e| e.resource.subresource.as_deref()));
+        opt(&mut self.namespace, ev.and_then(|e| e.resource.namespace.as_deref()));
+        opt(&mut self.name, ev.and_then(|e| e.resource.name.as_deref()));
+        opt(&mut self.request_uri, ev.and_then(|e| e.request_uri.as_deref()));
+        opt(&mut self.stage, ev.and_then(|e| e.stage.as_deref()));
+        opt(&mut self.level, ev.and_then(|e| e.level.as_deref()));
+        opt(&mut self.decision, ev.and_then(|e| e.authz.decision.as_deref()));
+        opt(&mut self.authz_reason, ev.and_then(|e| e.authz.reason.as_deref()));
+        match ev {
+            Some(e) => {
+                for c in e.pci.iter() {
+                    self.pci.values().append_value(c.requirement());
+                }
+                self.pci.append(true);
+            }
+            None => self.pci.append(false),
+        }
+        opt(&mut self.message, ev.and_then(|e| e.message.as_deref()));
+        self.truncated.append_option(ev.map(|e| e.truncated));
+        match ev.filter(|e| !e.attrs.is_empty()) {
+            Some(e) => self.attrs.append_value(serde_json::to_string(&e.attrs).unwrap_or_default()),
+            None => self.attrs.append_null(),
+        }
+        opt(&mut self.quarantine_reason, q.map(|q| q.reason.as_str()));
+    }
+
+    /// Take the rows as a record batch (the builder is left empty).
+    pub fn finish(&mut self) -> Result<RecordBatch, LedgerError> {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.idx.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.received.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.raw.finish()),
+            Arc::new(self.leaf_prefix.finish()),
+            Arc::new(self.format.finish()),
+            Arc::new(self.category.finish()),
+            Arc::new(self.time.finish()),
+            Arc::new(self.user.finish()),
+            Arc::new(self.user_uid.finish()),
+            Arc::new(self.user_groups.finish()),
+            Arc::new(self.impersonated.finish()),
+            Arc::new(self.action.finish()),
+            Arc::new(self.outcome.finish()),
+            Arc::new(self.code.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.status_message.finish()),
+            Arc::new(self.ips.finish()),
+            Arc::new(self.trusted_ip.finish()),
+            Arc::new(self.user_agent.finish()),
+            Arc::new(self.host.finish()),
+            Arc::new(self.api_group.finish()),
+            Arc::new(self.api_version.finish()),
+            Arc::new(self.resource.finish()),
+            Arc::new(self.subresource.finish()),
+            Arc::new(self.namespace.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.request_uri.finish()),
+            Arc::new(self.stage.finish()),
+            Arc::new(self.level.finish()),
+            Arc::new(self.decision.finish()),
+            Arc::new(self.authz_reason.finish()),
+            Arc::new(self.pci.finish()),
+            Arc::new(self.message.finish()),
+            Arc::new(self.truncated.finish()),
+            Arc::new(self.attrs.finish()),
+            Arc::new(self.quarantine_reason.finish()),
+        ];
+        self.rows = 0;
+        self.bytes = 0;
+        RecordBatch::try_new(schema(), cols).map_err(|e| LedgerError::Invalid(format!("building segment rows: {e}")))
+    }
+}
+
+/// Binding of a segment file to its ledger and range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// Ledger origin.
+    pub origin: String,
+    /// First index.
+    pub first: u64,
+    /// Last index (inclusive).
+    pub last: u64,
+    /// Tree root at size `last + 1` (base64).
+    pub seal_root: String,
+}
+
+/// Write `batches` as a Parquet segment at `path` (the caller renames it into place).
+pub fn write(path: &Path, meta: &SegmentMeta, batches: &[RecordBatch], zstd_level: i32) -> Result<u64, LedgerError> {
+    let io = |e: std::io::Error| LedgerError::Io {
+        context: format!("writing segment {}", path.display()),
+        source: e,
+    };
+    let pq = |e: parquet::errors::ParquetError| LedgerError::Invalid(format!("writing segment {}: {e}", path.display()));
+    let level = ZstdLevel::try_new(zstd_level).map_err(pq)?;
+    let kv = vec![
+        KeyValue::new("trailwarden.format".to_string(), SEGMENT_FORMAT.to_string()),
+        KeyValue::new("trailwarden.origin".to_string(), meta.origin.clone()),
+        KeyValue::new("trailwarden.first".to_string(), meta.first.to_string()),
+        KeyValue::new("trailwarden.last".to_string(), meta.last.to_string()),
+        KeyValue::new("trailwarden.seal_root".to_string(), meta.seal_root.clone()),
+        KeyValue::new(
+            "trailwarden.leaf".to_string(),
+            "SHA-256(0x00 || \"TWR1\" || 0x01 || kind u8 || 0u16 || idx u64 || received i64 ns || len(source) u16 || source || len(raw) u32 || raw), all big-endian".to_string(),
+        ),
+    ];
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_data_page_size_limit(4 << 20)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_key_value_metadata(Some(kv));
+    for col in ["raw", "leaf_prefix"] {
+        props = props
+            .set_column_dictionary_enabled(ColumnPath::from(col), false)
+            .set_column_statistics_enabled(ColumnPath::from(col), EnabledStatistics::None);
+    }
+    props = props.set_column_compression(ColumnPath::from("leaf_prefix"), Compression::UNCOMPRESSED);
+    // Sequences and timestamps: deltas are small.
+    for col in ["idx", "received", "time"] {
+        props = props
+            .set_column_dictionary_enabled(ColumnPath::from(col), false)
+            .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
+    }
+    let props = props.build();
+    let file = File::create(path).map_err(io)?;
+    let mut w = ArrowWriter::try_new(file, schema(), Some(props)).map_err(pq)?;
+    for b in batches {
+        w.write(b).map_err(pq)?;
+    }
+    let file = w.into_inner().map_err(pq)?;
+    file.sync_all().map_err(io)?;
+    Ok(file.metadata().map_err(io)?.len())
+}
+
+/// Read a segment's binding metadata.
+pub fn read_meta(path: &Path) -> Result<SegmentMeta, LedgerError> {
+    let f = File::open(path).map_err(|e| LedgerError::Io {
+        context: format!("opening segment {}", path.display()),
+        source: e,
+    })?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| LedgerError::Invalid(format!("segment {} is not a readable Parquet file: {e}", path.display())))?;
+    let kv = b.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+    let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
+    let num = |k: &str| -> Result<u64, LedgerError> {
+        get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| LedgerError::Invalid(format!("segment {} lacks {k}", path.display())))
+    };
+    if get("trailwarden.format").as_deref() != Some(SEGMENT_FORMAT) {
+        return Err(LedgerError::Invalid(format!("{} is not a trailwarden segment", path.display())));
+    }
+    Ok(SegmentMeta {
+        origin: get("trailwarden.origin").unwrap_or_default(),
+        first: num("trailwarden.first")?,
+        last: num("trailwarden.last")?,
+        seal_root: get("trailwarden.seal_root").unwrap_or_default(),
+    })
+}
+
+/// One row's hashed fields, as read back from a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashedRow {
+    /// Leaf index.
+    pub index: u64,
+    /// Kind code (may be invalid if tampered).
+    pub kind: u8,
+    /// Receive time.
+    pub received: Timestamp,
+    /// Source label.
+    pub source: String,
+    /// Raw bytes.
+    pub raw: Vec<u8>,
+    /// Stored leaf-hash prefix.
+    pub leaf_prefix: [u8; LEAF_PREFIX],
+}
+
+/// Stream the hashed fields of a segment, batch by batch.
+pub fn read_hashed(path: &Path, mut f: impl FnMut(&[HashedRow]) -> Result<(), LedgerError>) -> Result<(), LedgerError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{TimestampNanosecondType, UInt64Type, UInt8Type};
+    let file = File::open(path).map_err(|e| LedgerError::Io {
+        context: format!("opening segment {}", path.display()),
+        source: e,
+    })?;
+    let bad = |e: &dyn std::fmt::Display| LedgerError::Invalid(format!("segment {} cannot be read: {e}", path.display()));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), HASHED_COLUMNS);
+    let reader = builder.with_projection(mask).with_batch_size(8192).build().map_err(|e| bad(&e))?;
+    let mut rows = Vec::with_capacity(8192);
+    for batch in reader {
+        let batch = batch.map_err(|e| bad(&e))?;
+        if batch.num_columns() != 6 {
+            return Err(bad(&"unexpected columns"));
+        }
+        let idx = batch.column(0).as_primitive_opt::<UInt64Type>().ok_or_else(|| bad(&"idx is not UInt64"))?;
+        let kind = batch.column(1).as_primitive_opt::<UInt8Type>().ok_or_else(|| bad(&"kind is not UInt8"))?;
+        let rec = batch.column(2).as_primitive_opt::<TimestampNanosecondType>().ok_or_else(|| bad(&"received is not a timestamp"))?;
+        let src = batch.column(3).as_string_opt::<i32>().ok_or_else(|| bad(&"source is not a string"))?;
+        let raw = batch.column(4).as_binary_opt::<i32>().ok_or_else(|| bad(&"raw is not binary"))?;
+        let leaf = batch.column(5).as_fixed_size_binary_opt().ok_or_else(|| bad(&"leaf_prefix is not fixed binary"))?;
+        rows.clear();
+        for i in 0..batch.num_rows() {
+            if idx.is_null(i) || raw.is_null(i) || leaf.is_null(i) {
+                return Err(bad(&format!("null hashed field in row {i}")));
+            }
+            let mut h = [0u8; LEAF_PREFIX];
+            let v = leaf.value(i);
+            if v.len() != LEAF_PREFIX {
+                return Err(bad(&"leaf prefix has the wrong width"));
+            }
+            h.copy_from_slice(v);
+            rows.push(HashedRow {
+                index: idx.value(i),
+                kind: kind.value(i),
+                received: Timestamp(rec.value(i)),
+                source: src.value(i).to_string(),
+                raw: raw.value(i).to_vec(),
+                leaf_prefix: h,
+            });
+        }
+        f(&rows)?;
+    }
+    Ok(())
+}
+
