@@ -1,7 +1,7 @@
 //! `trailwarden ingest`: parse, normalize and classify audit logs.
 
 use crate::output::{OutputFormat, Table};
-use crate::Cli;
+use crate::{store, Cli};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -53,6 +53,9 @@ pub struct IngestArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Parse and normalize only; do not append to the ledger.
+    #[arg(long)]
+    pub no_store: bool,
 }
 
 /// A `--format` value.
@@ -72,6 +75,18 @@ fn parse_format(s: &str) -> Result<FormatArg, String> {
                 names.join(", ")
             )
         })
+}
+
+/// Commit when this many bytes are pending (bulk file ingest: few, large fsyncs).
+const COMMIT_BYTES: usize = 4 << 20;
+/// … or when the oldest pending record waited this long.
+const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Ledger indexes assigned to one input.
+#[derive(Default, Clone, Copy)]
+struct Range {
+    first: Option<u64>,
+    last: Option<u64>,
 }
 
 /// Run `trailwarden ingest`.
@@ -97,21 +112,33 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
             File::create(p).with_context(|| format!("cannot create {p}"))?,
         ))),
     };
-    let mut sink_error: Option<String> = None;
-    let mut sink = |rec: Record| -> Result<(), String> {
-        if let Some(w) = emit.as_mut() {
-            let line = rec.to_json().to_string();
-            w.write_all(line.as_bytes())
-                .and_then(|_| w.write_all(b"\n"))
-                .map_err(|e| {
-                    let m = format!("cannot write normalized output: {e}");
-                    sink_error = Some(m.clone());
-                    m
-                })?;
+    let mut ledger = if a.no_store {
+        None
+    } else {
+        match store::open_writer(cli, "ingest") {
+            Ok((l, rec)) => {
+                if rec.truncated_bytes > 0 || !rec.clean_shutdown && !rec.created {
+                    eprintln!(
+                        "note: the previous run did not stop cleanly; recovered {} records ({} bytes of an unacknowledged write truncated)",
+                        rec.size, rec.truncated_bytes
+                    );
+                }
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: cannot open the ledger in {}: {e}",
+                    cli.data_dir.display()
+                );
+                return Ok(store::open_error_code(&e));
+            }
         }
-        Ok(())
     };
 
+    let mut ranges: Vec<Range> = vec![Range::default(); a.files.len()];
+    let current = std::cell::Cell::new(0usize);
+    let mut oldest_pending: Option<Instant> = None;
+    let mut storage_error: Option<String> = None;
     let total: u64 = a
         .files
         .iter()
@@ -135,12 +162,42 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
     let started = Instant::now();
     let mut failed_inputs: Vec<String> = Vec::new();
     let summary: Summary = {
+        let current_ref = &current;
+        let ranges_ref = &mut ranges;
+        let storage_ref = &mut storage_error;
+        let mut sink = |rec: Record| -> Result<(), String> {
+            if let Some(w) = emit.as_mut() {
+                let line = rec.to_json().to_string();
+                w.write_all(line.as_bytes())
+                    .and_then(|_| w.write_all(b"\n"))
+                    .map_err(|e| format!("cannot write normalized output: {e}"))?;
+            }
+            if let Some(l) = ledger.as_mut() {
+                let idx = l.append(&rec).map_err(|e| {
+                    *storage_ref = Some(e.to_string());
+                    e.to_string()
+                })?;
+                let r = &mut ranges_ref[current_ref.get()];
+                r.first.get_or_insert(idx);
+                r.last = Some(idx);
+                let waited = oldest_pending.get_or_insert_with(Instant::now).elapsed();
+                if l.pending_bytes() >= COMMIT_BYTES || waited >= COMMIT_INTERVAL {
+                    l.commit().map_err(|e| {
+                        *storage_ref = Some(e.to_string());
+                        e.to_string()
+                    })?;
+                    oldest_pending = None;
+                }
+            }
+            Ok(())
+        };
         let mut ing = Ingestor::new(opts, &mut sink);
         if let Some(t) = fixed_time {
             ing = ing.with_clock(move || t);
         }
         let mut done_before: u64 = 0;
-        for f in &a.files {
+        for (i, f) in a.files.iter().enumerate() {
+            current_ref.set(i);
             bar.set_message(f.clone());
             let base = done_before;
             let mut progress =
@@ -163,8 +220,35 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
         w.flush().context("flushing normalized output")?;
     }
     drop(emit);
+    let durable_at = started.elapsed().as_secs_f64();
+    let mut checkpoint = None;
+    if let Some(mut l) = ledger.take() {
+        match l.commit() {
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(crate::EXIT_STORAGE);
+            }
+        }
+        match l.close("ingest finished") {
+            Ok(cp) => checkpoint = Some(cp),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(crate::EXIT_STORAGE);
+            }
+        }
+    }
+    let _ = storage_error;
     let elapsed = started.elapsed().as_secs_f64();
-    print_summary(cli.output, &summary, elapsed, &failed_inputs)?;
+    print_summary(
+        cli.output,
+        &summary,
+        &ranges,
+        durable_at,
+        elapsed,
+        &failed_inputs,
+        checkpoint.as_ref(),
+    )?;
     if !failed_inputs.is_empty() {
         return Ok(crate::EXIT_CANNOT_RUN);
     }
@@ -174,32 +258,67 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
     Ok(crate::EXIT_OK)
 }
 
-fn print_summary(fmt: OutputFormat, s: &Summary, elapsed: f64, failed: &[String]) -> Result<()> {
+fn print_summary(
+    fmt: OutputFormat,
+    s: &Summary,
+    ranges: &[Range],
+    durable_seconds: f64,
+    elapsed: f64,
+    failed: &[String],
+    checkpoint: Option<&trailwarden_ledger::note::SignedCheckpoint>,
+) -> Result<()> {
     let mut out = io::stdout().lock();
     let rate = if elapsed > 0.0 {
         s.events as f64 / elapsed
     } else {
         0.0
     };
+    let first = ranges.iter().find_map(|r| r.first);
+    let last = ranges.iter().rev().find_map(|r| r.last);
     match fmt {
         OutputFormat::Json => {
             let mut v = serde_json::to_value(s)?;
             if let Some(m) = v.as_object_mut() {
+                m.insert("first_index".into(), serde_json::json!(first));
+                m.insert("last_index".into(), serde_json::json!(last));
+                if let Some(inputs) = m.get_mut("inputs").and_then(|i| i.as_array_mut()) {
+                    for (inp, r) in inputs.iter_mut().zip(ranges) {
+                        if let Some(o) = inp.as_object_mut() {
+                            o.insert("first_index".into(), serde_json::json!(r.first));
+                            o.insert("last_index".into(), serde_json::json!(r.last));
+                        }
+                    }
+                }
                 m.insert("elapsed_seconds".into(), serde_json::json!(elapsed));
+                m.insert("durable_seconds".into(), serde_json::json!(durable_seconds));
                 m.insert("events_per_second".into(), serde_json::json!(rate.round()));
                 m.insert("failed_inputs".into(), serde_json::json!(failed));
+                if let Some(cp) = checkpoint {
+                    m.insert("tree_size".into(), serde_json::json!(cp.checkpoint.size));
+                    m.insert("checkpoint".into(), serde_json::json!(cp.note));
+                }
             }
             writeln!(out, "{v}")?;
         }
         OutputFormat::Csv => {
-            let mut t = Table::new(&["source", "compression", "bytes", "records", "quarantined"]);
-            for i in &s.inputs {
+            let mut t = Table::new(&[
+                "source",
+                "compression",
+                "bytes",
+                "records",
+                "quarantined",
+                "first_index",
+                "last_index",
+            ]);
+            for (i, r) in s.inputs.iter().zip(ranges) {
                 t.row(vec![
                     i.source.clone(),
                     i.compression.clone(),
                     i.bytes.to_string(),
                     i.records.to_string(),
                     i.quarantined.to_string(),
+                    r.first.map(|v| v.to_string()).unwrap_or_default(),
+                    r.last.map(|v| v.to_string()).unwrap_or_default(),
                 ]);
             }
             t.print_csv(&mut out)?;
@@ -216,6 +335,13 @@ fn print_summary(fmt: OutputFormat, s: &Summary, elapsed: f64, failed: &[String]
                 elapsed,
                 rate
             )?;
+            if let (Some(f), Some(l), Some(cp)) = (first, last, checkpoint) {
+                writeln!(
+                    out,
+                    "stored as ledger records {f}..={l}; tree size {} signed",
+                    cp.checkpoint.size
+                )?;
+            }
             if !s.by_format.is_empty() {
                 writeln!(out)?;
                 let mut t = Table::new(&["format", "events"]);

@@ -11,7 +11,9 @@
 
 mod cmd_gen;
 mod cmd_ingest;
+mod cmd_ledger;
 mod output;
+mod store;
 
 use clap::{Parser, Subcommand};
 use output::OutputFormat;
@@ -47,6 +49,15 @@ pub struct Cli {
     #[arg(long, short = 'O', global = true, value_enum, default_value = "table")]
     pub output: OutputFormat,
 
+    /// Also publish every checkpoint to this write-once directory (on separate storage); the
+    /// writer refuses to run behind it and verify checks against it.
+    #[arg(long, global = true, env = "TRAILWARDEN_ANCHOR_DIR")]
+    pub anchor_dir: Option<PathBuf>,
+
+    /// Origin (log identity) for a new data directory (default `trailwarden.local/<random>`).
+    #[arg(long, global = true, env = "TRAILWARDEN_ORIGIN", hide = true)]
+    pub origin: Option<String>,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -57,15 +68,36 @@ Examples:
   trailwarden gen --events 100000 --seed 7 -o audit.jsonl
   trailwarden ingest audit.jsonl /var/log/kubernetes/audit/audit.log.1.gz
   trailwarden ingest --format aks --output json insights-logs-kube-audit.json
-  kubectl logs -n kube-system kube-apiserver-0 | trailwarden ingest -";
+  kubectl logs -n kube-system kube-apiserver-0 | trailwarden ingest -
+  trailwarden verify --trusted-checkpoint /secure/checkpoint-2026-01-05.note
+  trailwarden prove inclusion --index 4711 -o record-4711.tlog-proof
+  trailwarden verify-proof record-4711.tlog-proof --public-key \"$(cat keys/checkpoint.vkey)\"
+  trailwarden export --from 2026-01-05T00:00:00Z --to 2026-01-06T00:00:00Z -o evidence/";
 
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Generate realistic, deterministic Kubernetes audit traffic.
     Gen(cmd_gen::GenArgs),
-    /// Parse and normalize audit logs from files or stdin.
+    /// Parse, normalize and store audit logs from files or stdin.
     Ingest(cmd_ingest::IngestArgs),
+    /// Create the data directory (keys, identity, genesis record). Other commands do it on
+    /// first use.
+    Init,
+    /// Check the ledger's integrity: every record, segment and signed checkpoint.
+    Verify(cmd_ledger::VerifyArgs),
+    /// Write an inclusion or consistency proof.
+    #[command(subcommand)]
+    Prove(cmd_ledger::ProveCmd),
+    /// Check a proof file or export bundle offline, with only the public key.
+    VerifyProof(cmd_ledger::VerifyProofArgs),
+    /// Write records of a time range with their proofs and checkpoint, for an assessor.
+    Export(cmd_ledger::ExportArgs),
+    /// Print the latest signed checkpoint and the verifier key.
+    Checkpoint,
+    /// Retention: prune expired segments (with tombstones), legal holds.
+    #[command(subcommand)]
+    Retention(cmd_ledger::RetentionCmd),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +112,13 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Gen(a) => cmd_gen::run(&cli, a),
         Command::Ingest(a) => cmd_ingest::run(&cli, a),
+        Command::Init => cmd_ledger::init(&cli),
+        Command::Verify(a) => cmd_ledger::verify(&cli, a),
+        Command::Prove(c) => cmd_ledger::prove(&cli, c),
+        Command::VerifyProof(a) => cmd_ledger::verify_proof(&cli, a),
+        Command::Export(a) => cmd_ledger::export(&cli, a),
+        Command::Checkpoint => cmd_ledger::checkpoint(&cli),
+        Command::Retention(c) => cmd_ledger::retention(&cli, c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1653,7 +1653,9 @@ impl Generator {
 /// A UID that is the same every time an identity appears (as in a real cluster), derived from
 /// its name.
 fn stable_uid(name: &str) -> String {
-    let mut r = Rng::new(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)));
+    let mut r = Rng::new(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    }));
     r.uuid()
 }
 

@@ -17,6 +17,27 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
     h.finalize().into()
 }
 
+/// The leaf hash of a record given as its parts, without assembling the record in memory:
+/// `SHA-256(0x00 || "TWR1" || 1 || kind || 0u16 || index || received || len || source || len ||
+/// payload)` (see [`crate::record`]).
+pub fn record_leaf_hash(kind: u8, index: u64, received: i64, source: &str, payload: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    let mut head = [0u8; 27];
+    head[0] = 0;
+    head[1..5].copy_from_slice(crate::record::RECORD_MAGIC);
+    head[5] = crate::record::RECORD_VERSION;
+    head[6] = kind;
+    // head[7..9] flags = 0
+    head[9..17].copy_from_slice(&index.to_be_bytes());
+    head[17..25].copy_from_slice(&received.to_be_bytes());
+    head[25..27].copy_from_slice(&(source.len() as u16).to_be_bytes());
+    h.update(head);
+    h.update(source.as_bytes());
+    h.update((payload.len() as u32).to_be_bytes());
+    h.update(payload);
+    h.finalize().into()
+}
+
 /// `SHA-256(0x01 || left || right)`: the hash of an interior node.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     let mut h = Sha256::new();
@@ -109,11 +130,18 @@ pub fn subtree_root<S: HashSource + ?Sized>(src: &S, begin: u64, end: u64) -> Re
         return Ok(root_of(&src.leaf_hashes(begin, end)?));
     }
     let k = split_point(n);
-    Ok(node_hash(&subtree_root(src, begin, begin + k)?, &subtree_root(src, begin + k, end)?))
+    Ok(node_hash(
+        &subtree_root(src, begin, begin + k)?,
+        &subtree_root(src, begin + k, end)?,
+    ))
 }
 
 /// RFC 9162 inclusion proof (PATH) of leaf `index` in the tree of `size` leaves.
-pub fn inclusion_proof<S: HashSource + ?Sized>(src: &S, index: u64, size: u64) -> Result<Vec<Hash>, String> {
+pub fn inclusion_proof<S: HashSource + ?Sized>(
+    src: &S,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, String> {
     if index >= size {
         return Err(format!("index {index} is not below tree size {size}"));
     }
@@ -122,7 +150,13 @@ pub fn inclusion_proof<S: HashSource + ?Sized>(src: &S, index: u64, size: u64) -
     Ok(out)
 }
 
-fn path<S: HashSource + ?Sized>(src: &S, m: u64, begin: u64, end: u64, out: &mut Vec<Hash>) -> Result<(), String> {
+fn path<S: HashSource + ?Sized>(
+    src: &S,
+    m: u64,
+    begin: u64,
+    end: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), String> {
     let n = end - begin;
     if n <= 1 {
         return Ok(());
@@ -139,7 +173,11 @@ fn path<S: HashSource + ?Sized>(src: &S, m: u64, begin: u64, end: u64, out: &mut
 }
 
 /// RFC 9162 consistency proof (PROOF) between tree sizes `old` and `new`.
-pub fn consistency_proof<S: HashSource + ?Sized>(src: &S, old: u64, new: u64) -> Result<Vec<Hash>, String> {
+pub fn consistency_proof<S: HashSource + ?Sized>(
+    src: &S,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, String> {
     if old > new {
         return Err(format!("old size {old} is larger than new size {new}"));
     }
@@ -151,7 +189,14 @@ pub fn consistency_proof<S: HashSource + ?Sized>(src: &S, old: u64, new: u64) ->
     Ok(out)
 }
 
-fn subproof<S: HashSource + ?Sized>(src: &S, m: u64, begin: u64, end: u64, b: bool, out: &mut Vec<Hash>) -> Result<(), String> {
+fn subproof<S: HashSource + ?Sized>(
+    src: &S,
+    m: u64,
+    begin: u64,
+    end: u64,
+    b: bool,
+    out: &mut Vec<Hash>,
+) -> Result<(), String> {
     let n = end - begin;
     if m == n {
         if !b {
@@ -200,7 +245,13 @@ pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root
 
 /// RFC 9162 2.1.4.2: verify that the tree of `old` leaves with `old_root` is a prefix of the
 /// tree of `new` leaves with `new_root`.
-pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, proof: &[Hash]) -> bool {
+pub fn verify_consistency(
+    old: u64,
+    new: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> bool {
     if old > new {
         return false;
     }
@@ -274,14 +325,19 @@ impl Frontier {
     /// Rebuild from a size and its subtree roots.
     pub fn from_parts(size: u64, nodes: Vec<Hash>) -> Result<Frontier, String> {
         if nodes.len() != size.count_ones() as usize {
-            return Err(format!("a frontier of size {size} has {} nodes, not {}", size.count_ones(), nodes.len()));
+            return Err(format!(
+                "a frontier of size {size} has {} nodes, not {}",
+                size.count_ones(),
+                nodes.len()
+            ));
         }
         Ok(Frontier { size, nodes })
     }
 
     /// Append one leaf hash.
     pub fn push(&mut self, leaf: Hash) {
-        self.append_subtree(0, leaf).expect("a single leaf is always aligned");
+        self.append_subtree(0, leaf)
+            .expect("a single leaf is always aligned");
     }
 
     /// Append the root of a perfect subtree of `2^level` leaves starting at the current size.
@@ -289,7 +345,10 @@ impl Frontier {
     pub fn append_subtree(&mut self, level: u32, hash: Hash) -> Result<(), String> {
         let width = 1u64 << level;
         if self.size % width != 0 {
-            return Err(format!("a subtree of {width} leaves cannot start at {}", self.size));
+            return Err(format!(
+                "a subtree of {width} leaves cannot start at {}",
+                self.size
+            ));
         }
         let mut h = hash;
         let mut lvl = level;
@@ -320,7 +379,11 @@ pub fn range_decomposition(begin: u64, end: u64) -> Vec<(u64, u32)> {
     let mut out = Vec::new();
     let mut a = begin;
     while a < end {
-        let mut level = if a == 0 { 63 - (end - a).leading_zeros() } else { a.trailing_zeros() };
+        let mut level = if a == 0 {
+            63 - (end - a).leading_zeros()
+        } else {
+            a.trailing_zeros()
+        };
         while a + (1u64 << level) > end {
             level -= 1;
         }
@@ -410,10 +473,19 @@ mod tests {
     #[test]
     fn rfc6962_test_vectors() {
         // The eight leaves of the Certificate Transparency reference tests.
-        let leaves: Vec<Vec<u8>> = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
-            .iter()
-            .map(|s| hex::decode(s).unwrap())
-            .collect();
+        let leaves: Vec<Vec<u8>> = [
+            "",
+            "00",
+            "10",
+            "2021",
+            "3031",
+            "40414243",
+            "5051525354555657",
+            "606162636465666768696a6b6c6d6e6f",
+        ]
+        .iter()
+        .map(|s| hex::decode(s).unwrap())
+        .collect();
         let hashes: Vec<Hash> = leaves.iter().map(|d| leaf_hash(d)).collect();
         let roots = [
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
@@ -428,10 +500,18 @@ mod tests {
         let mut f = Frontier::new();
         for (i, want) in roots.iter().enumerate() {
             f.push(hashes[i]);
-            assert_eq!(hex::encode(root_of(&hashes[..=i])), *want, "root({})", i + 1);
+            assert_eq!(
+                hex::encode(root_of(&hashes[..=i])),
+                *want,
+                "root({})",
+                i + 1
+            );
             assert_eq!(hex::encode(f.root()), *want, "frontier root({})", i + 1);
         }
-        assert_eq!(hex::encode(empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            hex::encode(empty_root()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]
@@ -444,27 +524,52 @@ mod tests {
             for m in 0..n {
                 let p = inclusion_proof(&hashes, m as u64, n as u64).unwrap();
                 assert_eq!(p, reference::path(m, &d), "path {m} {n}");
-                assert!(verify_inclusion(m as u64, n as u64, &hashes[m], &p, &root), "verify {m}/{n}");
+                assert!(
+                    verify_inclusion(m as u64, n as u64, &hashes[m], &p, &root),
+                    "verify {m}/{n}"
+                );
                 // negatives: wrong leaf, wrong index, wrong size, bit flips, truncation, extension
-                assert!(!verify_inclusion(m as u64, n as u64, &leaf_hash(b"other"), &p, &root));
+                assert!(!verify_inclusion(
+                    m as u64,
+                    n as u64,
+                    &leaf_hash(b"other"),
+                    &p,
+                    &root
+                ));
                 if n > 1 {
-                    assert!(!verify_inclusion(((m + 1) % n) as u64, n as u64, &hashes[m], &p, &root) || hashes[m] == hashes[(m + 1) % n]);
+                    assert!(
+                        !verify_inclusion(((m + 1) % n) as u64, n as u64, &hashes[m], &p, &root)
+                            || hashes[m] == hashes[(m + 1) % n]
+                    );
                     // the proof against the real root of a bigger tree
                     let mut more = hashes.clone();
                     more.push(leaf_hash(b"next"));
-                    assert!(!verify_inclusion(m as u64, n as u64 + 1, &hashes[m], &p, &root_of(&more)), "size+1 {m}/{n}");
+                    assert!(
+                        !verify_inclusion(m as u64, n as u64 + 1, &hashes[m], &p, &root_of(&more)),
+                        "size+1 {m}/{n}"
+                    );
                 }
                 for i in 0..p.len() {
                     let mut bad = p.clone();
                     bad[i][i % 32] ^= 1;
-                    assert!(!verify_inclusion(m as u64, n as u64, &hashes[m], &bad, &root));
+                    assert!(!verify_inclusion(
+                        m as u64, n as u64, &hashes[m], &bad, &root
+                    ));
                 }
                 if !p.is_empty() {
-                    assert!(!verify_inclusion(m as u64, n as u64, &hashes[m], &p[..p.len() - 1], &root));
+                    assert!(!verify_inclusion(
+                        m as u64,
+                        n as u64,
+                        &hashes[m],
+                        &p[..p.len() - 1],
+                        &root
+                    ));
                 }
                 let mut longer = p.clone();
                 longer.push(root);
-                assert!(!verify_inclusion(m as u64, n as u64, &hashes[m], &longer, &root));
+                assert!(!verify_inclusion(
+                    m as u64, n as u64, &hashes[m], &longer, &root
+                ));
             }
             for m in 1..=n {
                 let old_root = root_of(&hashes[..m]);
@@ -472,26 +577,68 @@ mod tests {
                 if m < n {
                     assert_eq!(p, reference::subproof(m, &d, true), "subproof {m} {n}");
                 }
-                assert!(verify_consistency(m as u64, n as u64, &old_root, &root, &p), "consistency {m}/{n}");
-                assert!(!verify_consistency(m as u64, n as u64, &leaf_hash(b"x"), &root, &p));
+                assert!(
+                    verify_consistency(m as u64, n as u64, &old_root, &root, &p),
+                    "consistency {m}/{n}"
+                );
+                assert!(!verify_consistency(
+                    m as u64,
+                    n as u64,
+                    &leaf_hash(b"x"),
+                    &root,
+                    &p
+                ));
                 for i in 0..p.len() {
                     let mut bad = p.clone();
                     bad[i][0] ^= 0x80;
-                    assert!(!verify_consistency(m as u64, n as u64, &old_root, &root, &bad), "flip {i} {m}/{n}");
+                    assert!(
+                        !verify_consistency(m as u64, n as u64, &old_root, &root, &bad),
+                        "flip {i} {m}/{n}"
+                    );
                 }
                 if !p.is_empty() {
-                    assert!(!verify_consistency(m as u64, n as u64, &old_root, &root, &p[1..]));
+                    assert!(!verify_consistency(
+                        m as u64,
+                        n as u64,
+                        &old_root,
+                        &root,
+                        &p[1..]
+                    ));
                     // swapped roots
-                    assert!(!verify_consistency(m as u64, n as u64, &root, &old_root, &p));
+                    assert!(!verify_consistency(
+                        m as u64, n as u64, &root, &old_root, &p
+                    ));
                 }
             }
         }
     }
 
     #[test]
+    fn record_leaf_hash_matches_the_encoding() {
+        let mut b = Vec::new();
+        crate::record::encode(
+            trailwarden_model::RecordKind::Quarantine,
+            9,
+            trailwarden_model::Timestamp(-5),
+            "src",
+            b"payload",
+            &mut b,
+        )
+        .unwrap();
+        assert_eq!(leaf_hash(&b), record_leaf_hash(7, 9, -5, "src", b"payload"));
+    }
+
+    #[test]
     fn frontier_merges_arbitrary_ranges() {
         let hashes: Vec<Hash> = data(100).iter().map(|x| leaf_hash(x)).collect();
-        for (a, b) in [(0u64, 100u64), (37, 64), (5, 16), (64, 100), (99, 100), (1, 2)] {
+        for (a, b) in [
+            (0u64, 100u64),
+            (37, 64),
+            (5, 16),
+            (64, 100),
+            (99, 100),
+            (1, 2),
+        ] {
             let mut f = Frontier::new();
             for h in &hashes[..a as usize] {
                 f.push(*h);
@@ -505,7 +652,10 @@ mod tests {
         }
         let mut f = Frontier::new();
         f.push(hashes[0]);
-        assert!(f.append_subtree(1, hashes[1]).is_err(), "misaligned subtree");
+        assert!(
+            f.append_subtree(1, hashes[1]).is_err(),
+            "misaligned subtree"
+        );
     }
 
     proptest::proptest! {

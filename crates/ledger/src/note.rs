@@ -87,16 +87,20 @@ pub fn parse_note(input: &str) -> Result<Note, NoteError> {
     }
     let mut signatures = Vec::new();
     for line in sigs.lines() {
-        let rest = line
-            .strip_prefix(SIG_PREFIX)
-            .ok_or_else(|| malformed(format!("signature line does not start with an em dash: {line:?}")))?;
+        let rest = line.strip_prefix(SIG_PREFIX).ok_or_else(|| {
+            malformed(format!(
+                "signature line does not start with an em dash: {line:?}"
+            ))
+        })?;
         let (name, b64) = rest
             .split_once(' ')
             .ok_or_else(|| malformed("signature line without a signature"))?;
         if !valid_key_name(name) {
             return Err(malformed(format!("invalid key name {name:?}")));
         }
-        let raw = B64.decode(b64).map_err(|e| malformed(format!("signature is not base64: {e}")))?;
+        let raw = B64
+            .decode(b64)
+            .map_err(|e| malformed(format!("signature is not base64: {e}")))?;
         if raw.len() < 5 {
             return Err(malformed("signature too short"));
         }
@@ -147,16 +151,24 @@ impl NoteVerifier {
         let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(NoteError::Key("verifier key is not NAME+ID+KEY".into()));
         };
-        let id = u32::from_str_radix(id, 16).map_err(|_| NoteError::Key("key ID is not hex".into()))?;
-        let raw = B64.decode(key).map_err(|e| NoteError::Key(format!("key is not base64: {e}")))?;
+        let id =
+            u32::from_str_radix(id, 16).map_err(|_| NoteError::Key("key ID is not hex".into()))?;
+        let raw = B64
+            .decode(key)
+            .map_err(|e| NoteError::Key(format!("key is not base64: {e}")))?;
         if raw.len() != 33 || raw[0] != 0x01 {
-            return Err(NoteError::Key("only Ed25519 (type 0x01, 32-byte) verifier keys are supported".into()));
+            return Err(NoteError::Key(
+                "only Ed25519 (type 0x01, 32-byte) verifier keys are supported".into(),
+            ));
         }
         let mut pk = [0u8; 32];
         pk.copy_from_slice(&raw[1..]);
         let v = NoteVerifier::new(name, &pk)?;
         if v.id != id {
-            return Err(NoteError::Key(format!("key ID {id:08x} does not match the key ({:08x})", v.id)));
+            return Err(NoteError::Key(format!(
+                "key ID {id:08x} does not match the key ({:08x})",
+                v.id
+            )));
         }
         Ok(v)
     }
@@ -184,8 +196,12 @@ impl NoteVerifier {
     }
 
     fn verify(&self, text: &[u8], sig: &[u8]) -> bool {
-        let Ok(bytes) = <[u8; 64]>::try_from(sig) else { return false };
-        self.key.verify_strict(text, &Signature::from_bytes(&bytes)).is_ok()
+        let Ok(bytes) = <[u8; 64]>::try_from(sig) else {
+            return false;
+        };
+        self.key
+            .verify_strict(text, &Signature::from_bytes(&bytes))
+            .is_ok()
     }
 }
 
@@ -285,16 +301,29 @@ pub fn sign_note(text: &str, signers: &[&dyn NoteSigner]) -> Result<String, Note
 pub fn verify_note(note: &Note, trusted: &[NoteVerifier]) -> Result<Vec<String>, NoteError> {
     let mut ok = Vec::new();
     for s in &note.signatures {
-        if let Some(v) = trusted.iter().find(|v| v.name == s.name && v.id == s.key_id) {
+        if let Some(v) = trusted
+            .iter()
+            .find(|v| v.name == s.name && v.id == s.key_id)
+        {
             if !v.verify(note.text.as_bytes(), &s.sig) {
-                return Err(NoteError::BadSignature(format!("signature by {} ({:08x}) does not verify", s.name, s.key_id)));
+                return Err(NoteError::BadSignature(format!(
+                    "signature by {} ({:08x}) does not verify",
+                    s.name, s.key_id
+                )));
             }
             ok.push(s.name.clone());
         }
     }
     if ok.is_empty() {
-        let names: Vec<String> = note.signatures.iter().map(|s| format!("{}+{:08x}", s.name, s.key_id)).collect();
-        return Err(NoteError::Untrusted(format!("signed by {}", names.join(", "))));
+        let names: Vec<String> = note
+            .signatures
+            .iter()
+            .map(|s| format!("{}+{:08x}", s.name, s.key_id))
+            .collect();
+        return Err(NoteError::Untrusted(format!(
+            "signed by {}",
+            names.join(", ")
+        )));
     }
     Ok(ok)
 }
@@ -315,7 +344,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The note text (with final newline).
     pub fn text(&self) -> String {
-        let mut s = format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root));
+        let mut s = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        );
         for e in &self.extensions {
             s.push_str(e);
             s.push('\n');
@@ -325,7 +359,9 @@ impl Checkpoint {
 
     /// Parse a checkpoint note text strictly.
     pub fn parse_text(text: &str) -> Result<Checkpoint, NoteError> {
-        let body = text.strip_suffix('\n').ok_or_else(|| malformed("checkpoint text must end with a newline"))?;
+        let body = text
+            .strip_suffix('\n')
+            .ok_or_else(|| malformed("checkpoint text must end with a newline"))?;
         let lines: Vec<&str> = body.split('\n').collect();
         if lines.len() < 3 {
             return Err(malformed("checkpoint needs origin, size and root lines"));
@@ -334,15 +370,25 @@ impl Checkpoint {
             return Err(malformed("empty line in checkpoint body"));
         }
         let size_s = lines[1];
-        if !size_s.bytes().all(|c| c.is_ascii_digit()) || (size_s.len() > 1 && size_s.starts_with('0')) {
-            return Err(malformed(format!("tree size {size_s:?} is not a decimal without leading zeros")));
+        if !size_s.bytes().all(|c| c.is_ascii_digit())
+            || (size_s.len() > 1 && size_s.starts_with('0'))
+        {
+            return Err(malformed(format!(
+                "tree size {size_s:?} is not a decimal without leading zeros"
+            )));
         }
-        let size: u64 = size_s.parse().map_err(|_| malformed("tree size out of range"))?;
+        let size: u64 = size_s
+            .parse()
+            .map_err(|_| malformed("tree size out of range"))?;
         if lines[2].len() != 44 {
             return Err(malformed("root hash is not 44 base64 characters"));
         }
-        let root_raw = B64.decode(lines[2]).map_err(|e| malformed(format!("root hash is not base64: {e}")))?;
-        let root: Hash = root_raw.try_into().map_err(|_| malformed("root hash is not 32 bytes"))?;
+        let root_raw = B64
+            .decode(lines[2])
+            .map_err(|e| malformed(format!("root hash is not base64: {e}")))?;
+        let root: Hash = root_raw
+            .try_into()
+            .map_err(|_| malformed("root hash is not 32 bytes"))?;
         Ok(Checkpoint {
             origin: lines[0].to_string(),
             size,
@@ -362,12 +408,19 @@ pub struct SignedCheckpoint {
 }
 
 /// Parse and verify a signed checkpoint note for `origin` against trusted keys.
-pub fn open_checkpoint(note_text: &str, origin: Option<&str>, trusted: &[NoteVerifier]) -> Result<SignedCheckpoint, NoteError> {
+pub fn open_checkpoint(
+    note_text: &str,
+    origin: Option<&str>,
+    trusted: &[NoteVerifier],
+) -> Result<SignedCheckpoint, NoteError> {
     let note = parse_note(note_text)?;
     let cp = Checkpoint::parse_text(&note.text)?;
     if let Some(o) = origin {
         if cp.origin != o {
-            return Err(NoteError::Untrusted(format!("checkpoint is for origin {:?}, expected {o:?}", cp.origin)));
+            return Err(NoteError::Untrusted(format!(
+                "checkpoint is for origin {:?}, expected {o:?}",
+                cp.origin
+            )));
         }
     }
     verify_note(&note, trusted)?;
@@ -390,23 +443,35 @@ mod tests {
         let v = NoteVerifier::parse(vkey).unwrap();
         assert_eq!(v.id(), 0x109face7);
         assert_eq!(v.vkey(), vkey);
-        let cp = open_checkpoint(note, Some("audit.example.com/c/6f1c2d9e/k8s-audit"), &[v]).unwrap();
+        let cp =
+            open_checkpoint(note, Some("audit.example.com/c/6f1c2d9e/k8s-audit"), &[v]).unwrap();
         assert_eq!(cp.checkpoint.size, 7);
         // root(7) of the RFC 6962 test tree
-        assert_eq!(hex::encode(cp.checkpoint.root), "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c");
+        assert_eq!(
+            hex::encode(cp.checkpoint.root),
+            "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c"
+        );
     }
 
     #[test]
     fn sign_and_verify_roundtrip_and_tampering() {
         let (s, _) = Ed25519Signer::generate("example.com/log").unwrap();
-        let cp = Checkpoint { origin: "example.com/log".into(), size: 12, root: [7u8; 32], extensions: vec![] };
+        let cp = Checkpoint {
+            origin: "example.com/log".into(),
+            size: 12,
+            root: [7u8; 32],
+            extensions: vec![],
+        };
         let note = sign_note(&cp.text(), &[&s]).unwrap();
         let v = s.verifier();
         assert_eq!(NoteVerifier::parse(&v.vkey()).unwrap(), v);
         assert!(open_checkpoint(&note, Some("example.com/log"), &[v.clone()]).is_ok());
         // change one character of the root line
         let bad = note.replacen("BwcH", "BwcI", 1);
-        assert!(matches!(open_checkpoint(&bad, None, &[v.clone()]), Err(NoteError::BadSignature(_))));
+        assert!(matches!(
+            open_checkpoint(&bad, None, &[v.clone()]),
+            Err(NoteError::BadSignature(_))
+        ));
         // corrupt the signature
         let sig_at = note.rfind(' ').unwrap() + 5;
         let mut b = note.clone().into_bytes();
@@ -420,11 +485,22 @@ mod tests {
         assert!(open_checkpoint(&two, None, &[other.verifier()]).is_ok());
         // only unknown keys: rejected
         let only_other = sign_note(&cp.text(), &[&other]).unwrap();
-        assert!(matches!(open_checkpoint(&only_other, None, &[v.clone()]), Err(NoteError::Untrusted(_))));
+        assert!(matches!(
+            open_checkpoint(&only_other, None, &[v.clone()]),
+            Err(NoteError::Untrusted(_))
+        ));
         // no blank separator / control char / leading zero
-        assert!(matches!(open_checkpoint(&note.replacen("\n\n", "\n", 1), None, &[v.clone()]), Err(NoteError::Malformed(_))));
-        assert!(matches!(open_checkpoint(&note.replacen("log\n", "log\u{7}\n", 1), None, &[v.clone()]), Err(NoteError::Malformed(_))));
-        let lz = Checkpoint::parse_text("example.com/log\n012\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n");
+        assert!(matches!(
+            open_checkpoint(&note.replacen("\n\n", "\n", 1), None, &[v.clone()]),
+            Err(NoteError::Malformed(_))
+        ));
+        assert!(matches!(
+            open_checkpoint(&note.replacen("log\n", "log\u{7}\n", 1), None, &[v.clone()]),
+            Err(NoteError::Malformed(_))
+        ));
+        let lz = Checkpoint::parse_text(
+            "example.com/log\n012\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n",
+        );
         assert!(matches!(lz, Err(NoteError::Malformed(_))));
     }
 }

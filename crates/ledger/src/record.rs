@@ -31,12 +31,26 @@ pub const RECORD_VERSION: u8 = 1;
 pub const MAX_PAYLOAD: usize = 64 << 20;
 
 /// Append the hashed encoding of a record to `out`.
-pub fn encode(kind: RecordKind, index: u64, received: Timestamp, source: &str, payload: &[u8], out: &mut Vec<u8>) -> Result<(), LedgerError> {
+pub fn encode(
+    kind: RecordKind,
+    index: u64,
+    received: Timestamp,
+    source: &str,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), LedgerError> {
     if source.len() > u16::MAX as usize {
-        return Err(LedgerError::Invalid(format!("source label of {} bytes is over 65535", source.len())));
+        return Err(LedgerError::Invalid(format!(
+            "source label of {} bytes is over 65535",
+            source.len()
+        )));
     }
     if payload.len() > MAX_PAYLOAD {
-        return Err(LedgerError::Invalid(format!("payload of {} bytes is over the {} byte ledger limit", payload.len(), MAX_PAYLOAD)));
+        return Err(LedgerError::Invalid(format!(
+            "payload of {} bytes is over the {} byte ledger limit",
+            payload.len(),
+            MAX_PAYLOAD
+        )));
     }
     out.reserve(32 + source.len() + payload.len());
     out.extend_from_slice(RECORD_MAGIC);
@@ -70,7 +84,10 @@ pub struct Decoded<'a> {
 /// Decode a hashed record; every length must add up exactly.
 pub fn decode(b: &[u8]) -> Result<Decoded<'_>, String> {
     if b.len() < 30 {
-        return Err(format!("record of {} bytes is shorter than the fixed header", b.len()));
+        return Err(format!(
+            "record of {} bytes is shorter than the fixed header",
+            b.len()
+        ));
     }
     if &b[..4] != RECORD_MAGIC {
         return Err("record magic is not TWR1".into());
@@ -83,17 +100,23 @@ pub fn decode(b: &[u8]) -> Result<Decoded<'_>, String> {
         return Err("reserved record flags are set".into());
     }
     let index = u64::from_be_bytes(b[8..16].try_into().map_err(|_| "index")?);
-    let received = Timestamp(i64::from_be_bytes(b[16..24].try_into().map_err(|_| "time")?));
+    let received = Timestamp(i64::from_be_bytes(
+        b[16..24].try_into().map_err(|_| "time")?,
+    ));
     let src_len = u16::from_be_bytes([b[24], b[25]]) as usize;
     let src_end = 26 + src_len;
     if b.len() < src_end + 4 {
         return Err("record ends inside its source label".into());
     }
     let source = std::str::from_utf8(&b[26..src_end]).map_err(|_| "source label is not UTF-8")?;
-    let pay_len = u32::from_be_bytes(b[src_end..src_end + 4].try_into().map_err(|_| "len")?) as usize;
+    let pay_len =
+        u32::from_be_bytes(b[src_end..src_end + 4].try_into().map_err(|_| "len")?) as usize;
     let pay_start = src_end + 4;
     if b.len() != pay_start + pay_len {
-        return Err(format!("record length {} does not match its payload length {pay_len}", b.len()));
+        return Err(format!(
+            "record length {} does not match its payload length {pay_len}",
+            b.len()
+        ));
     }
     Ok(Decoded {
         kind,
@@ -255,9 +278,26 @@ mod tests {
     #[test]
     fn roundtrip_and_strictness() {
         let mut b = Vec::new();
-        encode(RecordKind::Event, 42, Timestamp(7), "file:a.log", b"{\"x\":1}", &mut b).unwrap();
+        encode(
+            RecordKind::Event,
+            42,
+            Timestamp(7),
+            "file:a.log",
+            b"{\"x\":1}",
+            &mut b,
+        )
+        .unwrap();
         let d = decode(&b).unwrap();
-        assert_eq!((d.kind, d.index, d.received, d.source, d.payload), (RecordKind::Event, 42, Timestamp(7), "file:a.log", &b"{\"x\":1}"[..]));
+        assert_eq!(
+            (d.kind, d.index, d.received, d.source, d.payload),
+            (
+                RecordKind::Event,
+                42,
+                Timestamp(7),
+                "file:a.log",
+                &b"{\"x\":1}"[..]
+            )
+        );
         let mut longer = b.clone();
         longer.push(0);
         assert!(decode(&longer).is_err());
@@ -269,7 +309,10 @@ mod tests {
 
     #[test]
     fn lifecycle_json_is_tagged() {
-        let j = serde_json::to_string(&Lifecycle::Stop { reason: "sigterm".into() }).unwrap();
+        let j = serde_json::to_string(&Lifecycle::Stop {
+            reason: "sigterm".into(),
+        })
+        .unwrap();
         assert_eq!(j, r#"{"lifecycle":"stop","reason":"sigterm"}"#);
     }
 }

@@ -14,17 +14,17 @@
 use crate::merkle::Hash;
 use crate::LedgerError;
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Int64Builder, ListBuilder, StringBuilder,
-    TimestampNanosecondBuilder, UInt64Builder, UInt8Builder,
+    BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Int64Builder, ListBuilder,
+    StringBuilder, TimestampNanosecondBuilder, UInt64Builder, UInt8Builder,
 };
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use std::fs::File;
 use std::path::Path;
@@ -54,7 +54,11 @@ pub fn schema() -> SchemaRef {
             Field::new("received", ts(), false),
             Field::new("source", DataType::Utf8, false),
             Field::new("raw", DataType::Binary, false),
-            Field::new("leaf_prefix", DataType::FixedSizeBinary(LEAF_PREFIX as i32), false),
+            Field::new(
+                "leaf_prefix",
+                DataType::FixedSizeBinary(LEAF_PREFIX as i32),
+                false,
+            ),
             // extracted columns
             s("format"),
             s("category"),
@@ -95,6 +99,8 @@ pub fn schema() -> SchemaRef {
 
 /// Index of the hashed columns (and the leaf-hash prefix) in [`schema`].
 pub const HASHED_COLUMNS: [usize; 6] = [0, 1, 2, 3, 4, 5];
+/// Index of the `format` column.
+pub const FORMAT_COLUMN: usize = 6;
 
 /// Bytes of each leaf hash stored in a segment. The full hash is recomputed from the hashed
 /// columns; the prefix pins a mismatch to its record (a 2^-64 chance of missing one), while the
@@ -238,7 +244,16 @@ impl SegmentBuilder {
 
     /// Append one record.
     #[allow(clippy::too_many_arguments)]
-    pub fn push(&mut self, index: u64, kind: RecordKind, received: Timestamp, source: &str, raw: &[u8], leaf: &Hash, x: Extracted<'_>) {
+    pub fn push(
+        &mut self,
+        index: u64,
+        kind: RecordKind,
+        received: Timestamp,
+        source: &str,
+        raw: &[u8],
+        leaf: &Hash,
+        x: Extracted<'_>,
+    ) {
         self.rows += 1;
         self.bytes += raw.len();
         self.idx.append_value(index);
@@ -258,31 +273,81 @@ impl SegmentBuilder {
         };
         opt(&mut self.format, ev.map(|e| e.format.as_str()));
         opt(&mut self.category, ev.and_then(|e| e.category.as_deref()));
-        self.time.append_option(ev.and_then(|e| e.time).map(|t| t.0));
-        opt(&mut self.user, ev.and_then(|e| e.user.identity.name.as_deref()));
-        opt(&mut self.user_uid, ev.and_then(|e| e.user.identity.uid.as_deref()));
-        opt_list(&mut self.user_groups, ev.and_then(|e| e.user.identity.groups.as_deref()));
-        opt(&mut self.impersonated, ev.and_then(|e| e.user.impersonated.as_ref()).and_then(|i| i.name.as_deref()));
+        self.time
+            .append_option(ev.and_then(|e| e.time).map(|t| t.0));
+        opt(
+            &mut self.user,
+            ev.and_then(|e| e.user.identity.name.as_deref()),
+        );
+        opt(
+            &mut self.user_uid,
+            ev.and_then(|e| e.user.identity.uid.as_deref()),
+        );
+        opt_list(
+            &mut self.user_groups,
+            ev.and_then(|e| e.user.identity.groups.as_deref()),
+        );
+        opt(
+            &mut self.impersonated,
+            ev.and_then(|e| e.user.impersonated.as_ref())
+                .and_then(|i| i.name.as_deref()),
+        );
         opt(&mut self.action, ev.and_then(|e| e.action.as_deref()));
         opt(&mut self.outcome, ev.map(|e| e.outcome.result.as_str()));
         self.code.append_option(ev.and_then(|e| e.outcome.code));
-        opt(&mut self.reason, ev.and_then(|e| e.outcome.reason.as_deref()));
-        opt(&mut self.status_message, ev.and_then(|e| e.outcome.message.as_deref()));
+        opt(
+            &mut self.reason,
+            ev.and_then(|e| e.outcome.reason.as_deref()),
+        );
+        opt(
+            &mut self.status_message,
+            ev.and_then(|e| e.outcome.message.as_deref()),
+        );
         opt_list(&mut self.ips, ev.and_then(|e| e.origin.ips.as_deref()));
-        opt(&mut self.trusted_ip, ev.and_then(|e| e.origin.trusted_ip.as_deref()));
-        opt(&mut self.user_agent, ev.and_then(|e| e.origin.user_agent.as_deref()));
+        opt(
+            &mut self.trusted_ip,
+            ev.and_then(|e| e.origin.trusted_ip.as_deref()),
+        );
+        opt(
+            &mut self.user_agent,
+            ev.and_then(|e| e.origin.user_agent.as_deref()),
+        );
         opt(&mut self.host, ev.and_then(|e| e.origin.host.as_deref()));
-        opt(&mut self.api_group, ev.and_then(|e| e.resource.api_group.as_deref()));
-        opt(&mut self.api_version, ev.and_then(|e| e.resource.api_version.as_deref()));
-        opt(&mut self.resource, ev.and_then(|e| e.resource.resource.as_deref()));
-        opt(&mut self.subresource, ev.and_then(|e| e.resource.subresource.as_deref()));
-        opt(&mut self.namespace, ev.and_then(|e| e.resource.namespace.as_deref()));
+        opt(
+            &mut self.api_group,
+            ev.and_then(|e| e.resource.api_group.as_deref()),
+        );
+        opt(
+            &mut self.api_version,
+            ev.and_then(|e| e.resource.api_version.as_deref()),
+        );
+        opt(
+            &mut self.resource,
+            ev.and_then(|e| e.resource.resource.as_deref()),
+        );
+        opt(
+            &mut self.subresource,
+            ev.and_then(|e| e.resource.subresource.as_deref()),
+        );
+        opt(
+            &mut self.namespace,
+            ev.and_then(|e| e.resource.namespace.as_deref()),
+        );
         opt(&mut self.name, ev.and_then(|e| e.resource.name.as_deref()));
-        opt(&mut self.request_uri, ev.and_then(|e| e.request_uri.as_deref()));
+        opt(
+            &mut self.request_uri,
+            ev.and_then(|e| e.request_uri.as_deref()),
+        );
         opt(&mut self.stage, ev.and_then(|e| e.stage.as_deref()));
         opt(&mut self.level, ev.and_then(|e| e.level.as_deref()));
-        opt(&mut self.decision, ev.and_then(|e| e.authz.decision.as_deref()));
-        opt(&mut self.authz_reason, ev.and_then(|e| e.authz.reason.as_deref()));
+        opt(
+            &mut self.decision,
+            ev.and_then(|e| e.authz.decision.as_deref()),
+        );
+        opt(
+            &mut self.authz_reason,
+            ev.and_then(|e| e.authz.reason.as_deref()),
+        );
         match ev {
             Some(e) => {
                 for c in e.pci.iter() {
@@ -295,7 +360,9 @@ impl SegmentBuilder {
         opt(&mut self.message, ev.and_then(|e| e.message.as_deref()));
         self.truncated.append_option(ev.map(|e| e.truncated));
         match ev.filter(|e| !e.attrs.is_empty()) {
-            Some(e) => self.attrs.append_value(serde_json::to_string(&e.attrs).unwrap_or_default()),
+            Some(e) => self
+                .attrs
+                .append_value(serde_json::to_string(&e.attrs).unwrap_or_default()),
             None => self.attrs.append_null(),
         }
         opt(&mut self.quarantine_reason, q.map(|q| q.reason.as_str()));
@@ -345,7 +412,8 @@ impl SegmentBuilder {
         ];
         self.rows = 0;
         self.bytes = 0;
-        RecordBatch::try_new(schema(), cols).map_err(|e| LedgerError::Invalid(format!("building segment rows: {e}")))
+        RecordBatch::try_new(schema(), cols)
+            .map_err(|e| LedgerError::Invalid(format!("building segment rows: {e}")))
     }
 }
 
@@ -363,12 +431,19 @@ pub struct SegmentMeta {
 }
 
 /// Write `batches` as a Parquet segment at `path` (the caller renames it into place).
-pub fn write(path: &Path, meta: &SegmentMeta, batches: &[RecordBatch], zstd_level: i32) -> Result<u64, LedgerError> {
+pub fn write(
+    path: &Path,
+    meta: &SegmentMeta,
+    batches: &[RecordBatch],
+    zstd_level: i32,
+) -> Result<u64, LedgerError> {
     let io = |e: std::io::Error| LedgerError::Io {
         context: format!("writing segment {}", path.display()),
         source: e,
     };
-    let pq = |e: parquet::errors::ParquetError| LedgerError::Invalid(format!("writing segment {}: {e}", path.display()));
+    let pq = |e: parquet::errors::ParquetError| {
+        LedgerError::Invalid(format!("writing segment {}: {e}", path.display()))
+    };
     let level = ZstdLevel::try_new(zstd_level).map_err(pq)?;
     let kv = vec![
         KeyValue::new("trailwarden.format".to_string(), SEGMENT_FORMAT.to_string()),
@@ -392,7 +467,8 @@ pub fn write(path: &Path, meta: &SegmentMeta, batches: &[RecordBatch], zstd_leve
             .set_column_dictionary_enabled(ColumnPath::from(col), false)
             .set_column_statistics_enabled(ColumnPath::from(col), EnabledStatistics::None);
     }
-    props = props.set_column_compression(ColumnPath::from("leaf_prefix"), Compression::UNCOMPRESSED);
+    props =
+        props.set_column_compression(ColumnPath::from("leaf_prefix"), Compression::UNCOMPRESSED);
     // Sequences and timestamps: deltas are small.
     for col in ["idx", "received", "time"] {
         props = props
@@ -416,9 +492,18 @@ pub fn read_meta(path: &Path) -> Result<SegmentMeta, LedgerError> {
         context: format!("opening segment {}", path.display()),
         source: e,
     })?;
-    let b = ParquetRecordBatchReaderBuilder::try_new(f)
-        .map_err(|e| LedgerError::Invalid(format!("segment {} is not a readable Parquet file: {e}", path.display())))?;
-    let kv = b.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| {
+        LedgerError::Invalid(format!(
+            "segment {} is not a readable Parquet file: {e}",
+            path.display()
+        ))
+    })?;
+    let kv = b
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned()
+        .unwrap_or_default();
     let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
     let num = |k: &str| -> Result<u64, LedgerError> {
         get(k)
@@ -426,7 +511,10 @@ pub fn read_meta(path: &Path) -> Result<SegmentMeta, LedgerError> {
             .ok_or_else(|| LedgerError::Invalid(format!("segment {} lacks {k}", path.display())))
     };
     if get("trailwarden.format").as_deref() != Some(SEGMENT_FORMAT) {
-        return Err(LedgerError::Invalid(format!("{} is not a trailwarden segment", path.display())));
+        return Err(LedgerError::Invalid(format!(
+            "{} is not a trailwarden segment",
+            path.display()
+        )));
     }
     Ok(SegmentMeta {
         origin: get("trailwarden.origin").unwrap_or_default(),
@@ -436,9 +524,9 @@ pub fn read_meta(path: &Path) -> Result<SegmentMeta, LedgerError> {
     })
 }
 
-/// One row's hashed fields, as read back from a segment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HashedRow {
+/// One row's hashed fields, borrowed from the decoded column batch.
+#[derive(Clone, Copy, Debug)]
+pub struct HashedRef<'a> {
     /// Leaf index.
     pub index: u64,
     /// Kind code (may be invalid if tampered).
@@ -446,59 +534,85 @@ pub struct HashedRow {
     /// Receive time.
     pub received: Timestamp,
     /// Source label.
-    pub source: String,
+    pub source: &'a str,
     /// Raw bytes.
-    pub raw: Vec<u8>,
+    pub raw: &'a [u8],
     /// Stored leaf-hash prefix.
-    pub leaf_prefix: [u8; LEAF_PREFIX],
+    pub leaf_prefix: &'a [u8],
+    /// The extracted format, for events.
+    pub format: Option<&'a str>,
 }
 
-/// Stream the hashed fields of a segment, batch by batch.
-pub fn read_hashed(path: &Path, mut f: impl FnMut(&[HashedRow]) -> Result<(), LedgerError>) -> Result<(), LedgerError> {
+/// Stream the hashed fields of a segment, row by row (nothing is copied).
+pub fn for_each_hashed(
+    path: &Path,
+    mut f: impl FnMut(HashedRef<'_>) -> Result<(), LedgerError>,
+) -> Result<(), LedgerError> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{TimestampNanosecondType, UInt64Type, UInt8Type};
     let file = File::open(path).map_err(|e| LedgerError::Io {
         context: format!("opening segment {}", path.display()),
         source: e,
     })?;
-    let bad = |e: &dyn std::fmt::Display| LedgerError::Invalid(format!("segment {} cannot be read: {e}", path.display()));
+    let bad = |e: &dyn std::fmt::Display| {
+        LedgerError::Corrupt(format!("segment {} cannot be read: {e}", path.display()))
+    };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), HASHED_COLUMNS);
-    let reader = builder.with_projection(mask).with_batch_size(8192).build().map_err(|e| bad(&e))?;
-    let mut rows = Vec::with_capacity(8192);
+    let mut cols = HASHED_COLUMNS.to_vec();
+    cols.push(FORMAT_COLUMN);
+    let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| bad(&e))?;
     for batch in reader {
         let batch = batch.map_err(|e| bad(&e))?;
-        if batch.num_columns() != 6 {
+        if batch.num_columns() != 7 {
             return Err(bad(&"unexpected columns"));
         }
-        let idx = batch.column(0).as_primitive_opt::<UInt64Type>().ok_or_else(|| bad(&"idx is not UInt64"))?;
-        let kind = batch.column(1).as_primitive_opt::<UInt8Type>().ok_or_else(|| bad(&"kind is not UInt8"))?;
-        let rec = batch.column(2).as_primitive_opt::<TimestampNanosecondType>().ok_or_else(|| bad(&"received is not a timestamp"))?;
-        let src = batch.column(3).as_string_opt::<i32>().ok_or_else(|| bad(&"source is not a string"))?;
-        let raw = batch.column(4).as_binary_opt::<i32>().ok_or_else(|| bad(&"raw is not binary"))?;
-        let leaf = batch.column(5).as_fixed_size_binary_opt().ok_or_else(|| bad(&"leaf_prefix is not fixed binary"))?;
-        rows.clear();
+        let idx = batch
+            .column(0)
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| bad(&"idx is not UInt64"))?;
+        let kind = batch
+            .column(1)
+            .as_primitive_opt::<UInt8Type>()
+            .ok_or_else(|| bad(&"kind is not UInt8"))?;
+        let rec = batch
+            .column(2)
+            .as_primitive_opt::<TimestampNanosecondType>()
+            .ok_or_else(|| bad(&"received is not a timestamp"))?;
+        let src = batch
+            .column(3)
+            .as_string_opt::<i32>()
+            .ok_or_else(|| bad(&"source is not a string"))?;
+        let raw = batch
+            .column(4)
+            .as_binary_opt::<i32>()
+            .ok_or_else(|| bad(&"raw is not binary"))?;
+        let leaf = batch
+            .column(5)
+            .as_fixed_size_binary_opt()
+            .ok_or_else(|| bad(&"leaf_prefix is not fixed binary"))?;
+        let format = batch
+            .column(6)
+            .as_string_opt::<i32>()
+            .ok_or_else(|| bad(&"format is not a string"))?;
         for i in 0..batch.num_rows() {
-            if idx.is_null(i) || raw.is_null(i) || leaf.is_null(i) {
+            if idx.is_null(i) || raw.is_null(i) || leaf.is_null(i) || src.is_null(i) {
                 return Err(bad(&format!("null hashed field in row {i}")));
             }
-            let mut h = [0u8; LEAF_PREFIX];
-            let v = leaf.value(i);
-            if v.len() != LEAF_PREFIX {
-                return Err(bad(&"leaf prefix has the wrong width"));
-            }
-            h.copy_from_slice(v);
-            rows.push(HashedRow {
+            f(HashedRef {
                 index: idx.value(i),
                 kind: kind.value(i),
                 received: Timestamp(rec.value(i)),
-                source: src.value(i).to_string(),
-                raw: raw.value(i).to_vec(),
-                leaf_prefix: h,
-            });
+                source: src.value(i),
+                raw: raw.value(i),
+                leaf_prefix: leaf.value(i),
+                format: (!format.is_null(i)).then(|| format.value(i)),
+            })?;
         }
-        f(&rows)?;
     }
     Ok(())
 }
-

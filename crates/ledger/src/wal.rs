@@ -33,7 +33,14 @@ pub const FRAME_OVERHEAD: usize = FRAME_HEADER + 32 + 32 + 4;
 pub const MAX_FRAME: usize = record::MAX_PAYLOAD + (4 << 20);
 
 /// Append one frame to `out`.
-pub fn encode_frame(batch: u64, record: &[u8], meta: &[u8], leaf: &Hash, chain: &Hash, out: &mut Vec<u8>) {
+pub fn encode_frame(
+    batch: u64,
+    record: &[u8],
+    meta: &[u8],
+    leaf: &Hash,
+    chain: &Hash,
+    out: &mut Vec<u8>,
+) {
     let start = out.len();
     out.reserve(FRAME_OVERHEAD + record.len() + meta.len());
     out.extend_from_slice(FRAME_MAGIC);
@@ -53,8 +60,16 @@ pub fn encode_frame(batch: u64, record: &[u8], meta: &[u8], leaf: &Hash, chain: 
 /// recomputed). Called once per commit, on the batch's final frame.
 pub fn mark_batch_end(buf: &mut [u8], frame_start: usize) {
     buf[frame_start + 4] |= 1;
-    let rec_len = u32::from_be_bytes(buf[frame_start + 16..frame_start + 20].try_into().unwrap_or_default()) as usize;
-    let meta_len = u32::from_be_bytes(buf[frame_start + 20..frame_start + 24].try_into().unwrap_or_default()) as usize;
+    let rec_len = u32::from_be_bytes(
+        buf[frame_start + 16..frame_start + 20]
+            .try_into()
+            .unwrap_or_default(),
+    ) as usize;
+    let meta_len = u32::from_be_bytes(
+        buf[frame_start + 20..frame_start + 24]
+            .try_into()
+            .unwrap_or_default(),
+    ) as usize;
     let crc_at = frame_start + FRAME_OVERHEAD + rec_len + meta_len - 4;
     let crc = crc32c::crc32c(&buf[frame_start..crc_at]);
     buf[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
@@ -108,7 +123,9 @@ pub fn frame_at(buf: &[u8], off: usize) -> Result<Frame<'_>, FrameError> {
     let meta_len = u32::from_be_bytes([b[20], b[21], b[22], b[23]]) as usize;
     let len = FRAME_OVERHEAD + rec_len + meta_len;
     if len > MAX_FRAME {
-        return Err(FrameError::Invalid(format!("frame length {len} over the limit")));
+        return Err(FrameError::Invalid(format!(
+            "frame length {len} over the limit"
+        )));
     }
     if b.len() < len {
         return Err(FrameError::Incomplete);
@@ -184,9 +201,22 @@ pub fn scan(buf: &[u8], first_index: u64, chain_prev: Hash, max_tail: u64) -> Sc
         let (problem, structural) = match frame_at(buf, off) {
             Ok(f) => match record::decode(f.record) {
                 Err(e) => (Some(format!("record {expect}: {e}")), false),
-                Ok(d) if d.index != expect => (Some(format!("frame holds index {} where {expect} belongs", d.index)), false),
-                Ok(_) if leaf_hash(f.record) != f.leaf => (Some(format!("record {expect}: leaf hash does not match its bytes")), false),
-                Ok(_) if chain_next(&chain, &f.leaf) != f.chain => (Some(format!("record {expect}: hash chain broken")), false),
+                Ok(d) if d.index != expect => (
+                    Some(format!(
+                        "frame holds index {} where {expect} belongs",
+                        d.index
+                    )),
+                    false,
+                ),
+                Ok(_) if leaf_hash(f.record) != f.leaf => (
+                    Some(format!(
+                        "record {expect}: leaf hash does not match its bytes"
+                    )),
+                    false,
+                ),
+                Ok(_) if chain_next(&chain, &f.leaf) != f.chain => {
+                    (Some(format!("record {expect}: hash chain broken")), false)
+                }
                 Ok(_) => {
                     chain = f.chain;
                     off += f.len;
@@ -219,7 +249,14 @@ pub fn scan(buf: &[u8], first_index: u64, chain_prev: Hash, max_tail: u64) -> Sc
 }
 
 /// Decide whether damage at `off` is the torn tail of the final batch or corruption.
-fn classify_damage(buf: &[u8], off: usize, prev: Option<&Frame<'_>>, index: u64, reason: String, max_tail: u64) -> ScanEnd {
+fn classify_damage(
+    buf: &[u8],
+    off: usize,
+    prev: Option<&Frame<'_>>,
+    index: u64,
+    reason: String,
+    max_tail: u64,
+) -> ScanEnd {
     let rest = (buf.len() - off) as u64;
     let later = valid_frames_after(buf, off + 1);
     if rest > max_tail {
@@ -243,7 +280,10 @@ fn classify_damage(buf: &[u8], off: usize, prev: Option<&Frame<'_>>, index: u64,
             return ScanEnd::Corrupt {
                 offset: off as u64,
                 index,
-                reason: format!("{reason}; a valid frame of batch {batch} follows at byte {}", first.0),
+                reason: format!(
+                    "{reason}; a valid frame of batch {batch} follows at byte {}",
+                    first.0
+                ),
             };
         }
     }
@@ -258,7 +298,9 @@ fn valid_frames_after(buf: &[u8], from: usize) -> Vec<(usize, u64)> {
     let mut out = Vec::new();
     let mut at = from;
     while at < buf.len() {
-        let Some(p) = memmem(&buf[at..], FRAME_MAGIC) else { break };
+        let Some(p) = memmem(&buf[at..], FRAME_MAGIC) else {
+            break;
+        };
         let off = at + p;
         match frame_at(buf, off) {
             Ok(f) => {
@@ -305,7 +347,15 @@ mod tests {
         let mut chain = chain_seed("o");
         for i in 0..n {
             let mut rec = Vec::new();
-            record::encode(RecordKind::Event, i, Timestamp(i as i64), "t", format!("payload {i}").as_bytes(), &mut rec).unwrap();
+            record::encode(
+                RecordKind::Event,
+                i,
+                Timestamp(i as i64),
+                "t",
+                format!("payload {i}").as_bytes(),
+                &mut rec,
+            )
+            .unwrap();
             let leaf = leaf_hash(&rec);
             chain = chain_next(&chain, &leaf);
             let start = buf.len();
@@ -340,7 +390,10 @@ mod tests {
             assert_eq!(s.frames.len(), good, "cut {cut}");
             match s.end {
                 ScanEnd::Clean => assert!(ends.contains(&cut)),
-                ScanEnd::TornTail { offset, .. } => assert_eq!(offset as usize, *ends.iter().filter(|e| **e <= cut).last().unwrap()),
+                ScanEnd::TornTail { offset, .. } => assert_eq!(
+                    offset as usize,
+                    *ends.iter().filter(|e| **e <= cut).last().unwrap()
+                ),
                 ScanEnd::Corrupt { .. } => panic!("cut {cut} seen as corruption"),
             }
         }
@@ -392,22 +445,38 @@ mod tests {
         }
         let s = scan(&b, 0, chain_seed("o"), 1 << 20);
         assert_eq!(s.frames.len(), 16);
-        assert!(matches!(s.end, ScanEnd::TornTail { offset, .. } if offset as usize == ends[15]), "{:?}", s.end);
+        assert!(
+            matches!(s.end, ScanEnd::TornTail { offset, .. } if offset as usize == ends[15]),
+            "{:?}",
+            s.end
+        );
         // the same hole one batch earlier: acknowledged data is damaged
         let mut b = buf.clone();
         for x in &mut b[ends[10] + 3..ends[11] + 10] {
             *x = 0;
         }
         let s = scan(&b, 0, chain_seed("o"), 1 << 20);
-        assert!(matches!(s.end, ScanEnd::Corrupt { index: 11, .. }), "{:?}", s.end);
+        assert!(
+            matches!(s.end, ScanEnd::Corrupt { index: 11, .. }),
+            "{:?}",
+            s.end
+        );
     }
 
     #[test]
     fn index_and_chain_are_checked() {
         let (buf, _) = wal(3);
         let s = scan(&buf, 5, chain_seed("o"), 1 << 20);
-        assert!(matches!(s.end, ScanEnd::Corrupt { ref reason, .. } if reason.contains("index")), "{:?}", s.end);
+        assert!(
+            matches!(s.end, ScanEnd::Corrupt { ref reason, .. } if reason.contains("index")),
+            "{:?}",
+            s.end
+        );
         let s = scan(&buf, 0, chain_seed("other"), 1 << 20);
-        assert!(matches!(s.end, ScanEnd::Corrupt { ref reason, .. } if reason.contains("chain")), "{:?}", s.end);
+        assert!(
+            matches!(s.end, ScanEnd::Corrupt { ref reason, .. } if reason.contains("chain")),
+            "{:?}",
+            s.end
+        );
     }
 }

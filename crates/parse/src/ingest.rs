@@ -1065,3 +1065,27 @@ pub fn detect(map: &Map<String, Value>) -> Option<Format> {
     }
     None
 }
+
+/// Parse one stored record again from its raw bytes, as `format` (used to rebuild derived
+/// columns when a write-ahead log is reopened). Multi-line records (auditd events, split
+/// container lines) are reassembled from their lines.
+pub fn reparse(format: Format, raw: &[u8], received: Timestamp) -> Option<Event> {
+    let mut out: Option<Event> = None;
+    let mut sink = |r: Record| -> Result<(), String> {
+        if out.is_none() {
+            if let Body::Event(e) = r.body {
+                out = Some(*e);
+            }
+        }
+        Ok(())
+    };
+    let opts = Options {
+        format: Some(format),
+        max_record_bytes: usize::MAX,
+        ..Options::default()
+    };
+    let mut ing = Ingestor::new(opts, &mut sink).with_clock(move || received);
+    ing.ingest_bytes("reparse", raw).ok()?;
+    drop(ing);
+    out
+}

@@ -33,4 +33,4 @@ pub mod k8s;
 pub mod syslog;
 
 pub use error::{FormatError, ParseError};
-pub use ingest::{detect, Ingestor, InputSummary, Options, Problem, RecordSink, Summary};
+pub use ingest::{detect, reparse, Ingestor, InputSummary, Options, Problem, RecordSink, Summary};

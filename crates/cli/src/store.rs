@@ -1,0 +1,107 @@
+//! Opening the ledger from the CLI, and recording reads of audit data (PCI DSS 10.2.1.3).
+
+use crate::Cli;
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::sync::Arc;
+use trailwarden_ledger::anchor::DirAnchor;
+use trailwarden_ledger::record::Access;
+use trailwarden_ledger::{Ledger, LedgerError, Options, Recovery};
+use trailwarden_model::{RecordKind, Timestamp};
+
+/// Default retention of anchored checkpoints (400 days).
+pub const ANCHOR_RETENTION_NS: i64 = 400 * 86_400 * 1_000_000_000;
+
+/// Writer options for a CLI command.
+pub fn writer_options(cli: &Cli, reason: &str) -> Result<Options> {
+    let mut opts = Options {
+        reason: reason.to_string(),
+        origin: cli.origin.clone(),
+        extractor: Some(Arc::new(|f, raw: &[u8], t| {
+            trailwarden_parse::reparse(f, raw, t)
+        })),
+        ..Options::default()
+    };
+    if let Some(a) = &cli.anchor_dir {
+        opts.anchor = Some(Box::new(
+            DirAnchor::new(a, ANCHOR_RETENTION_NS)
+                .with_context(|| format!("anchor directory {}", a.display()))?,
+        ));
+    }
+    Ok(opts)
+}
+
+/// Open (creating on first use) the ledger in the data directory.
+pub fn open_writer(cli: &Cli, reason: &str) -> Result<(Ledger, Recovery), LedgerError> {
+    let opts = writer_options(cli, reason).map_err(|e| LedgerError::Invalid(format!("{e:#}")))?;
+    Ledger::open(&cli.data_dir, opts)
+}
+
+/// Who is running this command.
+pub fn subject() -> String {
+    std::env::var("TRAILWARDEN_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Record a read of audit data: in the ledger when it is free, otherwise in the access spool
+/// that the running writer drains. Returns a warning when neither was possible.
+pub fn record_access(
+    cli: &Cli,
+    action: &str,
+    target: &str,
+    records: u64,
+    outcome: &str,
+) -> Option<String> {
+    let access = Access {
+        subject: subject(),
+        interface: "cli".into(),
+        action: action.into(),
+        target: target.into(),
+        records,
+        outcome: outcome.into(),
+        origin: "local".into(),
+    };
+    if !cli.data_dir.join("identity.json").exists() {
+        return None;
+    }
+    match open_writer(cli, &format!("record {action}")) {
+        Ok((mut l, _)) => {
+            let r = l
+                .append_internal(RecordKind::Access, &access)
+                .and_then(|_| l.commit())
+                .and_then(|_| l.close("access recorded").map(|_| ()));
+            r.err()
+                .map(|e| format!("could not record this {action} in the ledger: {e}"))
+        }
+        Err(LedgerError::Locked(_)) => spool(cli, &access)
+            .err()
+            .map(|e| format!("could not record this {action}: {e:#}")),
+        Err(e) => Some(format!("could not record this {action} in the ledger: {e}")),
+    }
+}
+
+fn spool(cli: &Cli, a: &Access) -> Result<()> {
+    let p = cli.data_dir.join("access.spool");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .with_context(|| format!("opening {}", p.display()))?;
+    f.lock()
+        .with_context(|| format!("locking {}", p.display()))?;
+    let mut line = serde_json::to_vec(&serde_json::json!({ "at": Timestamp::now(), "access": a }))?;
+    line.push(b'\n');
+    f.write_all(&line)?;
+    f.sync_data()?;
+    Ok(())
+}
+
+/// The exit code for a ledger error at open.
+pub fn open_error_code(e: &LedgerError) -> u8 {
+    match e {
+        LedgerError::Io { .. } | LedgerError::Stopped(_) => crate::EXIT_STORAGE,
+        _ => crate::EXIT_CANNOT_RUN,
+    }
+}

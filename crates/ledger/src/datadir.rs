@@ -1,0 +1,554 @@
+//! The data directory: layout, identity, keys, the writer lock, the append-only checkpoint log
+//! and the segment manifest.
+//!
+//! ```text
+//! DATA/
+//!   LOCK                          held (flock) by the one writer
+//!   identity.json                 written at genesis, never modified
+//!   keys/checkpoint.key           Ed25519 seed, mode 0600 (directory 0700)
+//!   keys/checkpoint.vkey          the public verifier key (give this to assessors)
+//!   wal/<first:020>.wal           write-ahead segments (the newest is active)
+//!   seg/<first:020>-<last:020>.parquet   sealed, immutable (mode 0444)
+//!   seg/<first:020>-<last:020>.seal      signed seal note binding range, root, file hash
+//!   tree/tiles                    level-8 subtree roots (derived cache, rebuildable)
+//!   checkpoint                    latest signed checkpoint (atomically replaced)
+//!   checkpoints.log               every checkpoint ever signed, length-prefixed, append-only
+//!   manifest.log                  one JSON line per segment state change, append-only
+//!   access.spool                  reads recorded while another process held the lock
+//! ```
+
+use crate::merkle::Hash;
+use crate::note::{self, Ed25519Signer, NoteSigner, NoteVerifier};
+use crate::LedgerError;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use trailwarden_model::Timestamp;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Identity format marker.
+pub const IDENTITY_FORMAT: &str = "trailwarden-ledger/1";
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LedgerError {
+    let context = context.into();
+    move |source| LedgerError::Io { context, source }
+}
+
+/// identity.json: who this ledger is. Its SHA-256 is the payload of record 0.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Format marker.
+    pub format: String,
+    /// The log origin (checkpoint origin and key name).
+    pub origin: String,
+    /// Hash algorithm.
+    pub hash: String,
+    /// The checkpoint verifier key.
+    pub vkey: String,
+    /// When the ledger was created.
+    pub created: Timestamp,
+}
+
+/// Paths of a data directory.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// A data directory at `root` (nothing is touched).
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    /// The root path.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `LOCK`.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("LOCK")
+    }
+    /// `identity.json`.
+    pub fn identity_path(&self) -> PathBuf {
+        self.root.join("identity.json")
+    }
+    /// `keys/`.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+    /// The signing key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.keys_dir().join("checkpoint.key")
+    }
+    /// The verifier key file.
+    pub fn vkey_path(&self) -> PathBuf {
+        self.keys_dir().join("checkpoint.vkey")
+    }
+    /// `wal/`.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.root.join("wal")
+    }
+    /// `seg/`.
+    pub fn seg_dir(&self) -> PathBuf {
+        self.root.join("seg")
+    }
+    /// `tree/`.
+    pub fn tree_dir(&self) -> PathBuf {
+        self.root.join("tree")
+    }
+    /// `checkpoint`.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.root.join("checkpoint")
+    }
+    /// `checkpoints.log`.
+    pub fn checkpoints_log(&self) -> PathBuf {
+        self.root.join("checkpoints.log")
+    }
+    /// `manifest.log`.
+    pub fn manifest_path(&self) -> PathBuf {
+        self.root.join("manifest.log")
+    }
+    /// `access.spool`.
+    pub fn access_spool(&self) -> PathBuf {
+        self.root.join("access.spool")
+    }
+    /// The WAL file starting at `first`.
+    pub fn wal_file(&self, first: u64) -> PathBuf {
+        self.wal_dir().join(format!("{first:020}.wal"))
+    }
+    /// The segment file of `[first, last]`.
+    pub fn segment_file(&self, first: u64, last: u64) -> PathBuf {
+        self.seg_dir()
+            .join(format!("{first:020}-{last:020}.parquet"))
+    }
+    /// The seal note of `[first, last]`.
+    pub fn seal_file(&self, first: u64, last: u64) -> PathBuf {
+        self.seg_dir().join(format!("{first:020}-{last:020}.seal"))
+    }
+
+    /// Whether the directory holds a ledger.
+    pub fn exists(&self) -> bool {
+        self.identity_path().exists()
+    }
+
+    /// Read identity.json and its exact bytes.
+    pub fn read_identity(&self) -> Result<(Identity, Vec<u8>), LedgerError> {
+        let p = self.identity_path();
+        let bytes = fs::read(&p).map_err(io_err(format!("reading {}", p.display())))?;
+        let id: Identity = serde_json::from_slice(&bytes).map_err(|e| {
+            LedgerError::Invalid(format!("{} is not a valid identity: {e}", p.display()))
+        })?;
+        if id.format != IDENTITY_FORMAT {
+            return Err(LedgerError::Invalid(format!(
+                "{} has format {:?}, expected {IDENTITY_FORMAT}",
+                p.display(),
+                id.format
+            )));
+        }
+        Ok((id, bytes))
+    }
+
+    /// The ledger's verifier from identity.json.
+    pub fn verifier(&self) -> Result<NoteVerifier, LedgerError> {
+        let (id, _) = self.read_identity()?;
+        NoteVerifier::parse(&id.vkey)
+            .map_err(|e| LedgerError::Invalid(format!("identity.json vkey: {e}")))
+    }
+
+    /// Load the signing key, refusing a key file that others can read.
+    pub fn load_signer(&self, origin: &str) -> Result<Ed25519Signer, LedgerError> {
+        let p = self.key_path();
+        check_private(&p)?;
+        let text = fs::read_to_string(&p).map_err(io_err(format!("reading {}", p.display())))?;
+        let raw = hex::decode(text.trim()).map_err(|_| {
+            LedgerError::Invalid(format!("{} is not a hex Ed25519 seed", p.display()))
+        })?;
+        let seed: [u8; 32] = raw.try_into().map_err(|_| {
+            LedgerError::Invalid(format!("{} does not hold a 32-byte seed", p.display()))
+        })?;
+        Ed25519Signer::new(origin, &seed).map_err(|e| LedgerError::Invalid(e.to_string()))
+    }
+
+    /// Create the directory layout, key and identity (genesis). Fails if a ledger exists.
+    pub fn create(
+        &self,
+        origin: &str,
+        now: Timestamp,
+    ) -> Result<(Identity, Vec<u8>, Ed25519Signer), LedgerError> {
+        if self.exists() {
+            return Err(LedgerError::Invalid(format!(
+                "{} already holds a ledger",
+                self.root.display()
+            )));
+        }
+        for d in [
+            self.root.clone(),
+            self.wal_dir(),
+            self.seg_dir(),
+            self.tree_dir(),
+        ] {
+            fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
+        }
+        set_mode(&self.root, 0o700)?;
+        let keys = self.keys_dir();
+        fs::create_dir_all(&keys).map_err(io_err(format!("creating {}", keys.display())))?;
+        set_mode(&keys, 0o700)?;
+        let (signer, seed) =
+            Ed25519Signer::generate(origin).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        write_new_private(
+            &self.key_path(),
+            format!("{}\n", hex::encode(seed)).as_bytes(),
+        )?;
+        let vkey = signer.verifier().vkey();
+        write_atomic(&self.vkey_path(), format!("{vkey}\n").as_bytes())?;
+        let id = Identity {
+            format: IDENTITY_FORMAT.into(),
+            origin: origin.into(),
+            hash: "SHA-256".into(),
+            vkey,
+            created: now,
+        };
+        let bytes =
+            serde_json::to_vec_pretty(&id).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        write_atomic(&self.identity_path(), &bytes)?;
+        Ok((id, bytes, signer))
+    }
+}
+
+#[cfg(unix)]
+fn set_mode(p: &Path, mode: u32) -> Result<(), LedgerError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .map_err(io_err(format!("chmod {}", p.display())))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_: &Path, _: u32) -> Result<(), LedgerError> {
+    Ok(())
+}
+
+/// Refuse a secret file readable or writable by group or others.
+#[cfg(unix)]
+pub fn check_private(p: &Path) -> Result<(), LedgerError> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = fs::metadata(p).map_err(io_err(format!("reading {}", p.display())))?;
+    let mode = m.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(LedgerError::Invalid(format!(
+            "{} has mode {mode:o}: a signing key must not be accessible to group or others; run `chmod 600 {}`",
+            p.display(),
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuse a secret file readable or writable by group or others.
+#[cfg(not(unix))]
+pub fn check_private(_: &Path) -> Result<(), LedgerError> {
+    Ok(())
+}
+
+fn write_new_private(p: &Path, data: &[u8]) -> Result<(), LedgerError> {
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o
+        .open(p)
+        .map_err(io_err(format!("creating {}", p.display())))?;
+    f.write_all(data)
+        .map_err(io_err(format!("writing {}", p.display())))?;
+    f.sync_all()
+        .map_err(io_err(format!("syncing {}", p.display())))?;
+    sync_parent(p)
+}
+
+/// fsync the directory containing `p` (so a create / rename / delete is durable).
+pub fn sync_parent(p: &Path) -> Result<(), LedgerError> {
+    let dir = p.parent().unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(format!("syncing directory {}", dir.display())))
+}
+
+/// Write a file atomically: temp file, fsync, rename, fsync the directory.
+pub fn write_atomic(p: &Path, data: &[u8]) -> Result<(), LedgerError> {
+    let tmp = p.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+        f.write_all(data)
+            .map_err(io_err(format!("writing {}", tmp.display())))?;
+        f.sync_all()
+            .map_err(io_err(format!("syncing {}", tmp.display())))?;
+    }
+    fs::rename(&tmp, p).map_err(io_err(format!("renaming {} into place", p.display())))?;
+    sync_parent(p)
+}
+
+/// Append to a file and fdatasync it.
+pub fn append_durable(p: &Path, data: &[u8]) -> Result<(), LedgerError> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .map_err(io_err(format!("opening {}", p.display())))?;
+    f.write_all(data)
+        .map_err(io_err(format!("appending to {}", p.display())))?;
+    f.sync_data()
+        .map_err(io_err(format!("syncing {}", p.display())))
+}
+
+/// One entry of checkpoints.log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedNote {
+    /// Byte offset of the entry.
+    pub offset: u64,
+    /// The note text.
+    pub note: String,
+}
+
+/// What reading checkpoints.log found.
+#[derive(Debug, Default)]
+pub struct CheckpointLog {
+    /// Complete entries, in order.
+    pub entries: Vec<LoggedNote>,
+    /// Bytes after the last complete entry (a torn final append), if any.
+    pub torn_tail: Option<(u64, u64)>,
+    /// A malformed entry before the end (not a torn append).
+    pub damage: Option<(u64, String)>,
+}
+
+/// Format one checkpoints.log entry: `<length>\n<note>`.
+pub fn log_entry(note: &str) -> Vec<u8> {
+    let mut v = format!("{}\n", note.len()).into_bytes();
+    v.extend_from_slice(note.as_bytes());
+    v
+}
+
+/// Read checkpoints.log (missing = empty).
+pub fn read_checkpoint_log(p: &Path) -> Result<CheckpointLog, LedgerError> {
+    let mut data = Vec::new();
+    match File::open(p) {
+        Ok(mut f) => {
+            f.read_to_end(&mut data)
+                .map_err(io_err(format!("reading {}", p.display())))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CheckpointLog::default()),
+        Err(e) => return Err(io_err(format!("opening {}", p.display()))(e)),
+    }
+    let mut out = CheckpointLog::default();
+    let mut off = 0usize;
+    while off < data.len() {
+        let nl = data[off..].iter().take(12).position(|&c| c == b'\n');
+        let parsed = nl.and_then(|n| {
+            let s = std::str::from_utf8(&data[off..off + n]).ok()?;
+            if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            Some((n, s.parse::<usize>().ok()?))
+        });
+        let Some((n, len)) = parsed else {
+            out.damage = Some((
+                off as u64,
+                "entry does not start with a decimal length".into(),
+            ));
+            break;
+        };
+        let start = off + n + 1;
+        if start + len > data.len() {
+            out.torn_tail = Some((off as u64, (data.len() - off) as u64));
+            break;
+        }
+        match std::str::from_utf8(&data[start..start + len]) {
+            Ok(s) => out.entries.push(LoggedNote {
+                offset: off as u64,
+                note: s.to_string(),
+            }),
+            Err(_) => {
+                out.damage = Some((off as u64, "entry is not UTF-8".into()));
+                break;
+            }
+        }
+        off = start + len;
+    }
+    Ok(out)
+}
+
+/// One manifest line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// First index.
+    pub first: u64,
+    /// Last index (inclusive).
+    pub last: u64,
+    /// `sealed` or `pruned`.
+    pub state: String,
+    /// Segment file name (relative to seg/).
+    pub file: String,
+    /// SHA-256 of the segment file (hex).
+    pub sha256: String,
+    /// Tree size of the seal checkpoint (`last + 1`).
+    pub seal_size: u64,
+    /// Root at the seal (base64).
+    pub seal_root: String,
+    /// Compact range of `[0, last+1)`, base64 hashes largest first (writer state after the seal).
+    pub frontier: Vec<String>,
+    /// Hash-chain value after `last` (hex).
+    pub chain: String,
+    /// When the state changed.
+    pub at: Timestamp,
+    /// Newest receive time in the segment (retention decisions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_received: Option<Timestamp>,
+    /// For a pruned segment: `(start, level, base64 root)` of the perfect subtrees covering it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compact_range: Vec<(u64, u32, String)>,
+    /// For a pruned segment: the ledger index of its tombstone record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tombstone: Option<u64>,
+}
+
+impl ManifestEntry {
+    /// The frontier hashes.
+    pub fn frontier_hashes(&self) -> Result<Vec<Hash>, LedgerError> {
+        self.frontier
+            .iter()
+            .map(|s| {
+                B64.decode(s)
+                    .ok()
+                    .and_then(|v| <Hash>::try_from(v).ok())
+                    .ok_or_else(|| {
+                        LedgerError::Invalid(format!(
+                            "manifest frontier of segment {}-{} is malformed",
+                            self.first, self.last
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// The chain value.
+    pub fn chain_hash(&self) -> Result<Hash, LedgerError> {
+        hex::decode(&self.chain)
+            .ok()
+            .and_then(|v| <Hash>::try_from(v).ok())
+            .ok_or_else(|| {
+                LedgerError::Invalid(format!(
+                    "manifest chain of segment {}-{} is malformed",
+                    self.first, self.last
+                ))
+            })
+    }
+}
+
+/// Read manifest.log: the latest state per segment, in index order.
+pub fn read_manifest(p: &Path) -> Result<Vec<ManifestEntry>, LedgerError> {
+    let text = match fs::read_to_string(p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(format!("reading {}", p.display()))(e)),
+    };
+    let mut by_first: std::collections::BTreeMap<u64, ManifestEntry> = Default::default();
+    let lines: Vec<&str> = text.lines().collect();
+    for (n, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<ManifestEntry>(line) {
+            Ok(e) => {
+                by_first.insert(e.first, e);
+            }
+            // a torn final line (crash while appending) is ignored; anything else is damage
+            Err(_) if n + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(e) => {
+                return Err(LedgerError::Invalid(format!(
+                    "{} line {}: {e}",
+                    p.display(),
+                    n + 1
+                )));
+            }
+        }
+    }
+    Ok(by_first.into_values().collect())
+}
+
+/// Append a manifest line durably.
+pub fn append_manifest(p: &Path, e: &ManifestEntry) -> Result<(), LedgerError> {
+    let mut line = serde_json::to_vec(e).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+    line.push(b'\n');
+    append_durable(p, &line)
+}
+
+/// Base64 of a hash.
+pub fn b64(h: &Hash) -> String {
+    B64.encode(h)
+}
+
+/// Verify a note text against this directory's key (used by readers).
+pub fn open_note(text: &str, verifier: &NoteVerifier) -> Result<note::Note, note::NoteError> {
+    let n = note::parse_note(text)?;
+    note::verify_note(&n, std::slice::from_ref(verifier))?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tw-dd-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn create_and_reload() {
+        let d = DataDir::new(tmp("create"));
+        let (id, bytes, signer) = d.create("example.com/log", Timestamp(1)).unwrap();
+        let (id2, bytes2) = d.read_identity().unwrap();
+        assert_eq!((id.clone(), bytes.clone()), (id2, bytes2));
+        let s2 = d.load_signer(&id.origin).unwrap();
+        assert_eq!(s2.verifier(), signer.verifier());
+        assert!(d.create("x", Timestamp(1)).is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(d.key_path()).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            fs::set_permissions(d.key_path(), fs::Permissions::from_mode(0o644)).unwrap();
+            let e = d.load_signer(&id.origin).err().unwrap().to_string();
+            assert!(e.contains("chmod 600"), "{e}");
+        }
+        fs::remove_dir_all(d.root()).ok();
+    }
+
+    #[test]
+    fn checkpoint_log_torn_and_damaged() {
+        let p = tmp("cplog");
+        fs::create_dir_all(&p).unwrap();
+        let f = p.join("checkpoints.log");
+        append_durable(&f, &log_entry("a\n1\n\n")).unwrap();
+        append_durable(&f, &log_entry("b\n2\n\n")).unwrap();
+        let l = read_checkpoint_log(&f).unwrap();
+        assert_eq!(l.entries.len(), 2);
+        assert!(l.torn_tail.is_none() && l.damage.is_none());
+        append_durable(&f, b"99\nabc").unwrap();
+        let l = read_checkpoint_log(&f).unwrap();
+        assert_eq!(l.entries.len(), 2);
+        assert!(l.torn_tail.is_some());
+        fs::write(&f, b"x\nabc").unwrap();
+        assert!(read_checkpoint_log(&f).unwrap().damage.is_some());
+        fs::remove_dir_all(&p).ok();
+    }
+}

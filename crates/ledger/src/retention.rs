@@ -1,0 +1,210 @@
+//! Retention (PCI DSS 10.5.1): deletion that can never hide tampering.
+//!
+//! Only whole sealed segments are ever deleted, and only after a tombstone record is in the tree:
+//! it names the range, the segment's hash and seal, and the *compact range* of the deleted leaves
+//! (the roots of the perfect subtrees covering them), so verifiers can still rebuild every root
+//! that covers the deleted records and every old proof stays valid. Legal holds are records too;
+//! pruning refuses held ranges. `verify` accepts a missing range only when an in-tree tombstone
+//! covers it and the retention period had passed when it was written.
+
+use crate::datadir::{self, b64, ManifestEntry};
+use crate::merkle::{range_decomposition, record_leaf_hash, root_of, Frontier, Hash};
+use crate::record::Retention;
+use crate::segment;
+use crate::writer::Ledger;
+use crate::LedgerError;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use trailwarden_model::{RecordKind, Timestamp};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// One line of `retention.log`: an index of the retention records in the tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionLogLine {
+    /// The ledger index of the retention record.
+    pub index: u64,
+    /// The record.
+    pub record: Retention,
+}
+
+fn log_path(l: &Ledger) -> std::path::PathBuf {
+    l.data_dir().root().join("retention.log")
+}
+
+/// Retention records written so far.
+pub fn read_log(l: &Ledger) -> Result<Vec<RetentionLogLine>, LedgerError> {
+    let p = log_path(l);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(LedgerError::Io {
+                context: format!("reading {}", p.display()),
+                source: e,
+            })
+        }
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| LedgerError::Invalid(format!("{}: {e}", p.display())))
+        })
+        .collect()
+}
+
+fn record(l: &mut Ledger, r: Retention) -> Result<u64, LedgerError> {
+    let index = l.append_internal(RecordKind::Retention, &r)?;
+    l.commit()?;
+    l.checkpoint()?;
+    let mut line = serde_json::to_vec(&RetentionLogLine { index, record: r })
+        .map_err(|e| LedgerError::Invalid(e.to_string()))?;
+    line.push(b'\n');
+    datadir::append_durable(&log_path(l), &line)?;
+    Ok(index)
+}
+
+/// Place a legal hold on `[first, last]`.
+pub fn hold(l: &mut Ledger, first: u64, last: u64, reason: &str) -> Result<u64, LedgerError> {
+    record(
+        l,
+        Retention::Hold {
+            first,
+            last,
+            reason: reason.into(),
+        },
+    )
+}
+
+/// Release a legal hold on `[first, last]`.
+pub fn release(l: &mut Ledger, first: u64, last: u64, reason: &str) -> Result<u64, LedgerError> {
+    record(
+        l,
+        Retention::Release {
+            first,
+            last,
+            reason: reason.into(),
+        },
+    )
+}
+
+/// Ranges under legal hold.
+pub fn holds(l: &Ledger) -> Result<Vec<(u64, u64)>, LedgerError> {
+    let mut h: Vec<(u64, u64)> = Vec::new();
+    for line in read_log(l)? {
+        match line.record {
+            Retention::Hold { first, last, .. } => h.push((first, last)),
+            Retention::Release { first, last, .. } => h.retain(|r| *r != (first, last)),
+            Retention::Prune { .. } => {}
+        }
+    }
+    Ok(h)
+}
+
+/// How to prune.
+#[derive(Clone, Debug)]
+pub struct PrunePolicy {
+    /// Prune segments whose newest record was received before this.
+    pub before: Timestamp,
+    /// Policy name recorded in the tombstone.
+    pub policy: String,
+    /// Who approved.
+    pub approver: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Prune every sealed segment older than the policy allows and not under hold. Returns the
+/// pruned ranges `[first, last]`.
+pub fn prune(l: &mut Ledger, policy: &PrunePolicy) -> Result<Vec<(u64, u64)>, LedgerError> {
+    l.wait_for_seals()?;
+    let dir = l.data_dir().clone();
+    let manifest = datadir::read_manifest(&dir.manifest_path())?;
+    let held = holds(l)?;
+    let mut done = Vec::new();
+    let mut before_frontier = Frontier::new();
+    for entry in &manifest {
+        let prev = before_frontier.clone();
+        before_frontier = Frontier::from_parts(entry.last + 1, entry.frontier_hashes()?)
+            .map_err(LedgerError::Corrupt)?;
+        if entry.state != "sealed" {
+            continue;
+        }
+        let old_enough = entry.newest_received.is_some_and(|t| t < policy.before);
+        let is_held = held
+            .iter()
+            .any(|(a, b)| *a <= entry.last && *b >= entry.first);
+        if !old_enough || is_held {
+            continue;
+        }
+        let path = dir.seg_dir().join(&entry.file);
+        let mut leaves: Vec<Hash> = Vec::with_capacity((entry.last - entry.first + 1) as usize);
+        segment::for_each_hashed(&path, |r| {
+            leaves.push(record_leaf_hash(
+                r.kind,
+                r.index,
+                r.received.0,
+                r.source,
+                r.raw,
+            ));
+            Ok(())
+        })?;
+        if leaves.len() as u64 != entry.last - entry.first + 1 {
+            return Err(LedgerError::Corrupt(format!(
+                "segment {} does not hold its {} records",
+                entry.file,
+                entry.last - entry.first + 1
+            )));
+        }
+        let mut compact = Vec::new();
+        let mut check = prev.clone();
+        for (start, level) in range_decomposition(entry.first, entry.last + 1) {
+            let a = (start - entry.first) as usize;
+            let h = root_of(&leaves[a..a + (1usize << level)]);
+            check
+                .append_subtree(level, h)
+                .map_err(LedgerError::Corrupt)?;
+            compact.push((start, level, B64.encode(h)));
+        }
+        if b64(&check.root()) != entry.seal_root {
+            return Err(LedgerError::Corrupt(format!(
+                "segment {} does not reproduce its seal root; not pruning it",
+                entry.file
+            )));
+        }
+        let tombstone = Retention::Prune {
+            first: entry.first,
+            last: entry.last,
+            segment_sha256: entry.sha256.clone(),
+            seal_size: entry.seal_size,
+            seal_root: entry.seal_root.clone(),
+            compact_range: compact.clone(),
+            newest_received: entry.newest_received.unwrap_or_default(),
+            policy: policy.policy.clone(),
+            approver: policy.approver.clone(),
+            reason: policy.reason.clone(),
+        };
+        let index = record(l, tombstone)?;
+        let pruned = ManifestEntry {
+            state: "pruned".into(),
+            compact_range: compact,
+            tombstone: Some(index),
+            at: Timestamp::now(),
+            ..entry.clone()
+        };
+        datadir::append_manifest(&dir.manifest_path(), &pruned)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644));
+        }
+        std::fs::remove_file(&path).map_err(|e| LedgerError::Io {
+            context: format!("removing pruned {}", path.display()),
+            source: e,
+        })?;
+        datadir::sync_parent(&path)?;
+        done.push((entry.first, entry.last));
+    }
+    Ok(done)
+}

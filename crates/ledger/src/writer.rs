@@ -1,0 +1,1039 @@
+//! The single writer: appends records, commits them durably in groups, keeps the Merkle tree,
+//! signs checkpoints, seals full WAL files into Parquet segments, and writes its own lifecycle
+//! records. Opening it runs crash recovery.
+//!
+//! Durability rules (see ARCHITECTURE.md): a record is acknowledged only after `commit` has
+//! written its frame and `fdatasync` returned; any write or sync error stops the writer for good
+//! (no retry on the same file descriptor — the page cache may already have dropped the data);
+//! checkpoints only ever sign durable sizes, never smaller than a size signed before.
+
+use crate::datadir::{self, b64, DataDir, Identity, ManifestEntry};
+use crate::merkle::{chain_next, chain_seed, leaf_hash, Frontier, Hash};
+use crate::note::{sign_note, Checkpoint, NoteSigner, NoteVerifier, SignedCheckpoint};
+use crate::record::{self, Lifecycle};
+use crate::segment::{self, Extracted, SegmentBuilder, SegmentMeta};
+use crate::tiles::Tiles;
+use crate::wal::{self, ScanEnd, WalIo};
+use crate::LedgerError;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use trailwarden_model::{Body, Event, Format, Quarantine, Record, RecordKind, Timestamp};
+
+/// Exit code the CLI uses when the writer stopped after a failed write or sync.
+pub const EXIT_FAIL_STOP: u8 = 75;
+/// Exit code the CLI uses when recovery found corruption and refused to start.
+pub const EXIT_CORRUPT: u8 = 76;
+
+/// A source of wall-clock time (tests substitute their own).
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// Rebuilds the extracted columns of an event from its raw bytes when a WAL is reopened
+/// (the WAL stores only the format; the parser lives in another crate).
+pub type Extractor = dyn Fn(Format, &[u8], Timestamp) -> Option<Event> + Send + Sync;
+
+/// Where checkpoints are also published, outside the writer's control (a WORM bucket, a
+/// witness). The writer refuses to start when it holds less than was published.
+pub trait Anchor: Send {
+    /// Publish a signed checkpoint.
+    fn publish(&mut self, size: u64, note: &str) -> Result<(), LedgerError>;
+    /// The largest size published so far (0 if none).
+    fn latest_size(&self) -> Result<u64, LedgerError>;
+}
+
+/// Writer options.
+pub struct Options {
+    /// Origin for a new ledger (`None`: `trailwarden.local/<random>`).
+    pub origin: Option<String>,
+    /// Seal the WAL into a segment at this many bytes.
+    pub seal_bytes: u64,
+    /// … or when its oldest record is this old (nanoseconds).
+    pub seal_age_ns: i64,
+    /// zstd level of segments.
+    pub zstd_level: i32,
+    /// Sign a checkpoint at most this often while appending (nanoseconds).
+    pub checkpoint_interval_ns: i64,
+    /// Write a heartbeat record this often (nanoseconds).
+    pub heartbeat_interval_ns: i64,
+    /// The largest commit batch, in bytes: garbage beyond the last good frame up to this size is
+    /// a torn write, more is corruption.
+    pub max_batch_bytes: u64,
+    /// Seal on a background thread.
+    pub background_seal: bool,
+    /// Why the writer starts (`ingest`, `serve`, …), recorded in the start record.
+    pub reason: String,
+    /// SHA-256 of the configuration in effect, recorded in the start record.
+    pub config_sha256: String,
+    /// Clock.
+    pub clock: Arc<dyn Clock>,
+    /// Rebuilds event columns on reopen.
+    pub extractor: Option<Arc<Extractor>>,
+    /// External checkpoint store.
+    pub anchor: Option<Box<dyn Anchor>>,
+    /// File-operation layer for new WAL files (tests inject failures).
+    pub wal_io: Option<Box<dyn Fn(File) -> Box<dyn WalIo> + Send + Sync>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            origin: None,
+            seal_bytes: 64 << 20,
+            seal_age_ns: 15 * 60 * trailwarden_model::time::NANOS_PER_SEC,
+            zstd_level: 3,
+            checkpoint_interval_ns: trailwarden_model::time::NANOS_PER_SEC,
+            heartbeat_interval_ns: 60 * trailwarden_model::time::NANOS_PER_SEC,
+            max_batch_bytes: 80 << 20,
+            background_seal: true,
+            reason: "ingest".into(),
+            config_sha256: String::new(),
+            clock: Arc::new(SystemClock),
+            extractor: None,
+            anchor: None,
+            wal_io: None,
+        }
+    }
+}
+
+/// What recovery did when the writer opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// The ledger was created now.
+    pub created: bool,
+    /// Records found.
+    pub size: u64,
+    /// The previous run ended with a stop record.
+    pub clean_shutdown: bool,
+    /// Bytes of a torn WAL tail truncated.
+    pub truncated_bytes: u64,
+    /// Segments resealed (a seal was interrupted).
+    pub resealed: u64,
+    /// Stale WAL files removed (their seal had completed).
+    pub removed_wals: u64,
+}
+
+/// What the WAL remembers about a record besides its hashed bytes.
+#[derive(Serialize, Deserialize, Default)]
+struct FrameMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    f: Option<Format>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    q: Option<Quarantine>,
+}
+
+/// The format a WAL frame's metadata names, if any.
+pub fn frame_format(meta: &[u8]) -> Option<Format> {
+    serde_json::from_slice::<FrameMeta>(meta)
+        .ok()
+        .and_then(|m| m.f)
+}
+
+struct ActiveWal {
+    first: u64,
+    path: PathBuf,
+    io: Box<dyn WalIo>,
+    bytes: u64,
+    opened: Timestamp,
+    builder: SegmentBuilder,
+}
+
+pub(crate) struct SealJob {
+    newest_received: Option<Timestamp>,
+    first: u64,
+    last: u64,
+    batch: arrow_array::RecordBatch,
+    root: Hash,
+    frontier: Vec<Hash>,
+    chain: Hash,
+    wal_path: PathBuf,
+}
+
+struct Sealer {
+    tx: mpsc::Sender<SealJob>,
+    handle: JoinHandle<()>,
+}
+
+/// The ledger writer.
+pub struct Ledger {
+    dir: DataDir,
+    _lock: File,
+    identity: Identity,
+    signer: Arc<dyn NoteSigner>,
+    opts: Options,
+    frontier: Frontier,
+    chain: Hash,
+    tiles: Tiles,
+    wal: ActiveWal,
+    batch_seq: u64,
+    // Appended, not yet committed.
+    pending: Vec<u8>,
+    pending_leaves: Vec<Hash>,
+    pending_last_frame: usize,
+    pending_chain: Hash,
+    last_checkpoint: Option<SignedCheckpoint>,
+    last_checkpoint_at: Timestamp,
+    last_heartbeat_at: Timestamp,
+    appended_since_heartbeat: u64,
+    started_at: Timestamp,
+    failed: Option<String>,
+    sealer: Option<Sealer>,
+    seal_error: Arc<Mutex<Option<String>>>,
+    scratch: Vec<u8>,
+}
+
+impl Ledger {
+    /// Open (creating on first use) the ledger in `root`, running crash recovery.
+    pub fn open(
+        root: impl Into<PathBuf>,
+        opts: Options,
+    ) -> Result<(Ledger, Recovery), LedgerError> {
+        let dir = DataDir::new(root);
+        let now = opts.clock.now();
+        let mut recovery = Recovery::default();
+        let created = !dir.exists();
+        if created {
+            let origin = match &opts.origin {
+                Some(o) => o.clone(),
+                None => {
+                    let mut r = [0u8; 8];
+                    getrandom::fill(&mut r)
+                        .map_err(|e| LedgerError::Invalid(format!("no randomness: {e}")))?;
+                    format!("trailwarden.local/{}", hex::encode(r))
+                }
+            };
+            fs::create_dir_all(dir.root()).map_err(|e| LedgerError::Io {
+                context: format!("creating {}", dir.root().display()),
+                source: e,
+            })?;
+            let lock = lock(&dir)?;
+            let (identity, id_bytes, signer) = dir.create(&origin, now)?;
+            let signer: Arc<dyn NoteSigner> = Arc::new(signer);
+            let wal = new_wal(&dir, 0, now, &opts)?;
+            let tiles = Tiles::load(&dir.tree_dir().join("tiles"))?;
+            let chain = chain_seed(&identity.origin);
+            let mut l = Ledger::assemble(
+                dir,
+                lock,
+                identity.clone(),
+                signer,
+                opts,
+                Frontier::new(),
+                chain,
+                tiles,
+                wal,
+                0,
+            );
+            let genesis = Lifecycle::Genesis {
+                identity_sha256: trailwarden_model::sha256_hex(&id_bytes),
+                origin: identity.origin.clone(),
+                vkey: identity.vkey.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            };
+            l.append_internal(RecordKind::Lifecycle, &genesis)?;
+            recovery.created = true;
+            l.start(&mut recovery)?;
+            return Ok((l, recovery));
+        }
+        let lock = lock(&dir)?;
+        let (identity, _) = dir.read_identity()?;
+        let signer: Arc<dyn NoteSigner> = Arc::new(dir.load_signer(&identity.origin)?);
+        if signer.verifier().vkey() != identity.vkey {
+            return Err(LedgerError::Invalid(
+                "the signing key does not match identity.json's vkey".into(),
+            ));
+        }
+        let state = crate::recover::recover(&dir, &identity, &opts, &mut recovery)?;
+        let wal = ActiveWal {
+            first: state.wal_first,
+            io: open_wal_io(&state.wal_path, &opts)?,
+            path: state.wal_path,
+            bytes: state.wal_bytes,
+            opened: state.wal_opened.unwrap_or(now),
+            builder: state.builder,
+        };
+        let tiles = state.tiles;
+        let mut l = Ledger::assemble(
+            dir,
+            lock,
+            identity,
+            signer,
+            opts,
+            state.frontier,
+            state.chain,
+            tiles,
+            wal,
+            state.batch_seq,
+        );
+        l.last_checkpoint = state.last_checkpoint;
+        for job in state.reseal {
+            recovery.resealed += 1;
+            l.seal_now(job)?;
+        }
+        recovery.size = l.size();
+        recovery.clean_shutdown = state.clean_shutdown;
+        l.start(&mut recovery)?;
+        Ok((l, recovery))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        dir: DataDir,
+        lock: File,
+        identity: Identity,
+        signer: Arc<dyn NoteSigner>,
+        opts: Options,
+        frontier: Frontier,
+        chain: Hash,
+        tiles: Tiles,
+        wal: ActiveWal,
+        batch_seq: u64,
+    ) -> Ledger {
+        let now = opts.clock.now();
+        let seal_error = Arc::new(Mutex::new(None));
+        Ledger {
+            dir,
+            _lock: lock,
+            identity,
+            signer,
+            frontier,
+            pending_chain: chain,
+            chain,
+            tiles,
+            wal,
+            batch_seq,
+            pending: Vec::with_capacity(4 << 20),
+            pending_leaves: Vec::new(),
+            pending_last_frame: 0,
+            last_checkpoint: None,
+            last_checkpoint_at: now,
+            last_heartbeat_at: now,
+            appended_since_heartbeat: 0,
+            started_at: now,
+            failed: None,
+            sealer: None,
+            seal_error,
+            scratch: Vec::with_capacity(64 << 10),
+            opts,
+        }
+    }
+
+    fn start(&mut self, recovery: &mut Recovery) -> Result<(), LedgerError> {
+        // Refuse to run behind what was published: that would sign a fork.
+        let published = match &self.opts.anchor {
+            Some(a) => a.latest_size()?,
+            None => 0,
+        };
+        let signed = self
+            .last_checkpoint
+            .as_ref()
+            .map_or(0, |c| c.checkpoint.size);
+        let have = self.size() + self.pending_leaves.len() as u64;
+        if have < published.max(signed) {
+            return Err(LedgerError::Truncated {
+                have,
+                signed: published.max(signed),
+            });
+        }
+        let start = Lifecycle::Start {
+            version: env!("CARGO_PKG_VERSION").into(),
+            clean_shutdown: recovery.clean_shutdown || recovery.created,
+            truncated_bytes: recovery.truncated_bytes,
+            recovered_size: recovery.size,
+            reason: self.opts.reason.clone(),
+            config_sha256: self.opts.config_sha256.clone(),
+        };
+        self.append_internal(RecordKind::Lifecycle, &start)?;
+        self.drain_access_spool()?;
+        self.commit()?;
+        self.checkpoint()?;
+        Ok(())
+    }
+
+    /// Move reads recorded by other processes while this one held the lock (`access.spool`)
+    /// into the ledger.
+    pub fn drain_access_spool(&mut self) -> Result<u64, LedgerError> {
+        let p = self.dir.access_spool();
+        let mut f = match OpenOptions::new().read(true).write(true).open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => {
+                return Err(LedgerError::Io {
+                    context: format!("opening {}", p.display()),
+                    source: e,
+                })
+            }
+        };
+        f.lock().map_err(|e| LedgerError::Io {
+            context: format!("locking {}", p.display()),
+            source: e,
+        })?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut f, &mut text).map_err(|e| LedgerError::Io {
+            context: format!("reading {}", p.display()),
+            source: e,
+        })?;
+        let mut n = 0;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(
+                |e| serde_json::json!({ "unparseable_spool_line": line, "error": e.to_string() }),
+            );
+            self.append_internal(RecordKind::Access, &v)?;
+            n += 1;
+        }
+        if n > 0 {
+            self.commit()?;
+        }
+        f.set_len(0).map_err(|e| LedgerError::Io {
+            context: format!("truncating {}", p.display()),
+            source: e,
+        })?;
+        f.sync_all().map_err(|e| LedgerError::Io {
+            context: format!("syncing {}", p.display()),
+            source: e,
+        })?;
+        Ok(n)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.dir
+    }
+
+    /// The ledger identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The checkpoint verifier.
+    pub fn verifier(&self) -> NoteVerifier {
+        self.signer.verifier()
+    }
+
+    /// Durable records in the tree.
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// Index the next appended record will get.
+    pub fn next_index(&self) -> u64 {
+        self.size() + self.pending_leaves.len() as u64
+    }
+
+    /// Root of the durable tree.
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    /// The latest signed checkpoint.
+    pub fn latest_checkpoint(&self) -> Option<&SignedCheckpoint> {
+        self.last_checkpoint.as_ref()
+    }
+
+    /// Bytes appended but not yet committed.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Records appended but not yet committed.
+    pub fn pending_records(&self) -> usize {
+        self.pending_leaves.len()
+    }
+
+    fn check_ok(&self) -> Result<(), LedgerError> {
+        if let Some(f) = &self.failed {
+            return Err(LedgerError::Stopped(f.clone()));
+        }
+        if let Ok(g) = self.seal_error.lock() {
+            if let Some(e) = g.as_ref() {
+                return Err(LedgerError::Stopped(format!("sealing failed: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Append a parsed or quarantined record. Returns its index; it is durable only after
+    /// [`Ledger::commit`].
+    pub fn append(&mut self, rec: &Record) -> Result<u64, LedgerError> {
+        let (kind, meta, x) = match &rec.body {
+            Body::Event(e) => (
+                RecordKind::Event,
+                FrameMeta {
+                    f: Some(e.format),
+                    q: None,
+                },
+                Extracted::Event(e),
+            ),
+            Body::Quarantine(q) => (
+                RecordKind::Quarantine,
+                FrameMeta {
+                    f: None,
+                    q: Some(q.clone()),
+                },
+                Extracted::Quarantine(q),
+            ),
+            Body::Internal => (
+                RecordKind::Lifecycle,
+                FrameMeta::default(),
+                Extracted::Internal,
+            ),
+        };
+        self.append_raw(kind, rec.received, &rec.source, &rec.raw, &meta, x)
+    }
+
+    /// Append a record trailwarden writes itself (its payload is `value` as JSON).
+    pub fn append_internal<T: Serialize>(
+        &mut self,
+        kind: RecordKind,
+        value: &T,
+    ) -> Result<u64, LedgerError> {
+        let payload = serde_json::to_vec(value)
+            .map_err(|e| LedgerError::Invalid(format!("encoding {kind} record: {e}")))?;
+        let now = self.opts.clock.now();
+        self.append_raw(
+            kind,
+            now,
+            "trailwarden",
+            &payload,
+            &FrameMeta::default(),
+            Extracted::Internal,
+        )
+    }
+
+    fn append_raw(
+        &mut self,
+        kind: RecordKind,
+        received: Timestamp,
+        source: &str,
+        raw: &[u8],
+        meta: &FrameMeta,
+        x: Extracted<'_>,
+    ) -> Result<u64, LedgerError> {
+        self.check_ok()?;
+        let index = self.next_index();
+        self.scratch.clear();
+        record::encode(kind, index, received, source, raw, &mut self.scratch)?;
+        let leaf = leaf_hash(&self.scratch);
+        let chain = chain_next(&self.pending_chain, &leaf);
+        let meta_bytes =
+            serde_json::to_vec(meta).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        self.pending_last_frame = self.pending.len();
+        wal::encode_frame(
+            self.batch_seq,
+            &self.scratch,
+            &meta_bytes,
+            &leaf,
+            &chain,
+            &mut self.pending,
+        );
+        self.pending_chain = chain;
+        self.pending_leaves.push(leaf);
+        self.wal
+            .builder
+            .push(index, kind, received, source, raw, &leaf, x);
+        self.appended_since_heartbeat += 1;
+        Ok(index)
+    }
+
+    /// Write every appended record and `fdatasync`. On success they are durable (acknowledge
+    /// them now); on failure the writer stops for good. Also signs a checkpoint when one is due,
+    /// writes a heartbeat when one is due, and seals the WAL when it is full or old.
+    pub fn commit(&mut self) -> Result<u64, LedgerError> {
+        self.check_ok()?;
+        if self.pending.is_empty() {
+            return Ok(self.size());
+        }
+        wal::mark_batch_end(&mut self.pending, self.pending_last_frame);
+        if let Err(e) = self.wal.io.append(&self.pending) {
+            return Err(self.fail(format!("writing {}: {e}", self.wal.path.display())));
+        }
+        if let Err(e) = self.wal.io.sync() {
+            return Err(self.fail(format!("fdatasync of {}: {e}", self.wal.path.display())));
+        }
+        self.wal.bytes += self.pending.len() as u64;
+        self.pending.clear();
+        self.batch_seq += 1;
+        self.chain = self.pending_chain;
+        for leaf in std::mem::take(&mut self.pending_leaves) {
+            self.frontier.push(leaf);
+            self.tiles.push(leaf);
+        }
+        let now = self.opts.clock.now();
+        if now.0 - self.last_checkpoint_at.0 >= self.opts.checkpoint_interval_ns {
+            self.checkpoint()?;
+        }
+        if now.0 - self.last_heartbeat_at.0 >= self.opts.heartbeat_interval_ns {
+            self.heartbeat()?;
+        }
+        let full = self.wal.bytes >= self.opts.seal_bytes;
+        let old = now.0 - self.wal.opened.0 >= self.opts.seal_age_ns;
+        if (full || old) && self.size() > self.wal.first {
+            self.rotate()?;
+        }
+        Ok(self.size())
+    }
+
+    fn fail(&mut self, msg: String) -> LedgerError {
+        self.failed = Some(msg.clone());
+        LedgerError::Stopped(msg)
+    }
+
+    /// Append a heartbeat record (and commit it).
+    pub fn heartbeat(&mut self) -> Result<(), LedgerError> {
+        let now = self.opts.clock.now();
+        let hb = Lifecycle::Heartbeat {
+            size: self.size(),
+            uptime_seconds: ((now.0 - self.started_at.0).max(0)
+                / trailwarden_model::time::NANOS_PER_SEC) as u64,
+            appended: self.appended_since_heartbeat,
+        };
+        self.last_heartbeat_at = now;
+        self.appended_since_heartbeat = 0;
+        self.append_internal(RecordKind::Lifecycle, &hb)?;
+        self.commit().map(|_| ())
+    }
+
+    /// Sign a checkpoint at the durable size (no-op when nothing changed since the last one).
+    pub fn checkpoint(&mut self) -> Result<SignedCheckpoint, LedgerError> {
+        self.check_ok()?;
+        let size = self.size();
+        if let Some(c) = &self.last_checkpoint {
+            if c.checkpoint.size == size {
+                return Ok(c.clone());
+            }
+            if c.checkpoint.size > size {
+                return Err(LedgerError::Invalid(format!(
+                    "refusing to sign size {size} below the signed size {}",
+                    c.checkpoint.size
+                )));
+            }
+        }
+        let cp = Checkpoint {
+            origin: self.identity.origin.clone(),
+            size,
+            root: self.frontier.root(),
+            extensions: vec![],
+        };
+        let note = sign_note(&cp.text(), &[self.signer.as_ref()])
+            .map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        // The log first, then the pointer, then the outside world.
+        datadir::append_durable(&self.dir.checkpoints_log(), &datadir::log_entry(&note))?;
+        datadir::write_atomic(&self.dir.checkpoint_path(), note.as_bytes())?;
+        if let Some(a) = self.opts.anchor.as_mut() {
+            a.publish(size, &note)?;
+        }
+        self.tiles.flush()?;
+        let signed = SignedCheckpoint {
+            checkpoint: cp,
+            note,
+        };
+        self.last_checkpoint = Some(signed.clone());
+        self.last_checkpoint_at = self.opts.clock.now();
+        Ok(signed)
+    }
+
+    /// Seal the active WAL now (if it holds records) and start a new one.
+    pub fn rotate(&mut self) -> Result<(), LedgerError> {
+        self.commit()?;
+        if self.size() == self.wal.first {
+            return Ok(());
+        }
+        self.checkpoint()?;
+        let now = self.opts.clock.now();
+        let first = self.wal.first;
+        let last = self.size() - 1;
+        let batch = self.wal.builder.finish()?;
+        let new = new_wal(&self.dir, self.size(), now, &self.opts)?;
+        let old = std::mem::replace(&mut self.wal, new);
+        let job = SealJob {
+            newest_received: None,
+            first,
+            last,
+            batch,
+            root: self.frontier.root(),
+            frontier: self.frontier.nodes().to_vec(),
+            chain: self.chain,
+            wal_path: old.path,
+        };
+        drop(old.io);
+        if self.opts.background_seal {
+            self.seal_background(job)
+        } else {
+            self.seal_now(job)
+        }
+    }
+
+    fn seal_background(&mut self, job: SealJob) -> Result<(), LedgerError> {
+        if self.sealer.is_none() {
+            let (tx, rx) = mpsc::channel::<SealJob>();
+            let dir = self.dir.clone();
+            let origin = self.identity.origin.clone();
+            let signer = self.signer.clone();
+            let level = self.opts.zstd_level;
+            let clock = self.opts.clock.clone();
+            let err = self.seal_error.clone();
+            let handle = std::thread::Builder::new()
+                .name("trailwarden-sealer".into())
+                .spawn(move || {
+                    for job in rx {
+                        if let Err(e) =
+                            seal(&dir, &origin, signer.as_ref(), level, clock.now(), job)
+                        {
+                            if let Ok(mut g) = err.lock() {
+                                *g = Some(e.to_string());
+                            }
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| LedgerError::Io {
+                    context: "starting the sealer thread".into(),
+                    source: e,
+                })?;
+            self.sealer = Some(Sealer { tx, handle });
+        }
+        if let Some(s) = &self.sealer {
+            s.tx.send(job)
+                .map_err(|_| LedgerError::Stopped("the sealer thread has stopped".into()))?;
+        }
+        Ok(())
+    }
+
+    fn seal_now(&mut self, job: SealJob) -> Result<(), LedgerError> {
+        seal(
+            &self.dir,
+            &self.identity.origin,
+            self.signer.as_ref(),
+            self.opts.zstd_level,
+            self.opts.clock.now(),
+            job,
+        )
+    }
+
+    /// Wait for background seals to finish.
+    pub fn wait_for_seals(&mut self) -> Result<(), LedgerError> {
+        if let Some(s) = self.sealer.take() {
+            drop(s.tx);
+            let _ = s.handle.join();
+        }
+        self.check_ok()
+    }
+
+    /// Append a pause or resume record (logging suspended by an operator or by back-pressure).
+    pub fn pause(&mut self, paused: bool, reason: &str) -> Result<(), LedgerError> {
+        let r = if paused {
+            Lifecycle::Pause {
+                reason: reason.into(),
+            }
+        } else {
+            Lifecycle::Resume {
+                reason: reason.into(),
+            }
+        };
+        self.append_internal(RecordKind::Lifecycle, &r)?;
+        self.commit()?;
+        self.checkpoint().map(|_| ())
+    }
+
+    /// Stop cleanly: a stop record, a final checkpoint, finished seals.
+    pub fn close(mut self, reason: &str) -> Result<SignedCheckpoint, LedgerError> {
+        self.append_internal(
+            RecordKind::Lifecycle,
+            &Lifecycle::Stop {
+                reason: reason.into(),
+            },
+        )?;
+        self.commit()?;
+        let cp = self.checkpoint()?;
+        self.wait_for_seals()?;
+        self.tiles.flush()?;
+        Ok(cp)
+    }
+}
+
+impl Drop for Ledger {
+    /// A writer dropped without `close` (an error path) still finishes the seals it started.
+    fn drop(&mut self) {
+        if let Some(s) = self.sealer.take() {
+            drop(s.tx);
+            let _ = s.handle.join();
+        }
+    }
+}
+
+fn lock(dir: &DataDir) -> Result<File, LedgerError> {
+    let p = dir.lock_path();
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| LedgerError::Io {
+            context: format!("opening {}", p.display()),
+            source: e,
+        })?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(LedgerError::Locked(dir.root().display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(LedgerError::Io {
+            context: format!("locking {}", p.display()),
+            source: e,
+        }),
+    }
+}
+
+fn open_wal_io(path: &std::path::Path, opts: &Options) -> Result<Box<dyn WalIo>, LedgerError> {
+    let f = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| LedgerError::Io {
+            context: format!("opening {}", path.display()),
+            source: e,
+        })?;
+    Ok(match &opts.wal_io {
+        Some(w) => w(f),
+        None => Box::new(f),
+    })
+}
+
+fn new_wal(
+    dir: &DataDir,
+    first: u64,
+    now: Timestamp,
+    opts: &Options,
+) -> Result<ActiveWal, LedgerError> {
+    let path = dir.wal_file(first);
+    let f = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| LedgerError::Io {
+            context: format!("creating {}", path.display()),
+            source: e,
+        })?;
+    f.sync_all().map_err(|e| LedgerError::Io {
+        context: format!("syncing {}", path.display()),
+        source: e,
+    })?;
+    datadir::sync_parent(&path)?;
+    let io: Box<dyn WalIo> = match &opts.wal_io {
+        Some(w) => w(f),
+        None => Box::new(f),
+    };
+    Ok(ActiveWal {
+        first,
+        path,
+        io,
+        bytes: 0,
+        opened: now,
+        builder: SegmentBuilder::new(),
+    })
+}
+
+fn newest_received(batch: &arrow_array::RecordBatch) -> Option<Timestamp> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::TimestampNanosecondType;
+    let col = batch
+        .column(2)
+        .as_primitive_opt::<TimestampNanosecondType>()?;
+    col.values().iter().max().map(|v| Timestamp(*v))
+}
+
+/// The body of a seal note.
+pub fn seal_text(origin: &str, first: u64, last: u64, root: &Hash, file_sha256: &str) -> String {
+    format!(
+        "{origin}\ntrailwarden-seal/1\n{first} {last}\n{}\n{}\n{file_sha256}\n",
+        last + 1,
+        b64(root)
+    )
+}
+
+/// Parse a seal note body: `(first, last, root base64, file sha256)`.
+pub fn parse_seal_text(text: &str, origin: &str) -> Result<(u64, u64, String, String), String> {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() != 6 || lines[0] != origin || lines[1] != "trailwarden-seal/1" {
+        return Err("not a seal note of this ledger".into());
+    }
+    let (a, b) = lines[2].split_once(' ').ok_or("bad range line")?;
+    let first: u64 = a.parse().map_err(|_| "bad first")?;
+    let last: u64 = b.parse().map_err(|_| "bad last")?;
+    if lines[3] != (last + 1).to_string() {
+        return Err("seal size does not match its range".into());
+    }
+    Ok((first, last, lines[4].to_string(), lines[5].to_string()))
+}
+
+/// Seal one WAL: Parquet segment and seal note (temp files, fsync, rename), manifest line,
+/// delete the WAL. Every step is idempotent on restart.
+fn seal(
+    dir: &DataDir,
+    origin: &str,
+    signer: &dyn NoteSigner,
+    level: i32,
+    now: Timestamp,
+    job: SealJob,
+) -> Result<(), LedgerError> {
+    let seg = dir.segment_file(job.first, job.last);
+    let tmp = seg.with_extension("parquet.tmp");
+    let meta = SegmentMeta {
+        origin: origin.to_string(),
+        first: job.first,
+        last: job.last,
+        seal_root: b64(&job.root),
+    };
+    let newest = newest_received(&job.batch);
+    let job = SealJob {
+        newest_received: newest,
+        ..job
+    };
+    segment::write(&tmp, &meta, &[job.batch.clone()], level)?;
+    let bytes = fs::read(&tmp).map_err(|e| LedgerError::Io {
+        context: format!("reading back {}", tmp.display()),
+        source: e,
+    })?;
+    let sha = trailwarden_model::sha256_hex(&bytes);
+    drop(bytes);
+    let text = seal_text(origin, job.first, job.last, &job.root, &sha);
+    let note = sign_note(&text, &[signer]).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+    datadir::write_atomic(&dir.seal_file(job.first, job.last), note.as_bytes())?;
+    fs::rename(&tmp, &seg).map_err(|e| LedgerError::Io {
+        context: format!("renaming {} into place", seg.display()),
+        source: e,
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(&seg, fs::Permissions::from_mode(0o444));
+    }
+    datadir::sync_parent(&seg)?;
+    let newest_received = job.newest_received;
+    let entry = ManifestEntry {
+        newest_received,
+        compact_range: Vec::new(),
+        tombstone: None,
+        first: job.first,
+        last: job.last,
+        state: "sealed".into(),
+        file: seg
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        sha256: sha,
+        seal_size: job.last + 1,
+        seal_root: b64(&job.root),
+        frontier: job.frontier.iter().map(b64).collect(),
+        chain: hex::encode(job.chain),
+        at: now,
+    };
+    datadir::append_manifest(&dir.manifest_path(), &entry)?;
+    fs::remove_file(&job.wal_path).map_err(|e| LedgerError::Io {
+        context: format!("removing sealed {}", job.wal_path.display()),
+        source: e,
+    })?;
+    datadir::sync_parent(&job.wal_path)
+}
+
+pub(crate) use self::internal::*;
+
+mod internal {
+    use super::*;
+
+    /// State rebuilt by recovery for the writer.
+    pub(crate) struct Recovered {
+        pub frontier: Frontier,
+        pub chain: Hash,
+        pub tiles: Tiles,
+        pub wal_first: u64,
+        pub wal_path: PathBuf,
+        pub wal_bytes: u64,
+        pub wal_opened: Option<Timestamp>,
+        pub builder: SegmentBuilder,
+        pub batch_seq: u64,
+        pub last_checkpoint: Option<SignedCheckpoint>,
+        pub clean_shutdown: bool,
+        pub reseal: Vec<SealJob>,
+    }
+
+    pub(crate) fn seal_job(
+        first: u64,
+        last: u64,
+        batch: arrow_array::RecordBatch,
+        frontier: &Frontier,
+        chain: Hash,
+        wal_path: PathBuf,
+    ) -> SealJob {
+        SealJob {
+            newest_received: None,
+            first,
+            last,
+            batch,
+            root: frontier.root(),
+            frontier: frontier.nodes().to_vec(),
+            chain,
+            wal_path,
+        }
+    }
+
+    /// Re-extract one WAL frame into a segment builder.
+    pub(crate) fn rebuild_row(
+        b: &mut SegmentBuilder,
+        frame: &wal::Frame<'_>,
+        extractor: Option<&Arc<Extractor>>,
+    ) -> Result<(u64, RecordKind, Timestamp), LedgerError> {
+        let d = record::decode(frame.record).map_err(LedgerError::Invalid)?;
+        let meta: FrameMeta = serde_json::from_slice(frame.meta).unwrap_or_default();
+        let ev = match (d.kind, meta.f, extractor) {
+            (RecordKind::Event, Some(f), Some(x)) => x(f, d.payload, d.received),
+            _ => None,
+        };
+        let x = match (&ev, &meta.q) {
+            (Some(e), _) => Extracted::Event(e),
+            (None, Some(q)) => Extracted::Quarantine(q),
+            _ => Extracted::Internal,
+        };
+        b.push(
+            d.index,
+            d.kind,
+            d.received,
+            d.source,
+            d.payload,
+            &frame.leaf,
+            x,
+        );
+        Ok((d.index, d.kind, d.received))
+    }
+
+    /// Whether a record's payload is a stop lifecycle record.
+    pub(crate) fn is_stop(kind: RecordKind, payload: &[u8]) -> bool {
+        kind == RecordKind::Lifecycle
+            && serde_json::from_slice::<Lifecycle>(payload)
+                .is_ok_and(|l| matches!(l, Lifecycle::Stop { .. }))
+    }
+
+    pub(crate) fn scan_end_error(path: &std::path::Path, end: &ScanEnd) -> LedgerError {
+        match end {
+            ScanEnd::Corrupt { offset, index, reason } => LedgerError::Corrupt(format!(
+                "{} at byte {offset} (record {index}): {reason}. The writer will not start: restore the ledger from backup, \
+                 or run `trailwarden verify` to see what is affected; nothing was changed",
+                path.display()
+            )),
+            _ => LedgerError::Invalid(format!("{}: unexpected scan state", path.display())),
+        }
+    }
+}

@@ -1,0 +1,1590 @@
+//! The ledger's fault and tamper cases (ledger design §10, T1–T17), the crash harness (real
+//! `kill -9` of a writer process under load), and proof round trips.
+//!
+//! Each case builds a ledger of a few thousand records over several sealed segments with
+//! checkpoints every 100 records, then damages it the way an attacker without the key (or a
+//! crash, or a failing disk) would, and checks what `verify` and the writer say.
+
+#![allow(clippy::unwrap_used)] // test harness: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use trailwarden_ledger::anchor::{DirAnchor, WormDir, WormError};
+use trailwarden_ledger::datadir::{self, DataDir};
+use trailwarden_ledger::merkle::{chain_next, leaf_hash};
+use trailwarden_ledger::note::{sign_note, Checkpoint, Ed25519Signer, NoteSigner, NoteVerifier};
+use trailwarden_ledger::reader::LedgerReader;
+use trailwarden_ledger::segment::{self, Extracted, SegmentBuilder, SegmentMeta};
+use trailwarden_ledger::verify::{self, Report, Status, VerifyOptions};
+use trailwarden_ledger::wal::{self, WalIo};
+use trailwarden_ledger::witness::{Witness, WitnessError};
+use trailwarden_ledger::{proof, record, retention, Clock, Ledger, LedgerError, Options};
+use trailwarden_model::{Body, Event, Format, Record, RecordKind, Timestamp};
+
+const ORIGIN: &str = "test.example/ledger";
+const DAY: i64 = 86_400 * 1_000_000_000;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tw-ledger-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// A clock the test moves.
+struct TestClock(AtomicI64);
+
+impl TestClock {
+    fn at(t: Timestamp) -> Arc<TestClock> {
+        Arc::new(TestClock(AtomicI64::new(t.0)))
+    }
+    fn advance(&self, ns: i64) {
+        self.0.fetch_add(ns, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.fetch_add(1_000, Ordering::SeqCst))
+    }
+}
+
+fn opts() -> Options {
+    Options {
+        origin: Some(ORIGIN.into()),
+        seal_bytes: 48 << 10,
+        background_seal: false,
+        checkpoint_interval_ns: i64::MAX,
+        ..Options::default()
+    }
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    let pad = (i * 7919 % 200) as usize;
+    format!(
+        "{{\"kind\":\"Event\",\"auditID\":\"a-{i}\",\"verb\":\"get\",\"pad\":\"{}\"}}",
+        "p".repeat(pad)
+    )
+    .into_bytes()
+}
+
+fn event_record(i: u64, received: Timestamp) -> Record {
+    let mut ev = Event::new(Format::K8sAudit);
+    ev.action = Some("get".into());
+    Record {
+        source: "file:test.jsonl".into(),
+        received,
+        raw: payload(i),
+        location: None,
+        body: Body::Event(Box::new(ev)),
+    }
+}
+
+/// A ledger of `n` events with a checkpoint every 100 records; returns the final checkpoint.
+fn build_with(
+    dir: &Path,
+    n: u64,
+    o: Options,
+    base: Timestamp,
+) -> trailwarden_ledger::note::SignedCheckpoint {
+    let (mut l, _) = Ledger::open(dir, o).unwrap();
+    for i in 0..n {
+        l.append(&event_record(i, Timestamp(base.0 + i as i64 * 1_000_000)))
+            .unwrap();
+        if i % 100 == 99 {
+            l.commit().unwrap();
+            l.checkpoint().unwrap();
+        }
+    }
+    l.close("test").unwrap()
+}
+
+fn build(dir: &Path, n: u64) -> trailwarden_ledger::note::SignedCheckpoint {
+    build_with(
+        dir,
+        n,
+        opts(),
+        Timestamp::parse("2026-11-01T00:00:00Z").unwrap(),
+    )
+}
+
+fn verify_with(dir: &Path, o: VerifyOptions<'_>) -> Report {
+    verify::verify(dir, o).unwrap()
+}
+
+fn verify_dir(dir: &Path) -> Report {
+    verify_with(dir, VerifyOptions::default())
+}
+
+fn codes(r: &Report) -> Vec<String> {
+    r.failures.iter().map(|f| f.code.clone()).collect()
+}
+
+fn first(r: &Report) -> (String, Option<u64>, Option<[u64; 2]>) {
+    let f = r
+        .first_failure
+        .as_ref()
+        .unwrap_or_else(|| panic!("no failure reported: {r:#?}"));
+    (f.code.clone(), f.index, f.range)
+}
+
+fn manifest(dir: &Path) -> Vec<datadir::ManifestEntry> {
+    datadir::read_manifest(&DataDir::new(dir).manifest_path()).unwrap()
+}
+
+/// Copy a directory tree.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let t = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+                std::fs::set_permissions(&t, std::fs::Permissions::from_mode(mode | 0o200))
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// One row of a segment's hashed columns, for tampering.
+#[derive(Clone)]
+struct Row {
+    index: u64,
+    kind: u8,
+    received: Timestamp,
+    source: String,
+    raw: Vec<u8>,
+    prefix: Vec<u8>,
+}
+
+fn read_rows(path: &Path) -> Vec<Row> {
+    let mut rows = Vec::new();
+    segment::for_each_hashed(path, |r| {
+        rows.push(Row {
+            index: r.index,
+            kind: r.kind,
+            received: r.received,
+            source: r.source.to_string(),
+            raw: r.raw.to_vec(),
+            prefix: r.leaf_prefix.to_vec(),
+        });
+        Ok(())
+    })
+    .unwrap();
+    rows
+}
+
+/// Rewrite a segment file (as an attacker with write access would: a valid Parquet file with
+/// the same metadata), with `fix_prefix` recomputing the stored leaf prefixes.
+fn write_rows(path: &Path, rows: &[Row], fix_prefix: bool, meta: Option<SegmentMeta>) {
+    let meta = meta.unwrap_or_else(|| segment::read_meta(path).unwrap());
+    let mut b = SegmentBuilder::new();
+    for r in rows {
+        let leaf = if fix_prefix {
+            trailwarden_ledger::merkle::record_leaf_hash(
+                r.kind,
+                r.index,
+                r.received.0,
+                &r.source,
+                &r.raw,
+            )
+        } else {
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&r.prefix);
+            h
+        };
+        let kind = RecordKind::from_u8(r.kind).unwrap_or(RecordKind::Event);
+        b.push(
+            r.index,
+            kind,
+            r.received,
+            &r.source,
+            &r.raw,
+            &leaf,
+            Extracted::Internal,
+        );
+    }
+    let batch = b.finish().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+    }
+    segment::write(path, &meta, &[batch], 3).unwrap();
+}
+
+fn seg_path(dir: &Path, e: &datadir::ManifestEntry) -> PathBuf {
+    DataDir::new(dir).seg_dir().join(&e.file)
+}
+
+/// Update a segment's manifest hash (an attacker can edit the manifest; not the signed seal).
+fn rehash_manifest(dir: &Path, first: u64) {
+    let d = DataDir::new(dir);
+    let mut entries = manifest(dir);
+    for e in &mut entries {
+        if e.first == first {
+            e.sha256 =
+                trailwarden_model::sha256_hex(&std::fs::read(d.seg_dir().join(&e.file)).unwrap());
+        }
+    }
+    std::fs::remove_file(d.manifest_path()).unwrap();
+    for e in &entries {
+        datadir::append_manifest(&d.manifest_path(), e).unwrap();
+    }
+}
+
+#[test]
+fn a_clean_ledger_verifies() {
+    let d = tmp("clean");
+    let cp = build(&d, 1200);
+    let r = verify_dir(&d);
+    assert_eq!(r.status, Status::Ok, "{r:#?}");
+    assert_eq!(r.size, cp.checkpoint.size);
+    assert!(r.checked.segments >= 3, "{:?}", r.checked);
+    assert!(r.checked.roots_compared >= 12);
+    assert!(r.checkpoint.is_some());
+    // reopening continues the same tree
+    let (l, rec) = Ledger::open(&d, opts()).unwrap();
+    assert!(rec.clean_shutdown);
+    assert_eq!(rec.size, cp.checkpoint.size);
+    l.close("again").unwrap();
+    assert_eq!(verify_dir(&d).status, Status::Ok);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn t01_bit_flip_in_a_sealed_record_is_located() {
+    let d = tmp("t01");
+    build(&d, 1200);
+    let e = &manifest(&d)[1];
+    let k = e.first + 5;
+    let mut rows = read_rows(&seg_path(&d, e));
+    rows[5].raw[3] ^= 0x04;
+    write_rows(&seg_path(&d, e), &rows, false, None);
+    let r = verify_dir(&d);
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(first(&r).0, "E_LEAF_MISMATCH");
+    assert_eq!(first(&r).1, Some(k));
+    assert!(
+        codes(&r).contains(&"E_ROOT_MISMATCH".to_string()),
+        "every later root fails too: {:?}",
+        codes(&r)
+    );
+    assert!(codes(&r).contains(&"E_SEGMENT_HASH".to_string()));
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn t02_consistent_rewrite_fails_its_checkpoint_interval_and_is_pinned_against_a_copy() {
+    let d = tmp("t02");
+    let backup = tmp("t02-backup");
+    build(&d, 1200);
+    copy_dir(&d, &backup);
+    let e = &manifest(&d)[1];
+    let k = e.first + 7;
+    let mut rows = read_rows(&seg_path(&d, e));
+    rows[7].raw[3] ^= 0x01;
+    write_rows(&seg_path(&d, e), &rows, true, None);
+    rehash_manifest(&d, e.first);
+    let r = verify_dir(&d);
+    assert_eq!(r.status, Status::Failed);
+    let (code, _, range) = first(&r);
+    assert!(
+        code == "E_ROOT_MISMATCH" || code == "E_SEGMENT_HASH",
+        "{code}"
+    );
+    let mismatch = r
+        .failures
+        .iter()
+        .find(|f| f.code == "E_ROOT_MISMATCH")
+        .unwrap();
+    let [a, b] = mismatch.range.unwrap();
+    assert!(a <= k && k < b, "interval [{a}, {b}) must contain {k}");
+    assert!(
+        b - a <= 200,
+        "the interval is a checkpoint interval, not the whole log"
+    );
+    let _ = range;
+    let r = verify_with(
+        &d,
+        VerifyOptions {
+            against: Some(backup.clone()),
+            ..VerifyOptions::default()
+        },
+    );
+    assert_eq!(first(&r).0, "E_LEAF_MISMATCH");
+    assert_eq!(first(&r).1, Some(k));
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::remove_dir_all(&backup).ok();
+}
+
+#[test]
+fn t03_t05_t06_deletion_reordering_insertion_break_the_index_binding() {
+    for (name, edit) in [
+        ("t03-delete", 0u8), // delete row 10
+        ("t05-swap", 1),     // swap rows 4 and 9
+        ("t06-insert", 2),   // insert a forged row before row 10
+    ] {
+        let d = tmp(name);
+        build(&d, 1200);
+        let e = &manifest(&d)[2];
+        let mut rows = read_rows(&seg_path(&d, e));
+        let expect = match edit {
+            0 => {
+                rows.remove(10);
+                e.first + 10
+            }
+            1 => {
+                rows.swap(4, 9);
+                e.first + 4
+            }
+            _ => {
+                let mut forged = rows[10].clone();
+                forged.raw = b"{\"forged\":true}".to_vec();
+                rows.insert(10, forged);
+                e.first + 10
+            }
+        };
+        write_rows(&seg_path(&d, e), &rows, true, None);
+        let r = verify_dir(&d);
+        assert_eq!(r.status, Status::Failed, "{name}");
+        assert_eq!(
+            first(&r),
+            ("E_INDEX_MISMATCH".into(), Some(expect), None),
+            "{name}: {:?}",
+            r.failures
+        );
+        std::fs::remove_dir_all(&d).ok();
+    }
+}
+
+/// Rewrite the active WAL's frames from `from` on with `f` renumbering / recomputing every hash.
+fn rewrite_wal(
+    dir: &Path,
+    edit: impl FnOnce(&mut Vec<(RecordKind, u64, Timestamp, String, Vec<u8>)>),
+) -> u64 {
+    let d = DataDir::new(dir);
+    let wals = trailwarden_ledger::recover::list_wals(&d).unwrap();
+    let (first, path) = wals.last().unwrap().clone();
+    let data = std::fs::read(&path).unwrap();
+    let mut recs: Vec<(RecordKind, u64, Timestamp, String, Vec<u8>)> = Vec::new();
+    let mut at = 0;
+    while let Ok(f) = wal::frame_at(&data, at) {
+        at += f.len;
+        let r = record::decode(f.record).unwrap();
+        recs.push((
+            r.kind,
+            r.index,
+            r.received,
+            r.source.to_string(),
+            r.payload.to_vec(),
+        ));
+    }
+    let chain0 = {
+        let m = manifest(dir);
+        m.iter()
+            .find(|e| e.last + 1 == first)
+            .map(|e| e.chain_hash().unwrap())
+            .unwrap_or_else(|| trailwarden_ledger::merkle::chain_seed(ORIGIN))
+    };
+    edit(&mut recs);
+    let mut out = Vec::new();
+    let mut chain = chain0;
+    for (i, (kind, _, received, source, payload)) in recs.iter().enumerate() {
+        let mut enc = Vec::new();
+        record::encode(
+            *kind,
+            first + i as u64,
+            *received,
+            source,
+            payload,
+            &mut enc,
+        )
+        .unwrap();
+        let leaf = leaf_hash(&enc);
+        chain = chain_next(&chain, &leaf);
+        let start = out.len();
+        wal::encode_frame(0, &enc, b"{}", &leaf, &chain, &mut out);
+        wal::mark_batch_end(&mut out, start);
+    }
+    std::fs::write(&path, out).unwrap();
+    first
+}
+
+#[test]
+fn t04_delete_and_renumber_fails_the_next_checkpoint_and_is_truncated() {
+    let d = tmp("t04");
+    let (mut l, _) = Ledger::open(
+        &d,
+        Options {
+            seal_bytes: 1 << 30,
+            ..opts()
+        },
+    )
+    .unwrap();
+    for i in 0..450u64 {
+        l.append(&event_record(i, Timestamp(i as i64))).unwrap();
+        if i % 100 == 99 {
+            l.commit().unwrap();
+            l.checkpoint().unwrap();
+        }
+    }
+    let signed = l.close("test").unwrap().checkpoint.size;
+    let k = 150u64;
+    let wal_first = rewrite_wal(&d, |recs| {
+        let pos = recs.iter().position(|r| r.1 == k).unwrap();
+        recs.remove(pos);
+    });
+    assert_eq!(wal_first, 0);
+    let r = verify_dir(&d);
+    assert_eq!(r.status, Status::Failed);
+    let mism: Vec<_> = r
+        .failures
+        .iter()
+        .filter(|f| f.code == "E_ROOT_MISMATCH")
+        .collect();
+    assert!(!mism.is_empty());
+    let [a, b] = mism[0].range.unwrap();
+    assert!(
+        a <= k && k < b,
+        "first failing interval [{a}, {b}) contains {k}"
+    );
+    let trunc = r.failures.iter().find(|f| f.code == "E_TRUNCATED").unwrap();
+    assert_eq!(trunc.range, Some([signed - 1, signed]));
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn t07_t09_cut_tail_and_checkpoint_rollback_are_caught_by_trusted_checkpoints_and_the_anchor() {
+    let d = tmp("t07");
+    let anchor_dir = tmp("t07-anchor");
+    let mk = || Options {
+        seal_bytes: 1 << 30,
+        anchor: Some(Box::new(DirAnchor::new(&anchor_dir, DAY).unwrap())),
+        ..opts()
+    };
+    let (mut l, _) = Ledger::open(&d, mk()).unwrap();
+    let mut notes = Vec::new();
+    for i in 0..600u64 {
+        l.append(&event_record(i, Timestamp(i as i64))).unwrap();
+        if i % 100 == 99 {
+            l.commit().unwrap();
+            notes.push(l.checkpoint().unwrap());
+        }
+    }
+    let fin = l.close("test").unwrap();
+    let trusted = fin.note.clone();
+    // The attacker drops the last 250 records and every checkpoint covering them.
+    let cut_to = notes[2].checkpoint.size;
+    rewrite_wal(&d, |recs| recs.truncate(cut_to as usize));
+    let dd = DataDir::new(&d);
+    let log = datadir::read_checkpoint_log(&dd.checkpoints_log()).unwrap();
+    let keep: Vec<_> = log
+        .entries
+        .iter()
+        .filter(|e| {
+            trailwarden_ledger::note::Checkpoint::parse_text(
+                &trailwarden_ledger::note::parse_note(&e.note).unwrap().text,
+            )
+            .unwrap()
+            .size
+                <= cut_to
+        })
+        .collect();
+    std::fs::remove_file(dd.checkpoints_log()).unwrap();
+    for e in &keep {
+        datadir::append_durable(&dd.checkpoints_log(), &datadir::log_entry(&e.note)).unwrap();
+    }
+    std::fs::write(dd.checkpoint_path(), &notes[2].note).unwrap();
+    // Locally everything looks consistent…
+    assert_eq!(verify_dir(&d).status, Status::Ok);
+    // …but not against a checkpoint kept elsewhere (T7) …
+    let r = verify_with(
+        &d,
+        VerifyOptions {
+            trusted_checkpoints: vec![trusted.clone()],
+            ..VerifyOptions::default()
+        },
+    );
+    assert_eq!(r.status, Status::Failed);
+    let t = r
+        .failures
+        .iter()
+        .find(|f| f.code == "E_TRUNCATED")
+        .expect("E_TRUNCATED");
+    assert_eq!(t.range, Some([cut_to, fin.checkpoint.size]));
+    assert!(codes(&r).contains(&"E_ROLLBACK_OR_FORK".to_string()));
+    // …nor against the anchor, and the writer refuses to start behind it (T9).
+    let r = verify_with(
+        &d,
+        VerifyOptions {
+            anchor_dir: Some(anchor_dir.clone()),
+            ..VerifyOptions::default()
+        },
+    );
+    assert!(
+        codes(&r).contains(&"E_TRUNCATED".to_string()),
+        "{:?}",
+        codes(&r)
+    );
+    match Ledger::open(&d, mk()) {
+        Err(LedgerError::Truncated { have, signed }) => {
+            assert_eq!(have, cut_to);
+            assert_eq!(signed, fin.checkpoint.size);
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("the writer started behind the anchor"),
+    }
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::remove_dir_all(&anchor_dir).ok();
+}
+
+#[test]
+fn t08_segment_substitution_and_deletion() {
+    // (a) a segment from another ledger for the same range
+    let d = tmp("t08a");
+    let other = tmp("t08a-other");
+    build(&d, 1200);
+    build_with(
+        &other,
+        1200,
+        Options {
+            origin: Some("other.example/ledger".into()),
+            ..opts()
+        },
+        Timestamp(5),
+    );
+    let e = &manifest(&d)[1];
+    let oe = manifest(&other)
+        .into_iter()
+        .find(|x| x.first == e.first && x.last == e.last);
+    let src = match oe {
+        Some(oe) => seg_path(&other, &oe),
+        None => {
+            // ranges differ: copy any other segment and claim this range by name only
+            seg_path(&other, &manifest(&other)[1])
+        }
+    };
+    std::fs::remove_file(seg_path(&d, e)).ok();
+    std::fs::copy(src, seg_path(&d, e)).unwrap();
+    let r = verify_dir(&d);
+    assert_eq!(r.status, Status::Failed);
+    assert!(
+        codes(&r).contains(&"E_SEGMENT_SUBSTITUTED".to_string()),
+        "{:?}",
+        codes(&r)
+    );
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::remove_dir_all(&other).ok();
+
+    // (b) an edited copy whose hashes are internally consistent
+    let d = tmp("t08b");
+    build(&d, 1200);
+    let e = &manifest(&d)[2];
+    let mut rows = read_rows(&seg_path(&d, e));
+    for r in rows.iter_mut() {
+        r.raw = b"{\"rewritten\":true}".to_vec();
+    }
+    write_rows(&seg_path(&d, e), &rows, true, None);
+    rehash_manifest(&d, e.first);
+    let r = verify_dir(&d);
+    let seal_fail = r
+        .failures
+        .iter()
+        .any(|f| f.code == "E_ROOT_MISMATCH" && f.range == Some([e.first, e.last + 1]));
+    assert!(seal_fail, "{:?}", r.failures);
+    std::fs::remove_dir_all(&d).ok();
+
+    // (c) a whole segment and its manifest line deleted, no tombstone
+    let d = tmp("t08c");
+    build(&d, 1200);
+    let m = manifest(&d);
+    let gone = m[1].clone();
+    std::fs::remove_file(seg_path(&d, &gone)).unwrap();
+    let dd = DataDir::new(&d);
+    std::fs::remove_file(dd.manifest_path()).unwrap();
+    for e in m.iter().filter(|e| e.first != gone.first) {
+        datadir::append_manifest(&dd.manifest_path(), e).unwrap();
+    }
+    let r = verify_dir(&d);
+    assert_eq!(
+        first(&r),
+        (
+            "E_MISSING_SEGMENT".into(),
+            None,
+            Some([gone.first, gone.last + 1])
+        ),
+        "{:?}",
+        r.failures
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn t10_fork_is_proven_and_refused_by_the_witness() {
+    let d = tmp("t10");
+    let (mut l, _) = Ledger::open(
+        &d,
+        Options {
+            seal_bytes: 1 << 30,
+            ..opts()
+        },
+    )
+    .unwrap();
+    for i in 0..200u64 {
+        l.append(&event_record(i, Timestamp(i as i64))).unwrap();
+    }
+    l.commit().unwrap();
+    let good = l.checkpoint().unwrap();
+    l.close("test").unwrap();
+    // The attacker holds the key and signs another root for the same size.
+    let dd = DataDir::new(&d);
+    let signer = dd.load_signer(ORIGIN).unwrap();
+    let mut evil = good.checkpoint.clone();
+    evil.root[0] ^= 0xff;
+    let evil_note = sign_note(&evil.text(), &[&signer]).unwrap();
+    datadir::append_durable(&dd.checkpoints_log(), &datadir::log_entry(&evil_note)).unwrap();
+    let r = verify_dir(&d);
+    let fork = r
+        .failures
+        .iter()
+        .find(|f| f.code == "E_FORK")
+        .expect("E_FORK");
+    assert!(
+        fork.detail.contains(&good.note) && fork.detail.contains(&evil_note),
+        "both notes are in the report"
+    );
+    // The witness cosigns the first view and refuses the second.
+    let (wkey, _) = Ed25519Signer::generate("witness.example").unwrap();
+    let mut w = Witness::new(wkey);
+    w.add_log(ORIGIN, dd.verifier().unwrap());
+    let reader = LedgerReader::open(&d, None).unwrap();
+    let body = proof::consistency_file(0, &[], &good);
+    let cosigned = w.add_checkpoint(&body).unwrap();
+    assert!(trailwarden_ledger::note::open_checkpoint(&cosigned, None, &[w.verifier()]).is_ok());
+    let evil_body = format!("old {}\n\n{evil_note}", good.checkpoint.size);
+    assert_eq!(w.add_checkpoint(&evil_body).unwrap_err().status(), 422);
+    assert!(
+        matches!(w.add_checkpoint(&body), Err(WitnessError::Conflict(s)) if s == good.checkpoint.size)
+    );
+    // Growth is still accepted with a consistency proof.
+    let latest = reader.latest_checkpoint().unwrap().unwrap();
+    let p = proof::consistency(&reader, &good, &latest).unwrap();
+    assert!(w
+        .add_checkpoint(&proof::consistency_file(good.checkpoint.size, &p, &latest))
+        .is_ok());
+    // The writer's anchor refuses to publish a second root for a size it holds.
+    let anchor_dir = tmp("t10-anchor");
+    let mut a = DirAnchor::new(&anchor_dir, DAY).unwrap();
+    use trailwarden_ledger::Anchor;
+    a.publish(good.checkpoint.size, &good.note).unwrap();
+    assert!(
+        a.publish(good.checkpoint.size, &good.note).is_ok(),
+        "republishing the same note is fine"
+    );
+    assert!(a.publish(good.checkpoint.size, &evil_note).is_err());
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::remove_dir_all(&anchor_dir).ok();
+}
+
+#[test]
+fn t11_note_tampering() {
+    let d = tmp("t11");
+    build(&d, 300);
+    let dd = DataDir::new(&d);
+    let original = std::fs::read(dd.checkpoints_log()).unwrap();
+    let log = datadir::read_checkpoint_log(&dd.checkpoints_log()).unwrap();
+    let victim = log.entries[1].note.clone();
+    let (other_key, _) = Ed25519Signer::generate("stranger.example").unwrap();
+    let parsed = trailwarden_ledger::note::parse_note(&victim).unwrap();
+    let extra_sig = sign_note(&parsed.text, &[&other_key]).unwrap();
+    let unknown_line = extra_sig.rsplit_once("\n\n").unwrap().1;
+    let root_line = parsed.text.lines().nth(2).unwrap().to_string();
+    let mut flipped_root = root_line.clone().into_bytes();
+    flipped_root[5] = if flipped_root[5] == b'A' { b'B' } else { b'A' };
+    let sig_at = victim.rfind(' ').unwrap() + 10;
+    let mut bad_sig = victim.clone().into_bytes();
+    bad_sig[sig_at] = if bad_sig[sig_at] == b'A' { b'B' } else { b'A' };
+    let size_line = parsed.text.lines().nth(1).unwrap().to_string();
+    let cases: Vec<(&str, String, Option<&str>)> = vec![
+        (
+            "root line changed",
+            victim.replacen(&root_line, &String::from_utf8(flipped_root).unwrap(), 1),
+            Some("E_BAD_SIGNATURE"),
+        ),
+        (
+            "signature corrupted",
+            String::from_utf8(bad_sig).unwrap(),
+            Some("E_BAD_SIGNATURE"),
+        ),
+        ("unknown key added", format!("{victim}{unknown_line}"), None),
+        (
+            "no blank separator",
+            victim.replacen("\n\n", "\n", 1),
+            Some("E_MALFORMED_NOTE"),
+        ),
+        (
+            "control character",
+            victim.replacen(ORIGIN, &format!("{ORIGIN}\u{1}"), 1),
+            Some("E_MALFORMED_NOTE"),
+        ),
+        (
+            "leading zero",
+            victim.replacen(&format!("\n{size_line}\n"), &format!("\n0{size_line}\n"), 1),
+            Some("E_MALFORMED_NOTE"),
+        ),
+    ];
+    for (name, tampered, want) in cases {
+        std::fs::remove_file(dd.checkpoints_log()).unwrap();
+        for (i, e) in log.entries.iter().enumerate() {
+            let n = if i == 1 { &tampered } else { &e.note };
+            datadir::append_durable(&dd.checkpoints_log(), &datadir::log_entry(n)).unwrap();
+        }
+        let r = verify_dir(&d);
+        match want {
+            Some(code) => {
+                assert_eq!(r.status, Status::Failed, "{name}");
+                assert!(
+                    codes(&r).contains(&code.to_string()),
+                    "{name}: {:?}",
+                    r.failures
+                );
+            }
+            None => assert_eq!(r.status, Status::Ok, "{name}: {:?}", r.failures),
+        }
+    }
+    std::fs::write(dd.checkpoints_log(), original).unwrap();
+    assert_eq!(verify_dir(&d).status, Status::Ok);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn t12_proof_files_verify_offline_and_tampered_ones_do_not() {
+    let d = tmp("t12");
+    build(&d, 1500);
+    let reader = LedgerReader::open(&d, None).unwrap();
+    let key = reader.verifier.clone();
+    let cp = reader.latest_checkpoint().unwrap().unwrap();
+    for index in [0u64, 1, 255, 256, 257, 700, cp.checkpoint.size - 1] {
+        let (enc, p) = proof::inclusion(&reader, index, &cp).unwrap();
+        let text = proof::inclusion_file(&enc, index, &p, &cp);
+        let proven = proof::verify_inclusion_file(&text, &key).unwrap();
+        assert_eq!(proven.index, index);
+        // tampering: a proof hash, the index, the record, the checkpoint key
+        let lines: Vec<&str> = text.split('\n').collect();
+        if lines.len() > 4 && !p.is_empty() {
+            let mut t = lines.clone();
+            let mut h = t[3].to_string().into_bytes();
+            h[0] = if h[0] == b'A' { b'B' } else { b'A' };
+            let hs = String::from_utf8(h).unwrap();
+            t[3] = &hs;
+            assert!(
+                proof::verify_inclusion_file(&t.join("\n"), &key).is_err(),
+                "flipped hash {index}"
+            );
+        }
+        let other = text.replacen(
+            &format!("index {index}\n"),
+            &format!("index {}\n", index ^ 1),
+            1,
+        );
+        assert!(
+            proof::verify_inclusion_file(&other, &key).is_err(),
+            "changed index {index}"
+        );
+        let (stranger, _) = Ed25519Signer::generate(ORIGIN).unwrap();
+        assert!(proof::verify_inclusion_file(&text, &stranger.verifier()).is_err());
+    }
+    // consistency between every pair of a few signed sizes
+    let cps = reader.checkpoints().unwrap();
+    for old in cps.iter().step_by(5) {
+        let p = proof::consistency(&reader, old, &cp).unwrap();
+        let body = proof::consistency_file(old.checkpoint.size, &p, &cp);
+        let ok = proof::verify_consistency_file(&body, Some(&old.note), &key).unwrap();
+        assert_eq!(
+            (ok.old_size, ok.new_size),
+            (old.checkpoint.size, cp.checkpoint.size)
+        );
+        if !p.is_empty() {
+            let bad = body.replacen(&base64_of(&p[0]), &base64_of(&[9u8; 32]), 1);
+            assert!(proof::verify_consistency_file(&bad, Some(&old.note), &key).is_err());
+        }
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+fn base64_of(h: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+#[test]
+fn t13_torn_writes_at_every_offset_of_the_last_batch_recover() {
+    let d = tmp("t13-torn");
+    let (mut l, _) = Ledger::open(
+        &d,
+        Options {
+            seal_bytes: 1 << 30,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let t0 = Timestamp::now();
+    for i in 0..50u64 {
+        l.append(&event_record(i, Timestamp(t0.0 + i as i64)))
+            .unwrap();
+    }
+    l.commit().unwrap();
+    let acked = l.size();
+    l.checkpoint().unwrap();
+    // a last batch that never got acknowledged
+    for i in 50..53u64 {
+        l.append(&event_record(i, Timestamp(t0.0 + i as i64)))
+            .unwrap();
+    }
+    l.commit().unwrap();
+    drop(l); // crash: no stop record
+    let dd = DataDir::new(&d);
+    let wal_path = dd.wal_file(0);
+    let full = std::fs::read(&wal_path).unwrap();
+    let scan = wal::scan(&full, 0, trailwarden_ledger::merkle::chain_seed(ORIGIN), 0);
+    let batch_start = scan.frames[acked as usize].offset as usize;
+    let snapshot = tmp("t13-snap");
+    copy_dir(&d, &snapshot);
+    let mut checked = 0;
+    let step = ((full.len() - batch_start) / 120).max(1);
+    for cut in (batch_start..full.len()).step_by(step) {
+        std::fs::remove_dir_all(&d).unwrap();
+        copy_dir(&snapshot, &d);
+        std::fs::write(&wal_path, &full[..cut]).unwrap();
+        let (l, rec) = Ledger::open(
+            &d,
+            Options {
+                seal_bytes: 1 << 30,
+                ..opts()
+            },
+        )
+        .unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        assert!(!rec.clean_shutdown);
+        assert!(rec.size >= acked, "cut {cut}: acknowledged records lost");
+        drop(l);
+        checked += 1;
+    }
+    // zeros and garbage over the last batch
+    for fill in [0u8, 0x5a] {
+        std::fs::remove_dir_all(&d).unwrap();
+        copy_dir(&snapshot, &d);
+        let mut b = full.clone();
+        for x in &mut b[batch_start..] {
+            *x = fill;
+        }
+        std::fs::write(&wal_path, &b).unwrap();
+        let (l, rec) = Ledger::open(
+            &d,
+            Options {
+                seal_bytes: 1 << 30,
+                ..opts()
+            },
+        )
+        .unwrap();
+        assert_eq!(rec.size, acked);
+        assert!(rec.truncated_bytes > 0);
+        l.close("after torn write").unwrap();
+        let r = verify_dir(&d);
+        assert_eq!(r.status, Status::Warnings, "{:?}", r.failures);
+        assert!(
+            r.warnings.iter().all(|w| w.code == "W_UNCLEAN_SHUTDOWN"),
+            "{:?}",
+            r.warnings
+        );
+        assert!(r.warnings[0].detail.contains("truncated"));
+    }
+    assert!(checked > 50);
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::remove_dir_all(&snapshot).ok();
+}
+
+#[test]
+fn t13_a_crash_between_any_two_steps_of_sealing_recovers() {
+    let d = tmp("t13-seal");
+    let (mut l, _) = Ledger::open(
+        &d,
+        Options {
+            seal_bytes: 1 << 30,
+            ..opts()
+        },
+    )
+    .unwrap();
+    for i in 0..300u64 {
+        l.append(&event_record(i, Timestamp(i as i64))).unwrap();
+    }
+    l.commit().unwrap();
+    let dd = DataDir::new(&d);
+    let wal0 = std::fs::read(dd.wal_file(0)).unwrap();
+    l.rotate().unwrap();
+    l.close("test").unwrap();
+    let m = manifest(&d);
+    let e = m[0].clone();
+    let base = tmp("t13-seal-base");
+    copy_dir(&d, &base);
+    type Step = fn(&Path, &datadir::ManifestEntry, &[u8]);
+    let steps: Vec<(&str, Step)> = vec![
+        // manifest written, old WAL not yet deleted
+        ("wal not deleted", |d, _, wal0| {
+            std::fs::write(DataDir::new(d).wal_file(0), wal0).unwrap()
+        }),
+        // segment renamed, manifest line missing
+        ("no manifest line", |d, _, wal0| {
+            std::fs::write(DataDir::new(d).wal_file(0), wal0).unwrap();
+            std::fs::remove_file(DataDir::new(d).manifest_path()).unwrap();
+        }),
+        // only the temp file written
+        ("temp file only", |d, e, wal0| {
+            let dd = DataDir::new(d);
+            std::fs::write(dd.wal_file(0), wal0).unwrap();
+            std::fs::remove_file(dd.manifest_path()).unwrap();
+            std::fs::rename(
+                dd.segment_file(e.first, e.last),
+                dd.segment_file(e.first, e.last)
+                    .with_extension("parquet.tmp"),
+            )
+            .unwrap();
+            std::fs::remove_file(dd.seal_file(e.first, e.last)).unwrap();
+        }),
+        // nothing but the rotated WAL
+        ("nothing written", |d, e, wal0| {
+            let dd = DataDir::new(d);
+            std::fs::write(dd.wal_file(0), wal0).unwrap();
+            std::fs::remove_file(dd.manifest_path()).unwrap();
+            std::fs::remove_file(dd.segment_file(e.first, e.last)).unwrap();
+            std::fs::remove_file(dd.seal_file(e.first, e.last)).unwrap();
+        }),
+    ];
+    for (name, step) in steps {
+        std::fs::remove_dir_all(&d).unwrap();
+        copy_dir(&base, &d);
+        step(&d, &e, &wal0);
+        let (l, rec) = Ledger::open(
+            &d,
+            Options {
+                seal_bytes: 1 << 30,
+                ..opts()
+            },
+        )
+        .unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert!(rec.removed_wals + rec.resealed == 1, "{name}: {rec:?}");
+        l.close("test").unwrap();
+        let r = verify_dir(&d);
+        assert_eq!(r.status, Status::Ok, "{name}: {:?}", r.failures);
+        assert_eq!(manifest(&d)[0].seal_root, e.seal_root, "{name}");
+    }
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::remove_dir_all(&base).ok();
+}
+
+#[test]
+fn t13_kill_minus_9_under_load_loses_no_acknowledged_record() {
+    let iterations: usize = std::env::var("TW_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    crash_harness(iterations);
+}
+
+/// Kill a writer process with SIGKILL at random points while it appends; after each kill,
+/// recover and check that every acknowledged record is present with its exact bytes.
+fn crash_harness(iterations: usize) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let d = tmp("t13-kill");
+    let bin = env!("CARGO_BIN_EXE_trailwarden-ledger-load");
+    let seed = 42u64;
+    let mut acked: Vec<(u64, u64)> = Vec::new();
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut kills = 0;
+    for it in 0..iterations {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let run_ms = 2 + rng % 40;
+        let mut child = Command::new(bin)
+            .arg(&d)
+            .arg(seed.to_string())
+            .arg("65536")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut p = line.split(' ');
+                if p.next() == Some("acked") {
+                    let a: u64 = p.next().unwrap().parse().unwrap();
+                    let b: u64 = p.next().unwrap().parse().unwrap();
+                    let _ = tx.send((a, b));
+                }
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(run_ms));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        reader.join().unwrap();
+        acked.extend(rx.try_iter());
+        if status.code() == Some(76) || status.code() == Some(75) {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("iteration {it}: the writer refused to start or stopped: {err}");
+        }
+        kills += 1;
+        // Recover in-process and check every acknowledged record.
+        if it % 10 == 9 || it + 1 == iterations {
+            let (l, _) = Ledger::open(
+                &d,
+                Options {
+                    origin: Some("crash.test/ledger".into()),
+                    ..Options::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("iteration {it}: {e}"));
+            let size = l.size();
+            drop(l);
+            let reader = LedgerReader::open(&d, None).unwrap();
+            let mut want: std::collections::BTreeSet<u64> =
+                acked.iter().flat_map(|(a, b)| *a..=*b).collect();
+            assert!(
+                want.iter().all(|i| *i < size),
+                "iteration {it}: acknowledged records beyond the recovered size {size}"
+            );
+            reader
+                .for_each(0, size, |r| {
+                    if want.remove(&r.index) {
+                        let pad = ((r.index.wrapping_mul(2654435761) ^ seed) % 900) as usize;
+                        let expect = format!("{{\"kind\":\"Event\",\"auditID\":\"load-{}\",\"verb\":\"get\",\"pad\":\"{}\"}}", r.index, "x".repeat(pad));
+                        assert_eq!(r.raw, expect.as_bytes(), "record {} changed", r.index);
+                    }
+                    Ok(true)
+                })
+                .unwrap();
+            if !want.is_empty() {
+                let wals = trailwarden_ledger::recover::list_wals(&DataDir::new(&d)).unwrap();
+                let m = manifest(&d);
+                panic!(
+                    "iteration {it}: {} acknowledged records lost, e.g. {:?}; size {size}; wals {wals:?}; manifest tail {:?}; dir {}",
+                    want.len(),
+                    want.iter().next(),
+                    m.iter().rev().take(3).map(|e| (e.first, e.last, e.state.clone())).collect::<Vec<_>>(),
+                    d.display()
+                );
+            }
+        }
+    }
+    let total: u64 = acked.iter().map(|(a, b)| b - a + 1).sum();
+    assert!(kills == iterations && total > 0);
+    // After all of it, the ledger verifies (warnings: the unclean shutdowns).
+    let (l, _) = Ledger::open(
+        &d,
+        Options {
+            origin: Some("crash.test/ledger".into()),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    l.close("harness done").unwrap();
+    let r = verify_dir(&d);
+    assert_ne!(r.status, Status::Failed, "{:?}", r.failures);
+    assert!(
+        r.warnings
+            .iter()
+            .all(|w| w.code == "W_UNCLEAN_SHUTDOWN" || w.code == "W_GAP"),
+        "{:?}",
+        r.warnings
+    );
+    eprintln!("crash harness: {iterations} kills, {total} acknowledged records all present, {} records, {} segments", r.size, r.checked.segments);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn t14_mid_wal_corruption_refuses_to_start_and_is_located() {
+    let d = tmp("t14");
+    let (mut l, _) = Ledger::open(
+        &d,
+        Options {
+            seal_bytes: 1 << 30,
+            ..opts()
+        },
+    )
+    .unwrap();
+    for i in 0..200u64 {
+        l.append(&event_record(i, Timestamp(i as i64))).unwrap();
+        if i % 20 == 19 {
+            l.commit().unwrap();
+        }
+    }
+    l.close("test").unwrap();
+    let dd = DataDir::new(&d);
+    let wal_path = dd.wal_file(0);
+    let data = std::fs::read(&wal_path).unwrap();
+    let scan = wal::scan(&data, 0, trailwarden_ledger::merkle::chain_seed(ORIGIN), 0);
+    let k = 57usize;
+    let at = scan.frames[k].offset as usize + 40;
+    let mut bad = data.clone();
+    bad[at] ^= 0x10;
+    std::fs::write(&wal_path, &bad).unwrap();
+    match Ledger::open(
+        &d,
+        Options {
+            seal_bytes: 1 << 30,
+            ..opts()
+        },
+    ) {
+        Err(LedgerError::Corrupt(msg)) => {
+            assert!(msg.contains(&format!("record {k}")), "{msg}");
+            assert!(
+                msg.contains("restore"),
+                "the message says what to do: {msg}"
+            );
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("the writer started on a corrupt WAL"),
+    }
+    assert_eq!(
+        std::fs::read(&wal_path).unwrap(),
+        bad,
+        "the WAL is untouched"
+    );
+    let r = verify_dir(&d);
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(first(&r).1, Some(k as u64), "{:?}", r.failures);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// A WAL whose fdatasync fails on request.
+struct FailingWal {
+    file: std::fs::File,
+    fail_sync: Arc<std::sync::atomic::AtomicBool>,
+    syncs: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl WalIo for FailingWal {
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        std::io::Write::write_all(&mut self.file, buf)
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        if self.fail_sync.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected EIO"));
+        }
+        self.file.sync_data()
+    }
+}
+
+#[test]
+fn t15_fsync_failure_stops_the_writer_without_acknowledging() {
+    let d = tmp("t15");
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let syncs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (f2, s2) = (fail.clone(), syncs.clone());
+    let o = Options {
+        seal_bytes: 1 << 30,
+        wal_io: Some(Box::new(move |file| {
+            Box::new(FailingWal {
+                file,
+                fail_sync: f2.clone(),
+                syncs: s2.clone(),
+            }) as Box<dyn WalIo>
+        })),
+        ..opts()
+    };
+    let (mut l, _) = Ledger::open(&d, o).unwrap();
+    for i in 0..10u64 {
+        l.append(&event_record(i, Timestamp(i as i64))).unwrap();
+    }
+    l.commit().unwrap();
+    let signed = l.checkpoint().unwrap().checkpoint.size;
+    for i in 10..20u64 {
+        l.append(&event_record(i, Timestamp(i as i64))).unwrap();
+    }
+    fail.store(true, Ordering::SeqCst);
+    let before = syncs.load(Ordering::SeqCst);
+    assert!(matches!(l.commit(), Err(LedgerError::Stopped(m)) if m.contains("fdatasync")));
+    assert_eq!(
+        l.size(),
+        signed,
+        "nothing of the failed batch counts as durable"
+    );
+    // No retry on the same descriptor: everything else fails without touching the file.
+    fail.store(false, Ordering::SeqCst);
+    assert!(matches!(l.commit(), Err(LedgerError::Stopped(_))));
+    assert!(matches!(
+        l.append(&event_record(99, Timestamp(0))),
+        Err(LedgerError::Stopped(_))
+    ));
+    assert!(l.checkpoint().is_err());
+    assert_eq!(syncs.load(Ordering::SeqCst), before + 1);
+    drop(l);
+    let cps = LedgerReader::open(&d, None).unwrap().checkpoints().unwrap();
+    assert!(
+        cps.iter().all(|c| c.checkpoint.size <= signed),
+        "no checkpoint covers unsynced records"
+    );
+    let (l, rec) = Ledger::open(
+        &d,
+        Options {
+            seal_bytes: 1 << 30,
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert!(!rec.clean_shutdown);
+    l.close("after failure").unwrap();
+    assert_ne!(verify_dir(&d).status, Status::Failed);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn t16_retention_prunes_with_tombstones_and_catches_everything_else() {
+    let now = Timestamp::now();
+    let old = Timestamp(now.0 - 420 * DAY);
+    // (a) a legitimate prune
+    let d = tmp("t16a");
+    build_with(&d, 1200, opts(), old);
+    let before = LedgerReader::open(&d, None)
+        .unwrap()
+        .latest_checkpoint()
+        .unwrap()
+        .unwrap();
+    let (mut l, _) = Ledger::open(&d, opts()).unwrap();
+    let m = manifest(&d);
+    // keep the newest segments: only those wholly older than the cut
+    let cut = Timestamp(old.0 + 400 * 1_000_000);
+    let done = retention::prune(
+        &mut l,
+        &retention::PrunePolicy {
+            before: cut,
+            policy: "keep 400d".into(),
+            approver: "qsa@example.com".into(),
+            reason: "test".into(),
+        },
+    )
+    .unwrap();
+    l.close("pruned").unwrap();
+    assert!(!done.is_empty() && done.len() < m.len(), "{done:?}");
+    for (a, b) in &done {
+        let e = m.iter().find(|e| e.first == *a).unwrap();
+        assert!(!seg_path(&d, e).exists(), "segment {a}-{b} deleted");
+    }
+    let r = verify_dir(&d);
+    assert_eq!(r.status, Status::Ok, "{:?}", r.failures);
+    assert_eq!(r.pruned.len(), done.len());
+    // old proofs for other ranges and consistency from before still verify
+    let reader = LedgerReader::open(&d, None).unwrap();
+    let cp = reader.latest_checkpoint().unwrap().unwrap();
+    let (enc, p) = proof::inclusion(&reader, 1150, &cp).unwrap();
+    assert!(proof::verify_inclusion_file(
+        &proof::inclusion_file(&enc, 1150, &p, &cp),
+        &reader.verifier
+    )
+    .is_ok());
+    let c = proof::consistency(&reader, &before, &cp).unwrap();
+    assert!(proof::verify_consistency_file(
+        &proof::consistency_file(before.checkpoint.size, &c, &cp),
+        Some(&before.note),
+        &reader.verifier
+    )
+    .is_ok());
+
+    // (b) the same deletion without a tombstone
+    let pruned_entry = manifest(&d)
+        .into_iter()
+        .find(|e| e.state == "pruned")
+        .unwrap();
+    let dd = DataDir::new(&d);
+    let entries = manifest(&d);
+    std::fs::remove_file(dd.manifest_path()).unwrap();
+    for e in entries {
+        let e = if e.first == pruned_entry.first {
+            datadir::ManifestEntry {
+                tombstone: Some(999_999),
+                ..e
+            }
+        } else {
+            e
+        };
+        datadir::append_manifest(&dd.manifest_path(), &e).unwrap();
+    }
+    let r = verify_dir(&d);
+    assert!(
+        r.failures.iter().any(|f| f.code == "E_MISSING_SEGMENT"
+            && f.range == Some([pruned_entry.first, pruned_entry.last + 1])),
+        "{:?}",
+        r.failures
+    );
+    std::fs::remove_dir_all(&d).ok();
+
+    // (c) a tombstone for a 30-day-old segment
+    let d = tmp("t16c");
+    build_with(&d, 1200, opts(), Timestamp(now.0 - 30 * DAY));
+    let (mut l, _) = Ledger::open(&d, opts()).unwrap();
+    let done = retention::prune(
+        &mut l,
+        &retention::PrunePolicy {
+            before: now,
+            policy: "too short".into(),
+            approver: "x".into(),
+            reason: "test".into(),
+        },
+    )
+    .unwrap();
+    l.close("pruned").unwrap();
+    assert!(
+        !done.is_empty(),
+        "{:?}",
+        manifest(&d)
+            .iter()
+            .map(|e| (e.first, e.last, e.newest_received))
+            .collect::<Vec<_>>()
+    );
+    let r = verify_dir(&d);
+    assert_eq!(r.status, Status::Failed);
+    assert!(
+        codes(&r).contains(&"E_PREMATURE_PRUNE".to_string()),
+        "{:?}",
+        r.failures
+    );
+    std::fs::remove_dir_all(&d).ok();
+
+    // (d) the WORM store refuses early deletion
+    let w = tmp("t16d");
+    let worm = WormDir::new(&w, 400 * DAY).unwrap();
+    worm.put("seg.parquet", b"data", now).unwrap();
+    assert!(matches!(
+        worm.put("seg.parquet", b"other", now),
+        Err(WormError::Exists(_))
+    ));
+    assert!(matches!(
+        worm.delete("seg.parquet", Timestamp(now.0 + DAY)),
+        Err(WormError::Retained(..))
+    ));
+    assert_eq!(worm.get("seg.parquet").unwrap(), b"data");
+    assert!(worm
+        .delete("seg.parquet", Timestamp(now.0 + 401 * DAY))
+        .is_ok());
+    std::fs::remove_dir_all(&w).ok();
+
+    // legal hold: prune refuses held ranges
+    let d = tmp("t16-hold");
+    build_with(&d, 600, opts(), old);
+    let (mut l, _) = Ledger::open(&d, opts()).unwrap();
+    retention::hold(&mut l, 0, 1_000_000, "litigation").unwrap();
+    let done = retention::prune(
+        &mut l,
+        &retention::PrunePolicy {
+            before: now,
+            policy: "p".into(),
+            approver: "a".into(),
+            reason: "r".into(),
+        },
+    )
+    .unwrap();
+    assert!(done.is_empty());
+    retention::release(&mut l, 0, 1_000_000, "case closed").unwrap();
+    let done = retention::prune(
+        &mut l,
+        &retention::PrunePolicy {
+            before: now,
+            policy: "p".into(),
+            approver: "a".into(),
+            reason: "r".into(),
+        },
+    )
+    .unwrap();
+    assert!(!done.is_empty(), "released: the old segments go");
+    l.close("x").unwrap();
+    assert_eq!(verify_dir(&d).status, Status::Ok);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn t17_pause_shows_as_a_gap_and_a_clean_stop_does_not() {
+    let d = tmp("t17");
+    let t0 = Timestamp::parse("2026-11-01T00:00:00Z").unwrap();
+    let clock = TestClock::at(t0);
+    let o = || Options {
+        clock: clock.clone(),
+        heartbeat_interval_ns: 60 * 1_000_000_000,
+        ..opts()
+    };
+    let (mut l, _) = Ledger::open(&d, o()).unwrap();
+    for i in 0..10u64 {
+        l.append(&event_record(i, clock.now())).unwrap();
+        l.commit().unwrap();
+        clock.advance(30 * 1_000_000_000); // heartbeats every 60 s keep the log alive
+    }
+    // paused: nothing for 10 minutes, no stop record
+    clock.advance(600 * 1_000_000_000);
+    l.append(&event_record(10, clock.now())).unwrap();
+    l.commit().unwrap();
+    let cp = l.checkpoint().unwrap();
+    let _ = cp;
+    // keep the writer "running": no close
+    drop(l);
+    let now = Timestamp(clock.now().0 + 3600 * 1_000_000_000);
+    let r = verify_with(
+        &d,
+        VerifyOptions {
+            now,
+            max_staleness_ns: Some(600 * 1_000_000_000),
+            ..VerifyOptions::default()
+        },
+    );
+    assert!(
+        r.warnings.iter().any(|w| w.code == "W_GAP"),
+        "{:?}",
+        r.warnings
+    );
+    assert!(
+        codes(&r).contains(&"E_STALE".to_string()),
+        "{:?}",
+        r.failures
+    );
+    // a clean stop, an hour off, a clean start: no gap warning for the stopped hour
+    let d2 = tmp("t17b");
+    let clock2 = TestClock::at(t0);
+    let o2 = || Options {
+        clock: clock2.clone(),
+        ..opts()
+    };
+    let (mut l, _) = Ledger::open(&d2, o2()).unwrap();
+    l.append(&event_record(0, clock2.now())).unwrap();
+    l.close("maintenance").unwrap();
+    clock2.advance(3600 * 1_000_000_000);
+    let (mut l, rec) = Ledger::open(&d2, o2()).unwrap();
+    assert!(rec.clean_shutdown);
+    l.append(&event_record(1, clock2.now())).unwrap();
+    l.close("done").unwrap();
+    let r = verify_dir(&d2);
+    assert_eq!(r.status, Status::Ok, "{:?} {:?}", r.warnings, r.failures);
+    let reader = LedgerReader::open(&d2, None).unwrap();
+    let mut kinds = Vec::new();
+    reader
+        .for_each(0, u64::MAX, |r| {
+            if r.kind == RecordKind::Lifecycle {
+                let v: serde_json::Value = serde_json::from_slice(&r.raw).unwrap();
+                kinds.push(v["lifecycle"].as_str().unwrap().to_string());
+            }
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(
+        kinds,
+        ["genesis", "start", "stop", "start", "stop"],
+        "10.2.1.6 evidence"
+    );
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::remove_dir_all(&d2).ok();
+}
+
+#[test]
+fn property_any_single_byte_change_in_a_segment_or_checkpoint_is_detected() {
+    let d = tmp("prop");
+    build(&d, 700);
+    let dd = DataDir::new(&d);
+    let mut targets: Vec<PathBuf> = manifest(&d).iter().map(|e| seg_path(&d, e)).collect();
+    targets.push(dd.checkpoints_log());
+    targets.push(dd.checkpoint_path());
+    for e in manifest(&d) {
+        targets.push(dd.seal_file(e.first, e.last));
+    }
+    let mut rng = 0x2545F4914F6CDD1Du64;
+    for trial in 0..40 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let target = &targets[(rng % targets.len() as u64) as usize];
+        let original = std::fs::read(target).unwrap();
+        let pos = ((rng >> 16) % original.len() as u64) as usize;
+        let mut bad = original.clone();
+        bad[pos] ^= 1 << ((rng >> 8) % 8);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        std::fs::write(target, &bad).unwrap();
+        let r = verify::verify(&d, VerifyOptions::default());
+        let detected = match &r {
+            Ok(r) => r.status == Status::Failed,
+            Err(_) => true, // could not even read it: also not silently accepted
+        };
+        assert!(
+            detected,
+            "trial {trial}: byte {pos} of {} changed and verify said {:?}",
+            target.display(),
+            r.map(|r| r.status)
+        );
+        std::fs::write(target, &original).unwrap();
+    }
+    assert_eq!(verify_dir(&d).status, Status::Ok);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn identity_and_key_file_protections() {
+    let d = tmp("identity");
+    build(&d, 10);
+    // another identity.json → E_IDENTITY
+    let dd = DataDir::new(&d);
+    let orig = std::fs::read(dd.identity_path()).unwrap();
+    let text = String::from_utf8(orig.clone())
+        .unwrap()
+        .replace("\"hash\"", "\"hash\" ");
+    std::fs::write(dd.identity_path(), text).unwrap();
+    assert!(codes(&verify_dir(&d)).contains(&"E_IDENTITY".to_string()));
+    std::fs::write(dd.identity_path(), &orig).unwrap();
+    // a verifier key from elsewhere that differs
+    let (k, _) = Ed25519Signer::generate(ORIGIN).unwrap();
+    let r = verify_with(
+        &d,
+        VerifyOptions {
+            trusted_key: Some(k.verifier()),
+            ..VerifyOptions::default()
+        },
+    );
+    assert_eq!(r.status, Status::Failed);
+    // a world-readable key refuses to start
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dd.key_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Ledger::open(&d, opts()).err().unwrap().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(dd.key_path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // single writer
+    let (l, _) = Ledger::open(&d, opts()).unwrap();
+    assert!(matches!(
+        Ledger::open(&d, opts()),
+        Err(LedgerError::Locked(_))
+    ));
+    l.close("x").unwrap();
+    let _ = NoteVerifier::parse(&dd.verifier().unwrap().vkey()).unwrap();
+    let _ = Checkpoint::parse_text;
+    std::fs::remove_dir_all(&d).ok();
+}
