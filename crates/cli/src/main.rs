@@ -20,6 +20,31 @@ use output::OutputFormat;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Rust allocations go to mimalloc (fewer page faults than glibc for the ledger's per-segment
+/// column buffers; measured in BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in mimalloc's `mi_option_e` (include/mimalloc.h; the Rust bindings
+/// do not name it).
+const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
+
+/// Keep freed memory for reuse instead of handing it back to the kernel and faulting it in again
+/// (in a VM every fresh page is zeroed, and sealing a segment frees and reallocates tens of
+/// megabytes): mimalloc for Rust allocations, glibc's malloc for zstd's contexts. Memory stays
+/// at its high-water mark, which the bounded pipeline keeps small.
+#[allow(unsafe_code)] // the only unsafe in trailwarden: two C allocators' option setters
+fn tune_allocators() {
+    // SAFETY: plain option setters, called before any other thread exists.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: a problem the command was asked to report.
@@ -101,6 +126,7 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
+    tune_allocators();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

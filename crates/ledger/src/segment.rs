@@ -14,10 +14,11 @@
 use crate::merkle::Hash;
 use crate::LedgerError;
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Int64Builder, ListBuilder,
-    StringBuilder, TimestampNanosecondBuilder, UInt64Builder, UInt8Builder,
+    BooleanBuilder, FixedSizeBinaryBuilder, Int64Builder, ListBuilder, StringBuilder,
+    TimestampNanosecondBuilder, UInt64Builder, UInt8Builder,
 };
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch};
+use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -126,7 +127,7 @@ pub struct SegmentBuilder {
     kind: UInt8Builder,
     received: TimestampNanosecondBuilder,
     source: StringBuilder,
-    raw: BinaryBuilder,
+    raw: RawBuffers,
     leaf_prefix: FixedSizeBinaryBuilder,
     format: StringBuilder,
     category: StringBuilder,
@@ -187,16 +188,25 @@ fn opt_list(b: &mut ListBuilder<StringBuilder>, v: Option<&[String]>) {
 impl SegmentBuilder {
     /// An empty builder.
     pub fn new() -> SegmentBuilder {
-        let tz = || TimestampNanosecondBuilder::new().with_timezone("UTC");
+        Self::with_capacity(0, RawBuffers::default())
+    }
+
+    /// An empty builder with room for `rows` records, whose raw payloads go into `raw` (empty
+    /// buffers with capacity, typically reclaimed from the previous segment with
+    /// [`RawBuffers::reclaim`]), so a segment's largest column grows without reallocating or
+    /// touching fresh pages.
+    pub fn with_capacity(rows: usize, mut raw: RawBuffers) -> SegmentBuilder {
+        raw.clear();
+        let tz = || TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC");
         SegmentBuilder {
             rows: 0,
             bytes: 0,
-            idx: UInt64Builder::new(),
-            kind: UInt8Builder::new(),
+            idx: UInt64Builder::with_capacity(rows),
+            kind: UInt8Builder::with_capacity(rows),
             received: tz(),
-            source: StringBuilder::new(),
-            raw: BinaryBuilder::new(),
-            leaf_prefix: FixedSizeBinaryBuilder::new(LEAF_PREFIX as i32),
+            source: StringBuilder::with_capacity(rows, rows * 8),
+            raw,
+            leaf_prefix: FixedSizeBinaryBuilder::with_capacity(rows, LEAF_PREFIX as i32),
             format: StringBuilder::new(),
             category: StringBuilder::new(),
             time: tz(),
@@ -260,7 +270,7 @@ impl SegmentBuilder {
         self.kind.append_value(kind as u8);
         self.received.append_value(received.0);
         self.source.append_value(source);
-        self.raw.append_value(raw);
+        self.raw.push(raw);
         // the prefix length always matches the column width
         let _ = self.leaf_prefix.append_value(&leaf[..LEAF_PREFIX]);
         let ev = match x {
@@ -375,7 +385,7 @@ impl SegmentBuilder {
             Arc::new(self.kind.finish()),
             Arc::new(self.received.finish()),
             Arc::new(self.source.finish()),
-            Arc::new(self.raw.finish()),
+            Arc::new(self.raw.finish()?),
             Arc::new(self.leaf_prefix.finish()),
             Arc::new(self.format.finish()),
             Arc::new(self.category.finish()),
@@ -414,6 +424,88 @@ impl SegmentBuilder {
         self.bytes = 0;
         RecordBatch::try_new(schema(), cols)
             .map_err(|e| LedgerError::Invalid(format!("building segment rows: {e}")))
+    }
+}
+
+/// Most raw bytes one segment may hold (the column's offsets are 32-bit); the writer seals
+/// before a record would cross it.
+pub const MAX_SEGMENT_RAW: usize = 1 << 30;
+
+/// The `raw` column under construction: payload bytes and their offsets, kept as plain vectors
+/// so the writer can hand them back and forth with the sealer instead of allocating (and
+/// page-faulting) a fresh column for every segment.
+#[derive(Debug)]
+pub struct RawBuffers {
+    values: Vec<u8>,
+    offsets: Vec<i32>,
+}
+
+impl Default for RawBuffers {
+    fn default() -> Self {
+        RawBuffers {
+            values: Vec::new(),
+            offsets: vec![0],
+        }
+    }
+}
+
+impl RawBuffers {
+    /// Empty buffers with room for `rows` payloads totalling `bytes`.
+    pub fn with_capacity(rows: usize, bytes: usize) -> RawBuffers {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        RawBuffers {
+            values: Vec::with_capacity(bytes),
+            offsets,
+        }
+    }
+
+    /// Bytes of payload the buffers can hold without reallocating.
+    pub fn capacity(&self) -> usize {
+        self.values.capacity()
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.offsets.clear();
+        self.offsets.push(0);
+    }
+
+    fn push(&mut self, raw: &[u8]) {
+        self.values.extend_from_slice(raw);
+        // the writer seals before MAX_SEGMENT_RAW, far below i32::MAX
+        self.offsets
+            .push(i32::try_from(self.values.len()).unwrap_or(i32::MAX));
+    }
+
+    fn finish(&mut self) -> Result<BinaryArray, LedgerError> {
+        let values = std::mem::take(&mut self.values);
+        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        if values.len() > MAX_SEGMENT_RAW {
+            return Err(LedgerError::Invalid(format!(
+                "segment raw column of {} bytes exceeds {MAX_SEGMENT_RAW}",
+                values.len()
+            )));
+        }
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        BinaryArray::try_new(offsets, Buffer::from_vec(values), None)
+            .map_err(|e| LedgerError::Invalid(format!("building the raw column: {e}")))
+    }
+
+    /// Take back the `raw` column's buffers from a segment batch that is no longer needed, if
+    /// nothing else holds them.
+    pub fn reclaim(mut batch: RecordBatch) -> Option<RawBuffers> {
+        let i = batch.schema().index_of("raw").ok()?;
+        let col = batch.remove_column(i);
+        drop(batch);
+        let arr = col.as_any().downcast_ref::<BinaryArray>()?.clone();
+        drop(col);
+        let (offsets, values, _) = arr.into_parts();
+        let values = values.into_vec::<u8>().ok()?;
+        let offsets = offsets.into_inner().into_inner().into_vec::<i32>().ok()?;
+        let mut raw = RawBuffers { values, offsets };
+        raw.clear();
+        Some(raw)
     }
 }
 

@@ -41,14 +41,49 @@ pub fn encode_frame(
     chain: &Hash,
     out: &mut Vec<u8>,
 ) {
+    let start = begin_frame(batch, record.len() + meta.len(), out);
+    out.extend_from_slice(record);
+    finish_frame(start, meta, leaf, chain, out);
+}
+
+/// Append one frame whose record `write_record` encodes straight into `out` (no intermediate
+/// copy of the payload). Returns the record's leaf hash and the new chain value; on error `out`
+/// is left as it was.
+pub fn append_frame<E>(
+    batch: u64,
+    meta: &[u8],
+    prev_chain: &Hash,
+    out: &mut Vec<u8>,
+    size_hint: usize,
+    write_record: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(Hash, Hash), E> {
+    let start = begin_frame(batch, size_hint + meta.len(), out);
+    let rec_start = out.len();
+    if let Err(e) = write_record(out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    let leaf = leaf_hash(&out[rec_start..]);
+    let chain = chain_next(prev_chain, &leaf);
+    finish_frame(start, meta, &leaf, &chain, out);
+    Ok((leaf, chain))
+}
+
+fn begin_frame(batch: u64, body_hint: usize, out: &mut Vec<u8>) -> usize {
     let start = out.len();
-    out.reserve(FRAME_OVERHEAD + record.len() + meta.len());
+    out.reserve(FRAME_OVERHEAD + body_hint);
     out.extend_from_slice(FRAME_MAGIC);
     out.extend_from_slice(&[0, 0, 0, 0]);
     out.extend_from_slice(&batch.to_be_bytes());
-    out.extend_from_slice(&(record.len() as u32).to_be_bytes());
-    out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
-    out.extend_from_slice(record);
+    // record and meta lengths, filled in by finish_frame
+    out.extend_from_slice(&[0; 8]);
+    start
+}
+
+fn finish_frame(start: usize, meta: &[u8], leaf: &Hash, chain: &Hash, out: &mut Vec<u8>) {
+    let rec_len = out.len() - start - FRAME_HEADER;
+    out[start + 16..start + 20].copy_from_slice(&(rec_len as u32).to_be_bytes());
+    out[start + 20..start + 24].copy_from_slice(&(meta.len() as u32).to_be_bytes());
     out.extend_from_slice(meta);
     out.extend_from_slice(leaf);
     out.extend_from_slice(chain);
