@@ -79,6 +79,16 @@ pub struct Cli {
     #[arg(long, global = true, env = "TRAILWARDEN_ANCHOR_DIR")]
     pub anchor_dir: Option<PathBuf>,
 
+    /// Seal the write-ahead log into a Parquet segment once it holds this many bytes (default
+    /// 64 MiB; smaller means more, smaller files).
+    #[arg(
+        long,
+        global = true,
+        env = "TRAILWARDEN_SEGMENT_BYTES",
+        value_name = "BYTES"
+    )]
+    pub segment_bytes: Option<u64>,
+
     /// Origin (log identity) for a new data directory (default `trailwarden.local/<random>`).
     #[arg(long, global = true, env = "TRAILWARDEN_ORIGIN", hide = true)]
     pub origin: Option<String>,

@@ -22,6 +22,12 @@ pub fn writer_options(cli: &Cli, reason: &str) -> Result<Options> {
         })),
         ..Options::default()
     };
+    if let Some(b) = cli.segment_bytes {
+        if b < 4096 {
+            anyhow::bail!("--segment-bytes {b} is below the 4096-byte minimum");
+        }
+        opts.seal_bytes = b;
+    }
     if let Some(a) = &cli.anchor_dir {
         opts.anchor = Some(Box::new(
             DirAnchor::new(a, ANCHOR_RETENTION_NS)

@@ -6,8 +6,27 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// The binary, with a data directory of its own (a test that needs a particular one passes
+/// `--data-dir`, which wins over the environment) so nothing is written to the working directory.
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trailwarden"));
+    c.env(
+        "TRAILWARDEN_DATA_DIR",
+        std::env::temp_dir().join(format!("tw-cli-{}-data-{n}", std::process::id())),
+    )
+    .env("TRAILWARDEN_USER", "cli-test")
+    .env_remove("TRAILWARDEN_ANCHOR_DIR")
+    .env_remove("TRAILWARDEN_SEGMENT_BYTES");
+    c
+}
+
+/// The binary working on the ledger in `data`.
+fn tw(data: &Path) -> Command {
+    let mut c = bin();
+    c.arg("--data-dir").arg(data);
+    c
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -222,9 +241,12 @@ fn table_and_csv_outputs() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("source,compression,bytes,records,quarantined")
+        Some("source,compression,bytes,records,quarantined,first_index,last_index")
     );
-    assert!(lines.next().unwrap().ends_with(",21,1"));
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&row[3..5], &["21", "1"]);
+    let (first, last): (u64, u64) = (row[5].parse().unwrap(), row[6].parse().unwrap());
+    assert_eq!(last - first, 20);
 }
 
 #[test]
@@ -241,4 +263,301 @@ fn help_has_examples() {
             "{args:?}"
         );
     }
+}
+
+fn gen_file(path: &Path, events: u32, seed: u32) {
+    let out = run(bin()
+        .args([
+            "gen",
+            "--events",
+            &events.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "-o",
+        ])
+        .arg(path));
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn verify_json(data: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = run(tw(data)
+        .args(["verify", "--output", "json", "--no-progress"])
+        .args(extra));
+    (out.status.code(), json(&out))
+}
+
+fn vkey(data: &Path) -> String {
+    let out = run(tw(data).args(["checkpoint", "--output", "json"]));
+    json(&out)["vkey"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn ingest_stores_records_in_file_order_and_verify_reports_the_state() {
+    let d = tmp("store");
+    let data = d.join("data");
+    let (a, b) = (d.join("a.jsonl"), d.join("b.jsonl"));
+    gen_file(&a, 300, 1);
+    gen_file(&b, 200, 2);
+    let broken = corpus("falcosecurity-falco/test/trace_files/k8s_audit/fal_01_003.json");
+    let out = run(tw(&data)
+        .args(["ingest", "--output", "json", "--no-progress"])
+        .arg(&a)
+        .arg(&broken)
+        .arg(&b));
+    assert!(out.status.success(), "{out:?}");
+    let s = json(&out);
+    let inputs = s["inputs"].as_array().unwrap();
+    let idx = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+    // each file's records got consecutive indexes, in file order, files one after the other
+    assert_eq!(
+        idx(&inputs[0], "last_index") - idx(&inputs[0], "first_index"),
+        299
+    );
+    assert!(idx(&inputs[1], "first_index") > idx(&inputs[0], "last_index"));
+    assert_eq!(
+        idx(&inputs[1], "quarantined"),
+        1,
+        "the quarantined record is stored too"
+    );
+    assert!(idx(&inputs[2], "first_index") > idx(&inputs[1], "last_index"));
+    assert_eq!(
+        idx(&inputs[2], "last_index") - idx(&inputs[2], "first_index"),
+        199
+    );
+    assert_eq!(idx(&s, "first_index"), idx(&inputs[0], "first_index"));
+    assert_eq!(idx(&s, "last_index"), idx(&inputs[2], "last_index"));
+    let size = idx(&s, "tree_size");
+    assert!(size > idx(&s, "last_index"));
+    assert!(s["checkpoint"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("\n{size}\n")));
+
+    let (code, r) = verify_json(&data, &[]);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["status"], "ok");
+    assert!(r["size"].as_u64().unwrap() >= size);
+    assert!(r["checkpoint"]
+        .as_str()
+        .unwrap()
+        .starts_with(r["origin"].as_str().unwrap()));
+    // the verify itself was recorded as a read of audit data: the ledger grew
+    let (_, r2) = verify_json(&data, &[]);
+    assert!(r2["size"].as_u64().unwrap() > r["size"].as_u64().unwrap());
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn verify_exit_codes_and_a_missing_ledger() {
+    let d = tmp("verify-codes");
+    let (code, r) = verify_json(&d.join("nothing-here"), &[]);
+    assert_eq!(code, Some(3), "{r}");
+    assert_eq!(r["status"], "error");
+    assert!(r["error"].as_str().unwrap().contains("no ledger"), "{r}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// Flip one byte of `file` at `at`.
+fn flip(file: &Path, at: usize) {
+    let mut b = std::fs::read(file).unwrap();
+    b[at] ^= 0x20;
+    let mut perm = std::fs::metadata(file).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(file, perm).unwrap();
+    std::fs::write(file, b).unwrap();
+}
+
+#[test]
+fn a_changed_byte_in_the_write_ahead_log_is_located_to_its_record() {
+    let d = tmp("flip-wal");
+    let data = d.join("data");
+    let f = d.join("a.jsonl");
+    gen_file(&f, 100, 5);
+    let out = run(tw(&data).args(["ingest", "--output", "json"]).arg(&f));
+    let first = json(&out)["first_index"].as_u64().unwrap();
+    // the 10th line's bytes, found in the WAL
+    let text = std::fs::read_to_string(&f).unwrap();
+    let line = text.lines().nth(9).unwrap();
+    let wal_dir = data.join("wal");
+    let wal = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&wal).unwrap();
+    let at = bytes
+        .windows(line.len())
+        .position(|w| w == line.as_bytes())
+        .unwrap();
+    flip(&wal, at + line.len() / 2);
+    let (code, r) = verify_json(&data, &[]);
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["first_failure"]["index"].as_u64(), Some(first + 9), "{r}");
+    // and the writer refuses to append after it
+    let out = run(tw(&data).args(["ingest"]).arg(&f));
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("corrupt"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_changed_byte_in_a_sealed_segment_is_located() {
+    let d = tmp("flip-seg");
+    let data = d.join("data");
+    let f = d.join("a.jsonl");
+    gen_file(&f, 400, 6);
+    let out = run(tw(&data)
+        .args(["--segment-bytes", "65536", "ingest", "--output", "json"])
+        .arg(&f));
+    assert!(out.status.success(), "{out:?}");
+    let (code, _) = verify_json(&data, &[]);
+    assert_eq!(code, Some(0));
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(data.join("seg"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    segs.sort();
+    assert!(segs.len() >= 3, "{segs:?}");
+    let seg = &segs[1];
+    let name = seg.file_name().unwrap().to_string_lossy().to_string();
+    let (lo, hi) = name.trim_end_matches(".parquet").split_once('-').unwrap();
+    let (lo, hi): (u64, u64) = (lo.parse().unwrap(), hi.parse().unwrap());
+    let len = std::fs::metadata(seg).unwrap().len() as usize;
+    flip(seg, len / 3);
+    let (code, r) = verify_json(&data, &[]);
+    assert_eq!(code, Some(1), "{r}");
+    let ff = &r["first_failure"];
+    let located = ff["index"].as_u64().is_some_and(|i| (lo..=hi).contains(&i))
+        || ff["range"][0].as_u64() == Some(lo)
+        || ff["file"].as_str().is_some_and(|f| f.contains(&name));
+    assert!(located, "{r}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn proofs_verify_offline_with_only_the_public_key() {
+    let d = tmp("proofs");
+    let data = d.join("data");
+    let f = d.join("a.jsonl");
+    gen_file(&f, 50, 8);
+    let out = run(tw(&data).args(["ingest", "--output", "json"]).arg(&f));
+    let s1 = json(&out);
+    let old_size = s1["tree_size"].as_u64().unwrap();
+    std::fs::write(d.join("old.note"), s1["checkpoint"].as_str().unwrap()).unwrap();
+    let out = run(tw(&data).args(["ingest", "--output", "json"]).arg(&f));
+    let idx = json(&out)["first_index"].as_u64().unwrap() + 7;
+    let key = vkey(&data);
+
+    // inclusion
+    let p = d.join("r.tlog-proof");
+    let out = run(tw(&data)
+        .args(["prove", "inclusion", "--index", &idx.to_string(), "-o"])
+        .arg(&p));
+    assert!(out.status.success(), "{out:?}");
+    let out = run(bin()
+        .args(["verify-proof", "--output", "json", "--public-key", &key])
+        .arg(&p));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["proof"]["index"].as_u64(), Some(idx));
+    // a tampered proof file is rejected
+    let text = std::fs::read_to_string(&p).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut bad = lines.clone();
+    let hash_line = lines.iter().position(|l| l.len() == 44).unwrap();
+    let swapped = format!("A{}", &lines[hash_line][1..]);
+    let swapped = if swapped == lines[hash_line] {
+        format!("B{}", &lines[hash_line][1..])
+    } else {
+        swapped
+    };
+    bad[hash_line] = &swapped;
+    std::fs::write(&p, bad.join("\n") + "\n").unwrap();
+    let out = run(bin().args(["verify-proof", "--public-key", &key]).arg(&p));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // the wrong key is rejected too
+    let other = d.join("other");
+    run(tw(&other).arg("init"));
+    let p2 = d.join("r2.tlog-proof");
+    run(tw(&data)
+        .args(["prove", "inclusion", "--index", &idx.to_string(), "-o"])
+        .arg(&p2));
+    let out = run(bin()
+        .args(["verify-proof", "--public-key", &vkey(&other)])
+        .arg(&p2));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    // consistency from the first ingest's checkpoint to the latest
+    let c = d.join("grow.proof");
+    let out = run(tw(&data)
+        .args([
+            "prove",
+            "consistency",
+            "--from",
+            &old_size.to_string(),
+            "-o",
+        ])
+        .arg(&c));
+    assert!(out.status.success(), "{out:?}");
+    let out = run(bin()
+        .args(["verify-proof", "--output", "json", "--public-key", &key])
+        .arg(&c)
+        .arg("--old-checkpoint")
+        .arg(d.join("old.note")));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(json(&out)["proof"]["old_size"].as_u64(), Some(old_size));
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn export_writes_a_bundle_an_assessor_can_check() {
+    let d = tmp("export");
+    let data = d.join("data");
+    let f = d.join("a.jsonl");
+    gen_file(&f, 120, 4);
+    run(tw(&data).args(["ingest"]).arg(&f));
+    let ev = d.join("evidence");
+    let out = run(tw(&data)
+        .args(["export", "--output", "json", "--from", "1h", "-o"])
+        .arg(&ev));
+    assert!(out.status.success(), "{out:?}");
+    let n = json(&out)["records"].as_u64().unwrap();
+    assert!(n >= 120, "{n}");
+    for f in [
+        "checkpoint.note",
+        "checkpoint.vkey",
+        "events.jsonl",
+        "README.txt",
+    ] {
+        assert!(ev.join(f).exists(), "{f}");
+    }
+    let key = vkey(&data);
+    let out = run(bin()
+        .args(["verify-proof", "--output", "json", "--public-key", &key])
+        .arg(&ev));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(json(&out)["proof"]["records"].as_u64(), Some(n));
+    // dropping a line is fine (a subset), changing one is not
+    let text = std::fs::read_to_string(ev.join("events.jsonl")).unwrap();
+    let changed = text.replacen("\"source\":\"file:", "\"source\":\"fake:", 1);
+    assert_ne!(changed, text);
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines[3]["index"] = serde_json::json!(lines[3]["index"].as_u64().unwrap() + 1);
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(ev.join("events.jsonl"), body).unwrap();
+    let out = run(bin().args(["verify-proof", "--public-key", &key]).arg(&ev));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    std::fs::remove_dir_all(&d).ok();
 }

@@ -120,7 +120,7 @@ pub fn subtree_root<S: HashSource + ?Sized>(src: &S, begin: u64, end: u64) -> Re
     }
     if n.is_power_of_two() && n > 1 {
         let level = n.trailing_zeros();
-        if begin % n == 0 {
+        if begin.is_multiple_of(n) {
             if let Some(h) = src.cached_subtree(level, begin) {
                 return Ok(h);
             }
@@ -344,7 +344,7 @@ impl Frontier {
     /// Fails when the subtree is not aligned (the size is not a multiple of `2^level`).
     pub fn append_subtree(&mut self, level: u32, hash: Hash) -> Result<(), String> {
         let width = 1u64 << level;
-        if self.size % width != 0 {
+        if !self.size.is_multiple_of(width) {
             return Err(format!(
                 "a subtree of {width} leaves cannot start at {}",
                 self.size

@@ -465,37 +465,50 @@ mod tests {
         let note = sign_note(&cp.text(), &[&s]).unwrap();
         let v = s.verifier();
         assert_eq!(NoteVerifier::parse(&v.vkey()).unwrap(), v);
-        assert!(open_checkpoint(&note, Some("example.com/log"), &[v.clone()]).is_ok());
+        assert!(open_checkpoint(&note, Some("example.com/log"), std::slice::from_ref(&v)).is_ok());
         // change one character of the root line
         let bad = note.replacen("BwcH", "BwcI", 1);
         assert!(matches!(
-            open_checkpoint(&bad, None, &[v.clone()]),
+            open_checkpoint(&bad, None, std::slice::from_ref(&v)),
             Err(NoteError::BadSignature(_))
         ));
         // corrupt the signature
         let sig_at = note.rfind(' ').unwrap() + 5;
         let mut b = note.clone().into_bytes();
         b[sig_at] = if b[sig_at] == b'A' { b'B' } else { b'A' };
-        assert!(open_checkpoint(&String::from_utf8(b).unwrap(), None, &[v.clone()]).is_err());
+        assert!(open_checkpoint(
+            &String::from_utf8(b).unwrap(),
+            None,
+            std::slice::from_ref(&v)
+        )
+        .is_err());
         // a signature from an unknown key is ignored
         let (other, _) = Ed25519Signer::generate("witness.example").unwrap();
         let two = sign_note(&cp.text(), &[&s, &other]).unwrap();
-        assert!(open_checkpoint(&two, None, &[v.clone()]).is_ok());
+        assert!(open_checkpoint(&two, None, std::slice::from_ref(&v)).is_ok());
         // the co-signer's key verifies the same note
         assert!(open_checkpoint(&two, None, &[other.verifier()]).is_ok());
         // only unknown keys: rejected
         let only_other = sign_note(&cp.text(), &[&other]).unwrap();
         assert!(matches!(
-            open_checkpoint(&only_other, None, &[v.clone()]),
+            open_checkpoint(&only_other, None, std::slice::from_ref(&v)),
             Err(NoteError::Untrusted(_))
         ));
         // no blank separator / control char / leading zero
         assert!(matches!(
-            open_checkpoint(&note.replacen("\n\n", "\n", 1), None, &[v.clone()]),
+            open_checkpoint(
+                &note.replacen("\n\n", "\n", 1),
+                None,
+                std::slice::from_ref(&v)
+            ),
             Err(NoteError::Malformed(_))
         ));
         assert!(matches!(
-            open_checkpoint(&note.replacen("log\n", "log\u{7}\n", 1), None, &[v.clone()]),
+            open_checkpoint(
+                &note.replacen("log\n", "log\u{7}\n", 1),
+                None,
+                std::slice::from_ref(&v)
+            ),
             Err(NoteError::Malformed(_))
         ));
         let lz = Checkpoint::parse_text(

@@ -859,7 +859,7 @@ fn visit(
 ) {
     st.checked.records += 1;
     st.checked.bytes += payload.len() as u64;
-    if st.checked.records % 65_536 == 0 {
+    if st.checked.records.is_multiple_of(65_536) {
         if let Some(p) = opts.progress.as_mut() {
             p(st.checked.records, 0);
         }

@@ -425,10 +425,9 @@ mod tests {
             assert_eq!(s.frames.len(), good, "cut {cut}");
             match s.end {
                 ScanEnd::Clean => assert!(ends.contains(&cut)),
-                ScanEnd::TornTail { offset, .. } => assert_eq!(
-                    offset as usize,
-                    *ends.iter().filter(|e| **e <= cut).last().unwrap()
-                ),
+                ScanEnd::TornTail { offset, .. } => {
+                    assert_eq!(offset as usize, *ends.iter().rfind(|e| **e <= cut).unwrap())
+                }
                 ScanEnd::Corrupt { .. } => panic!("cut {cut} seen as corruption"),
             }
         }

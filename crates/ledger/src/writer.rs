@@ -87,7 +87,7 @@ pub struct Options {
     /// External checkpoint store.
     pub anchor: Option<Box<dyn Anchor>>,
     /// File-operation layer for new WAL files (tests inject failures).
-    pub wal_io: Option<Box<dyn Fn(File) -> Box<dyn WalIo> + Send + Sync>>,
+    pub wal_io: Option<WalIoWrapper>,
 }
 
 impl Default for Options {
@@ -127,6 +127,9 @@ pub struct Recovery {
     /// Stale WAL files removed (their seal had completed).
     pub removed_wals: u64,
 }
+
+/// Wraps the WAL file (tests inject write and fsync failures with it).
+pub type WalIoWrapper = Box<dyn Fn(File) -> Box<dyn WalIo> + Send + Sync>;
 
 /// What the WAL remembers about a record besides its hashed bytes.
 #[derive(Serialize, Deserialize, Default)]
@@ -527,8 +530,10 @@ impl Ledger {
         x: Extracted<'_>,
     ) -> Result<u64, LedgerError> {
         self.check_ok()?;
-        if self.wal.builder.bytes() + raw.len() > segment::MAX_SEGMENT_RAW {
-            // a caller appending a gigabyte without committing: seal what is there first
+        let wal_full = self.wal.bytes + self.pending.len() as u64 >= self.opts.seal_bytes;
+        if wal_full || self.wal.builder.bytes() + raw.len() > segment::MAX_SEGMENT_RAW {
+            // Seal at the size asked for even when the caller commits in larger batches (this
+            // commits what is pending: it becomes durable early, which is harmless).
             self.rotate()?;
         }
         let index = self.next_index();

@@ -257,9 +257,9 @@ impl Timestamp {
             rem % 60
         );
         if nanos != 0 {
-            if nanos % 1_000_000 == 0 {
+            if nanos.is_multiple_of(1_000_000) {
                 let _ = write!(out, ".{:03}", nanos / 1_000_000);
-            } else if nanos % 1000 == 0 {
+            } else if nanos.is_multiple_of(1000) {
                 let _ = write!(out, ".{:06}", nanos / 1000);
             } else {
                 let _ = write!(out, ".{:09}", nanos);

@@ -139,7 +139,7 @@ fn is_execve_arg(key: &str) -> bool {
 
 fn is_upper_hex(s: &str) -> bool {
     s.len() >= 2
-        && s.len() % 2 == 0
+        && s.len().is_multiple_of(2)
         && s.bytes()
             .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
 }

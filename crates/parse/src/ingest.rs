@@ -325,7 +325,7 @@ impl<'s> Ingestor<'s> {
                 }
             };
             n += 1;
-            if n % 4096 == 0 {
+            if n.is_multiple_of(4096) {
                 tick();
             }
             let loc = Location {
