@@ -147,6 +147,8 @@ pub struct VerifyOptions<'a> {
     pub now: Timestamp,
     /// Progress callback: (records checked, records in total).
     pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
+    /// Threads reading and hashing segments (default: the CPUs this process may use).
+    pub threads: usize,
 }
 
 impl Default for VerifyOptions<'_> {
@@ -161,6 +163,7 @@ impl Default for VerifyOptions<'_> {
             max_staleness_ns: None,
             now: Timestamp::now(),
             progress: None,
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -361,10 +364,18 @@ pub fn verify(
     }
     let signed_size = st.signed.keys().next_back().copied().unwrap_or(0);
 
-    // 3 + 4. segments and records, in index order
+    // 3 + 4. segments and records, in index order. Reading, decompressing and hashing the
+    // segments runs on worker threads, ahead of the in-order checks here.
     let total = reader.size().unwrap_or(0).max(1);
     let mut chain = chain_seed(&origin);
-    for entry in reader.manifest.clone() {
+    let manifest = reader.manifest.clone();
+    let sealed: Vec<PathBuf> = manifest
+        .iter()
+        .filter(|e| e.state != "pruned")
+        .map(|e| reader.dir.seg_dir().join(&e.file))
+        .collect();
+    let mut scans = ScanPipeline::start(sealed, opts.threads);
+    for entry in manifest {
         if entry.first != st.expected {
             st.fail(
                 if entry.first > st.expected {
@@ -389,10 +400,10 @@ pub fn verify(
             continue;
         }
         st.checked.segments += 1;
-        let path = reader.dir.seg_dir().join(&entry.file);
         let seg_name = entry.file.clone();
+        let scan = scans.next_scan();
         // file hash, seal note, binding
-        match std::fs::read(&path) {
+        match scan.file_sha256 {
             Err(e) => {
                 st.fail(
                     "E_MISSING_SEGMENT",
@@ -405,8 +416,7 @@ pub fn verify(
                 chain = entry.chain_hash().unwrap_or(chain);
                 continue;
             }
-            Ok(bytes) => {
-                let sha = trailwarden_model::sha256_hex(&bytes);
+            Ok(sha) => {
                 if sha != entry.sha256 {
                     st.fail(
                         "E_SEGMENT_HASH",
@@ -419,7 +429,7 @@ pub fn verify(
                 check_seal(&mut st, &reader, &entry, &sha, &verifier, &origin);
             }
         }
-        match segment::read_meta(&path) {
+        match scan.meta {
             Ok(m) if m.origin != origin || m.first != entry.first || m.last != entry.last => st
                 .fail(
                     "E_SEGMENT_SUBSTITUTED",
@@ -440,15 +450,20 @@ pub fn verify(
                 e.to_string(),
             ),
         }
-        let res = segment::for_each_hashed(&path, |r| {
-            let leaf = record_leaf_hash(r.kind, r.index, r.received.0, r.source, r.raw);
-            let prefix_ok = r.leaf_prefix == &leaf[..segment::LEAF_PREFIX];
+        for r in &scan.rows {
             visit(
-                &mut st, r.index, r.kind, r.received, r.raw, leaf, prefix_ok, &mut opts,
+                &mut st,
+                r.index,
+                r.kind,
+                r.received,
+                r.payload_len,
+                r.payload.as_deref(),
+                r.leaf,
+                r.prefix_ok,
+                &mut opts,
             );
-            Ok(())
-        });
-        if let Err(e) = res {
+        }
+        if let Some(e) = scan.error {
             st.fail(
                 "E_SEGMENT_HASH",
                 None,
@@ -542,7 +557,8 @@ pub fn verify(
                         index,
                         kind,
                         received,
-                        payload,
+                        payload.len(),
+                        Some(payload),
                         leaf,
                         fr.leaf == leaf,
                         &mut opts,
@@ -700,6 +716,136 @@ fn specificity(code: &str) -> u8 {
     }
 }
 
+/// One record of a scanned segment: what the in-order checks need.
+struct ScannedRow {
+    index: u64,
+    kind: u8,
+    received: Timestamp,
+    leaf: Hash,
+    prefix_ok: bool,
+    payload_len: usize,
+    /// Kept for lifecycle and retention records only.
+    payload: Option<Vec<u8>>,
+}
+
+/// A segment read, decompressed and hashed by a worker.
+struct SegmentScan {
+    file_sha256: Result<String, std::io::Error>,
+    meta: Result<segment::SegmentMeta, LedgerError>,
+    /// The rows read before `error` (all of them when it is `None`).
+    rows: Vec<ScannedRow>,
+    error: Option<LedgerError>,
+}
+
+fn scan_segment(path: &std::path::Path) -> SegmentScan {
+    let file_sha256 = std::fs::read(path).map(|b| trailwarden_model::sha256_hex(&b));
+    if let Err(e) = file_sha256 {
+        return SegmentScan {
+            file_sha256: Err(e),
+            meta: Err(LedgerError::Invalid("unreadable".into())),
+            rows: Vec::new(),
+            error: None,
+        };
+    }
+    let meta = segment::read_meta(path);
+    let mut rows = Vec::new();
+    let res = segment::for_each_hashed(path, |r| {
+        let leaf = record_leaf_hash(r.kind, r.index, r.received.0, r.source, r.raw);
+        let keep = r.kind == RecordKind::Lifecycle as u8 || r.kind == RecordKind::Retention as u8;
+        rows.push(ScannedRow {
+            index: r.index,
+            kind: r.kind,
+            received: r.received,
+            prefix_ok: r.leaf_prefix == &leaf[..segment::LEAF_PREFIX],
+            leaf,
+            payload_len: r.raw.len(),
+            payload: keep.then(|| r.raw.to_vec()),
+        });
+        Ok(())
+    });
+    SegmentScan {
+        file_sha256,
+        meta,
+        rows,
+        error: res.err(),
+    }
+}
+
+/// Segments scanned by `threads` workers, handed out in manifest order. Workers run at most a
+/// few segments ahead (bounded memory).
+struct ScanPipeline {
+    rx: std::sync::mpsc::Receiver<(usize, SegmentScan)>,
+    ready: BTreeMap<usize, SegmentScan>,
+    next: usize,
+    paths: Vec<PathBuf>,
+    _workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl ScanPipeline {
+    fn start(paths: Vec<PathBuf>, threads: usize) -> ScanPipeline {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let threads = threads.max(1).min(paths.len().max(1));
+        let (tx, rx) = std::sync::mpsc::sync_channel(threads);
+        let claim = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(paths.clone());
+        let mut workers = Vec::new();
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let claim = claim.clone();
+            let paths = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("trailwarden-verify".into())
+                .spawn(move || loop {
+                    let i = claim.fetch_add(1, Ordering::SeqCst);
+                    let Some(p) = paths.get(i) else { return };
+                    if tx.send((i, scan_segment(p))).is_err() {
+                        return;
+                    }
+                });
+            // Without a worker the segments are scanned on the caller's thread instead.
+            if let Ok(h) = spawned {
+                workers.push(h);
+            }
+        }
+        ScanPipeline {
+            rx,
+            ready: BTreeMap::new(),
+            next: 0,
+            paths,
+            _workers: workers,
+        }
+    }
+
+    /// The next segment's scan, in order.
+    fn next_scan(&mut self) -> SegmentScan {
+        let i = self.next;
+        self.next += 1;
+        loop {
+            if let Some(s) = self.ready.remove(&i) {
+                return s;
+            }
+            match self.rx.recv() {
+                Ok((j, s)) => {
+                    self.ready.insert(j, s);
+                }
+                // no workers left: scan it here
+                Err(_) => {
+                    return match self.paths.get(i) {
+                        Some(p) => scan_segment(p),
+                        None => SegmentScan {
+                            file_sha256: Err(std::io::Error::other("no such segment")),
+                            meta: Err(LedgerError::Invalid("no such segment".into())),
+                            rows: Vec::new(),
+                            error: None,
+                        },
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn resync(st: &mut State, entry: &ManifestEntry) {
     st.frontier = entry
         .frontier_hashes()
@@ -845,20 +991,23 @@ fn check_seal(
     }
 }
 
-/// Check one record and fold it into the tree.
+/// Check one record in index order and fold it into the tree. `payload` is needed only for lifecycle and retention
+/// records (the scanners keep it for those kinds alone).
 #[allow(clippy::too_many_arguments)]
 fn visit(
     st: &mut State,
     index: u64,
     kind: u8,
     received: Timestamp,
-    payload: &[u8],
+    payload_len: usize,
+    payload: Option<&[u8]>,
     leaf: Hash,
     stored_ok: bool,
     opts: &mut VerifyOptions<'_>,
 ) {
     st.checked.records += 1;
-    st.checked.bytes += payload.len() as u64;
+    st.checked.bytes += payload_len as u64;
+    let payload = payload.unwrap_or_default();
     if st.checked.records.is_multiple_of(65_536) {
         if let Some(p) = opts.progress.as_mut() {
             p(st.checked.records, 0);
