@@ -220,11 +220,11 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
         w.flush().context("flushing normalized output")?;
     }
     drop(emit);
-    let durable_at = started.elapsed().as_secs_f64();
+    let mut durable_at = started.elapsed().as_secs_f64();
     let mut checkpoint = None;
     if let Some(mut l) = ledger.take() {
         match l.commit() {
-            Ok(_) => {}
+            Ok(_) => durable_at = started.elapsed().as_secs_f64(),
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(crate::EXIT_STORAGE);

@@ -349,19 +349,33 @@ pub fn verify_proof(cli: &Cli, a: &VerifyProofArgs) -> Result<u8> {
             println!("{}", serde_json::json!({"valid": true, "proof": v}))
         }
         (Ok(v), _) => {
-            println!("VALID {} proof", v["type"].as_str().unwrap_or(""));
+            // strings without their JSON quotes
+            let t = |k: &str| match &v[k] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            println!("VALID {} proof", t("type"));
             match v["type"].as_str() {
                 Some("inclusion") => println!(
                     "record {} is in {} at tree size {} (received {}, source {}, kind {})",
-                    v["index"], v["origin"], v["tree_size"], v["received"], v["source"], v["kind"]
+                    t("index"),
+                    t("origin"),
+                    t("tree_size"),
+                    t("received"),
+                    t("source"),
+                    t("kind")
                 ),
                 Some("consistency") => println!(
                     "{}: the tree of size {} extends the tree of size {}",
-                    v["origin"], v["new_size"], v["old_size"]
+                    t("origin"),
+                    t("new_size"),
+                    t("old_size")
                 ),
                 _ => println!(
                     "{} records are in {} at tree size {}",
-                    v["records"], v["origin"], v["tree_size"]
+                    t("records"),
+                    t("origin"),
+                    t("tree_size")
                 ),
             }
         }

@@ -1688,3 +1688,28 @@ fn background_sealing_with_reused_buffers_keeps_every_payload() {
     assert_eq!(seen, n);
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn a_clean_stop_seals_a_large_wal_tail_and_leaves_a_small_one() {
+    let wal_bytes = |d: &Path| -> u64 {
+        std::fs::read_dir(d.join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    for (limit, sealed) in [(4096u64, true), (1 << 30, false)] {
+        let d = tmp(&format!("close-seal-{sealed}"));
+        let o = Options {
+            seal_bytes: 1 << 30,
+            seal_on_close_bytes: limit,
+            ..opts()
+        };
+        let cp = build_with(&d, 300, o, Timestamp(0));
+        assert_eq!(wal_bytes(&d) == 0, sealed, "limit {limit}");
+        let r = verify_dir(&d);
+        assert_eq!(r.status, Status::Ok, "{r:#?}");
+        assert_eq!(r.size, cp.checkpoint.size);
+        assert_eq!(r.checked.segments, u64::from(sealed));
+        std::fs::remove_dir_all(&d).ok();
+    }
+}
