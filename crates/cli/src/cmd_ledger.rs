@@ -537,43 +537,31 @@ pub enum RetentionCmd {
         reason: String,
     },
     /// Place a legal hold on a range of records (prune refuses it).
-    Hold {
-        /// First index.
-        #[arg(long)]
-        from: u64,
-        /// Last index (inclusive).
-        #[arg(long)]
-        to: u64,
-        /// Why.
-        #[arg(long)]
-        reason: String,
-    },
+    Hold(HoldArgs),
     /// Release a legal hold.
-    Release {
-        /// First index.
-        #[arg(long)]
-        from: u64,
-        /// Last index (inclusive).
-        #[arg(long)]
-        to: u64,
-        /// Why.
-        #[arg(long)]
-        reason: String,
-    },
+    Release(HoldArgs),
     /// List legal holds.
     Holds,
 }
 
+/// A range of records under (or leaving) a legal hold.
+#[derive(Args, Debug)]
+pub struct HoldArgs {
+    /// First index.
+    #[arg(long)]
+    pub from: u64,
+    /// Last index (inclusive).
+    #[arg(long)]
+    pub to: u64,
+    /// Why.
+    #[arg(long)]
+    pub reason: String,
+}
+
 /// `trailwarden retention …`.
 pub fn retention(cli: &Cli, c: &RetentionCmd) -> Result<u8> {
-    let (mut l, _) = match store::open_writer(cli, "retention") {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(store::open_error_code(&e));
-        }
-    };
-    match c {
+    // Arguments are checked before the writer opens: a refused command leaves no trace.
+    let policy = match c {
         RetentionCmd::Prune {
             older_than,
             approver,
@@ -583,13 +571,43 @@ pub fn retention(cli: &Cli, c: &RetentionCmd) -> Result<u8> {
             if d < 365 * 86_400 * 1_000_000_000 {
                 bail!("--older-than {older_than} is shorter than the 12 months PCI DSS 10.5.1 requires");
             }
-            let policy = PrunePolicy {
+            Some(PrunePolicy {
                 before: Timestamp(Timestamp::now().0 - d),
                 policy: format!("keep {older_than}"),
                 approver: approver.clone(),
                 reason: reason.clone(),
-            };
-            let done = retention::prune(&mut l, &policy)?;
+            })
+        }
+        _ => None,
+    };
+    let (mut l, _) = match store::open_writer(cli, "retention") {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(store::open_error_code(&e));
+        }
+    };
+    let result = retention_with(cli, c, policy.as_ref(), &mut l);
+    // A clean stop either way, so the next start is not reported as a crash.
+    let reason = if result.is_ok() {
+        "retention"
+    } else {
+        "retention command failed"
+    };
+    l.close(reason)?;
+    result?;
+    Ok(crate::EXIT_OK)
+}
+
+fn retention_with(
+    cli: &Cli,
+    c: &RetentionCmd,
+    policy: Option<&PrunePolicy>,
+    l: &mut trailwarden_ledger::Ledger,
+) -> Result<()> {
+    match (c, policy) {
+        (RetentionCmd::Prune { .. }, Some(policy)) => {
+            let done = retention::prune(l, policy)?;
             match cli.output {
                 OutputFormat::Json => println!("{}", serde_json::json!({"pruned": done})),
                 _ if done.is_empty() => println!("nothing to prune"),
@@ -600,27 +618,33 @@ pub fn retention(cli: &Cli, c: &RetentionCmd) -> Result<u8> {
                 }
             }
         }
-        RetentionCmd::Hold { from, to, reason } => {
-            let i = retention::hold(&mut l, *from, *to, reason)?;
+        (RetentionCmd::Prune { .. }, None) => bail!("prune without a policy"),
+        (RetentionCmd::Hold(HoldArgs { from, to, reason }), _) => {
+            let i = retention::hold(l, *from, *to, reason)?;
             println!("legal hold on records {from}..={to} recorded as record {i}");
         }
-        RetentionCmd::Release { from, to, reason } => {
-            let i = retention::release(&mut l, *from, *to, reason)?;
+        (RetentionCmd::Release(HoldArgs { from, to, reason }), _) => {
+            let i = retention::release(l, *from, *to, reason)?;
             println!("legal hold on records {from}..={to} released, recorded as record {i}");
         }
-        RetentionCmd::Holds => {
-            let h = retention::holds(&l)?;
+        (RetentionCmd::Holds, _) => {
+            let h = retention::holds(l)?;
             let mut t = Table::new(&["from", "to"]);
-            for (a, b) in h {
+            for (a, b) in &h {
                 t.row(vec![a.to_string(), b.to_string()]);
             }
             match cli.output {
                 OutputFormat::Csv => t.print_csv(&mut io::stdout())?,
-                OutputFormat::Json => println!("{}", serde_json::to_string(&t.rows)?),
+                OutputFormat::Json => {
+                    let v: Vec<_> = h
+                        .iter()
+                        .map(|(a, b)| serde_json::json!({"from": a, "to": b}))
+                        .collect();
+                    println!("{}", serde_json::Value::Array(v))
+                }
                 OutputFormat::Table => t.print_text(&mut io::stdout())?,
             }
         }
     }
-    l.close("retention")?;
-    Ok(crate::EXIT_OK)
+    Ok(())
 }

@@ -8,9 +8,8 @@
 //! covers it and the retention period had passed when it was written.
 
 use crate::datadir::{self, b64, ManifestEntry};
-use crate::merkle::{range_decomposition, record_leaf_hash, root_of, Frontier, Hash};
+use crate::merkle::{range_decomposition, root_of, Frontier};
 use crate::record::Retention;
-use crate::segment;
 use crate::writer::Ledger;
 use crate::LedgerError;
 use base64::Engine;
@@ -139,24 +138,12 @@ pub fn prune(l: &mut Ledger, policy: &PrunePolicy) -> Result<Vec<(u64, u64)>, Le
             continue;
         }
         let path = dir.seg_dir().join(&entry.file);
-        let mut leaves: Vec<Hash> = Vec::with_capacity((entry.last - entry.first + 1) as usize);
-        segment::for_each_hashed(&path, |r| {
-            leaves.push(record_leaf_hash(
-                r.kind,
-                r.index,
-                r.received.0,
-                r.source,
-                r.raw,
-            ));
-            Ok(())
-        })?;
-        if leaves.len() as u64 != entry.last - entry.first + 1 {
-            return Err(LedgerError::Corrupt(format!(
-                "segment {} does not hold its {} records",
-                entry.file,
-                entry.last - entry.first + 1
-            )));
-        }
+        let leaves = crate::recover::sealed_leaves(
+            &dir,
+            std::slice::from_ref(entry),
+            entry.first,
+            entry.last + 1,
+        )?;
         let mut compact = Vec::new();
         let mut check = prev.clone();
         for (start, level) in range_decomposition(entry.first, entry.last + 1) {

@@ -99,6 +99,24 @@ fn build_with(
     l.close("test").unwrap()
 }
 
+/// Options under which nothing is sealed (every record stays in the WAL).
+fn unsealed() -> Options {
+    Options {
+        seal_bytes: 1 << 30,
+        ..opts()
+    }
+}
+
+/// A writer on `dir` that never seals, holding `n` committed events.
+fn wal_ledger(dir: &Path, n: u64) -> Ledger {
+    let (mut l, _) = Ledger::open(dir, unsealed()).unwrap();
+    for i in 0..n {
+        l.append(&event_record(i, Timestamp(i as i64))).unwrap();
+    }
+    l.commit().unwrap();
+    l
+}
+
 fn build(dir: &Path, n: u64) -> trailwarden_ledger::note::SignedCheckpoint {
     build_with(
         dir,
@@ -422,14 +440,7 @@ fn rewrite_wal(
 #[test]
 fn t04_delete_and_renumber_fails_the_next_checkpoint_and_is_truncated() {
     let d = tmp("t04");
-    let (mut l, _) = Ledger::open(
-        &d,
-        Options {
-            seal_bytes: 1 << 30,
-            ..opts()
-        },
-    )
-    .unwrap();
+    let (mut l, _) = Ledger::open(&d, unsealed()).unwrap();
     for i in 0..450u64 {
         l.append(&event_record(i, Timestamp(i as i64))).unwrap();
         if i % 100 == 99 {
@@ -631,18 +642,7 @@ fn t08_segment_substitution_and_deletion() {
 #[test]
 fn t10_fork_is_proven_and_refused_by_the_witness() {
     let d = tmp("t10");
-    let (mut l, _) = Ledger::open(
-        &d,
-        Options {
-            seal_bytes: 1 << 30,
-            ..opts()
-        },
-    )
-    .unwrap();
-    for i in 0..200u64 {
-        l.append(&event_record(i, Timestamp(i as i64))).unwrap();
-    }
-    l.commit().unwrap();
+    let mut l = wal_ledger(&d, 200);
     let good = l.checkpoint().unwrap();
     l.close("test").unwrap();
     // The attacker holds the key and signs another root for the same size.
@@ -829,14 +829,7 @@ fn base64_of(h: &[u8]) -> String {
 #[test]
 fn t13_torn_writes_at_every_offset_of_the_last_batch_recover() {
     let d = tmp("t13-torn");
-    let (mut l, _) = Ledger::open(
-        &d,
-        Options {
-            seal_bytes: 1 << 30,
-            ..opts()
-        },
-    )
-    .unwrap();
+    let (mut l, _) = Ledger::open(&d, unsealed()).unwrap();
     let t0 = Timestamp::now();
     for i in 0..50u64 {
         l.append(&event_record(i, Timestamp(t0.0 + i as i64)))
@@ -865,14 +858,7 @@ fn t13_torn_writes_at_every_offset_of_the_last_batch_recover() {
         std::fs::remove_dir_all(&d).unwrap();
         copy_dir(&snapshot, &d);
         std::fs::write(&wal_path, &full[..cut]).unwrap();
-        let (l, rec) = Ledger::open(
-            &d,
-            Options {
-                seal_bytes: 1 << 30,
-                ..opts()
-            },
-        )
-        .unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        let (l, rec) = Ledger::open(&d, unsealed()).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
         assert!(!rec.clean_shutdown);
         assert!(rec.size >= acked, "cut {cut}: acknowledged records lost");
         drop(l);
@@ -887,14 +873,7 @@ fn t13_torn_writes_at_every_offset_of_the_last_batch_recover() {
             *x = fill;
         }
         std::fs::write(&wal_path, &b).unwrap();
-        let (l, rec) = Ledger::open(
-            &d,
-            Options {
-                seal_bytes: 1 << 30,
-                ..opts()
-            },
-        )
-        .unwrap();
+        let (l, rec) = Ledger::open(&d, unsealed()).unwrap();
         assert_eq!(rec.size, acked);
         assert!(rec.truncated_bytes > 0);
         l.close("after torn write").unwrap();
@@ -915,18 +894,7 @@ fn t13_torn_writes_at_every_offset_of_the_last_batch_recover() {
 #[test]
 fn t13_a_crash_between_any_two_steps_of_sealing_recovers() {
     let d = tmp("t13-seal");
-    let (mut l, _) = Ledger::open(
-        &d,
-        Options {
-            seal_bytes: 1 << 30,
-            ..opts()
-        },
-    )
-    .unwrap();
-    for i in 0..300u64 {
-        l.append(&event_record(i, Timestamp(i as i64))).unwrap();
-    }
-    l.commit().unwrap();
+    let mut l = wal_ledger(&d, 300);
     let dd = DataDir::new(&d);
     let wal0 = std::fs::read(dd.wal_file(0)).unwrap();
     l.rotate().unwrap();
@@ -972,14 +940,7 @@ fn t13_a_crash_between_any_two_steps_of_sealing_recovers() {
         std::fs::remove_dir_all(&d).unwrap();
         copy_dir(&base, &d);
         step(&d, &e, &wal0);
-        let (l, rec) = Ledger::open(
-            &d,
-            Options {
-                seal_bytes: 1 << 30,
-                ..opts()
-            },
-        )
-        .unwrap_or_else(|err| panic!("{name}: {err}"));
+        let (l, rec) = Ledger::open(&d, unsealed()).unwrap_or_else(|err| panic!("{name}: {err}"));
         assert!(rec.removed_wals + rec.resealed == 1, "{name}: {rec:?}");
         l.close("test").unwrap();
         let r = verify_dir(&d);
@@ -1123,14 +1084,7 @@ fn crash_harness(iterations: usize) {
 #[test]
 fn t14_mid_wal_corruption_refuses_to_start_and_is_located() {
     let d = tmp("t14");
-    let (mut l, _) = Ledger::open(
-        &d,
-        Options {
-            seal_bytes: 1 << 30,
-            ..opts()
-        },
-    )
-    .unwrap();
+    let (mut l, _) = Ledger::open(&d, unsealed()).unwrap();
     for i in 0..200u64 {
         l.append(&event_record(i, Timestamp(i as i64))).unwrap();
         if i % 20 == 19 {
@@ -1147,13 +1101,7 @@ fn t14_mid_wal_corruption_refuses_to_start_and_is_located() {
     let mut bad = data.clone();
     bad[at] ^= 0x10;
     std::fs::write(&wal_path, &bad).unwrap();
-    match Ledger::open(
-        &d,
-        Options {
-            seal_bytes: 1 << 30,
-            ..opts()
-        },
-    ) {
+    match Ledger::open(&d, unsealed()) {
         Err(LedgerError::Corrupt(msg)) => {
             assert!(msg.contains(&format!("record {k}")), "{msg}");
             assert!(
@@ -1244,14 +1192,7 @@ fn t15_fsync_failure_stops_the_writer_without_acknowledging() {
         cps.iter().all(|c| c.checkpoint.size <= signed),
         "no checkpoint covers unsynced records"
     );
-    let (l, rec) = Ledger::open(
-        &d,
-        Options {
-            seal_bytes: 1 << 30,
-            ..opts()
-        },
-    )
-    .unwrap();
+    let (l, rec) = Ledger::open(&d, unsealed()).unwrap();
     assert!(!rec.clean_shutdown);
     l.close("after failure").unwrap();
     assert_ne!(verify_dir(&d).status, Status::Failed);
