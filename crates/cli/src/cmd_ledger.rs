@@ -648,3 +648,72 @@ fn retention_with(
     }
     Ok(())
 }
+
+/// `trailwarden key`.
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Generate a new checkpoint key and switch to it. The rotation is recorded in the ledger
+    /// (with the new key's proof of possession) under a checkpoint signed by the old key; the
+    /// old key keeps co-signing until `key retire`, so verifiers holding only the old key keep
+    /// working while the new one is distributed.
+    #[command(after_help = "\
+Examples:
+  trailwarden key rotate
+  trailwarden key rotate --output json   # the new verifier key for assessors' trust stores")]
+    Rotate,
+    /// Stop co-signing with the key the last rotation replaced, and delete it.
+    Retire,
+}
+
+/// `trailwarden key …`.
+pub fn key(cli: &Cli, c: &KeyCmd) -> Result<u8> {
+    let (mut l, _) = match store::open_writer(cli, "key") {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(store::open_error_code(&e));
+        }
+    };
+    let origin = l.identity().origin.clone();
+    let dir = l.data_dir().clone();
+    let result = match c {
+        KeyCmd::Rotate => dir
+            .create_next_key(&origin)
+            .and_then(|next| l.rotate_key(std::sync::Arc::new(next)))
+            .and_then(|entry| dir.promote_next_key(&origin).map(|_| entry))
+            .map(|e| {
+                match cli.output {
+                    OutputFormat::Json => println!(
+                        "{}",
+                        serde_json::json!({"rotated": true, "vkey": e.new_vkey, "previous_vkey": e.old_vkey, "effective_from_size": e.effective_from_size, "record": e.index})
+                    ),
+                    _ => {
+                        println!("new verifier key: {}", e.new_vkey);
+                        println!(
+                            "it signs from tree size {} (rotation recorded as record {}); the previous key co-signs until `trailwarden key retire`",
+                            e.effective_from_size, e.index
+                        );
+                    }
+                }
+            }),
+        KeyCmd::Retire => l.retire_previous_key().and_then(|r| {
+            dir.remove_previous_key()?;
+            match (cli.output, r) {
+                (OutputFormat::Json, r) => {
+                    println!("{}", serde_json::json!({"retired": r}))
+                }
+                (_, Some(v)) => println!("retired {v}; checkpoints now carry only the current key's signature"),
+                (_, None) => println!("no previous key to retire"),
+            }
+            Ok(())
+        }),
+    };
+    let reason = if result.is_ok() {
+        "key"
+    } else {
+        "key command failed"
+    };
+    l.close(reason)?;
+    result?;
+    Ok(crate::EXIT_OK)
+}

@@ -133,6 +133,9 @@ pub enum Command {
     /// Retention: prune expired segments (with tombstones), legal holds.
     #[command(subcommand)]
     Retention(cmd_ledger::RetentionCmd),
+    /// The checkpoint signing key: rotate it, retire the previous one.
+    #[command(subcommand)]
+    Key(cmd_ledger::KeyCmd),
 }
 
 fn main() -> ExitCode {
@@ -155,6 +158,7 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd_ledger::export(&cli, a),
         Command::Checkpoint => cmd_ledger::checkpoint(&cli),
         Command::Retention(c) => cmd_ledger::retention(&cli, c),
+        Command::Key(c) => cmd_ledger::key(&cli, c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

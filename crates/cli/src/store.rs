@@ -28,6 +28,16 @@ pub fn writer_options(cli: &Cli, reason: &str) -> Result<Options> {
         }
         opts.seal_bytes = b;
     }
+    // What `ConfigChange` records compare between runs: the ledger-wide settings every
+    // command shares (not per-command flags).
+    opts.config = serde_json::json!({
+        "segment_bytes": opts.seal_bytes,
+        "seal_age_seconds": opts.seal_age_ns / 1_000_000_000,
+        "checkpoint_interval_ms": opts.checkpoint_interval_ns / 1_000_000,
+        "heartbeat_interval_seconds": opts.heartbeat_interval_ns / 1_000_000_000,
+        "zstd_level": opts.zstd_level,
+        "anchor_dir": cli.anchor_dir,
+    });
     if let Some(a) = &cli.anchor_dir {
         opts.anchor = Some(Box::new(
             DirAnchor::new(a, ANCHOR_RETENTION_NS)

@@ -628,3 +628,62 @@ fn legal_holds_and_the_retention_floor() {
     assert_eq!(verify_json(&data, &[]).0, Some(0));
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn key_rotation_and_config_changes_are_recorded() {
+    let d = tmp("keys");
+    let data = d.join("data");
+    let f = d.join("a.jsonl");
+    gen_file(&f, 40, 2);
+    run(tw(&data).args(["ingest"]).arg(&f));
+    let old = vkey(&data);
+    let out = run(tw(&data).args(["key", "rotate", "--output", "json"]));
+    assert!(out.status.success(), "{out:?}");
+    let r = json(&out);
+    let new = r["vkey"].as_str().unwrap().to_string();
+    assert_eq!(r["previous_vkey"], old.as_str());
+    assert_eq!(vkey(&data), new);
+    assert_eq!(
+        std::fs::read_to_string(data.join("keys/checkpoint.vkey"))
+            .unwrap()
+            .trim(),
+        new
+    );
+    // a different segment size is a configuration change
+    run(tw(&data)
+        .args(["--segment-bytes", "1048576", "ingest"])
+        .arg(&f));
+    for k in [&old, &new] {
+        let (code, r) = verify_json(&data, &["--public-key", k]);
+        assert_eq!(code, Some(0), "{r}");
+    }
+    // during the overlap a proof verifies with either key; after retiring, only the new one
+    let p = d.join("p.tlog-proof");
+    run(tw(&data)
+        .args(["prove", "inclusion", "--index", "3", "-o"])
+        .arg(&p));
+    for k in [&old, &new] {
+        let out = run(bin().args(["verify-proof", "--public-key", k]).arg(&p));
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    }
+    let out = run(tw(&data).args(["key", "retire", "--output", "json"]));
+    assert_eq!(json(&out)["retired"], old.as_str());
+    assert!(!data.join("keys/previous.key").exists());
+    run(tw(&data)
+        .args(["prove", "inclusion", "--index", "3", "-o"])
+        .arg(&p));
+    let out = run(bin().args(["verify-proof", "--public-key", &old]).arg(&p));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = run(bin().args(["verify-proof", "--public-key", &new]).arg(&p));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // the rotation, the retirement and the configuration change are records in the tree
+    let ev = d.join("evidence");
+    run(tw(&data).args(["export", "--from", "1h", "-o"]).arg(&ev));
+    let lines = std::fs::read_to_string(ev.join("events.jsonl")).unwrap();
+    for what in ["key-rotation", "key-retired", "config-change"] {
+        assert!(lines.contains(what), "no {what} record");
+    }
+    assert!(lines.contains("segment_bytes: 67108864 → 1048576"));
+    assert_eq!(verify_json(&data, &[]).0, Some(0));
+    std::fs::remove_dir_all(&d).ok();
+}

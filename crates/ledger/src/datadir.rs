@@ -18,7 +18,7 @@
 //! ```
 
 use crate::merkle::Hash;
-use crate::note::{self, Ed25519Signer, NoteSigner, NoteVerifier};
+use crate::note::{Ed25519Signer, NoteSigner, NoteVerifier};
 use crate::LedgerError;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use trailwarden_model::Timestamp;
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+/// Standard padded base64 (checkpoints, proofs, manifest hashes).
+pub const B64_STD: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const B64: base64::engine::GeneralPurpose = B64_STD;
 
 /// Identity format marker.
 pub const IDENTITY_FORMAT: &str = "trailwarden-ledger/1";
@@ -88,6 +90,18 @@ impl DataDir {
     /// The verifier key file.
     pub fn vkey_path(&self) -> PathBuf {
         self.keys_dir().join("checkpoint.vkey")
+    }
+    /// The key a rotation in progress will switch to.
+    pub fn next_key_path(&self) -> PathBuf {
+        self.keys_dir().join("next.key")
+    }
+    /// The key replaced by the last rotation, co-signing until it is retired.
+    pub fn previous_key_path(&self) -> PathBuf {
+        self.keys_dir().join("previous.key")
+    }
+    /// `keys.log`: the key rotations (see [`crate::keys`]).
+    pub fn key_log_path(&self) -> PathBuf {
+        self.root.join("keys.log")
     }
     /// `wal/`.
     pub fn wal_dir(&self) -> PathBuf {
@@ -162,16 +176,67 @@ impl DataDir {
 
     /// Load the signing key, refusing a key file that others can read.
     pub fn load_signer(&self, origin: &str) -> Result<Ed25519Signer, LedgerError> {
-        let p = self.key_path();
-        check_private(&p)?;
-        let text = fs::read_to_string(&p).map_err(io_err(format!("reading {}", p.display())))?;
-        let raw = hex::decode(text.trim()).map_err(|_| {
-            LedgerError::Invalid(format!("{} is not a hex Ed25519 seed", p.display()))
-        })?;
-        let seed: [u8; 32] = raw.try_into().map_err(|_| {
-            LedgerError::Invalid(format!("{} does not hold a 32-byte seed", p.display()))
-        })?;
-        Ed25519Signer::new(origin, &seed).map_err(|e| LedgerError::Invalid(e.to_string()))
+        load_key(&self.key_path(), origin)
+    }
+
+    /// The genesis key followed by the rotations in `keys.log`.
+    pub fn key_set(&self, genesis: &NoteVerifier) -> Result<crate::keys::KeySet, LedgerError> {
+        let log = crate::keys::read_key_log(&self.key_log_path())?;
+        crate::keys::KeySet::chain(genesis.clone(), &log)
+    }
+
+    /// Generate the key a rotation will switch to, in `keys/next.key` (mode 0600).
+    pub fn create_next_key(&self, origin: &str) -> Result<Ed25519Signer, LedgerError> {
+        let p = self.next_key_path();
+        if p.exists() {
+            return Err(LedgerError::Invalid(format!(
+                "{} exists: a rotation is in progress (open the ledger once to finish or abandon it)",
+                p.display()
+            )));
+        }
+        let (signer, seed) =
+            Ed25519Signer::generate(origin).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        write_new_private(&p, format!("{}\n", hex::encode(seed)).as_bytes())?;
+        Ok(signer)
+    }
+
+    /// After a rotation is recorded: the current key becomes `previous.key` (replacing an older
+    /// one), `next.key` becomes the current key, and `checkpoint.vkey` names it.
+    pub fn promote_next_key(&self, origin: &str) -> Result<(), LedgerError> {
+        let next = load_key(&self.next_key_path(), origin)?;
+        let rename = |a: &Path, b: &Path| {
+            fs::rename(a, b).map_err(io_err(format!(
+                "renaming {} to {}",
+                a.display(),
+                b.display()
+            )))
+        };
+        rename(&self.key_path(), &self.previous_key_path())?;
+        rename(&self.next_key_path(), &self.key_path())?;
+        sync_parent(&self.key_path())?;
+        write_atomic(
+            &self.vkey_path(),
+            format!("{}\n", next.verifier().vkey()).as_bytes(),
+        )
+    }
+
+    /// Load the previous key, if a rotation left one.
+    pub fn load_previous_signer(&self, origin: &str) -> Result<Option<Ed25519Signer>, LedgerError> {
+        let p = self.previous_key_path();
+        if !p.exists() {
+            return Ok(None);
+        }
+        load_key(&p, origin).map(Some)
+    }
+
+    /// Delete the previous key (it no longer co-signs).
+    pub fn remove_previous_key(&self) -> Result<(), LedgerError> {
+        let p = self.previous_key_path();
+        match fs::remove_file(&p) {
+            Ok(()) => sync_parent(&p),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(format!("removing {}", p.display()))(e)),
+        }
     }
 
     /// Create the directory layout, key and identity (genesis). Fails if a ledger exists.
@@ -493,11 +558,16 @@ pub fn b64(h: &Hash) -> String {
     B64.encode(h)
 }
 
-/// Verify a note text against this directory's key (used by readers).
-pub fn open_note(text: &str, verifier: &NoteVerifier) -> Result<note::Note, note::NoteError> {
-    let n = note::parse_note(text)?;
-    note::verify_note(&n, std::slice::from_ref(verifier))?;
-    Ok(n)
+/// Load an Ed25519 seed file (hex), refusing one that others can read.
+pub fn load_key(p: &Path, origin: &str) -> Result<Ed25519Signer, LedgerError> {
+    check_private(p)?;
+    let text = fs::read_to_string(p).map_err(io_err(format!("reading {}", p.display())))?;
+    let raw = hex::decode(text.trim())
+        .map_err(|_| LedgerError::Invalid(format!("{} is not a hex Ed25519 seed", p.display())))?;
+    let seed: [u8; 32] = raw.try_into().map_err(|_| {
+        LedgerError::Invalid(format!("{} does not hold a 32-byte seed", p.display()))
+    })?;
+    Ed25519Signer::new(origin, &seed).map_err(|e| LedgerError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]

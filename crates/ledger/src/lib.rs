@@ -12,6 +12,7 @@
 
 pub mod anchor;
 pub mod datadir;
+pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod proof;

@@ -195,7 +195,8 @@ impl NoteVerifier {
         format!("{}+{:08x}+{}", self.name, self.id, B64.encode(raw))
     }
 
-    fn verify(&self, text: &[u8], sig: &[u8]) -> bool {
+    /// Whether `sig` is this key's Ed25519 signature (strict) over `text`.
+    pub fn verify(&self, text: &[u8], sig: &[u8]) -> bool {
         let Ok(bytes) = <[u8; 64]>::try_from(sig) else {
             return false;
         };

@@ -2,8 +2,9 @@
 //! order from segments and WAL files, checkpoints, and a [`HashSource`] for proofs.
 
 use crate::datadir::{self, DataDir, Identity, ManifestEntry};
+use crate::keys::{read_key_log, KeyLogEntry, KeySet};
 use crate::merkle::{record_leaf_hash, root_of, Hash, HashSource};
-use crate::note::{open_checkpoint, NoteVerifier, SignedCheckpoint};
+use crate::note::{NoteVerifier, SignedCheckpoint};
 use crate::record;
 use crate::recover::list_wals;
 use crate::segment;
@@ -48,8 +49,15 @@ pub struct LedgerReader {
     pub identity: Identity,
     /// The exact bytes of identity.json.
     pub identity_bytes: Vec<u8>,
-    /// The key checkpoints are verified with.
+    /// The key that signs now (the last of `keys`).
     pub verifier: NoteVerifier,
+    /// Every checkpoint key with the first size it may sign: identity.json's key and the
+    /// rotations of keys.log (confirmed against the tree by `verify`).
+    pub keys: KeySet,
+    /// The rotations listed in keys.log.
+    pub key_log: Vec<KeyLogEntry>,
+    /// Why keys.log could not be used, if it could not (verify reports it).
+    pub key_log_error: Option<String>,
     /// Latest state of each segment.
     pub manifest: Vec<ManifestEntry>,
     /// WAL files by first index.
@@ -71,11 +79,20 @@ impl LedgerReader {
             )));
         }
         let (identity, identity_bytes) = dir.read_identity()?;
-        let verifier = match trusted {
-            Some(v) => v,
-            None => NoteVerifier::parse(&identity.vkey)
-                .map_err(|e| LedgerError::Invalid(format!("identity vkey: {e}")))?,
+        let genesis = NoteVerifier::parse(&identity.vkey)
+            .map_err(|e| LedgerError::Invalid(format!("identity vkey: {e}")))?;
+        let (chain, key_log, key_log_error) = match read_key_log(&dir.key_log_path())
+            .and_then(|log| KeySet::chain(genesis.clone(), &log).map(|k| (k, log)))
+        {
+            Ok((k, log)) => (k, log, None),
+            Err(e) => (KeySet::new(genesis), Vec::new(), Some(e.to_string())),
         };
+        // A trusted key from elsewhere must be one of the chain's keys; otherwise only it counts.
+        let keys = match trusted {
+            Some(t) if !chain.contains(&t.vkey()) => KeySet::new(t),
+            _ => chain,
+        };
+        let verifier = keys.current().clone();
         let manifest = datadir::read_manifest(&dir.manifest_path())?;
         let wals = list_wals(&dir)?;
         Ok(LedgerReader {
@@ -83,6 +100,9 @@ impl LedgerReader {
             identity,
             identity_bytes,
             verifier,
+            keys,
+            key_log,
+            key_log_error,
             manifest,
             wals,
         })
@@ -96,12 +116,9 @@ impl LedgerReader {
             .entries
             .iter()
             .filter_map(|e| {
-                open_checkpoint(
-                    &e.note,
-                    Some(&self.identity.origin),
-                    std::slice::from_ref(&self.verifier),
-                )
-                .ok()
+                self.keys
+                    .open_checkpoint(&e.note, Some(&self.identity.origin))
+                    .ok()
             })
             .collect())
     }

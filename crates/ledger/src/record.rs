@@ -193,6 +193,11 @@ pub enum Lifecycle {
         /// Base64 Ed25519 signature by the new key.
         proof_of_possession: String,
     },
+    /// The key replaced by the last rotation stopped co-signing.
+    KeyRetired {
+        /// The retired verifier key.
+        vkey: String,
+    },
     /// Periodic proof of life, so a pause shows up as a gap.
     Heartbeat {
         /// Tree size at the time.

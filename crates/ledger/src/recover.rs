@@ -13,8 +13,9 @@
 //!    and signed records are missing, and signing a smaller tree would be a fork.
 
 use crate::datadir::{self, b64, DataDir, Identity, ManifestEntry};
+use crate::keys::KeySet;
 use crate::merkle::{chain_seed, Frontier, Hash};
-use crate::note::{open_checkpoint, NoteVerifier, SignedCheckpoint};
+use crate::note::SignedCheckpoint;
 use crate::record;
 use crate::segment::{self, SegmentBuilder};
 use crate::tiles::{Tiles, TILE};
@@ -55,7 +56,7 @@ pub fn list_wals(dir: &DataDir) -> Result<Vec<(u64, PathBuf)>, LedgerError> {
 pub fn load_checkpoints(
     dir: &DataDir,
     origin: &str,
-    verifier: &NoteVerifier,
+    keys: &KeySet,
     repair: bool,
 ) -> Result<Vec<SignedCheckpoint>, LedgerError> {
     let p = dir.checkpoints_log();
@@ -79,11 +80,9 @@ pub fn load_checkpoints(
     let mut out = Vec::with_capacity(log.entries.len());
     let mut last_size = 0u64;
     for e in log.entries {
-        let cp = open_checkpoint(&e.note, Some(origin), std::slice::from_ref(verifier)).map_err(
-            |err| {
-                LedgerError::Corrupt(format!("{} entry at byte {}: {err}", p.display(), e.offset))
-            },
-        )?;
+        let cp = keys.open_checkpoint(&e.note, Some(origin)).map_err(|err| {
+            LedgerError::Corrupt(format!("{} entry at byte {}: {err}", p.display(), e.offset))
+        })?;
         if cp.checkpoint.size < last_size {
             return Err(LedgerError::Corrupt(format!(
                 "{} goes backwards at byte {}: size {} after {last_size}",
@@ -102,12 +101,11 @@ pub fn load_checkpoints(
 pub(crate) fn recover(
     dir: &DataDir,
     identity: &Identity,
+    keys: &KeySet,
     opts: &Options,
     recovery: &mut Recovery,
 ) -> Result<Recovered, LedgerError> {
-    let verifier = NoteVerifier::parse(&identity.vkey)
-        .map_err(|e| LedgerError::Invalid(format!("identity vkey: {e}")))?;
-    let checkpoints = load_checkpoints(dir, &identity.origin, &verifier, true)?;
+    let checkpoints = load_checkpoints(dir, &identity.origin, keys, true)?;
     let max_signed = checkpoints.last().map_or(0, |c| c.checkpoint.size);
 
     // Sealed segments.

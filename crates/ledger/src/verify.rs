@@ -15,7 +15,7 @@
 
 use crate::datadir::{self, b64, ManifestEntry};
 use crate::merkle::{chain_next, chain_seed, record_leaf_hash, Frontier, Hash};
-use crate::note::{self, open_checkpoint, NoteError, NoteVerifier};
+use crate::note::{NoteError, NoteVerifier};
 use crate::reader::LedgerReader;
 use crate::record::{self, Lifecycle, Retention};
 use crate::segment;
@@ -191,6 +191,10 @@ struct State {
     genesis_checked: bool,
     identity_sha256: String,
     last_kind_stop: bool,
+    // key rotations: keys.log entries and whether the tree confirmed each
+    origin: String,
+    key_log: Vec<crate::keys::KeyLogEntry>,
+    key_confirmed: Vec<bool>,
 }
 
 impl State {
@@ -250,21 +254,34 @@ pub fn verify(
         genesis_checked: false,
         identity_sha256: trailwarden_model::sha256_hex(&reader.identity_bytes),
         last_kind_stop: false,
+        origin: reader.identity.origin.clone(),
+        key_log: reader.key_log.clone(),
+        key_confirmed: vec![false; reader.key_log.len()],
     };
     let origin = reader.identity.origin.clone();
-    let verifier = reader.verifier.clone();
 
-    // 1. identity
+    // 1. identity and keys
     if let Some(k) = &opts.trusted_key {
-        if k.vkey() != reader.identity.vkey {
+        if k.vkey() != reader.identity.vkey
+            && !reader.key_log.iter().any(|e| e.new_vkey == k.vkey())
+        {
             st.fail(
                 "E_IDENTITY",
                 None,
                 None,
                 Some("identity.json".into()),
-                "identity.json names a different key than the trusted one",
+                "the trusted key is neither identity.json's key nor one the ledger rotated to",
             );
         }
+    }
+    if let Some(e) = &reader.key_log_error {
+        st.fail(
+            "E_IDENTITY",
+            None,
+            None,
+            Some("keys.log".into()),
+            format!("the key rotations cannot be used: {e}"),
+        );
     }
 
     // 2. checkpoints from every source
@@ -313,7 +330,7 @@ pub fn verify(
     let mut latest_note: Option<(u64, String)> = None;
     for (source, text, trusted) in notes {
         st.checked.checkpoints += 1;
-        match open_checkpoint(&text, Some(&origin), std::slice::from_ref(&verifier)) {
+        match reader.keys.open_checkpoint(&text, Some(&origin)) {
             Ok(cp) => {
                 let size = cp.checkpoint.size;
                 if source.starts_with("checkpoints.log") {
@@ -426,7 +443,7 @@ pub fn verify(
                         "segment file SHA-256 differs from the manifest",
                     );
                 }
-                check_seal(&mut st, &reader, &entry, &sha, &verifier, &origin);
+                check_seal(&mut st, &reader, &entry, &sha, &origin);
             }
         }
         match scan.meta {
@@ -596,6 +613,28 @@ pub fn verify(
         p(st.checked.records, total);
     }
 
+    // keys.log entries the tree does not back (a pruned rotation record is backed by its
+    // tombstone's signed roots)
+    for i in 0..st.key_log.len() {
+        let e = st.key_log[i].clone();
+        let pruned = st
+            .pruned_claims
+            .iter()
+            .any(|c| c.first <= e.index && e.index <= c.last);
+        if !st.key_confirmed[i] && !pruned {
+            st.fail(
+                "E_IDENTITY",
+                Some(e.index),
+                None,
+                Some("keys.log".into()),
+                format!(
+                    "keys.log says {} signs from size {}, but record {} is not its rotation record",
+                    e.new_vkey, e.effective_from_size, e.index
+                ),
+            );
+        }
+    }
+
     // 5. truncation / rollback
     let n = st.expected;
     if n < signed_size {
@@ -713,6 +752,55 @@ fn specificity(code: &str) -> u8 {
         "E_SEGMENT_SUBSTITUTED" | "E_FORK" | "E_MISSING_SEGMENT" | "E_PREMATURE_PRUNE" => 1,
         "E_ROOT_MISMATCH" | "E_TRUNCATED" | "E_ROLLBACK_OR_FORK" => 2,
         _ => 3,
+    }
+}
+
+/// A key rotation record: its proof of possession, and the keys.log entry it backs.
+fn check_rotation(
+    st: &mut State,
+    index: u64,
+    old_vkey: &str,
+    new_vkey: &str,
+    effective_from_size: u64,
+    pop: &str,
+) {
+    let msg = crate::keys::pop_message(&st.origin, old_vkey, new_vkey, effective_from_size);
+    let pop_ok = NoteVerifier::parse(new_vkey).is_ok_and(|v| {
+        B64.decode(pop)
+            .ok()
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+            .is_some_and(|sig| v.verify(msg.as_bytes(), &sig))
+    });
+    if !pop_ok || effective_from_size != index + 1 {
+        st.fail(
+            "E_IDENTITY",
+            Some(index),
+            None,
+            None,
+            format!(
+                "the rotation to {new_vkey} carries no valid proof of possession for size {}",
+                index + 1
+            ),
+        );
+        return;
+    }
+    match st.key_log.iter().position(|e| e.index == index) {
+        Some(i) if st.key_log[i].new_vkey == new_vkey && st.key_log[i].old_vkey == old_vkey => {
+            st.key_confirmed[i] = true;
+        }
+        Some(_) => st.fail(
+            "E_IDENTITY",
+            Some(index),
+            None,
+            Some("keys.log".into()),
+            "keys.log names another key than the rotation record at this index",
+        ),
+        None => st.warn(
+            "W_KEY_NOT_USED",
+            Some(index),
+            None,
+            format!("the rotation to {new_vkey} was recorded but never completed (the key is not in keys.log and signs nothing)"),
+        ),
     }
 }
 
@@ -892,7 +980,6 @@ fn check_seal(
     reader: &LedgerReader,
     entry: &ManifestEntry,
     sha: &str,
-    verifier: &NoteVerifier,
     origin: &str,
 ) {
     let seal_path = reader.dir.seal_file(entry.first, entry.last);
@@ -912,9 +999,7 @@ fn check_seal(
             return;
         }
     };
-    let n = match note::parse_note(&text)
-        .and_then(|n| note::verify_note(&n, std::slice::from_ref(verifier)).map(|_| n))
-    {
+    let n = match reader.keys.open_note(&text, entry.last + 1) {
         Ok(n) => n,
         Err(e) => {
             st.fail(
@@ -1081,6 +1166,19 @@ fn visit(
                 st.running = true;
             }
             Ok(Lifecycle::Stop { .. }) => st.running = false,
+            Ok(Lifecycle::KeyRotation {
+                new_vkey,
+                old_vkey,
+                effective_from_size,
+                proof_of_possession,
+            }) => check_rotation(
+                st,
+                index,
+                &old_vkey,
+                &new_vkey,
+                effective_from_size,
+                &proof_of_possession,
+            ),
             _ => {}
         },
         RecordKind::Retention => {

@@ -8,6 +8,7 @@
 //! checkpoints only ever sign durable sizes, never smaller than a size signed before.
 
 use crate::datadir::{self, b64, DataDir, Identity, ManifestEntry};
+use crate::keys::{self, KeyLogEntry, KeySet};
 use crate::merkle::{chain_seed, Frontier, Hash};
 use crate::note::{sign_note, Checkpoint, NoteSigner, NoteVerifier, SignedCheckpoint};
 use crate::record::{self, Lifecycle};
@@ -15,6 +16,7 @@ use crate::segment::{self, Extracted, RawBuffers, SegmentBuilder, SegmentMeta};
 use crate::tiles::Tiles;
 use crate::wal::{self, ScanEnd, WalIo};
 use crate::LedgerError;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
@@ -68,6 +70,9 @@ pub struct Options {
     /// stopped ledger is not left with a large uncompressed tail; smaller tails wait for the next
     /// run, so short commands (a `verify` recording its read) do not each leave a tiny segment.
     pub seal_on_close_bytes: u64,
+    /// Sign with this instead of `keys/checkpoint.key` (a KMS or HSM signer); it must be the
+    /// ledger's current key.
+    pub signer: Option<Arc<dyn NoteSigner>>,
     /// zstd level of segments (1: on audit JSON, level 3 saves 0.1 % of the size for 10 % more
     /// CPU; see BENCHMARKS.md).
     pub zstd_level: i32,
@@ -82,8 +87,9 @@ pub struct Options {
     pub background_seal: bool,
     /// Why the writer starts (`ingest`, `serve`, …), recorded in the start record.
     pub reason: String,
-    /// SHA-256 of the configuration in effect, recorded in the start record.
-    pub config_sha256: String,
+    /// The configuration in effect, as JSON (its SHA-256 goes into the start record; a change
+    /// from the previous run is recorded as a config-change record naming what changed).
+    pub config: serde_json::Value,
     /// Clock.
     pub clock: Arc<dyn Clock>,
     /// Rebuilds event columns on reopen.
@@ -101,13 +107,14 @@ impl Default for Options {
             seal_bytes: 64 << 20,
             seal_age_ns: 15 * 60 * trailwarden_model::time::NANOS_PER_SEC,
             seal_on_close_bytes: 1 << 20,
+            signer: None,
             zstd_level: 1,
             checkpoint_interval_ns: trailwarden_model::time::NANOS_PER_SEC,
             heartbeat_interval_ns: 60 * trailwarden_model::time::NANOS_PER_SEC,
             max_batch_bytes: 80 << 20,
             background_seal: true,
             reason: "ingest".into(),
-            config_sha256: String::new(),
+            config: serde_json::Value::Null,
             clock: Arc::new(SystemClock),
             extractor: None,
             anchor: None,
@@ -162,6 +169,8 @@ struct ActiveWal {
 }
 
 pub(crate) struct SealJob {
+    /// Who signs the seal note (empty: the writer's signers when it runs the job).
+    signers: Vec<Arc<dyn NoteSigner>>,
     newest_received: Option<Timestamp>,
     first: u64,
     last: u64,
@@ -183,6 +192,9 @@ pub struct Ledger {
     _lock: File,
     identity: Identity,
     signer: Arc<dyn NoteSigner>,
+    /// The key replaced by the last rotation: co-signs until retired.
+    previous_signer: Option<Arc<dyn NoteSigner>>,
+    keys: KeySet,
     opts: Options,
     frontier: Frontier,
     chain: Hash,
@@ -232,7 +244,15 @@ impl Ledger {
             })?;
             let lock = lock(&dir)?;
             let (identity, id_bytes, signer) = dir.create(&origin, now)?;
-            let signer: Arc<dyn NoteSigner> = Arc::new(signer);
+            let keys = KeySet::new(signer.verifier());
+            let signer: Arc<dyn NoteSigner> = match &opts.signer {
+                Some(s) if s.verifier() != signer.verifier() => {
+                    return Err(LedgerError::Invalid(
+                        "a new ledger signs with the key it creates; configure the external signer after a key rotation".into(),
+                    ))
+                }
+                _ => Arc::new(signer),
+            };
             let raw = RawBuffers::with_capacity(0, raw_capacity(&opts));
             let wal = new_wal(&dir, 0, now, &opts, 0, raw)?;
             let tiles = Tiles::load(&dir.tree_dir().join("tiles"))?;
@@ -241,7 +261,7 @@ impl Ledger {
                 dir,
                 lock,
                 identity.clone(),
-                signer,
+                (signer, None, keys),
                 opts,
                 Frontier::new(),
                 chain,
@@ -262,13 +282,8 @@ impl Ledger {
         }
         let lock = lock(&dir)?;
         let (identity, _) = dir.read_identity()?;
-        let signer: Arc<dyn NoteSigner> = Arc::new(dir.load_signer(&identity.origin)?);
-        if signer.verifier().vkey() != identity.vkey {
-            return Err(LedgerError::Invalid(
-                "the signing key does not match identity.json's vkey".into(),
-            ));
-        }
-        let state = crate::recover::recover(&dir, &identity, &opts, &mut recovery)?;
+        let (signer, previous, keys) = load_keys(&dir, &identity, &opts)?;
+        let state = crate::recover::recover(&dir, &identity, &keys, &opts, &mut recovery)?;
         let wal = ActiveWal {
             first: state.wal_first,
             io: open_wal_io(&state.wal_path, &opts)?,
@@ -282,7 +297,7 @@ impl Ledger {
             dir,
             lock,
             identity,
-            signer,
+            (signer, previous, keys),
             opts,
             state.frontier,
             state.chain,
@@ -306,7 +321,7 @@ impl Ledger {
         dir: DataDir,
         lock: File,
         identity: Identity,
-        signer: Arc<dyn NoteSigner>,
+        (signer, previous_signer, keys): (Arc<dyn NoteSigner>, Option<Arc<dyn NoteSigner>>, KeySet),
         opts: Options,
         frontier: Frontier,
         chain: Hash,
@@ -321,6 +336,8 @@ impl Ledger {
             _lock: lock,
             identity,
             signer,
+            previous_signer,
+            keys,
             frontier,
             pending_chain: chain,
             chain,
@@ -360,19 +377,52 @@ impl Ledger {
                 signed: published.max(signed),
             });
         }
+        let config_text = serde_json::to_string(&self.opts.config)
+            .map_err(|e| LedgerError::Invalid(format!("encoding the configuration: {e}")))?;
+        let config_sha256 = trailwarden_model::sha256_hex(config_text.as_bytes());
         let start = Lifecycle::Start {
             version: env!("CARGO_PKG_VERSION").into(),
             clean_shutdown: recovery.clean_shutdown || recovery.created,
             truncated_bytes: recovery.truncated_bytes,
             recovered_size: recovery.size,
             reason: self.opts.reason.clone(),
-            config_sha256: self.opts.config_sha256.clone(),
+            config_sha256: config_sha256.clone(),
         };
         self.append_internal(RecordKind::Lifecycle, &start)?;
+        self.record_config_change(&config_text, config_sha256)?;
         self.drain_access_spool()?;
         self.commit()?;
         self.checkpoint()?;
         Ok(())
+    }
+
+    /// Compare the configuration with the previous run's (`config.json`, derived state) and
+    /// record a change in the tree (PCI DSS 10.2.1.6: changes to the audit logging setup).
+    fn record_config_change(&mut self, text: &str, sha: String) -> Result<(), LedgerError> {
+        let path = self.dir.root().join("config.json");
+        let previous = match fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(LedgerError::Io {
+                    context: format!("reading {}", path.display()),
+                    source: e,
+                })
+            }
+        };
+        if previous.as_deref() == Some(text) {
+            return Ok(());
+        }
+        if let Some(prev) = previous {
+            let before: serde_json::Value = serde_json::from_str(&prev).unwrap_or_default();
+            let change = Lifecycle::ConfigChange {
+                from_sha256: trailwarden_model::sha256_hex(prev.as_bytes()),
+                to_sha256: sha,
+                summary: config_diff(&before, &self.opts.config),
+            };
+            self.append_internal(RecordKind::Lifecycle, &change)?;
+        }
+        datadir::write_atomic(&path, text.as_bytes())
     }
 
     /// Move reads recorded by other processes while this one held the lock (`access.spool`)
@@ -430,9 +480,22 @@ impl Ledger {
         &self.identity
     }
 
-    /// The checkpoint verifier.
+    /// The verifier of the key that signs now.
     pub fn verifier(&self) -> NoteVerifier {
         self.signer.verifier()
+    }
+
+    /// Every key of the ledger with the first size it may sign.
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// The signers of new checkpoints and seal notes: the current key, and the previous one
+    /// until it is retired.
+    fn signers(&self) -> Vec<Arc<dyn NoteSigner>> {
+        let mut v = vec![self.signer.clone()];
+        v.extend(self.previous_signer.clone());
+        v
     }
 
     /// Durable records in the tree.
@@ -642,8 +705,9 @@ impl Ledger {
             root: self.frontier.root(),
             extensions: vec![],
         };
-        let note = sign_note(&cp.text(), &[self.signer.as_ref()])
-            .map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        let signers = self.signers();
+        let refs: Vec<&dyn NoteSigner> = signers.iter().map(|s| s.as_ref()).collect();
+        let note = sign_note(&cp.text(), &refs).map_err(|e| LedgerError::Invalid(e.to_string()))?;
         // The log first, then the pointer, then the outside world.
         datadir::append_durable(&self.dir.checkpoints_log(), &datadir::log_entry(&note))?;
         datadir::write_atomic(&self.dir.checkpoint_path(), note.as_bytes())?;
@@ -683,6 +747,7 @@ impl Ledger {
         )?;
         let old = std::mem::replace(&mut self.wal, new);
         let job = SealJob {
+            signers: self.signers(),
             newest_received: None,
             first,
             last,
@@ -708,7 +773,6 @@ impl Ledger {
             let (tx, rx) = mpsc::sync_channel::<SealJob>(0);
             let dir = self.dir.clone();
             let origin = self.identity.origin.clone();
-            let signer = self.signer.clone();
             let level = self.opts.zstd_level;
             let clock = self.opts.clock.clone();
             let err = self.seal_error.clone();
@@ -717,7 +781,7 @@ impl Ledger {
                 .name("trailwarden-sealer".into())
                 .spawn(move || {
                     for job in rx {
-                        match seal(&dir, &origin, signer.as_ref(), level, clock.now(), job) {
+                        match seal(&dir, &origin, level, clock.now(), job) {
                             Ok(raw) => keep_spare(&spare, raw),
                             Err(e) => {
                                 if let Ok(mut g) = err.lock() {
@@ -741,11 +805,13 @@ impl Ledger {
         Ok(())
     }
 
-    fn seal_now(&mut self, job: SealJob) -> Result<(), LedgerError> {
+    fn seal_now(&mut self, mut job: SealJob) -> Result<(), LedgerError> {
+        if job.signers.is_empty() {
+            job.signers = self.signers();
+        }
         let raw = seal(
             &self.dir,
             &self.identity.origin,
-            self.signer.as_ref(),
             self.opts.zstd_level,
             self.opts.clock.now(),
             job,
@@ -768,6 +834,77 @@ impl Ledger {
             let _ = s.handle.join();
         }
         self.check_ok()
+    }
+
+    /// Rotate the checkpoint key to `new` (same name: the origin). The rotation record, with
+    /// `new`'s proof of possession, goes into the tree and a checkpoint signed by the current key
+    /// covers it; then `keys.log` names the new key, which signs from then on (the old key
+    /// co-signs until [`Ledger::retire_previous_key`]). Returns the `keys.log` entry. The caller
+    /// persists the new key (see `DataDir::create_next_key` / `promote_next_key`).
+    pub fn rotate_key(&mut self, new: Arc<dyn NoteSigner>) -> Result<KeyLogEntry, LedgerError> {
+        if new.name() != self.identity.origin {
+            return Err(LedgerError::Invalid(format!(
+                "the new key is named {:?}; checkpoint keys are named after the origin {:?}",
+                new.name(),
+                self.identity.origin
+            )));
+        }
+        let new_vkey = new.verifier().vkey();
+        if self.keys.contains(&new_vkey) {
+            return Err(LedgerError::Invalid(format!(
+                "{new_vkey} is already one of the ledger's keys"
+            )));
+        }
+        self.commit()?;
+        let old_vkey = self.signer.verifier().vkey();
+        let index = self.size();
+        let effective_from_size = index + 1;
+        let msg = keys::pop_message(
+            &self.identity.origin,
+            &old_vkey,
+            &new_vkey,
+            effective_from_size,
+        );
+        let sig = new
+            .sign(msg.as_bytes())
+            .map_err(|e| LedgerError::Invalid(format!("the new key cannot sign: {e}")))?;
+        let rec = Lifecycle::KeyRotation {
+            new_vkey: new_vkey.clone(),
+            old_vkey: old_vkey.clone(),
+            effective_from_size,
+            proof_of_possession: datadir::B64_STD.encode(sig),
+        };
+        let at = self.append_internal(RecordKind::Lifecycle, &rec)?;
+        debug_assert_eq!(at, index);
+        self.commit()?;
+        // the old key vouches for the record that names its successor
+        self.checkpoint()?;
+        let entry = KeyLogEntry {
+            index,
+            old_vkey,
+            new_vkey,
+            effective_from_size,
+        };
+        keys::append_key_log(&self.dir.key_log_path(), &entry)?;
+        self.keys = self.dir.key_set(&self.keys.keys()[0].0)?;
+        self.previous_signer = Some(std::mem::replace(&mut self.signer, new));
+        Ok(entry)
+    }
+
+    /// Stop co-signing with the key the last rotation replaced, and record that in the tree.
+    /// Returns the retired key (none: nothing to retire).
+    pub fn retire_previous_key(&mut self) -> Result<Option<String>, LedgerError> {
+        let Some(prev) = self.previous_signer.take() else {
+            return Ok(None);
+        };
+        let vkey = prev.verifier().vkey();
+        self.append_internal(
+            RecordKind::Lifecycle,
+            &Lifecycle::KeyRetired { vkey: vkey.clone() },
+        )?;
+        self.commit()?;
+        self.checkpoint()?;
+        Ok(Some(vkey))
     }
 
     /// Append a pause or resume record (logging suspended by an operator or by back-pressure).
@@ -850,6 +987,80 @@ fn open_wal_io(path: &std::path::Path, opts: &Options) -> Result<Box<dyn WalIo>,
         Some(w) => w(f),
         None => Box::new(f),
     })
+}
+
+/// The signing keys at open: finish or abandon an interrupted rotation, then check that the
+/// signer is the ledger's current key and the previous key (if kept) the one before it.
+#[allow(clippy::type_complexity)]
+fn load_keys(
+    dir: &DataDir,
+    identity: &Identity,
+    opts: &Options,
+) -> Result<(Arc<dyn NoteSigner>, Option<Arc<dyn NoteSigner>>, KeySet), LedgerError> {
+    let genesis = NoteVerifier::parse(&identity.vkey)
+        .map_err(|e| LedgerError::Invalid(format!("identity.json vkey: {e}")))?;
+    let keys = dir.key_set(&genesis)?;
+    let next = dir.next_key_path();
+    if next.exists() {
+        let pending = datadir::load_key(&next, &identity.origin)?.verifier();
+        if *keys.current() == pending {
+            // recorded and logged, not yet promoted
+            dir.promote_next_key(&identity.origin)?;
+        } else {
+            // never recorded in keys.log: the rotation did not happen (a rotation record without
+            // its keys.log entry announces a key that never signs; verify notes it)
+            fs::remove_file(&next).map_err(|e| LedgerError::Io {
+                context: format!("removing abandoned {}", next.display()),
+                source: e,
+            })?;
+        }
+    }
+    let signer: Arc<dyn NoteSigner> = match &opts.signer {
+        Some(s) => s.clone(),
+        None => Arc::new(dir.load_signer(&identity.origin)?),
+    };
+    if signer.verifier() != *keys.current() {
+        return Err(LedgerError::Invalid(format!(
+            "the signing key {} is not the ledger's current key {} (identity.json and keys.log)",
+            signer.verifier().vkey(),
+            keys.current().vkey()
+        )));
+    }
+    let previous = match (dir.load_previous_signer(&identity.origin)?, keys.previous()) {
+        (Some(p), Some(want)) if p.verifier() == *want => Some(Arc::new(p) as Arc<dyn NoteSigner>),
+        (Some(p), _) => {
+            return Err(LedgerError::Invalid(format!(
+                "{} holds {}, which is not the key before the current one",
+                dir.previous_key_path().display(),
+                p.verifier().vkey()
+            )))
+        }
+        (None, _) => None,
+    };
+    Ok((signer, previous, keys))
+}
+
+/// What differs between two configurations, key by key (`key: old → new`).
+fn config_diff(before: &serde_json::Value, after: &serde_json::Value) -> String {
+    let empty = serde_json::Map::new();
+    let (a, b) = (
+        before.as_object().unwrap_or(&empty),
+        after.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let show = |v: Option<&serde_json::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
+    let parts: Vec<String> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("{k}: {} → {}", show(a.get(k)), show(b.get(k))))
+        .collect();
+    if parts.is_empty() {
+        format!("{before} → {after}")
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// Keep a reclaimed raw-column buffer for the next WAL (at most two wait).
@@ -946,7 +1157,6 @@ pub fn parse_seal_text(text: &str, origin: &str) -> Result<(u64, u64, String, St
 fn seal(
     dir: &DataDir,
     origin: &str,
-    signer: &dyn NoteSigner,
     level: i32,
     now: Timestamp,
     job: SealJob,
@@ -974,7 +1184,8 @@ fn seal(
     let sha = trailwarden_model::sha256_hex(&bytes);
     drop(bytes);
     let text = seal_text(origin, job.first, job.last, &job.root, &sha);
-    let note = sign_note(&text, &[signer]).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+    let signers: Vec<&dyn NoteSigner> = job.signers.iter().map(|s| s.as_ref()).collect();
+    let note = sign_note(&text, &signers).map_err(|e| LedgerError::Invalid(e.to_string()))?;
     datadir::write_atomic(&dir.seal_file(job.first, job.last), note.as_bytes())?;
     fs::rename(&tmp, &seg).map_err(|e| LedgerError::Io {
         context: format!("renaming {} into place", seg.display()),
@@ -1044,6 +1255,7 @@ mod internal {
         wal_path: PathBuf,
     ) -> SealJob {
         SealJob {
+            signers: Vec::new(),
             newest_received: None,
             first,
             last,

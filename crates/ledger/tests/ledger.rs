@@ -1654,3 +1654,178 @@ fn a_clean_stop_seals_a_large_wal_tail_and_leaves_a_small_one() {
         std::fs::remove_dir_all(&d).ok();
     }
 }
+
+/// Rotate the file key of the ledger at `d` the way `trailwarden key rotate` does.
+fn rotate_file_key(l: &mut Ledger, d: &Path) -> trailwarden_ledger::keys::KeyLogEntry {
+    let dd = DataDir::new(d);
+    let next = dd.create_next_key(ORIGIN).unwrap();
+    let e = l.rotate_key(Arc::new(next)).unwrap();
+    dd.promote_next_key(ORIGIN).unwrap();
+    e
+}
+
+fn signature_lines(note: &str) -> usize {
+    note.lines().filter(|l| l.starts_with("— ")).count()
+}
+
+#[test]
+fn key_rotation_is_recorded_and_checked_and_the_old_key_retires() {
+    let d = tmp("rotate");
+    let (mut l, _) = Ledger::open(&d, opts()).unwrap();
+    let old = l.verifier();
+    for i in 0..300u64 {
+        l.append(&event_record(i, Timestamp::now())).unwrap();
+    }
+    let e = rotate_file_key(&mut l, &d);
+    let new = l.verifier();
+    assert_ne!(old, new);
+    assert_eq!(e.effective_from_size, e.index + 1);
+    for i in 300..600u64 {
+        l.append(&event_record(i, Timestamp::now())).unwrap();
+    }
+    // during the overlap both keys sign
+    let overlap = l.checkpoint().unwrap();
+    assert_eq!(signature_lines(&overlap.note), 2);
+    l.close("test").unwrap();
+    let r = verify_dir(&d);
+    assert_eq!(r.status, Status::Ok, "{r:#?}");
+    // an assessor holding either key can verify
+    for k in [&old, &new] {
+        let r = verify_with(
+            &d,
+            VerifyOptions {
+                trusted_key: Some(k.clone()),
+                ..VerifyOptions::default()
+            },
+        );
+        assert_eq!(r.status, Status::Ok, "{r:#?}");
+    }
+    // the keys survive a restart; retiring the old one leaves only the new signature
+    let (mut l, _) = Ledger::open(&d, opts()).unwrap();
+    assert_eq!(l.verifier(), new);
+    assert_eq!(l.retire_previous_key().unwrap(), Some(old.vkey()));
+    DataDir::new(&d).remove_previous_key().unwrap();
+    l.append(&event_record(600, Timestamp::now())).unwrap();
+    let after = l.checkpoint().unwrap();
+    assert_eq!(signature_lines(&after.note), 1);
+    l.close("test").unwrap();
+    assert_eq!(verify_dir(&d).status, Status::Ok);
+    // a proof at the new checkpoint verifies with the new key only
+    let reader = LedgerReader::open(&d, None).unwrap();
+    let cp = reader.latest_checkpoint().unwrap().unwrap();
+    let (enc, p) = proof::inclusion(&reader, 5, &cp).unwrap();
+    let file = proof::inclusion_file(&enc, 5, &p, &cp);
+    assert!(proof::verify_inclusion_file(&file, &new).is_ok());
+    assert!(proof::verify_inclusion_file(&file, &old).is_err());
+    // the new key may not sign sizes before its rotation: a checkpoint it signed for an earlier
+    // size (another root for history) is refused
+    let dd = DataDir::new(&d);
+    let new_signer = dd.load_signer(ORIGIN).unwrap();
+    let early = Checkpoint {
+        origin: ORIGIN.into(),
+        size: e.effective_from_size - 1,
+        root: [9; 32],
+        extensions: vec![],
+    };
+    let note = sign_note(&early.text(), &[&new_signer as &dyn NoteSigner]).unwrap();
+    datadir::append_durable(&dd.checkpoints_log(), &datadir::log_entry(&note)).unwrap();
+    let r = verify_dir(&d);
+    assert_eq!(r.status, Status::Failed);
+    let bad = r
+        .failures
+        .iter()
+        .find(|f| f.code == "E_BAD_SIGNATURE")
+        .unwrap();
+    assert!(bad.detail.contains("may sign only from size"), "{bad:?}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_key_added_to_keys_log_without_its_rotation_record_is_caught() {
+    let d = tmp("rotate-forged");
+    build(&d, 300);
+    let dd = DataDir::new(&d);
+    // An attacker with write access but not the key: adds their key to keys.log and signs a
+    // checkpoint of a rewritten tree with it.
+    let (evil, _) = Ed25519Signer::generate(ORIGIN).unwrap();
+    let (id, _) = dd.read_identity().unwrap();
+    let reader = LedgerReader::open(&d, None).unwrap();
+    let size = reader.latest_checkpoint().unwrap().unwrap().checkpoint.size;
+    let entry = trailwarden_ledger::keys::KeyLogEntry {
+        index: 10,
+        old_vkey: id.vkey.clone(),
+        new_vkey: evil.verifier().vkey(),
+        effective_from_size: 11,
+    };
+    trailwarden_ledger::keys::append_key_log(&dd.key_log_path(), &entry).unwrap();
+    let forged = Checkpoint {
+        origin: ORIGIN.into(),
+        size,
+        root: [7; 32],
+        extensions: vec![],
+    };
+    let note = sign_note(&forged.text(), &[&evil as &dyn NoteSigner]).unwrap();
+    datadir::append_durable(&dd.checkpoints_log(), &datadir::log_entry(&note)).unwrap();
+    let r = verify_dir(&d);
+    assert_eq!(r.status, Status::Failed);
+    let c = codes(&r);
+    assert!(c.contains(&"E_IDENTITY".to_string()), "{c:?}");
+    // and the writer refuses to run with a key that is not the current one
+    let err = Ledger::open(&d, opts()).err().unwrap().to_string();
+    assert!(err.contains("not the ledger's current key"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_rotation_interrupted_at_any_step_recovers() {
+    // 1: next.key written, nothing recorded -> abandoned at the next open
+    let d = tmp("rotate-crash1");
+    build(&d, 50);
+    let dd = DataDir::new(&d);
+    let before = dd.verifier().unwrap();
+    dd.create_next_key(ORIGIN).unwrap();
+    let (l, _) = Ledger::open(&d, opts()).unwrap();
+    assert_eq!(l.verifier(), before);
+    assert!(!dd.next_key_path().exists());
+    l.close("test").unwrap();
+    assert_eq!(verify_dir(&d).status, Status::Ok);
+    std::fs::remove_dir_all(&d).ok();
+
+    // 2: recorded and logged, not promoted -> promoted at the next open
+    let d = tmp("rotate-crash2");
+    build(&d, 50);
+    let dd = DataDir::new(&d);
+    let (mut l, _) = Ledger::open(&d, opts()).unwrap();
+    let next = dd.create_next_key(ORIGIN).unwrap();
+    let want = next.verifier();
+    l.rotate_key(Arc::new(next)).unwrap();
+    drop(l); // crash before promote_next_key
+    let (l, rec) = Ledger::open(&d, opts()).unwrap();
+    assert!(!rec.clean_shutdown);
+    assert_eq!(l.verifier(), want);
+    assert!(dd.previous_key_path().exists());
+    l.close("test").unwrap();
+    let r = verify_dir(&d);
+    assert_ne!(r.status, Status::Failed, "{r:#?}");
+    std::fs::remove_dir_all(&d).ok();
+
+    // 3: recorded, not logged (keys.log append lost) -> the announced key is unused
+    let d = tmp("rotate-crash3");
+    build(&d, 50);
+    let dd = DataDir::new(&d);
+    let (mut l, _) = Ledger::open(&d, opts()).unwrap();
+    let next = dd.create_next_key(ORIGIN).unwrap();
+    l.rotate_key(Arc::new(next)).unwrap();
+    drop(l);
+    std::fs::remove_file(dd.key_log_path()).unwrap();
+    // the key files still say "rotating": the writer abandons next.key and keeps the old key
+    let (l, _) = Ledger::open(&d, opts()).unwrap();
+    l.close("test").unwrap();
+    let r = verify_dir(&d);
+    assert_ne!(r.status, Status::Failed, "{r:#?}");
+    assert!(
+        r.warnings.iter().any(|w| w.code == "W_KEY_NOT_USED"),
+        "{r:#?}"
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
