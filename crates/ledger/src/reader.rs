@@ -41,6 +41,16 @@ enum Pass {
     Sealed,
 }
 
+/// The data a query sees (see [`LedgerReader::query_snapshot`]).
+pub struct QuerySnapshot {
+    /// Sealed segment files, in index order.
+    pub segments: Vec<PathBuf>,
+    /// The committed records after them, as segment rows.
+    pub tail: Option<arrow_array::RecordBatch>,
+    /// Records covered (sealed plus tail).
+    pub size: u64,
+}
+
 /// A read-only view of a data directory.
 pub struct LedgerReader {
     /// Paths.
@@ -270,6 +280,65 @@ impl LedgerReader {
             n = first + count;
         }
         Ok(n)
+    }
+
+    /// What a query reads: the sealed segment files of this snapshot, and the committed records
+    /// of the WAL tail after them rebuilt into segment rows (the same columns; `extractor`
+    /// re-derives an event's query columns from its raw bytes). `None` when a WAL was sealed
+    /// while it was being read: open the reader again and retry.
+    pub fn query_snapshot(
+        &self,
+        extractor: Option<&std::sync::Arc<crate::Extractor>>,
+    ) -> Result<Option<QuerySnapshot>, LedgerError> {
+        let sealed: Vec<&ManifestEntry> =
+            self.manifest.iter().filter(|e| e.state == "sealed").collect();
+        let segments = sealed
+            .iter()
+            .map(|e| self.dir.seg_dir().join(&e.file))
+            .collect();
+        let from = self.manifest.last().map_or(0, |e| e.last + 1);
+        let mut builder = segment::SegmentBuilder::new();
+        let mut next = from;
+        for (_, path) in &self.wals {
+            let data = match fs::read(path) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => {
+                    return Err(LedgerError::Io {
+                        context: format!("reading {}", path.display()),
+                        source: e,
+                    })
+                }
+            };
+            let mut at = 0usize;
+            while at < data.len() {
+                let Ok(fr) = wal::frame_at(&data, at) else {
+                    break;
+                };
+                at += fr.len;
+                let Ok(d) = record::decode(fr.record) else {
+                    break;
+                };
+                if d.index < next {
+                    continue;
+                }
+                if d.index != next {
+                    break;
+                }
+                crate::writer::rebuild_row(&mut builder, &fr, extractor)?;
+                next += 1;
+            }
+        }
+        let tail = if builder.rows() > 0 {
+            Some(builder.finish()?)
+        } else {
+            None
+        };
+        Ok(Some(QuerySnapshot {
+            segments,
+            tail,
+            size: next,
+        }))
     }
 
     /// A source of leaf hashes for building proofs (with the tile cache).

@@ -1,0 +1,1045 @@
+//! Recursive-descent KQL parser. Errors name the line and column and what was expected there.
+
+use super::ast::*;
+use super::lexer::{lex, parse_timespan, Tok, Token};
+use crate::QueryError;
+use trailwarden_model::Timestamp;
+
+/// Parse a KQL query.
+pub fn parse(text: &str) -> Result<Query, QueryError> {
+    let tokens = lex(text)?;
+    let mut p = Parser {
+        text,
+        toks: tokens,
+        i: 0,
+    };
+    let q = p.query()?;
+    Ok(q)
+}
+
+/// Operators trailwarden knows by name but does not implement (so the error can name them).
+const UNSUPPORTED_OPS: &[(&str, &str)] = &[
+    ("make-series", "use summarize … by bin(TimeGenerated, …)"),
+    ("evaluate", "plugins are not available"),
+    ("search", "use where … has …"),
+    ("find", "use union and where"),
+    ("invoke", "functions are not available"),
+    ("lookup", "use join kind=leftouter"),
+    ("mv-apply", "use mv-expand and summarize"),
+    ("top-nested", "use summarize and top"),
+    ("top-hitters", "use summarize count() by … | top"),
+    ("sample", "use take"),
+    ("sample-distinct", "use distinct | take"),
+    ("serialize", "rows are already ordered by sort"),
+    ("as", "use let"),
+    ("getschema", ""),
+    ("facet", ""),
+    ("fork", ""),
+    ("partition", ""),
+    ("scan", ""),
+    ("reduce", ""),
+    ("parse-where", "use parse and where"),
+    ("parse-kv", "use parse or extract"),
+    ("project-smart", ""),
+    ("consume", ""),
+    ("externaldata", ""),
+    ("range", ""),
+    ("datatable", ""),
+];
+
+struct Parser<'a> {
+    text: &'a str,
+    toks: Vec<Token>,
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> &Tok {
+        &self.toks[self.i.min(self.toks.len() - 1)].kind
+    }
+
+    fn peek_at(&self, n: usize) -> &Tok {
+        &self.toks[(self.i + n).min(self.toks.len() - 1)].kind
+    }
+
+    fn pos(&self) -> usize {
+        self.toks[self.i.min(self.toks.len() - 1)].start
+    }
+
+    fn bump(&mut self) -> Tok {
+        let t = self.peek().clone();
+        if self.i < self.toks.len() - 1 {
+            self.i += 1;
+        }
+        t
+    }
+
+    fn err<T>(&self, expected: &str) -> Result<T, QueryError> {
+        Err(QueryError::syntax(self.text, self.pos(), expected))
+    }
+
+    fn is_sym(&self, s: &str) -> bool {
+        matches!(self.peek(), Tok::Sym(x) if *x == s)
+    }
+
+    fn eat_sym(&mut self, s: &str) -> bool {
+        if self.is_sym(s) {
+            self.bump();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_sym(&mut self, s: &str) -> Result<(), QueryError> {
+        if self.eat_sym(s) {
+            Ok(())
+        } else {
+            self.err(&format!("'{s}'"))
+        }
+    }
+
+    fn is_word(&self, w: &str) -> bool {
+        matches!(self.peek(), Tok::Ident(x) if x == w)
+    }
+
+    fn eat_word(&mut self, w: &str) -> bool {
+        if self.is_word(w) {
+            self.bump();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_word(&mut self, w: &str) -> Result<(), QueryError> {
+        if self.eat_word(w) {
+            Ok(())
+        } else {
+            self.err(&format!("'{w}'"))
+        }
+    }
+
+    fn ident(&mut self, what: &str) -> Result<(String, usize), QueryError> {
+        let at = self.pos();
+        match self.peek().clone() {
+            Tok::Ident(w) => {
+                self.bump();
+                Ok((w, at))
+            }
+            _ => self.err(what),
+        }
+    }
+
+    fn query(&mut self) -> Result<Query, QueryError> {
+        let mut statements = Vec::new();
+        loop {
+            while self.eat_sym(";") {}
+            if matches!(self.peek(), Tok::Eof) {
+                break;
+            }
+            statements.push(self.statement()?);
+            if !self.eat_sym(";") {
+                if matches!(self.peek(), Tok::Eof) {
+                    break;
+                }
+                // two tabular expressions without ';' between them (Log Analytics runs the one
+                // under the cursor; here each must be its own statement)
+                return self.err("';' or the end of the query (put ';' between statements)");
+            }
+        }
+        if statements.is_empty() {
+            return self.err("a query");
+        }
+        if !statements.iter().any(|s| matches!(s, Statement::Tabular(_))) {
+            return self.err("a tabular expression after the let statements");
+        }
+        Ok(Query { statements })
+    }
+
+    fn statement(&mut self) -> Result<Statement, QueryError> {
+        if self.is_word("let") {
+            let at = self.pos();
+            self.bump();
+            let (name, _) = self.ident("a name after let")?;
+            self.expect_sym("=")?;
+            let value = if self.starts_tabular() {
+                LetValue::Tabular(self.tabular()?)
+            } else {
+                LetValue::Scalar(self.expr()?)
+            };
+            return Ok(Statement::Let { name, value, at });
+        }
+        if self.is_word("set") || self.is_word("declare") || self.is_word("alias") {
+            let at = self.pos();
+            let w = match self.peek() {
+                Tok::Ident(w) => w.clone(),
+                _ => String::new(),
+            };
+            return Err(QueryError::unsupported(self.text, at, &format!("{w} statement"), ""));
+        }
+        Ok(Statement::Tabular(self.tabular()?))
+    }
+
+    /// Whether a tabular expression starts here (for `let x = …`).
+    fn starts_tabular(&self) -> bool {
+        match self.peek() {
+            Tok::Ident(w) if w == "union" || w == "print" => true,
+            Tok::Ident(w) if matches!(self.peek_at(1), Tok::Sym("|")) => !w.is_empty(),
+            Tok::Ident(_) => {
+                // `let T = Table;` — a bare name is tabular unless it is called or indexed
+                matches!(self.peek_at(1), Tok::Sym(";") | Tok::Eof)
+                    && self.looks_like_table_name()
+            }
+            Tok::Sym("(") => {
+                // ( Table | … )
+                let mut depth = 0usize;
+                let mut k = self.i;
+                while k < self.toks.len() {
+                    match &self.toks[k].kind {
+                        Tok::Sym("(") => depth += 1,
+                        Tok::Sym(")") => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return false;
+                            }
+                        }
+                        Tok::Sym("|") if depth == 1 => return true,
+                        Tok::Eof => return false,
+                        _ => {}
+                    }
+                    k += 1;
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// A bare name in `let x = Name;` is a table when it starts with an upper-case letter.
+    fn looks_like_table_name(&self) -> bool {
+        matches!(self.peek(), Tok::Ident(w) if w.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
+    }
+
+    fn tabular(&mut self) -> Result<Tabular, QueryError> {
+        let at = self.pos();
+        let source = self.source()?;
+        let mut ops = Vec::new();
+        while self.eat_sym("|") {
+            ops.push(self.operator()?);
+        }
+        Ok(Tabular { source, ops, at })
+    }
+
+    fn source(&mut self) -> Result<Source, QueryError> {
+        let at = self.pos();
+        if self.eat_sym("(") {
+            let t = self.tabular()?;
+            self.expect_sym(")")?;
+            return Ok(Source::Paren(Box::new(t)));
+        }
+        if self.is_word("union") {
+            self.bump();
+            return Ok(Source::Union(self.union_args()?, at));
+        }
+        if self.is_word("print") {
+            self.bump();
+            return Ok(Source::Print(self.named_list()?, at));
+        }
+        let (name, at) = self.ident("a table name, '(', union or print")?;
+        if let Some((_, hint)) = UNSUPPORTED_OPS.iter().find(|(n, _)| *n == name) {
+            if matches!(self.peek(), Tok::Sym("(")) || name == "datatable" || name == "range" {
+                return Err(QueryError::unsupported(self.text, at, &name, hint));
+            }
+        }
+        Ok(Source::Name(name, at))
+    }
+
+    fn union_args(&mut self) -> Result<Vec<Tabular>, QueryError> {
+        // options we do not support
+        for opt in ["withsource", "kind", "isfuzzy"] {
+            if self.is_word(opt) && matches!(self.peek_at(1), Tok::Sym("=")) {
+                let at = self.pos();
+                return Err(QueryError::unsupported(self.text, at, &format!("union {opt}="), ""));
+            }
+        }
+        let mut out = Vec::new();
+        loop {
+            let at = self.pos();
+            if self.eat_sym("(") {
+                let t = self.tabular()?;
+                self.expect_sym(")")?;
+                out.push(t);
+            } else {
+                let (name, nat) = self.ident("a table or (query) to union")?;
+                if name.contains('*') {
+                    return Err(QueryError::unsupported(self.text, nat, "union with wildcards", ""));
+                }
+                out.push(Tabular {
+                    source: Source::Name(name, nat),
+                    ops: Vec::new(),
+                    at,
+                });
+            }
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn operator(&mut self) -> Result<Op, QueryError> {
+        let (name, at) = self.ident("a tabular operator after '|'")?;
+        Ok(match name.as_str() {
+            "where" | "filter" => Op::Where(self.expr()?, at),
+            "project" => Op::Project(self.named_list()?, at),
+            "extend" => Op::Extend(self.named_list()?, at),
+            "project-away" => Op::ProjectAway(self.name_list()?, at),
+            "project-keep" => Op::ProjectKeep(self.name_list()?, at),
+            "project-reorder" => Op::ProjectReorder(self.name_list()?, at),
+            "project-rename" => {
+                let mut v = Vec::new();
+                loop {
+                    let (new, nat) = self.ident("new column name")?;
+                    self.expect_sym("=")?;
+                    let (old, _) = self.ident("existing column name")?;
+                    v.push((new, old, nat));
+                    if !self.eat_sym(",") {
+                        break;
+                    }
+                }
+                Op::ProjectRename(v, at)
+            }
+            "summarize" => {
+                let aggs = if self.is_word("by") {
+                    Vec::new()
+                } else {
+                    self.named_list()?
+                };
+                let by = if self.eat_word("by") {
+                    self.named_list()?
+                } else {
+                    Vec::new()
+                };
+                Op::Summarize { aggs, by, at }
+            }
+            "top" => {
+                let n = self.expr()?;
+                self.expect_word("by")?;
+                let key = self.sort_key()?;
+                Op::Top { n, key, at }
+            }
+            "take" | "limit" => Op::Take(self.expr()?, at),
+            "sort" | "order" => {
+                self.expect_word("by")?;
+                let mut keys = vec![self.sort_key()?];
+                while self.eat_sym(",") {
+                    keys.push(self.sort_key()?);
+                }
+                Op::Sort(keys, at)
+            }
+            "distinct" => {
+                if self.eat_sym("*") {
+                    Op::Distinct(Vec::new(), at)
+                } else {
+                    Op::Distinct(self.named_list()?, at)
+                }
+            }
+            "count" => Op::Count(at),
+            "join" => self.join(at)?,
+            "union" => Op::Union(self.union_args()?, at),
+            "mv-expand" => {
+                for opt in ["bagexpansion", "with_itemindex", "kind"] {
+                    if self.is_word(opt) {
+                        let oat = self.pos();
+                        return Err(QueryError::unsupported(self.text, oat, &format!("mv-expand {opt}"), ""));
+                    }
+                }
+                let name = self.maybe_name();
+                let expr = self.expr()?;
+                if self.is_sym(",") {
+                    let cat = self.pos();
+                    return Err(QueryError::unsupported(self.text, cat, "mv-expand of several columns", "expand one column per mv-expand"));
+                }
+                let to = if self.eat_word("to") {
+                    self.expect_word("typeof")?;
+                    self.expect_sym("(")?;
+                    let (t, _) = self.ident("a type name")?;
+                    self.expect_sym(")")?;
+                    Some(t)
+                } else {
+                    None
+                };
+                if self.is_word("limit") {
+                    let lat = self.pos();
+                    return Err(QueryError::unsupported(self.text, lat, "mv-expand limit", ""));
+                }
+                Op::MvExpand { name, expr, to, at }
+            }
+            "parse" => {
+                if self.is_word("kind") {
+                    let kat = self.pos();
+                    self.bump();
+                    self.expect_sym("=")?;
+                    let (k, _) = self.ident("a parse kind")?;
+                    if k != "simple" {
+                        return Err(QueryError::unsupported(self.text, kat, &format!("parse kind={k}"), "only the simple pattern is supported"));
+                    }
+                }
+                let expr = self.expr()?;
+                self.expect_word("with")?;
+                Op::Parse {
+                    expr,
+                    pattern: self.parse_pattern()?,
+                    at,
+                }
+            }
+            "render" => {
+                let (chart, _) = self.ident("a visualization (timechart, barchart, …)")?;
+                let mut props = Vec::new();
+                if self.eat_word("with") {
+                    self.expect_sym("(")?;
+                    loop {
+                        let (k, _) = self.ident("a render property")?;
+                        self.expect_sym("=")?;
+                        let v_at = self.pos();
+                        let v = match self.bump() {
+                            Tok::Str(s) | Tok::Ident(s) => s,
+                            Tok::Int(n) => n.to_string(),
+                            Tok::Real(r) => r.to_string(),
+                            _ => return Err(QueryError::syntax(self.text, v_at, "a property value")),
+                        };
+                        props.push((k, v));
+                        if !self.eat_sym(",") {
+                            break;
+                        }
+                    }
+                    self.expect_sym(")")?;
+                }
+                Op::Render { chart, props, at }
+            }
+            other => {
+                if let Some((n, hint)) = UNSUPPORTED_OPS.iter().find(|(n, _)| *n == other) {
+                    return Err(QueryError::unsupported(self.text, at, n, hint));
+                }
+                return Err(QueryError::syntax(
+                    self.text,
+                    at,
+                    "a tabular operator (where, project, extend, summarize, top, take, sort, distinct, count, join, union, mv-expand, parse, render, …)",
+                ));
+            }
+        })
+    }
+
+    fn join(&mut self, at: usize) -> Result<Op, QueryError> {
+        let mut kind = JoinKind::InnerUnique;
+        while let Tok::Ident(w) = self.peek().clone() {
+            if w == "kind" {
+                self.bump();
+                self.expect_sym("=")?;
+                let kat = self.pos();
+                let (k, _) = self.ident("a join kind")?;
+                kind = match k.as_str() {
+                    "innerunique" => JoinKind::InnerUnique,
+                    "inner" => JoinKind::Inner,
+                    "leftouter" => JoinKind::LeftOuter,
+                    "leftanti" | "anti" | "leftantisemi" => JoinKind::LeftAnti,
+                    "leftsemi" => JoinKind::LeftSemi,
+                    "rightouter" => JoinKind::RightOuter,
+                    "fullouter" => JoinKind::FullOuter,
+                    "rightanti" | "rightantisemi" => JoinKind::RightAnti,
+                    "rightsemi" => JoinKind::RightSemi,
+                    _ => return Err(QueryError::syntax(self.text, kat, "a join kind (inner, innerunique, leftouter, leftanti, leftsemi, rightouter, rightanti, rightsemi, fullouter)")),
+                };
+            } else if w.starts_with("hint") {
+                let hat = self.pos();
+                return Err(QueryError::unsupported(self.text, hat, "join hints", "remove the hint"));
+            } else {
+                break;
+            }
+        }
+        let right = if self.eat_sym("(") {
+            let t = self.tabular()?;
+            self.expect_sym(")")?;
+            t
+        } else {
+            let rat = self.pos();
+            let (name, nat) = self.ident("the right side of the join: a table or (query)")?;
+            Tabular {
+                source: Source::Name(name, nat),
+                ops: Vec::new(),
+                at: rat,
+            }
+        };
+        self.expect_word("on")?;
+        let mut on = Vec::new();
+        loop {
+            let kat = self.pos();
+            match self.peek().clone() {
+                Tok::Dollar(_) => {
+                    let l = self.side_ref()?;
+                    self.expect_sym("==")?;
+                    let r = self.side_ref()?;
+                    let (left, right) = match (l, r) {
+                        ((ls, lc), (rs, rc)) if ls == "left" && rs == "right" => (lc, rc),
+                        ((ls, lc), (rs, rc)) if ls == "right" && rs == "left" => (rc, lc),
+                        _ => return Err(QueryError::syntax(self.text, kat, "$left.column == $right.column")),
+                    };
+                    on.push(JoinOn { left, right });
+                }
+                Tok::Ident(_) => {
+                    let (c, _) = self.ident("a column")?;
+                    on.push(JoinOn {
+                        left: c.clone(),
+                        right: c,
+                    });
+                }
+                _ => return self.err("a join key: column or $left.column == $right.column"),
+            }
+            if !self.eat_sym(",") && !self.eat_word("and") {
+                break;
+            }
+        }
+        Ok(Op::Join { kind, right, on, at })
+    }
+
+    fn side_ref(&mut self) -> Result<(String, String), QueryError> {
+        let side = match self.bump() {
+            Tok::Dollar(s) if s == "left" || s == "right" => s,
+            _ => return self.err("$left or $right"),
+        };
+        self.expect_sym(".")?;
+        let (c, _) = self.ident("a column after $left. / $right.")?;
+        Ok((side, c))
+    }
+
+    fn parse_pattern(&mut self) -> Result<Vec<ParsePart>, QueryError> {
+        let mut parts = Vec::new();
+        loop {
+            match self.peek().clone() {
+                Tok::Sym("*") => {
+                    self.bump();
+                    parts.push(ParsePart::Any);
+                }
+                Tok::Str(s) => {
+                    self.bump();
+                    parts.push(ParsePart::Lit(s));
+                }
+                Tok::Ident(c) => {
+                    self.bump();
+                    let ty = if self.eat_sym(":") {
+                        Some(self.ident("a type (string, long, int, real, datetime, …)")?.0)
+                    } else {
+                        None
+                    };
+                    parts.push(ParsePart::Col(c, ty));
+                }
+                _ => break,
+            }
+        }
+        if parts.is_empty() {
+            return self.err("a parse pattern (\"literal\", column[:type], *)");
+        }
+        Ok(parts)
+    }
+
+    fn sort_key(&mut self) -> Result<SortKey, QueryError> {
+        let expr = self.expr()?;
+        let mut desc = true;
+        if self.eat_word("asc") {
+            desc = false;
+        } else if self.eat_word("desc") {
+            desc = true;
+        }
+        let mut nulls_first = None;
+        if self.eat_word("nulls") {
+            if self.eat_word("first") {
+                nulls_first = Some(true);
+            } else if self.eat_word("last") {
+                nulls_first = Some(false);
+            } else {
+                return self.err("first or last after nulls");
+            }
+        }
+        Ok(SortKey {
+            expr,
+            desc,
+            nulls_first,
+        })
+    }
+
+    /// `name = ` before an expression, if there is one.
+    fn maybe_name(&mut self) -> Option<String> {
+        if let (Tok::Ident(n), Tok::Sym("=")) = (self.peek().clone(), self.peek_at(1).clone()) {
+            self.bump();
+            self.bump();
+            return Some(n);
+        }
+        None
+    }
+
+    fn named_list(&mut self) -> Result<Vec<NamedExpr>, QueryError> {
+        let mut v = Vec::new();
+        loop {
+            if self.is_sym("(") && self.tuple_name_ahead() {
+                let at = self.pos();
+                return Err(QueryError::unsupported(self.text, at, "tuple assignment (a, b) = …", "name each column"));
+            }
+            let name = self.maybe_name();
+            let expr = self.expr()?;
+            v.push(NamedExpr { name, expr });
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
+        Ok(v)
+    }
+
+    fn tuple_name_ahead(&self) -> bool {
+        let mut k = self.i + 1;
+        while k < self.toks.len() {
+            match &self.toks[k].kind {
+                Tok::Ident(_) | Tok::Sym(",") => k += 1,
+                Tok::Sym(")") => return matches!(self.toks.get(k + 1).map(|t| &t.kind), Some(Tok::Sym("="))),
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    fn name_list(&mut self) -> Result<Vec<(String, usize)>, QueryError> {
+        let mut v = Vec::new();
+        loop {
+            let (mut n, at) = self.ident("a column name")?;
+            if self.is_sym("*") {
+                self.bump();
+                n.push('*');
+            }
+            v.push((n, at));
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
+        Ok(v)
+    }
+
+    // ---- scalar expressions -------------------------------------------------------------
+
+    fn expr(&mut self) -> Result<Expr, QueryError> {
+        self.or()
+    }
+
+    fn or(&mut self) -> Result<Expr, QueryError> {
+        let mut l = self.and()?;
+        while self.is_word("or") {
+            let at = self.pos();
+            self.bump();
+            let r = self.and()?;
+            l = Expr::Bin(BinOp::Or, Box::new(l), Box::new(r), at);
+        }
+        Ok(l)
+    }
+
+    fn and(&mut self) -> Result<Expr, QueryError> {
+        let mut l = self.comparison()?;
+        while self.is_word("and") {
+            let at = self.pos();
+            self.bump();
+            let r = self.comparison()?;
+            l = Expr::Bin(BinOp::And, Box::new(l), Box::new(r), at);
+        }
+        Ok(l)
+    }
+
+    fn comparison(&mut self) -> Result<Expr, QueryError> {
+        let l = self.additive()?;
+        let at = self.pos();
+        let sym = match self.peek() {
+            Tok::Sym(s) => Some(*s),
+            _ => None,
+        };
+        let bin = match sym {
+            Some("==") => Some(BinOp::Eq),
+            Some("!=") | Some("<>") => Some(BinOp::Ne),
+            Some("=~") => Some(BinOp::EqCi),
+            Some("!~") => Some(BinOp::NeCi),
+            Some("<") => Some(BinOp::Lt),
+            Some("<=") => Some(BinOp::Le),
+            Some(">") => Some(BinOp::Gt),
+            Some(">=") => Some(BinOp::Ge),
+            _ => None,
+        };
+        if let Some(op) = bin {
+            self.bump();
+            let r = self.additive()?;
+            return Ok(Expr::Bin(op, Box::new(l), Box::new(r), at));
+        }
+        match sym {
+            Some("!in") | Some("!in~") => {
+                let ci = sym == Some("!in~");
+                self.bump();
+                return self.in_list(l, true, ci, at);
+            }
+            Some("!between") => {
+                self.bump();
+                return self.between(l, true, at);
+            }
+            Some("!contains") | Some("!startswith") | Some("!endswith") | Some("!has") => {
+                let op = match sym {
+                    Some("!contains") => StrOp::Contains,
+                    Some("!startswith") => StrOp::StartsWith,
+                    Some("!endswith") => StrOp::EndsWith,
+                    _ => StrOp::Has,
+                };
+                self.bump();
+                let r = self.additive()?;
+                return Ok(Expr::Str(op, true, Box::new(l), Box::new(r), at));
+            }
+            _ => {}
+        }
+        let word = match self.peek() {
+            Tok::Ident(w) => w.clone(),
+            _ => return Ok(l),
+        };
+        let (negated, base) = match word.strip_prefix('!') {
+            Some(b) => (true, b.to_string()),
+            None => (false, word.clone()),
+        };
+        let strop = match base.as_str() {
+            "has" => Some(StrOp::Has),
+            "has_cs" => Some(StrOp::HasCs),
+            "hasprefix" => Some(StrOp::HasPrefix),
+            "hassuffix" => Some(StrOp::HasSuffix),
+            "contains" => Some(StrOp::Contains),
+            "contains_cs" => Some(StrOp::ContainsCs),
+            "startswith" => Some(StrOp::StartsWith),
+            "startswith_cs" => Some(StrOp::StartsWithCs),
+            "endswith" => Some(StrOp::EndsWith),
+            "endswith_cs" => Some(StrOp::EndsWithCs),
+            _ => None,
+        };
+        if let Some(op) = strop {
+            self.bump();
+            let r = self.additive()?;
+            return Ok(Expr::Str(op, negated, Box::new(l), Box::new(r), at));
+        }
+        match word.as_str() {
+            "in" | "in~" => {
+                self.bump();
+                self.in_list(l, false, word == "in~", at)
+            }
+            "between" => {
+                self.bump();
+                self.between(l, false, at)
+            }
+            "matches" => {
+                self.bump();
+                self.expect_word("regex")?;
+                let r = self.additive()?;
+                Ok(Expr::Str(StrOp::Regex, false, Box::new(l), Box::new(r), at))
+            }
+            "has_any" | "has_all" | "has_any~" | "hasprefix_cs" | "hassuffix_cs" | "like"
+            | "notlike" | "contains_any" => Err(QueryError::unsupported(self.text, at, &word, "")),
+            _ => Ok(l),
+        }
+    }
+
+    fn in_list(&mut self, l: Expr, negated: bool, ci: bool, at: usize) -> Result<Expr, QueryError> {
+        self.expect_sym("(")?;
+        if self.starts_tabular() || (matches!(self.peek(), Tok::Ident(_)) && matches!(self.peek_at(1), Tok::Sym("|"))) {
+            let sat = self.pos();
+            return Err(QueryError::unsupported(self.text, sat, "in (subquery)", "use join kind=leftsemi"));
+        }
+        let mut list = Vec::new();
+        if !self.is_sym(")") {
+            loop {
+                list.push(self.expr()?);
+                if !self.eat_sym(",") {
+                    break;
+                }
+            }
+        }
+        self.expect_sym(")")?;
+        Ok(Expr::In {
+            expr: Box::new(l),
+            list,
+            negated,
+            ci,
+            at,
+        })
+    }
+
+    fn between(&mut self, l: Expr, negated: bool, at: usize) -> Result<Expr, QueryError> {
+        self.expect_sym("(")?;
+        let lo = self.expr()?;
+        self.expect_sym("..")?;
+        let hi = self.expr()?;
+        self.expect_sym(")")?;
+        Ok(Expr::Between {
+            expr: Box::new(l),
+            lo: Box::new(lo),
+            hi: Box::new(hi),
+            negated,
+            at,
+        })
+    }
+
+    fn additive(&mut self) -> Result<Expr, QueryError> {
+        let mut l = self.multiplicative()?;
+        loop {
+            let at = self.pos();
+            let op = if self.is_sym("+") {
+                BinOp::Add
+            } else if self.is_sym("-") {
+                BinOp::Sub
+            } else {
+                break;
+            };
+            self.bump();
+            let r = self.multiplicative()?;
+            l = Expr::Bin(op, Box::new(l), Box::new(r), at);
+        }
+        Ok(l)
+    }
+
+    fn multiplicative(&mut self) -> Result<Expr, QueryError> {
+        let mut l = self.unary()?;
+        loop {
+            let at = self.pos();
+            let op = if self.is_sym("*") {
+                BinOp::Mul
+            } else if self.is_sym("/") {
+                BinOp::Div
+            } else if self.is_sym("%") {
+                BinOp::Mod
+            } else {
+                break;
+            };
+            self.bump();
+            let r = self.unary()?;
+            l = Expr::Bin(op, Box::new(l), Box::new(r), at);
+        }
+        Ok(l)
+    }
+
+    fn unary(&mut self) -> Result<Expr, QueryError> {
+        let at = self.pos();
+        if self.eat_sym("-") {
+            let e = self.unary()?;
+            return Ok(match e {
+                Expr::Lit(Lit::Long(n), _) => Expr::Lit(Lit::Long(-n), at),
+                Expr::Lit(Lit::Real(r), _) => Expr::Lit(Lit::Real(-r), at),
+                Expr::Lit(Lit::Timespan(t), _) => Expr::Lit(Lit::Timespan(-t), at),
+                e => Expr::Neg(Box::new(e), at),
+            });
+        }
+        if self.eat_sym("+") {
+            return self.unary();
+        }
+        self.postfix()
+    }
+
+    fn postfix(&mut self) -> Result<Expr, QueryError> {
+        let mut e = self.primary()?;
+        loop {
+            let at = self.pos();
+            if self.eat_sym(".") {
+                match self.bump() {
+                    Tok::Ident(n) => e = Expr::Member(Box::new(e), n, at),
+                    Tok::Sym("[") => {
+                        let k = self.expr()?;
+                        self.expect_sym("]")?;
+                        e = Expr::Index(Box::new(e), Box::new(k), at);
+                    }
+                    _ => return Err(QueryError::syntax(self.text, at + 1, "a property name after '.'")),
+                }
+            } else if self.eat_sym("[") {
+                let k = self.expr()?;
+                self.expect_sym("]")?;
+                e = Expr::Index(Box::new(e), Box::new(k), at);
+            } else {
+                break;
+            }
+        }
+        Ok(e)
+    }
+
+    fn primary(&mut self) -> Result<Expr, QueryError> {
+        let at = self.pos();
+        match self.peek().clone() {
+            Tok::Int(n) => {
+                self.bump();
+                Ok(Expr::Lit(Lit::Long(n), at))
+            }
+            Tok::Real(r) => {
+                self.bump();
+                Ok(Expr::Lit(Lit::Real(r), at))
+            }
+            Tok::Str(s) => {
+                self.bump();
+                Ok(Expr::Lit(Lit::Str(s), at))
+            }
+            Tok::Timespan(t) => {
+                self.bump();
+                Ok(Expr::Lit(Lit::Timespan(t), at))
+            }
+            Tok::Raw(func, text) => {
+                self.bump();
+                self.raw_literal(&func, &text, at)
+            }
+            Tok::Dollar(side) => {
+                self.bump();
+                self.expect_sym(".")?;
+                let (c, _) = self.ident("a column")?;
+                Ok(Expr::Side(side, c, at))
+            }
+            Tok::Sym("(") => {
+                self.bump();
+                if self.starts_tabular_after_paren() {
+                    return Err(QueryError::unsupported(self.text, at, "tabular expression used as a scalar", "use a let with toscalar() (not supported) or a join"));
+                }
+                let e = self.expr()?;
+                self.expect_sym(")")?;
+                Ok(e)
+            }
+            Tok::Sym("*") => {
+                self.bump();
+                Ok(Expr::Name("*".into(), at))
+            }
+            Tok::Ident(name) => {
+                self.bump();
+                match name.as_str() {
+                    "true" => return Ok(Expr::Lit(Lit::Bool(true), at)),
+                    "false" => return Ok(Expr::Lit(Lit::Bool(false), at)),
+                    "null" => return Ok(Expr::Lit(Lit::Null, at)),
+                    _ => {}
+                }
+                if self.eat_sym("(") {
+                    let mut args = Vec::new();
+                    if !self.is_sym(")") {
+                        loop {
+                            args.push(self.expr()?);
+                            if !self.eat_sym(",") {
+                                break;
+                            }
+                        }
+                    }
+                    self.expect_sym(")")?;
+                    return Ok(Expr::Call(name, args, at));
+                }
+                Ok(Expr::Name(name, at))
+            }
+            _ => self.err("an expression (a column, literal or function call)"),
+        }
+    }
+
+    fn starts_tabular_after_paren(&self) -> bool {
+        matches!(self.peek(), Tok::Ident(w) if w.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
+            && matches!(self.peek_at(1), Tok::Sym("|"))
+    }
+
+    fn raw_literal(&self, func: &str, text: &str, at: usize) -> Result<Expr, QueryError> {
+        match func {
+            "datetime" => {
+                let t = text.trim_matches(|c| c == '"' || c == '\'');
+                if t.is_empty() || t == "null" {
+                    return Ok(Expr::Lit(Lit::Null, at));
+                }
+                match Timestamp::parse(t) {
+                    Ok(ts) => Ok(Expr::Lit(Lit::DateTime(ts.0), at)),
+                    Err(_) => Err(QueryError::syntax(self.text, at, "a datetime such as datetime(2024-01-31), datetime(2024-01-31 10:00:00) or datetime(2024-01-31T10:00:00Z)")),
+                }
+            }
+            "timespan" => {
+                let t = text.trim_matches(|c| c == '"' || c == '\'');
+                match parse_timespan(t) {
+                    Some(ns) => Ok(Expr::Lit(Lit::Timespan(ns), at)),
+                    None => Err(QueryError::syntax(self.text, at, "a timespan such as timespan(1d), time(00:30:00) or time(1.02:00:00)")),
+                }
+            }
+            _ => {
+                // dynamic(…): JSON, with KQL's single quotes allowed
+                let json = if text.is_empty() { "null".to_string() } else { text.to_string() };
+                match serde_json::from_str::<serde_json::Value>(&json).or_else(|_| serde_json::from_str::<serde_json::Value>(&json.replace('\'', "\""))) {
+                    Ok(v) => Ok(Expr::Lit(Lit::Dynamic(v.to_string()), at)),
+                    Err(e) => Err(QueryError::syntax(self.text, at, &format!("a dynamic literal in JSON ({e})"))),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tab(q: &str) -> Tabular {
+        match parse(q).unwrap().statements.pop().unwrap() {
+            Statement::Tabular(t) => t,
+            s => panic!("{s:?}"),
+        }
+    }
+
+    #[test]
+    fn seed_shapes_parse() {
+        let t = tab("AzureActivity\n| where TimeGenerated > ago(24h)\n| where ResourceProvider == \"Microsoft.ContainerService\"\n| project TimeGenerated, Caller\n| order by TimeGenerated desc");
+        assert_eq!(t.ops.len(), 4);
+        let q = parse("let StartTime = ago(1d);\nlet EndTime = now();\nSigninLogs\n| where TimeGenerated between(StartTime .. EndTime)\n| where ResultType != 0\n| summarize FailedAttempts = count() by UserPrincipalName, IPAddress, ResultType\n| order by FailedAttempts desc").unwrap();
+        assert_eq!(q.statements.len(), 3);
+        let t = tab("AzureDiagnostics | where Category == \"kube-audit\" | where parse_json(tostring(parse_json(tostring(parse_json(log_s).requestObject)).roleRef)).name == \"cluster-admin\" | extend k8sipaddress = parse_json(tostring(parse_json(log_s).sourceIPs))[0]");
+        assert_eq!(t.ops.len(), 3);
+        let t = tab("AzureDiagnostics | where Category == \"kube-audit\" | project log_s | where parse_json(tostring(parse_json(log_s).annotations)).[\"\"] == \"allow\"");
+        assert_eq!(t.ops.len(), 3);
+        let q = parse("let WeeklyData = AzureActivity\n| where TimeGenerated > ago(7d)\n| summarize\n    TotalActivities = count(),\n    UniqueUsers = dcount(Caller),\n    FailedOperations = countif(ActivityStatus == \"Failed\")\nby bin(TimeGenerated, 1d)\n| order by TimeGenerated desc;\n\nWeeklyData\n| render timechart").unwrap();
+        assert!(matches!(&q.statements[0], Statement::Let { value: LetValue::Tabular(_), .. }));
+    }
+
+    #[test]
+    fn operators() {
+        let t = tab("T | join kind=leftouter (U | where a == 1) on $left.x == $right.y, z | mv-expand e = arr to typeof(string) | parse msg with * \"user=\" user:string \" \" * | top 5 by n asc nulls last | distinct a, b | count");
+        assert_eq!(t.ops.len(), 6);
+        match &t.ops[0] {
+            Op::Join { kind, on, .. } => {
+                assert_eq!(*kind, JoinKind::LeftOuter);
+                assert_eq!(on[0], JoinOn { left: "x".into(), right: "y".into() });
+                assert_eq!(on[1].left, "z");
+            }
+            o => panic!("{o:?}"),
+        }
+        let t = tab("union (A | take 1), B | project-rename n = m | project-away x*, y");
+        assert!(matches!(t.source, Source::Union(ref v, _) if v.len() == 2));
+    }
+
+    #[test]
+    fn precedence() {
+        let t = tab("T | where a == 1 or b > 2 and c has 'x'");
+        match &t.ops[0] {
+            Op::Where(Expr::Bin(BinOp::Or, _, r, _), _) => {
+                assert!(matches!(**r, Expr::Bin(BinOp::And, _, _, _)));
+            }
+            o => panic!("{o:?}"),
+        }
+        let t = tab("T | extend x = 1 + 2 * 3 - -4");
+        match &t.ops[0] {
+            Op::Extend(v, _) => assert!(matches!(v[0].expr, Expr::Bin(BinOp::Sub, _, _, _))),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_say_where_and_what() {
+        let e = parse("T\n| where a ==").unwrap_err().to_string();
+        assert!(e.contains("line 2, column 13"), "{e}");
+        assert!(e.contains("expected an expression"), "{e}");
+        let e = parse("T | make-series count() on t").unwrap_err().to_string();
+        assert!(e.contains("unsupported KQL feature `make-series`"), "{e}");
+        let e = parse("T | evaluate bag_unpack(x)").unwrap_err().to_string();
+        assert!(e.contains("`evaluate`"), "{e}");
+        let e = parse("T | frobnicate").unwrap_err().to_string();
+        assert!(e.contains("a tabular operator"), "{e}");
+        let e = parse("T | where x in (U | project y)").unwrap_err().to_string();
+        assert!(e.contains("in (subquery)"), "{e}");
+        let e = parse("A | take 1\nB | take 1").unwrap_err().to_string();
+        assert!(e.contains("';'"), "{e}");
+    }
+}

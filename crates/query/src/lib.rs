@@ -1,0 +1,21 @@
+//! # trailwarden-query
+//!
+//! KQL and SQL over the ledger: DataFusion over the sealed Parquet segments plus the unsealed WAL
+//! tail, with the native `events` table and the Log Analytics tables people already query
+//! (`AzureDiagnostics`, `AKSAudit`, …) as views. KQL has its own parser and is lowered to
+//! DataFusion logical plans. See ARCHITECTURE.md ("Query") and docs/TABLES.md.
+#![warn(missing_docs)]
+
+pub mod engine;
+mod error;
+pub mod json;
+pub mod kql;
+mod parse_op;
+pub mod rows;
+pub mod tables;
+pub mod types;
+pub mod udf;
+
+pub use engine::{Engine, QueryOptions, QueryOutput};
+pub use error::{Position, QueryError};
+pub use types::KType;

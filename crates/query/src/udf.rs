@@ -1,0 +1,730 @@
+//! Scalar functions KQL needs that DataFusion does not have with KQL's semantics: `dynamic`
+//! values (JSON text) and access into them, term matching (`has`), case-insensitive string
+//! predicates, and the Log Analytics column extraction of the compatibility tables.
+
+use crate::json;
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Builder, Int64Array,
+    ListArray, StringArray, StringBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::{exec_err, Result};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// A string-like column seen through one accessor (Utf8, LargeUtf8, Utf8View, Binary as UTF-8).
+pub enum Strs<'a> {
+    /// Utf8.
+    Utf8(&'a StringArray),
+    /// LargeUtf8.
+    Large(&'a datafusion::arrow::array::LargeStringArray),
+    /// Utf8View.
+    View(&'a datafusion::arrow::array::StringViewArray),
+    /// Binary (raw bytes; invalid UTF-8 reads as null).
+    Bin(&'a datafusion::arrow::array::BinaryArray),
+    /// BinaryView.
+    BinView(&'a datafusion::arrow::array::BinaryViewArray),
+    /// All nulls (a null literal).
+    Null(usize),
+}
+
+impl<'a> Strs<'a> {
+    /// View `a` as strings.
+    pub fn of(a: &'a ArrayRef) -> Result<Strs<'a>> {
+        use datafusion::arrow::array::AsArray;
+        Ok(match a.data_type() {
+            DataType::Utf8 => Strs::Utf8(a.as_string::<i32>()),
+            DataType::LargeUtf8 => Strs::Large(a.as_string::<i64>()),
+            DataType::Utf8View => Strs::View(a.as_string_view()),
+            DataType::Binary => Strs::Bin(a.as_binary::<i32>()),
+            DataType::BinaryView => Strs::BinView(a.as_binary_view()),
+            DataType::Null => Strs::Null(a.len()),
+            t => return exec_err!("expected a string, got {t}"),
+        })
+    }
+
+    /// Row `i`.
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        match self {
+            Strs::Utf8(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Strs::Large(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Strs::View(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Strs::Bin(a) => (!a.is_null(i))
+                .then(|| std::str::from_utf8(a.value(i)).ok())
+                .flatten(),
+            Strs::BinView(a) => (!a.is_null(i))
+                .then(|| std::str::from_utf8(a.value(i)).ok())
+                .flatten(),
+            Strs::Null(_) => None,
+        }
+    }
+}
+
+/// An integer column or literal (any integer type).
+fn ints(a: &ArrayRef) -> Result<Int64Array> {
+    let c = datafusion::arrow::compute::cast(a, &DataType::Int64)?;
+    Ok(c.as_any()
+        .downcast_ref::<Int64Array>()
+        .cloned()
+        .unwrap_or_else(|| Int64Array::from(vec![None; a.len()])))
+}
+
+type Kernel = fn(&[ArrayRef], usize) -> Result<ArrayRef>;
+
+/// A row-wise function: a name, how many arguments, what it returns, and its kernel.
+#[derive(Debug)]
+struct Udf {
+    name: &'static str,
+    signature: Signature,
+    returns: DataType,
+    kernel: Kernel,
+}
+
+impl PartialEq for Udf {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name
+    }
+}
+impl Eq for Udf {}
+impl Hash for Udf {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.name.hash(h)
+    }
+}
+
+impl ScalarUDFImpl for Udf {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(self.returns.clone())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let out = (self.kernel)(&arrays, if scalar { 1 } else { n })?;
+        if scalar {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
+            ))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
+fn udf(name: &'static str, arity: Arity, returns: DataType, kernel: Kernel) -> ScalarUDF {
+    let signature = match arity {
+        Arity::Exact(n) => Signature::any(n, Volatility::Immutable),
+        Arity::Variadic => Signature::variadic_any(Volatility::Immutable),
+    };
+    ScalarUDF::new_from_impl(Udf {
+        name,
+        signature,
+        returns,
+        kernel,
+    })
+}
+
+enum Arity {
+    Exact(usize),
+    Variadic,
+}
+
+/// Map each row's string to an optional string.
+fn map_str(a: &ArrayRef, n: usize, f: impl Fn(&str) -> Option<String>) -> Result<ArrayRef> {
+    let s = Strs::of(a)?;
+    let mut b = StringBuilder::with_capacity(n, n * 16);
+    for i in 0..n {
+        match s.get(i).and_then(&f) {
+            Some(v) => b.append_value(v),
+            None => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// Map pairs of strings to a boolean.
+fn pred2(args: &[ArrayRef], n: usize, f: impl Fn(&str, &str) -> bool) -> Result<ArrayRef> {
+    let (a, b) = (Strs::of(&args[0])?, Strs::of(&args[1])?);
+    let one = args[1].len() == 1 && n > 1;
+    let mut out = BooleanBuilder::with_capacity(n);
+    for i in 0..n {
+        let j = if one { 0 } else { i };
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => out.append_value(f(x, y)),
+            _ => out.append_null(),
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+// ---- dynamic ----------------------------------------------------------------------------------
+
+fn k_parse_json(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    map_str(&a[0], n, |s| Some(json::parse(s)))
+}
+
+/// `dyn_path(value, k1, k2, …)`: string keys are properties, integers are array positions.
+fn k_path(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let base = Strs::of(&a[0])?;
+    enum Step {
+        Key(Vec<Option<String>>),
+        Idx(Int64Array),
+    }
+    let mut steps = Vec::new();
+    for arg in &a[1..] {
+        if arg.data_type().is_integer() {
+            steps.push(Step::Idx(ints(arg)?));
+        } else {
+            let s = Strs::of(arg)?;
+            steps.push(Step::Key(
+                (0..arg.len()).map(|i| s.get(i).map(str::to_string)).collect(),
+            ));
+        }
+    }
+    let mut b = StringBuilder::with_capacity(n, n * 16);
+    for i in 0..n {
+        let mut cur = base.get(i);
+        for st in &steps {
+            cur = cur.and_then(|c| match st {
+                Step::Key(k) => {
+                    let key = if k.len() == 1 { &k[0] } else { &k[i] };
+                    key.as_deref().and_then(|k| json::get_key(c, k))
+                }
+                Step::Idx(ix) => {
+                    let j = if ix.len() == 1 { 0 } else { i };
+                    (!ix.is_null(j)).then(|| json::get_index(c, ix.value(j))).flatten()
+                }
+            });
+        }
+        match cur.filter(|c| json::kind(c) != json::Kind::Null) {
+            Some(v) => b.append_value(v),
+            None => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+fn k_dyn_tostring(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    map_str(&a[0], n, json::to_string)
+}
+
+fn k_dyn_tolong(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let s = Strs::of(&a[0])?;
+    Ok(Arc::new(Int64Array::from_iter(
+        (0..n).map(|i| s.get(i).and_then(json::to_i64)),
+    )))
+}
+
+fn k_dyn_todouble(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let s = Strs::of(&a[0])?;
+    let mut b = Float64Builder::with_capacity(n);
+    for i in 0..n {
+        b.append_option(s.get(i).and_then(json::to_f64));
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+fn k_dyn_tobool(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let s = Strs::of(&a[0])?;
+    Ok(Arc::new(BooleanArray::from_iter(
+        (0..n).map(|i| s.get(i).and_then(json::to_bool)),
+    )))
+}
+
+fn k_array_length(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let s = Strs::of(&a[0])?;
+    Ok(Arc::new(Int64Array::from_iter((0..n).map(|i| {
+        s.get(i)
+            .and_then(json::elements)
+            .map(|e| e.len() as i64)
+    }))))
+}
+
+fn k_bag_keys(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    map_str(&a[0], n, |s| {
+        json::keys(s).map(|k| serde_json::Value::from(k).to_string())
+    })
+}
+
+/// Elements of a dynamic array as a list of dynamic texts (for mv-expand); a property bag
+/// yields one `{"key": value}` per property, a scalar yields itself.
+fn k_expand(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let s = Strs::of(&a[0])?;
+    let mut b = datafusion::arrow::array::ListBuilder::new(StringBuilder::new());
+    for i in 0..n {
+        match s.get(i) {
+            None => b.append(false),
+            Some(t) => {
+                match json::kind(t) {
+                    json::Kind::Array => {
+                        for e in json::elements(t).unwrap_or_default() {
+                            b.values().append_value(e);
+                        }
+                    }
+                    json::Kind::Object => {
+                        let v: serde_json::Map<String, serde_json::Value> =
+                            serde_json::from_str(t).unwrap_or_default();
+                        for (k, x) in v {
+                            let mut m = serde_json::Map::new();
+                            m.insert(k, x);
+                            b.values().append_value(serde_json::Value::Object(m).to_string());
+                        }
+                    }
+                    json::Kind::Null => {}
+                    _ => b.values().append_value(t),
+                }
+                b.append(true);
+            }
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// A list column (`user_groups`, `ips`, `make_set` results…) as dynamic JSON text.
+fn k_list_json(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let arr = &a[0];
+    if matches!(arr.data_type(), DataType::Null) {
+        return Ok(Arc::new(StringArray::from(vec![None::<&str>; n])));
+    }
+    let list = arr
+        .as_any()
+        .downcast_ref::<ListArray>()
+        .ok_or_else(|| datafusion::error::DataFusionError::Execution(format!("expected a list, got {}", arr.data_type())))?;
+    let mut b = StringBuilder::with_capacity(n, n * 32);
+    for i in 0..n {
+        if list.is_null(i) {
+            b.append_null();
+            continue;
+        }
+        let vals = list.value(i);
+        let mut out = String::from("[");
+        for j in 0..vals.len() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str(&scalar_json(&vals, j)?);
+        }
+        out.push(']');
+        b.append_value(out);
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// One array element as JSON text.
+pub fn scalar_json(a: &ArrayRef, i: usize) -> Result<String> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::*;
+    if a.is_null(i) {
+        return Ok("null".into());
+    }
+    Ok(match a.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            json::quote(Strs::of(a)?.get(i).unwrap_or_default())
+        }
+        DataType::Int64 => a.as_primitive::<Int64Type>().value(i).to_string(),
+        DataType::Int32 => a.as_primitive::<Int32Type>().value(i).to_string(),
+        DataType::UInt64 => a.as_primitive::<UInt64Type>().value(i).to_string(),
+        DataType::Float64 => {
+            let f = a.as_primitive::<Float64Type>().value(i);
+            serde_json::Number::from_f64(f).map_or("null".into(), |n| n.to_string())
+        }
+        DataType::Boolean => a.as_boolean().value(i).to_string(),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            json::quote(&trailwarden_model::Timestamp(a.as_primitive::<TimestampNanosecondType>().value(i)).to_string())
+        }
+        _ => {
+            let s = datafusion::arrow::util::display::array_value_to_string(a, i)?;
+            json::quote(&s)
+        }
+    })
+}
+
+// ---- strings ----------------------------------------------------------------------------------
+
+/// KQL terms: maximal runs of ASCII letters and digits (anything else separates).
+fn is_term_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c >= 0x80
+}
+
+/// `has`: `needle` appears as a whole term (case-insensitive). A needle with separators in it
+/// must match at term boundaries on both ends.
+pub fn has(hay: &str, needle: &str, cs: bool) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let (h, nd) = (hay.as_bytes(), needle.as_bytes());
+    let starts_term = is_term_char(nd[0]);
+    let ends_term = is_term_char(nd[nd.len() - 1]);
+    let mut i = 0;
+    while i + nd.len() <= h.len() {
+        let window = &h[i..i + nd.len()];
+        let eq = if cs {
+            window == nd
+        } else {
+            window.eq_ignore_ascii_case(nd)
+        };
+        if eq {
+            let before_ok = !starts_term || i == 0 || !is_term_char(h[i - 1]);
+            let after = i + nd.len();
+            let after_ok = !ends_term || after == h.len() || !is_term_char(h[after]);
+            if before_ok && after_ok {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+fn has_prefix(hay: &str, p: &str) -> bool {
+    let (h, nd) = (hay.as_bytes(), p.as_bytes());
+    let mut i = 0;
+    while i + nd.len() <= h.len() {
+        if (i == 0 || !is_term_char(h[i - 1])) && h[i..i + nd.len()].eq_ignore_ascii_case(nd) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+fn has_suffix(hay: &str, p: &str) -> bool {
+    let (h, nd) = (hay.as_bytes(), p.as_bytes());
+    let mut i = 0;
+    while i + nd.len() <= h.len() {
+        let end = i + nd.len();
+        if (end == h.len() || !is_term_char(h[end])) && h[i..end].eq_ignore_ascii_case(nd) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Case-insensitive substring (ASCII folding; other characters compare as lower case).
+pub fn contains_ci(hay: &str, needle: &str) -> bool {
+    if needle.is_ascii() && hay.is_ascii() {
+        let (h, n) = (hay.as_bytes(), needle.as_bytes());
+        if n.is_empty() {
+            return true;
+        }
+        return h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    }
+    hay.to_lowercase().contains(&needle.to_lowercase())
+}
+
+fn starts_ci(h: &str, p: &str) -> bool {
+    h.len() >= p.len()
+        && h.is_char_boundary(p.len())
+        && (h[..p.len()].eq_ignore_ascii_case(p) || h.to_lowercase().starts_with(&p.to_lowercase()))
+}
+
+fn ends_ci(h: &str, p: &str) -> bool {
+    h.len() >= p.len()
+        && h.is_char_boundary(h.len() - p.len())
+        && (h[h.len() - p.len()..].eq_ignore_ascii_case(p)
+            || h.to_lowercase().ends_with(&p.to_lowercase()))
+}
+
+fn k_has(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    pred2(a, n, |h, x| has(h, x, false))
+}
+fn k_has_cs(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    pred2(a, n, |h, x| has(h, x, true))
+}
+fn k_hasprefix(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    pred2(a, n, has_prefix)
+}
+fn k_hassuffix(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    pred2(a, n, has_suffix)
+}
+fn k_contains(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    pred2(a, n, contains_ci)
+}
+fn k_contains_cs(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    pred2(a, n, |h, x| h.contains(x))
+}
+fn k_startswith(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    pred2(a, n, starts_ci)
+}
+fn k_startswith_cs(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    pred2(a, n, |h, x| h.starts_with(x))
+}
+fn k_endswith(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    pred2(a, n, ends_ci)
+}
+fn k_endswith_cs(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    pred2(a, n, |h, x| h.ends_with(x))
+}
+fn k_eq_ci(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    pred2(a, n, |x, y| x.eq_ignore_ascii_case(y) || x.to_lowercase() == y.to_lowercase())
+}
+
+/// `split(s, delimiter[, index])` as dynamic.
+fn k_split(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let (s, d) = (Strs::of(&a[0])?, Strs::of(&a[1])?);
+    let idx = match a.get(2) {
+        Some(x) => Some(ints(x)?),
+        None => None,
+    };
+    let one = a[1].len() == 1;
+    let mut b = StringBuilder::with_capacity(n, n * 16);
+    for i in 0..n {
+        let (Some(text), Some(delim)) = (s.get(i), d.get(if one { 0 } else { i })) else {
+            b.append_null();
+            continue;
+        };
+        let parts: Vec<&str> = if delim.is_empty() {
+            vec![text]
+        } else {
+            text.split(delim).collect()
+        };
+        match &idx {
+            Some(ix) => {
+                let j = if ix.len() == 1 { 0 } else { i };
+                let k = ix.value(j);
+                match usize::try_from(k).ok().and_then(|k| parts.get(k)) {
+                    Some(p) => b.append_value(serde_json::Value::from(vec![*p]).to_string()),
+                    None => b.append_value("[]"),
+                }
+            }
+            None => b.append_value(serde_json::Value::from(parts).to_string()),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// The raw bytes of a record as text (lossy for the rare non-UTF-8 record).
+fn k_text(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    use datafusion::arrow::array::AsArray;
+    let arr = &a[0];
+    let mut b = StringBuilder::with_capacity(n, n * 64);
+    match arr.data_type() {
+        DataType::Binary => {
+            let x = arr.as_binary::<i32>();
+            for i in 0..n {
+                if x.is_null(i) {
+                    b.append_null();
+                } else {
+                    b.append_value(String::from_utf8_lossy(x.value(i)));
+                }
+            }
+        }
+        DataType::BinaryView => {
+            let x = arr.as_binary_view();
+            for i in 0..n {
+                if x.is_null(i) {
+                    b.append_null();
+                } else {
+                    b.append_value(String::from_utf8_lossy(x.value(i)));
+                }
+            }
+        }
+        _ => return map_str(arr, n, |s| Some(s.to_string())),
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// `isempty(x)`: null or "".
+fn k_isempty(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    if !matches!(
+        a[0].data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary
+    ) {
+        return Ok(Arc::new(BooleanArray::from_iter(
+            (0..n).map(|i| Some(a[0].is_null(i))),
+        )));
+    }
+    let s = Strs::of(&a[0])?;
+    Ok(Arc::new(BooleanArray::from_iter(
+        (0..n).map(|i| Some(s.get(i).is_none_or(str::is_empty))),
+    )))
+}
+
+/// KQL `tostring` of a non-dynamic value: numbers and booleans as KQL prints them, datetimes
+/// in ISO 8601 with `Z`, timespans as `[d.]hh:mm:ss[.fffffff]`, null as null.
+fn k_tostring(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::*;
+    let arr = &a[0];
+    let mut b = StringBuilder::with_capacity(n, n * 16);
+    for i in 0..n {
+        if arr.is_null(i) {
+            b.append_null();
+            continue;
+        }
+        let v = match arr.data_type() {
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                trailwarden_model::Timestamp(arr.as_primitive::<TimestampNanosecondType>().value(i)).to_string()
+            }
+            DataType::Duration(TimeUnit::Nanosecond) => {
+                timespan_text(arr.as_primitive::<DurationNanosecondType>().value(i))
+            }
+            DataType::Boolean => arr.as_boolean().value(i).to_string(),
+            DataType::Float64 => {
+                let f = arr.as_primitive::<Float64Type>().value(i);
+                if f.fract() == 0.0 && f.abs() < 1e15 { format!("{f:.0}") } else { f.to_string() }
+            }
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
+                Strs::of(arr)?.get(i).unwrap_or_default().to_string()
+            }
+            _ => datafusion::arrow::util::display::array_value_to_string(arr, i)?,
+        };
+        b.append_value(v);
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// A timespan as KQL prints it.
+pub fn timespan_text(ns: i64) -> String {
+    let neg = ns < 0;
+    let ns = ns.unsigned_abs();
+    let secs = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if neg {
+        out.push('-');
+    }
+    if d > 0 {
+        out.push_str(&format!("{d}."));
+    }
+    out.push_str(&format!("{h:02}:{m:02}:{s:02}"));
+    if frac > 0 {
+        out.push_str(&format!(".{:07}", frac / 100));
+    }
+    out
+}
+
+/// Any value as dynamic JSON text.
+fn k_to_dynamic(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let arr = &a[0];
+    let mut b = StringBuilder::with_capacity(n, n * 8);
+    for i in 0..n {
+        if arr.is_null(i) {
+            b.append_null();
+        } else {
+            b.append_value(scalar_json(arr, i)?);
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// A string as a datetime (every shape ingest accepts), null when it is not one.
+fn k_todatetime(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let s = Strs::of(&a[0])?;
+    let mut b = datafusion::arrow::array::TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
+    for i in 0..n {
+        b.append_option(s.get(i).and_then(|x| trailwarden_model::Timestamp::parse(x.trim()).ok()).map(|t| t.0));
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// A string as a timespan (`1d`, `00:30:00`, …).
+fn k_totimespan(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let s = Strs::of(&a[0])?;
+    let mut b = datafusion::arrow::array::DurationNanosecondBuilder::with_capacity(n);
+    for i in 0..n {
+        b.append_option(s.get(i).and_then(crate::kql::lexer::parse_timespan));
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// `extract(regex, group, text)`.
+fn k_extract(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let re_s = Strs::of(&a[0])?;
+    let group = ints(&a[1])?;
+    let text = Strs::of(&a[2])?;
+    let pattern = re_s.get(0).unwrap_or_default();
+    let re = regex::Regex::new(pattern)
+        .map_err(|e| datafusion::error::DataFusionError::Execution(format!("extract(): bad regex {pattern:?}: {e}")))?;
+    let mut b = StringBuilder::with_capacity(n, n * 8);
+    for i in 0..n {
+        let g = if group.len() == 1 { group.value(0) } else { group.value(i) };
+        let v = text
+            .get(i)
+            .and_then(|t| re.captures(t))
+            .and_then(|c| c.get(usize::try_from(g).unwrap_or(0)))
+            .map(|m| m.as_str().to_string());
+        match v {
+            Some(v) => b.append_value(v),
+            None => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// Every function above, by the name the lowering calls.
+pub fn all() -> Vec<ScalarUDF> {
+    use Arity::*;
+    use DataType::*;
+    vec![
+        udf("kql_parse_json", Exact(1), Utf8, k_parse_json),
+        udf("kql_dyn_path", Variadic, Utf8, k_path),
+        udf("kql_dyn_tostring", Exact(1), Utf8, k_dyn_tostring),
+        udf("kql_dyn_tolong", Exact(1), Int64, k_dyn_tolong),
+        udf("kql_dyn_todouble", Exact(1), Float64, k_dyn_todouble),
+        udf("kql_dyn_tobool", Exact(1), Boolean, k_dyn_tobool),
+        udf("kql_array_length", Exact(1), Int64, k_array_length),
+        udf("kql_bag_keys", Exact(1), Utf8, k_bag_keys),
+        udf(
+            "kql_expand",
+            Exact(1),
+            List(Arc::new(Field::new("item", Utf8, true))),
+            k_expand,
+        ),
+        udf("kql_list_json", Exact(1), Utf8, k_list_json),
+        udf("kql_has", Exact(2), Boolean, k_has),
+        udf("kql_has_cs", Exact(2), Boolean, k_has_cs),
+        udf("kql_hasprefix", Exact(2), Boolean, k_hasprefix),
+        udf("kql_hassuffix", Exact(2), Boolean, k_hassuffix),
+        udf("kql_contains", Exact(2), Boolean, k_contains),
+        udf("kql_contains_cs", Exact(2), Boolean, k_contains_cs),
+        udf("kql_startswith", Exact(2), Boolean, k_startswith),
+        udf("kql_startswith_cs", Exact(2), Boolean, k_startswith_cs),
+        udf("kql_endswith", Exact(2), Boolean, k_endswith),
+        udf("kql_endswith_cs", Exact(2), Boolean, k_endswith_cs),
+        udf("kql_eq_ci", Exact(2), Boolean, k_eq_ci),
+        udf("kql_split", Variadic, Utf8, k_split),
+        udf("kql_isempty", Exact(1), Boolean, k_isempty),
+        udf("tw_text", Exact(1), Utf8, k_text),
+        udf("kql_tostring", Exact(1), Utf8, k_tostring),
+        udf("kql_to_dynamic", Exact(1), Utf8, k_to_dynamic),
+        udf("kql_todatetime", Exact(1), crate::types::datetime_type(), k_todatetime),
+        udf("kql_totimespan", Exact(1), Duration(datafusion::arrow::datatypes::TimeUnit::Nanosecond), k_totimespan),
+        udf("kql_extract", Exact(3), Utf8, k_extract),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn has_matches_whole_terms() {
+        assert!(has("pods/nginx-1 created", "nginx", false));
+        assert!(has("Pods/NGINX", "nginx", false));
+        assert!(!has("nginxes", "nginx", false));
+        assert!(!has("xnginx", "nginx", false));
+        assert!(has("a pods/nginx b", "pods/nginx", false));
+        assert!(!has("Pods", "pods", true));
+        assert!(has_prefix("kube-system", "kube"));
+        assert!(!has_prefix("xkube", "kube"));
+        assert!(has_suffix("my-admin", "admin"));
+        assert!(contains_ci("Azure Kubernetes Service", "kubernetes"));
+        assert!(starts_ci("Microsoft.ContainerService", "microsoft."));
+        assert!(ends_ci("x.ClusterRoleBinding", "rolebinding"));
+    }
+}

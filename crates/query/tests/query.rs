@@ -1,0 +1,105 @@
+//! End-to-end query tests: ledgers built from fixture files, KQL and SQL run against them.
+
+#![allow(clippy::unwrap_used)] // test harness: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use trailwarden_ledger::{Ledger, Options};
+use trailwarden_model::Timestamp;
+use trailwarden_parse::ingest::{Ingestor, Options as IngestOptions};
+use trailwarden_query::{Engine, QueryOptions, QueryOutput};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tw-query-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(rel)
+}
+
+/// A ledger holding `files`, received at `received`.
+fn ledger(name: &str, files: &[PathBuf], received: Timestamp, seal_bytes: u64) -> PathBuf {
+    let d = tmp(name);
+    let opts = Options {
+        origin: Some("test.example/query".into()),
+        seal_bytes,
+        extractor: Some(Arc::new(|f, raw: &[u8], t| trailwarden_parse::reparse(f, raw, t))),
+        ..Options::default()
+    };
+    let (mut l, _) = Ledger::open(&d, opts).unwrap();
+    {
+        let mut sink = |rec: trailwarden_model::Record| -> Result<(), String> {
+            l.append(&rec).map(|_| ()).map_err(|e| e.to_string())
+        };
+        let mut ing = Ingestor::new(IngestOptions::default(), &mut sink).with_clock(move || received);
+        for f in files {
+            ing.ingest_path(&f.to_string_lossy(), &mut |_, _| {}).unwrap();
+        }
+    }
+    l.close("test").unwrap();
+    d
+}
+
+fn engine(dir: &Path, now: Timestamp) -> Engine {
+    Engine::open(
+        dir,
+        QueryOptions {
+            now: Some(now),
+            threads: Some(2),
+            ..QueryOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn kql(e: &Engine, q: &str) -> QueryOutput {
+    let mut out = trailwarden_query::engine::block_on(2, e.kql(q))
+        .unwrap()
+        .unwrap_or_else(|err| panic!("{q}\n{err}"));
+    out.pop().unwrap()
+}
+
+fn rows(o: &QueryOutput) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for b in &o.batches {
+        for i in 0..b.num_rows() {
+            out.push(
+                (0..b.num_columns())
+                    .map(|c| {
+                        if b.column(c).is_null(i) {
+                            "null".to_string()
+                        } else {
+                            datafusion::arrow::util::display::array_value_to_string(b.column(c), i).unwrap()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+fn t(s: &str) -> Timestamp {
+    Timestamp::parse(s).unwrap()
+}
+
+#[test]
+fn corpus_audit_events_are_queryable_in_kql() {
+    let files = [shared("corpus/liggitt-audit2rbac/testdata/demo.log")];
+    let d = ledger("audit2rbac", &files, t("2026-01-01T00:00:00Z"), 64 << 20);
+    let e = engine(&d, t("2026-01-02T00:00:00Z"));
+    let o = kql(&e, "events | count");
+    assert_eq!(rows(&o), vec![vec!["37".to_string()]]);
+    let o = kql(&e, "events | where code == 403 | summarize n = count() by user | order by n desc");
+    assert_eq!(o.rows(), 1, "{:?}", rows(&o));
+    let o = kql(&e, "AKSAudit | where ResponseStatus.code == 403 | count");
+    assert_eq!(rows(&o), vec![vec!["11".to_string()]]);
+    let o = kql(&e, "AzureDiagnostics | where Category == 'kube-audit' | where parse_json(log_s).verb == 'get' | count");
+    let gets = rows(&o)[0][0].parse::<u64>().unwrap();
+    assert!(gets > 0);
+    let o = kql(&e, "AKSAudit | where Verb == 'get' | count");
+    assert_eq!(rows(&o)[0][0].parse::<u64>().unwrap(), gets);
+    std::fs::remove_dir_all(&d).ok();
+}
