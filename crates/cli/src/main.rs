@@ -12,6 +12,7 @@
 mod cmd_gen;
 mod cmd_ingest;
 mod cmd_ledger;
+mod cmd_query;
 mod output;
 mod store;
 
@@ -107,7 +108,8 @@ Examples:
   trailwarden verify --trusted-checkpoint /secure/checkpoint-2026-01-05.note
   trailwarden prove inclusion --index 4711 -o record-4711.tlog-proof
   trailwarden verify-proof record-4711.tlog-proof --public-key \"$(cat keys/checkpoint.vkey)\"
-  trailwarden export --from 2026-01-05T00:00:00Z --to 2026-01-06T00:00:00Z -o evidence/";
+  trailwarden export --from 2026-01-05T00:00:00Z --to 2026-01-06T00:00:00Z -o evidence/
+  trailwarden query 'AKSAudit | where Verb == \"delete\" | summarize count() by tostring(User.username)'";
 
 /// Subcommands.
 #[derive(Subcommand, Debug)]
@@ -133,6 +135,9 @@ pub enum Command {
     /// Retention: prune expired segments (with tombstones), legal holds.
     #[command(subcommand)]
     Retention(cmd_ledger::RetentionCmd),
+    /// Run a KQL (or SQL) query over the ledger: the tables analysts already use in Log
+    /// Analytics, offline. Every query is itself recorded in the ledger.
+    Query(cmd_query::QueryArgs),
     /// The checkpoint signing key: rotate it, retire the previous one.
     #[command(subcommand)]
     Key(cmd_ledger::KeyCmd),
@@ -159,6 +164,7 @@ fn main() -> ExitCode {
         Command::Checkpoint => cmd_ledger::checkpoint(&cli),
         Command::Retention(c) => cmd_ledger::retention(&cli, c),
         Command::Key(c) => cmd_ledger::key(&cli, c),
+        Command::Query(a) => cmd_query::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -19,6 +19,8 @@ pub struct Table {
     pub columns: Vec<String>,
     /// Rows of cells.
     pub rows: Vec<Vec<String>>,
+    /// Print the header in upper case (the default); query results keep their column names.
+    pub upper_header: bool,
 }
 
 impl Table {
@@ -27,6 +29,7 @@ impl Table {
         Table {
             columns: columns.iter().map(|c| c.to_string()).collect(),
             rows: Vec::new(),
+            upper_header: true,
         }
     }
 
@@ -62,7 +65,11 @@ impl Table {
             }
             s.trim_end().to_string()
         };
-        let header: Vec<String> = self.columns.iter().map(|c| c.to_uppercase()).collect();
+        let header: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| if self.upper_header { c.to_uppercase() } else { c.clone() })
+            .collect();
         writeln!(w, "{}", line(&header))?;
         for r in &self.rows {
             writeln!(w, "{}", line(r))?;

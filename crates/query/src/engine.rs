@@ -153,7 +153,8 @@ impl Engine {
         let tables = tables::build(&base, &fns)?;
         for t in &tables {
             let view = datafusion::catalog::view::ViewTable::new(t.plan.clone(), None);
-            ctx.register_table(t.name, Arc::new(view))?;
+            // exact case: SQL reaches these as "AzureActivity" (quoted) and events (bare)
+            ctx.register_table(datafusion::common::TableReference::bare(t.name), Arc::new(view))?;
         }
         Ok(Engine {
             ctx,

@@ -209,7 +209,7 @@ fn s(o: &Map<String, Value>, keys: &[&str]) -> Option<Val> {
 /// dynamic columns as strings) parsed.
 fn d(o: &Map<String, Value>, keys: &[&str]) -> Option<Val> {
     get(o, keys).map(|v| match v {
-        Value::String(x) => Val::S(json::parse(x)),
+        Value::String(x) => Val::S(json::compact(&json::parse(x))),
         other => Val::S(other.to_string()),
     })
 }
@@ -442,6 +442,16 @@ fn canonical_provider(p: &str) -> String {
         .map_or_else(|| p.to_string(), |c| c.to_string())
 }
 
+fn status_display(v: &str) -> String {
+    match v {
+        "Success" => "Succeeded".into(),
+        "Failure" => "Failed".into(),
+        "Start" => "Started".into(),
+        "Accept" => "Accepted".into(),
+        other => other.to_string(),
+    }
+}
+
 fn level_name(l: &str) -> String {
     match l {
         "Information" => "Informational".into(),
@@ -466,7 +476,12 @@ fn activity_row(raw: &str, _: Option<&str>) -> Vec<Option<Val>> {
             .filter(|p| p.contains('.'))
             .map(canonical_provider)
     });
-    let status = get(&o, &["ActivityStatus", "resultType"]).and_then(text);
+    // exports carry the value form (Success, Failure, Start, Accept); Log Analytics shows the
+    // display form (Succeeded, Failed, Started, Accepted) as ActivityStatus
+    let status_value = get(&o, &["ActivityStatusValue", "resultType"]).and_then(text);
+    let status = get(&o, &["ActivityStatus"])
+        .and_then(text)
+        .or_else(|| status_value.as_deref().map(status_display));
     let substatus = get(&o, &["ActivitySubstatus"])
         .and_then(text)
         .or_else(|| get(&props, &["statusCode"]).and_then(text));
@@ -475,8 +490,8 @@ fn activity_row(raw: &str, _: Option<&str>) -> Vec<Option<Val>> {
         if row { s(&o, &["OperationName"]) } else { op_value.clone().map(Val::S) },
         op_value.map(Val::S),
         get(&o, &["Level", "level"]).and_then(text).map(|l| Val::S(level_name(&l))),
-        status.clone().map(Val::S),
-        get(&o, &["ActivityStatusValue"]).and_then(text).or(status).map(Val::S),
+        status.map(Val::S),
+        status_value.map(Val::S),
         substatus.clone().map(Val::S),
         get(&o, &["ActivitySubstatusValue"]).and_then(text).or(substatus).map(Val::S),
         s(&o, &["Caller", "caller"]).or_else(|| {

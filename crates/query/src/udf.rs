@@ -123,17 +123,30 @@ impl ScalarUDFImpl for Udf {
     }
 }
 
+/// SQL-friendly names for the dynamic functions.
+const ALIASES: &[(&str, &str)] = &[
+    ("kql_dyn_path", "json_get"),
+    ("kql_dyn_tostring", "json_text"),
+    ("kql_parse_json", "parse_json"),
+    ("kql_has", "has"),
+    ("kql_contains", "contains_ci"),
+];
+
 fn udf(name: &'static str, arity: Arity, returns: DataType, kernel: Kernel) -> ScalarUDF {
     let signature = match arity {
         Arity::Exact(n) => Signature::any(n, Volatility::Immutable),
         Arity::Variadic => Signature::variadic_any(Volatility::Immutable),
     };
-    ScalarUDF::new_from_impl(Udf {
+    let u = ScalarUDF::new_from_impl(Udf {
         name,
         signature,
         returns,
         kernel,
-    })
+    });
+    match ALIASES.iter().find(|(n, _)| *n == name) {
+        Some((_, alias)) => u.with_aliases([*alias]),
+        None => u,
+    }
 }
 
 enum Arity {
@@ -320,6 +333,19 @@ fn k_list_json(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
         b.append_value(out);
     }
     Ok(Arc::new(b.finish()))
+}
+
+/// Element `i` of a list column as a JSON array value.
+pub fn scalar_json_list(a: &ArrayRef, i: usize) -> Option<serde_json::Value> {
+    let list = a.as_any().downcast_ref::<ListArray>()?;
+    if list.is_null(i) {
+        return None;
+    }
+    let vals = list.value(i);
+    let items = (0..vals.len())
+        .map(|j| scalar_json(&vals, j).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(serde_json::Value::Null))
+        .collect();
+    Some(serde_json::Value::Array(items))
 }
 
 /// One array element as JSON text.

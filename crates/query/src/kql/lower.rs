@@ -350,23 +350,33 @@ impl<'e> Lowerer<'e> {
                     _ => String::new(),
                 }
             }
-            ast::Expr::Member(base, field, _) => {
-                let b = match &**base {
-                    ast::Expr::Name(n, _) => n.clone(),
-                    _ => String::new(),
-                };
-                if b.is_empty() { field.clone() } else { format!("{b}_{field}") }
+            // conversions keep their argument's name: by tostring(User.username) → User_username
+            ast::Expr::Call(f, args, _)
+                if args.len() == 1
+                    && matches!(
+                        f.as_str(),
+                        "tostring" | "toint" | "tolong" | "todouble" | "toreal" | "tobool" | "todatetime" | "totimespan" | "todynamic" | "parse_json" | "tolower" | "toupper"
+                    )
+                    && matches!(args[0], ast::Expr::Name(..) | ast::Expr::Member(..) | ast::Expr::Index(..)) =>
+            {
+                self.auto_name(&args[0], taken)
             }
-            _ => {
-                let mut i = 1;
-                loop {
-                    let n = format!("Column{i}");
-                    if !taken.iter().any(|(t, _)| *t == n) {
-                        return n;
-                    }
-                    i += 1;
-                }
+            ast::Expr::Member(..) | ast::Expr::Index(..) => match path_name(e) {
+                Some(n) => n,
+                None => self.column_n(taken),
+            },
+            _ => self.column_n(taken),
+        }
+    }
+
+    fn column_n(&self, taken: &[(String, KType)]) -> String {
+        let mut i = 1;
+        loop {
+            let n = format!("Column{i}");
+            if !taken.iter().any(|(t, _)| *t == n) {
+                return n;
             }
+            i += 1;
         }
     }
 
@@ -1376,6 +1386,20 @@ impl<'e> Lowerer<'e> {
             }
             _ => return self.err(at, format!("unknown function '{name}'")),
         })
+    }
+}
+
+/// `a.b[0].c` → `a_b_0_c` (KQL's name for an unnamed path expression).
+fn path_name(e: &ast::Expr) -> Option<String> {
+    match e {
+        ast::Expr::Name(n, _) => Some(n.clone()),
+        ast::Expr::Member(b, f, _) => Some(format!("{}_{f}", path_name(b)?)),
+        ast::Expr::Index(b, i, _) => match &**i {
+            ast::Expr::Lit(Lit::Long(n), _) => Some(format!("{}_{n}", path_name(b)?)),
+            ast::Expr::Lit(Lit::Str(s), _) => Some(format!("{}_{s}", path_name(b)?)),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

@@ -1,0 +1,2 @@
+SELECT "log_s" FROM "AzureDiagnostics"
+WHERE "Category" = 'kube-audit' AND json_text(json_get("log_s", 'user', 'username')) = 'masterclient'
