@@ -653,7 +653,7 @@ fn k_todatetime(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     let s = Strs::of(&a[0])?;
     let mut b = datafusion::arrow::array::TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
     for i in 0..n {
-        b.append_option(s.get(i).and_then(|x| trailwarden_model::Timestamp::parse(x.trim()).ok()).map(|t| t.0));
+        b.append_option(s.get(i).and_then(crate::types::parse_datetime).map(|t| t.0));
     }
     Ok(Arc::new(b.finish()))
 }
@@ -690,6 +690,34 @@ fn k_extract(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
         }
     }
     Ok(Arc::new(b.finish()))
+}
+
+/// `array_sort_asc` / `array_sort_desc`: numbers before strings, each in order; nulls last.
+fn sort_json_array(text: &str, desc: bool) -> Option<String> {
+    let mut v: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
+    let key = |x: &serde_json::Value| -> (u8, f64, String) {
+        match x {
+            serde_json::Value::Number(n) => (0, n.as_f64().unwrap_or(0.0), String::new()),
+            serde_json::Value::String(s) => (1, 0.0, s.clone()),
+            serde_json::Value::Bool(b) => (2, f64::from(u8::from(*b)), String::new()),
+            serde_json::Value::Null => (4, 0.0, String::new()),
+            other => (3, 0.0, other.to_string()),
+        }
+    };
+    v.sort_by(|a, b| {
+        let (ka, kb) = (key(a), key(b));
+        let ord = ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1)).then(ka.2.cmp(&kb.2));
+        if desc && ka.0 != 4 && kb.0 != 4 { ord.reverse() } else { ord }
+    });
+    Some(serde_json::Value::Array(v).to_string())
+}
+
+fn k_sort_asc(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    map_str(&a[0], n, |t| sort_json_array(t, false))
+}
+
+fn k_sort_desc(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    map_str(&a[0], n, |t| sort_json_array(t, true))
 }
 
 /// Every function above, by the name the lowering calls.
@@ -731,6 +759,8 @@ pub fn all() -> Vec<ScalarUDF> {
         udf("kql_todatetime", Exact(1), crate::types::datetime_type(), k_todatetime),
         udf("kql_totimespan", Exact(1), Duration(datafusion::arrow::datatypes::TimeUnit::Nanosecond), k_totimespan),
         udf("kql_extract", Exact(3), Utf8, k_extract),
+        udf("kql_array_sort_asc", Exact(1), Utf8, k_sort_asc),
+        udf("kql_array_sort_desc", Exact(1), Utf8, k_sort_desc),
     ]
 }
 

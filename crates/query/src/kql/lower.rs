@@ -452,14 +452,40 @@ impl<'e> Lowerer<'e> {
         let mut aggr = Vec::new();
         // post-aggregation conversions (lists to dynamic JSON)
         let mut post: Vec<(String, Option<Expr>)> = cols.iter().map(|(n, _)| (n.clone(), None)).collect();
+        // expressions over aggregations (`countif(…) * 100.0 / count()`, `array_sort_asc(make_set(x))`)
+        // are computed after the aggregation, from hidden aggregate columns
+        let mut computed: Vec<(String, ast::Expr)> = Vec::new();
+        let mut order: Vec<String> = cols.iter().map(|(n, _)| n.clone()).collect();
         for ne in aggs {
+            let direct = matches!(&ne.expr, ast::Expr::Call(fname, _, _) if is_aggregation(fname));
+            if !direct {
+                let mut hidden = Vec::new();
+                let rewritten = self.extract_aggs(&ne.expr, &f, &mut hidden)?;
+                if hidden.is_empty() {
+                    return self.err(ne.expr.at(), "summarize needs an aggregation function (count(), sum(x), dcount(x), …)");
+                }
+                for (name, e, t, conv) in hidden {
+                    aggr.push(e.alias(&name));
+                    post.push((name.clone(), conv.map(|c| self.call(c, vec![ucol(&name)]))));
+                    cols.push((name, t));
+                }
+                let taken = cols.clone();
+                let name = match &ne.name {
+                    Some(n) => n.clone(),
+                    None => self.column_n(&taken),
+                };
+                order.push(name.clone());
+                computed.push((name, rewritten));
+                continue;
+            }
             let (name_hint, fname, args, at) = match &ne.expr {
                 ast::Expr::Call(fname, args, at) => (ne.name.clone(), fname.clone(), args.clone(), *at),
-                other => return self.err(other.at(), "summarize needs an aggregation function (count(), sum(x), dcount(x), …)"),
+                other => return self.err(other.at(), "summarize needs an aggregation function"),
             };
             let by_names: Vec<String> = cols.iter().map(|(n, _)| n.clone()).collect();
             for (name, e, t, conv) in self.aggregation(&f, &fname, &args, name_hint, at, &by_names)? {
                 let name = unique(&name, &cols);
+                order.push(name.clone());
                 aggr.push(e.alias(&name));
                 post.push((name.clone(), conv.map(|c| self.call(c, vec![ucol(&name)]))));
                 cols.push((name, t));
@@ -476,10 +502,62 @@ impl<'e> Lowerer<'e> {
                 .collect();
             plan = LogicalPlanBuilder::from(plan).project(exprs)?.build()?;
         }
-        Ok(Frame {
+        let mut frame = Frame {
             plan,
             cols,
             render: f.render,
+        };
+        if !computed.is_empty() {
+            let mut exprs = Vec::new();
+            let mut out_cols = Vec::new();
+            for name in &order {
+                if let Some((_, e)) = computed.iter().find(|(n, _)| n == name) {
+                    let (x, t) = self.expr(e, &frame)?;
+                    exprs.push(x.alias(name));
+                    out_cols.push((name.clone(), t));
+                } else if let Some(t) = frame.ty(name) {
+                    exprs.push(ucol(name));
+                    out_cols.push((name.clone(), t));
+                }
+            }
+            frame = Frame {
+                plan: LogicalPlanBuilder::from(frame.plan).project(exprs)?.build()?,
+                cols: out_cols,
+                render: frame.render,
+            };
+        }
+        Ok(frame)
+    }
+
+    /// Replace each aggregation call inside `e` by a hidden column, collecting the aggregations.
+    #[allow(clippy::type_complexity)]
+    fn extract_aggs(
+        &mut self,
+        e: &ast::Expr,
+        f: &Frame,
+        out: &mut Vec<(String, Expr, KType, Option<&'static str>)>,
+    ) -> R<ast::Expr> {
+        Ok(match e {
+            ast::Expr::Call(name, args, at) if is_aggregation(name) => {
+                let mut v = self.aggregation(f, name, args, None, *at, &[])?;
+                if v.len() != 1 {
+                    return self.err(*at, format!("{name}() cannot be used inside an expression"));
+                }
+                let (_, x, t, conv) = v.remove(0);
+                let hidden = self.fresh("agg");
+                out.push((hidden.clone(), x, t, conv));
+                ast::Expr::Name(hidden, *at)
+            }
+            ast::Expr::Call(name, args, at) => {
+                let args = args.iter().map(|a| self.extract_aggs(a, f, out)).collect::<R<Vec<_>>>()?;
+                ast::Expr::Call(name.clone(), args, *at)
+            }
+            ast::Expr::Bin(op, l, r, at) => ast::Expr::Bin(*op, Box::new(self.extract_aggs(l, f, out)?), Box::new(self.extract_aggs(r, f, out)?), *at),
+            ast::Expr::Str(op, n, l, r, at) => ast::Expr::Str(*op, *n, Box::new(self.extract_aggs(l, f, out)?), Box::new(self.extract_aggs(r, f, out)?), *at),
+            ast::Expr::Neg(x, at) => ast::Expr::Neg(Box::new(self.extract_aggs(x, f, out)?), *at),
+            ast::Expr::Member(b, k, at) => ast::Expr::Member(Box::new(self.extract_aggs(b, f, out)?), k.clone(), *at),
+            ast::Expr::Index(b, i, at) => ast::Expr::Index(Box::new(self.extract_aggs(b, f, out)?), Box::new(self.extract_aggs(i, f, out)?), *at),
+            other => other.clone(),
         })
     }
 
@@ -1304,6 +1382,11 @@ impl<'e> Lowerer<'e> {
                 let (e, t) = lowered.remove(0);
                 (self.call("kql_array_length", vec![self.as_dynamic(e, t, at)?]), KType::Long)
             }
+            "array_sort_asc" | "array_sort_desc" => {
+                argc(1..=1)?;
+                let (e, t) = lowered.remove(0);
+                (self.call(&format!("kql_{name}"), vec![self.as_dynamic(e, t, at)?]), KType::Dynamic)
+            }
             "bag_keys" => {
                 argc(1..=1)?;
                 let (e, t) = lowered.remove(0);
@@ -1387,6 +1470,16 @@ impl<'e> Lowerer<'e> {
             _ => return self.err(at, format!("unknown function '{name}'")),
         })
     }
+}
+
+/// Whether `name` is an aggregation function.
+fn is_aggregation(name: &str) -> bool {
+    matches!(
+        name,
+        "count" | "countif" | "dcount" | "dcountif" | "count_distinct" | "sum" | "sumif" | "avg" | "avgif" | "min" | "max" | "minif" | "maxif"
+            | "stdev" | "variance" | "make_set" | "make_list" | "make_set_if" | "make_list_if" | "any" | "take_any" | "arg_max" | "arg_min"
+            | "percentile" | "percentiles" | "percentile_tdigest" | "tdigest" | "hll" | "hll_merge" | "make_bag" | "buildschema" | "binary_all_or"
+    )
 }
 
 /// `a.b[0].c` → `a_b_0_c` (KQL's name for an unnamed path expression).

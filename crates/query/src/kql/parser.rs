@@ -3,7 +3,6 @@
 use super::ast::*;
 use super::lexer::{lex, parse_timespan, Tok, Token};
 use crate::QueryError;
-use trailwarden_model::Timestamp;
 
 /// Parse a KQL query.
 pub fn parse(text: &str) -> Result<Query, QueryError> {
@@ -945,9 +944,9 @@ impl<'a> Parser<'a> {
                 if t.is_empty() || t == "null" {
                     return Ok(Expr::Lit(Lit::Null, at));
                 }
-                match Timestamp::parse(t) {
-                    Ok(ts) => Ok(Expr::Lit(Lit::DateTime(ts.0), at)),
-                    Err(_) => Err(QueryError::syntax(self.text, at, "a datetime such as datetime(2024-01-31), datetime(2024-01-31 10:00:00) or datetime(2024-01-31T10:00:00Z)")),
+                match crate::types::parse_datetime(t) {
+                    Some(ts) => Ok(Expr::Lit(Lit::DateTime(ts.0), at)),
+                    None => Err(QueryError::syntax(self.text, at, "a datetime such as datetime(2024-01-31), datetime(2024-01-31 10:00:00) or datetime(2024-01-31T10:00:00Z)")),
                 }
             }
             "timespan" => {
