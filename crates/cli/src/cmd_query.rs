@@ -60,7 +60,10 @@ fn bytes(s: &str) -> Result<usize> {
         Some('G') | Some('g') => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
-    let n: usize = num.trim().parse().with_context(|| format!("--memory-limit {s:?}: not a size like 512M or 2G"))?;
+    let n: usize = num
+        .trim()
+        .parse()
+        .with_context(|| format!("--memory-limit {s:?}: not a size like 512M or 2G"))?;
     Ok(n.saturating_mul(mult))
 }
 
@@ -71,14 +74,20 @@ pub fn run(cli: &Cli, a: &QueryArgs) -> Result<u8> {
         since: a.since.as_deref().map(parse_time_arg).transpose()?,
         until: a.until.as_deref().map(parse_time_arg).transpose()?,
         timeout: Some(Duration::from_nanos(
-            u64::try_from(parse_duration(&a.timeout).with_context(|| format!("--timeout {:?}", a.timeout))?).unwrap_or(0),
+            u64::try_from(
+                parse_duration(&a.timeout).with_context(|| format!("--timeout {:?}", a.timeout))?,
+            )
+            .unwrap_or(0),
         )),
         memory_limit: Some(bytes(&a.memory_limit)?),
         threads: Some(threads),
         now: None,
     };
     if !cli.data_dir.join("identity.json").exists() {
-        eprintln!("error: {} holds no ledger (ingest something first, or pass --data-dir)", cli.data_dir.display());
+        eprintln!(
+            "error: {} holds no ledger (ingest something first, or pass --data-dir)",
+            cli.data_dir.display()
+        );
         return Ok(crate::EXIT_CANNOT_RUN);
     }
     let engine = match Engine::open(&cli.data_dir, opts.clone()) {
@@ -92,7 +101,12 @@ pub fn run(cli: &Cli, a: &QueryArgs) -> Result<u8> {
         let mut t = Table::new(&["table", "column", "type", "meaning"]);
         for table in engine.tables() {
             for c in &table.columns {
-                t.row(vec![table.name.to_string(), c.name.clone(), c.ty.name().to_string(), c.doc.clone()]);
+                t.row(vec![
+                    table.name.to_string(),
+                    c.name.clone(),
+                    c.ty.name().to_string(),
+                    c.doc.clone(),
+                ]);
             }
         }
         print_table(cli.output, &t)?;
@@ -101,22 +115,32 @@ pub fn run(cli: &Cli, a: &QueryArgs) -> Result<u8> {
     let text = match (&a.query, &a.file) {
         (Some(q), None) => q.clone(),
         (None, Some(f)) if f.as_os_str() == "-" => read_stdin()?,
-        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        (None, Some(f)) => {
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
+        }
         (None, None) => read_stdin()?,
         (Some(_), Some(_)) => anyhow::bail!("give the query as an argument or with -f, not both"),
     };
-    let result: Result<Vec<QueryOutput>, QueryError> = trailwarden_query::engine::block_on(threads, async {
-        if a.sql {
-            engine.sql(&text).await.map(|o| vec![o])
-        } else {
-            engine.kql(&text).await
-        }
-    })
-    .and_then(|r| r);
-    let rows: usize = result.as_ref().map(|v| v.iter().map(QueryOutput::rows).sum()).unwrap_or(0);
+    let result: Result<Vec<QueryOutput>, QueryError> =
+        trailwarden_query::engine::block_on(threads, async {
+            if a.sql {
+                engine.sql(&text).await.map(|o| vec![o])
+            } else {
+                engine.kql(&text).await
+            }
+        })
+        .and_then(|r| r);
+    let rows: usize = result
+        .as_ref()
+        .map(|v| v.iter().map(QueryOutput::rows).sum())
+        .unwrap_or(0);
     let window = match (&a.since, &a.until) {
         (None, None) => String::new(),
-        (s, u) => format!(" [since {} until {}]", s.as_deref().unwrap_or("-"), u.as_deref().unwrap_or("-")),
+        (s, u) => format!(
+            " [since {} until {}]",
+            s.as_deref().unwrap_or("-"),
+            u.as_deref().unwrap_or("-")
+        ),
     };
     let language = if a.sql { "sql" } else { "kql" };
     let warning = store::record_access(
@@ -141,7 +165,13 @@ pub fn run(cli: &Cli, a: &QueryArgs) -> Result<u8> {
         match cli.output {
             OutputFormat::Json => {
                 let rows = render::json_rows(o);
-                writeln!(out, "{}", serde_json::Value::Array(rows.into_iter().map(serde_json::Value::Object).collect()))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::Value::Array(
+                        rows.into_iter().map(serde_json::Value::Object).collect()
+                    )
+                )?;
             }
             fmt => {
                 let cols = render::columns(o);
@@ -155,7 +185,11 @@ pub fn run(cli: &Cli, a: &QueryArgs) -> Result<u8> {
                 print_table(fmt, &t)?;
                 out = io::stdout().lock();
                 if fmt == OutputFormat::Table {
-                    let hint = o.render.as_ref().map(|r| format!(" (render {r})")).unwrap_or_default();
+                    let hint = o
+                        .render
+                        .as_ref()
+                        .map(|r| format!(" (render {r})"))
+                        .unwrap_or_default();
                     eprintln!("{} row(s){hint}", o.rows());
                 }
             }
@@ -172,7 +206,15 @@ fn print_table(fmt: OutputFormat, t: &Table) -> Result<()> {
             let rows: Vec<serde_json::Value> = t
                 .rows
                 .iter()
-                .map(|r| serde_json::Value::Object(t.columns.iter().cloned().zip(r.iter().map(|c| serde_json::Value::String(c.clone()))).collect()))
+                .map(|r| {
+                    serde_json::Value::Object(
+                        t.columns
+                            .iter()
+                            .cloned()
+                            .zip(r.iter().map(|c| serde_json::Value::String(c.clone())))
+                            .collect(),
+                    )
+                })
                 .collect();
             writeln!(out, "{}", serde_json::Value::Array(rows))?;
         }
@@ -183,6 +225,8 @@ fn print_table(fmt: OutputFormat, t: &Table) -> Result<()> {
 
 fn read_stdin() -> Result<String> {
     let mut s = String::new();
-    io::stdin().read_to_string(&mut s).context("reading the query from stdin")?;
+    io::stdin()
+        .read_to_string(&mut s)
+        .context("reading the query from stdin")?;
     Ok(s)
 }

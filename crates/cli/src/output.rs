@@ -68,7 +68,13 @@ impl Table {
         let header: Vec<String> = self
             .columns
             .iter()
-            .map(|c| if self.upper_header { c.to_uppercase() } else { c.clone() })
+            .map(|c| {
+                if self.upper_header {
+                    c.to_uppercase()
+                } else {
+                    c.clone()
+                }
+            })
             .collect();
         writeln!(w, "{}", line(&header))?;
         for r in &self.rows {

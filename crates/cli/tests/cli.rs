@@ -687,3 +687,103 @@ fn key_rotation_and_config_changes_are_recorded() {
     assert_eq!(verify_json(&data, &[]).0, Some(0));
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn queries_run_in_kql_and_sql_and_are_themselves_recorded() {
+    let d = tmp("query");
+    let data = d.join("data");
+    let f = d.join("a.jsonl");
+    gen_file(&f, 300, 11);
+    run(tw(&data).args(["ingest"]).arg(&f));
+    let out = run(tw(&data).args([
+        "query",
+        "--output",
+        "json",
+        "events | summarize n = count() by action | order by n desc | take 3",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let rows = json(&out);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    let total: i64 = rows.iter().map(|r| r["n"].as_i64().unwrap()).sum();
+    assert!(total > 0 && total <= 300);
+    // SQL over the same table agrees
+    let out = run(tw(&data).args([
+        "query",
+        "--sql",
+        "--output",
+        "json",
+        "SELECT action, count(*) AS n FROM events GROUP BY action ORDER BY n DESC LIMIT 3",
+    ]));
+    assert_eq!(json(&out), serde_json::Value::Array(rows.clone()));
+    // CSV keeps the column names
+    let out = run(tw(&data).args(["query", "--output", "csv", "events | count"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().next(), Some("Count"));
+    // a failing query says where and exits 1, and is recorded too
+    let out = run(tw(&data).args(["query", "events | where nope == 1"]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no column or variable 'nope'") && err.contains('^'),
+        "{err}"
+    );
+    // every query above left an access record a later query can find
+    let out = run(tw(&data).args([
+        "query",
+        "--output",
+        "json",
+        "TrailwardenAccess | where Action == 'query' | project Target, Records, Outcome, Subject, Interface",
+    ]));
+    let acc = json(&out);
+    let acc = acc.as_array().unwrap();
+    assert_eq!(acc.len(), 4, "{acc:?}");
+    assert!(acc.iter().any(|a| a["Target"]
+        .as_str()
+        .unwrap()
+        .starts_with("kql: events | summarize")
+        && a["Records"] == 3
+        && a["Outcome"] == "success"));
+    assert!(acc
+        .iter()
+        .any(|a| a["Target"].as_str().unwrap().starts_with("sql: SELECT")));
+    assert!(acc.iter().any(|a| a["Outcome"] == "failure"));
+    assert!(acc
+        .iter()
+        .all(|a| a["Subject"] == "cli-test" && a["Interface"] == "cli"));
+    // the time window applies to every table
+    let out = run(tw(&data).args([
+        "query",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--until",
+        "2000-01-02T00:00:00Z",
+        "--output",
+        "json",
+        "events | count",
+    ]));
+    assert_eq!(json(&out)[0]["Count"], 0);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn query_limits_give_clear_errors() {
+    let d = tmp("query-limits");
+    let data = d.join("data");
+    let f = d.join("a.jsonl");
+    gen_file(&f, 2000, 12);
+    run(tw(&data).args(["ingest"]).arg(&f));
+    let out = run(tw(&data).args([
+        "query",
+        "--memory-limit",
+        "64K",
+        "events | summarize make_list(raw) by user",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("memory limit"), "{err}");
+    let out = run(tw(&data).args(["query", "--tables", "--output", "csv"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("AKSAudit,ObjectRef,dynamic,"), "{text}");
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -290,8 +290,11 @@ impl LedgerReader {
         &self,
         extractor: Option<&std::sync::Arc<crate::Extractor>>,
     ) -> Result<Option<QuerySnapshot>, LedgerError> {
-        let sealed: Vec<&ManifestEntry> =
-            self.manifest.iter().filter(|e| e.state == "sealed").collect();
+        let sealed: Vec<&ManifestEntry> = self
+            .manifest
+            .iter()
+            .filter(|e| e.state == "sealed")
+            .collect();
         let segments = sealed
             .iter()
             .map(|e| self.dir.seg_dir().join(&e.file))

@@ -10,7 +10,9 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -118,7 +120,9 @@ impl Engine {
             }
         }
         let snapshot = snapshot.ok_or_else(|| {
-            QueryError::Engine("the ledger kept changing while its snapshot was taken; try again".into())
+            QueryError::Engine(
+                "the ledger kept changing while its snapshot was taken; try again".into(),
+            )
         })?;
         Engine::over(snapshot, opts)
     }
@@ -154,7 +158,10 @@ impl Engine {
         for t in &tables {
             let view = datafusion::catalog::view::ViewTable::new(t.plan.clone(), None);
             // exact case: SQL reaches these as "AzureActivity" (quoted) and events (bare)
-            ctx.register_table(datafusion::common::TableReference::bare(t.name), Arc::new(view))?;
+            ctx.register_table(
+                datafusion::common::TableReference::bare(t.name),
+                Arc::new(view),
+            )?;
         }
         Ok(Engine {
             ctx,
@@ -172,10 +179,11 @@ impl Engine {
 
     /// A table by name (exact, then case-insensitive).
     pub fn table(&self, name: &str) -> Option<&Table> {
-        self.tables
-            .iter()
-            .find(|t| t.name == name)
-            .or_else(|| self.tables.iter().find(|t| t.name.eq_ignore_ascii_case(name)))
+        self.tables.iter().find(|t| t.name == name).or_else(|| {
+            self.tables
+                .iter()
+                .find(|t| t.name.eq_ignore_ascii_case(name))
+        })
     }
 
     /// What `now()` means for queries planned now.
@@ -244,7 +252,10 @@ impl Engine {
         Ok(df.execute_stream().await?)
     }
 
-    async fn run_plan(&self, plan: LogicalPlan) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    async fn run_plan(
+        &self,
+        plan: LogicalPlan,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
         let limit = self.opts.memory_limit;
         let work = async {
             let mut stream = self.stream(plan).await?;
@@ -283,7 +294,11 @@ fn sql_error(e: datafusion::error::DataFusionError) -> QueryError {
 
 /// The ledger's records: the segments (Parquet, pruned by row-group statistics) and the WAL
 /// tail (in memory), restricted to the time window.
-fn base_plan(_ctx: &SessionContext, snap: &QuerySnapshot, opts: &QueryOptions) -> Result<LogicalPlan, QueryError> {
+fn base_plan(
+    _ctx: &SessionContext,
+    snap: &QuerySnapshot,
+    opts: &QueryOptions,
+) -> Result<LogicalPlan, QueryError> {
     let schema = trailwarden_ledger::segment::schema();
     let mut plans = Vec::new();
     if !snap.segments.is_empty() {
@@ -292,18 +307,23 @@ fn base_plan(_ctx: &SessionContext, snap: &QuerySnapshot, opts: &QueryOptions) -
             .iter()
             .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
             .collect::<Result<Vec<_>, _>>()?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet");
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
             .with_schema(schema.clone());
         let table = ListingTable::try_new(config)?;
-        plans.push(LogicalPlanBuilder::scan("segments", provider_as_source(Arc::new(table)), None)?.build()?);
+        plans.push(
+            LogicalPlanBuilder::scan("segments", provider_as_source(Arc::new(table)), None)?
+                .build()?,
+        );
     }
     let tail: Vec<RecordBatch> = snap.tail.iter().cloned().collect();
     if !tail.is_empty() || plans.is_empty() {
         let mem = MemTable::try_new(schema.clone(), vec![tail])?;
-        plans.push(LogicalPlanBuilder::scan("tail", provider_as_source(Arc::new(mem)), None)?.build()?);
+        plans.push(
+            LogicalPlanBuilder::scan("tail", provider_as_source(Arc::new(mem)), None)?.build()?,
+        );
     }
     let mut it = plans.into_iter();
     let mut b = match it.next() {

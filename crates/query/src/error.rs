@@ -27,7 +27,9 @@ impl Position {
         Position {
             line,
             column,
-            text: query[line_start..line_end].trim_end_matches('\r').to_string(),
+            text: query[line_start..line_end]
+                .trim_end_matches('\r')
+                .to_string(),
         }
     }
 }

@@ -58,7 +58,8 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
         }
         _ => {
             let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            {
                 j += 1;
             }
             (j > i).then_some(j)
@@ -255,7 +256,10 @@ pub fn compact(text: &str) -> String {
 /// string value.
 pub fn parse(text: &str) -> String {
     let t = text.trim();
-    if !t.is_empty() && looks_like_json(t) && serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok() {
+    if !t.is_empty()
+        && looks_like_json(t)
+        && serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
+    {
         return t.to_string();
     }
     quote(text)
@@ -297,7 +301,9 @@ pub fn to_i64(text: &str) -> Option<i64> {
             }
         }
     }
-    to_f64(t).filter(|f| f.is_finite()).map(|f| f.trunc() as i64)
+    to_f64(t)
+        .filter(|f| f.is_finite())
+        .map(|f| f.trunc() as i64)
 }
 
 /// A boolean, from a JSON bool, a number or a string "true"/"false".
@@ -341,7 +347,10 @@ mod tests {
         assert_eq!(get_index(arr, 1), Some("\"]\""));
         assert_eq!(keys(user).unwrap(), vec!["username", "groups"]);
         assert_eq!(to_string(get_key(DOC, "s").unwrap()).unwrap(), "say \"hi\"");
-        assert_eq!(to_string(user).unwrap(), r#"{"username":"x","groups":["g1","g2"]}"#);
+        assert_eq!(
+            to_string(user).unwrap(),
+            r#"{"username":"x","groups":["g1","g2"]}"#
+        );
         assert_eq!(to_string("null"), None);
         assert_eq!(to_i64("\"42\""), Some(42));
         assert_eq!(to_f64("-1.5e3"), Some(-1500.0));

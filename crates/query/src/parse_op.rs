@@ -57,7 +57,8 @@ impl ScalarUDFImpl for Pattern {
         let n = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let s = Strs::of(&arrays[0])?;
-        let mut builders: Vec<StringBuilder> = self.fields.iter().map(|_| StringBuilder::new()).collect();
+        let mut builders: Vec<StringBuilder> =
+            self.fields.iter().map(|_| StringBuilder::new()).collect();
         for i in 0..n {
             let caps = s.get(i).and_then(|t| self.re.captures(t));
             for (k, b) in builders.iter_mut().enumerate() {

@@ -15,7 +15,14 @@ pub fn cell_json(a: &ArrayRef, i: usize, kind: KType) -> Value {
     }
     match a.data_type() {
         DataType::Boolean => Value::Bool(a.as_boolean().value(i)),
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => {
             match datafusion::arrow::compute::cast(&a.slice(i, 1), &DataType::Int64) {
                 Ok(c) => Value::from(c.as_primitive::<Int64Type>().value(0)),
                 Err(_) => Value::Null,
@@ -23,16 +30,20 @@ pub fn cell_json(a: &ArrayRef, i: usize, kind: KType) -> Value {
         }
         DataType::Float32 | DataType::Float64 => {
             match datafusion::arrow::compute::cast(&a.slice(i, 1), &DataType::Float64) {
-                Ok(c) => serde_json::Number::from_f64(c.as_primitive::<Float64Type>().value(0)).map_or(Value::Null, Value::Number),
+                Ok(c) => serde_json::Number::from_f64(c.as_primitive::<Float64Type>().value(0))
+                    .map_or(Value::Null, Value::Number),
                 Err(_) => Value::Null,
             }
         }
         DataType::Timestamp(_, _) => Value::String(time_text(a, i)),
-        DataType::Duration(TimeUnit::Nanosecond) => {
-            Value::String(crate::udf::timespan_text(a.as_primitive::<DurationNanosecondType>().value(i)))
-        }
+        DataType::Duration(TimeUnit::Nanosecond) => Value::String(crate::udf::timespan_text(
+            a.as_primitive::<DurationNanosecondType>().value(i),
+        )),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            let s = crate::udf::Strs::of(a).ok().and_then(|s| s.get(i).map(str::to_string)).unwrap_or_default();
+            let s = crate::udf::Strs::of(a)
+                .ok()
+                .and_then(|s| s.get(i).map(str::to_string))
+                .unwrap_or_default();
             if kind == KType::Dynamic {
                 serde_json::from_str(&s).unwrap_or(Value::String(s))
             } else {
@@ -43,12 +54,17 @@ pub fn cell_json(a: &ArrayRef, i: usize, kind: KType) -> Value {
             Some(v) => v,
             None => Value::Null,
         },
-        _ => Value::String(datafusion::arrow::util::display::array_value_to_string(a, i).unwrap_or_default()),
+        _ => Value::String(
+            datafusion::arrow::util::display::array_value_to_string(a, i).unwrap_or_default(),
+        ),
     }
 }
 
 fn time_text(a: &ArrayRef, i: usize) -> String {
-    match datafusion::arrow::compute::cast(&a.slice(i, 1), &DataType::Timestamp(TimeUnit::Nanosecond, None)) {
+    match datafusion::arrow::compute::cast(
+        &a.slice(i, 1),
+        &DataType::Timestamp(TimeUnit::Nanosecond, None),
+    ) {
         Ok(c) => Timestamp(c.as_primitive::<TimestampNanosecondType>().value(0)).to_string(),
         Err(_) => String::new(),
     }
@@ -92,7 +108,13 @@ pub fn text_rows(o: &QueryOutput) -> Vec<Vec<String>> {
         for i in 0..b.num_rows() {
             out.push(
                 (0..b.num_columns())
-                    .map(|c| cell_text(b.column(c), i, o.kinds.get(c).copied().unwrap_or(KType::String)))
+                    .map(|c| {
+                        cell_text(
+                            b.column(c),
+                            i,
+                            o.kinds.get(c).copied().unwrap_or(KType::String),
+                        )
+                    })
                     .collect(),
             );
         }

@@ -118,7 +118,9 @@ impl ScalarUDFImpl for RowFn {
             .iter()
             .map(|(_, k)| match k {
                 Kind::Str | Kind::Dyn => Col::S(StringBuilder::with_capacity(n, n * 8)),
-                Kind::Time => Col::T(TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC")),
+                Kind::Time => {
+                    Col::T(TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC"))
+                }
                 Kind::Bool => Col::B(BooleanBuilder::with_capacity(n)),
             })
             .collect();
@@ -159,7 +161,11 @@ impl ScalarUDFImpl for RowFn {
     }
 }
 
-fn row_fn(name: &'static str, fields: &'static [(&'static str, Kind)], extract: Extract) -> ScalarUDF {
+fn row_fn(
+    name: &'static str,
+    fields: &'static [(&'static str, Kind)],
+    extract: Extract,
+) -> ScalarUDF {
     ScalarUDF::new_from_impl(RowFn {
         name,
         fields,
@@ -370,7 +376,12 @@ fn aks_row_as_event(row: &Map<String, Value>) -> String {
     ] {
         if let Some(v) = get(row, &[from]) {
             let v = match v {
-                Value::String(x) if matches!(to, "user" | "sourceIPs" | "objectRef" | "responseStatus" | "annotations") => {
+                Value::String(x)
+                    if matches!(
+                        to,
+                        "user" | "sourceIPs" | "objectRef" | "responseStatus" | "annotations"
+                    ) =>
+                {
                     serde_json::from_str(x).unwrap_or_else(|_| v.clone())
                 }
                 other => other.clone(),
@@ -461,7 +472,9 @@ fn level_name(l: &str) -> String {
 
 fn activity_row(raw: &str, _: Option<&str>) -> Vec<Option<Val>> {
     let o = obj(raw);
-    let row = o.contains_key("OperationNameValue") || o.contains_key("CategoryValue") || o.contains_key("TimeGenerated");
+    let row = o.contains_key("OperationNameValue")
+        || o.contains_key("CategoryValue")
+        || o.contains_key("TimeGenerated");
     let props = nested(&o, &["properties", "Properties", "Properties_d"]);
     let identity = nested(&o, &["identity"]);
     let rid = get(&o, &["resourceId", "ResourceId", "_ResourceId"]).and_then(text);
@@ -487,16 +500,33 @@ fn activity_row(raw: &str, _: Option<&str>) -> Vec<Option<Val>> {
         .or_else(|| get(&props, &["statusCode"]).and_then(text));
     let category = get(&o, &["CategoryValue", "Category", "category"]).and_then(text);
     vec![
-        if row { s(&o, &["OperationName"]) } else { op_value.clone().map(Val::S) },
+        if row {
+            s(&o, &["OperationName"])
+        } else {
+            op_value.clone().map(Val::S)
+        },
         op_value.map(Val::S),
-        get(&o, &["Level", "level"]).and_then(text).map(|l| Val::S(level_name(&l))),
+        get(&o, &["Level", "level"])
+            .and_then(text)
+            .map(|l| Val::S(level_name(&l))),
         status.map(Val::S),
         status_value.map(Val::S),
         substatus.clone().map(Val::S),
-        get(&o, &["ActivitySubstatusValue"]).and_then(text).or(substatus).map(Val::S),
+        get(&o, &["ActivitySubstatusValue"])
+            .and_then(text)
+            .or(substatus)
+            .map(Val::S),
         s(&o, &["Caller", "caller"]).or_else(|| {
             let claims = nested(&identity, &["claims"]);
-            s(&claims, &["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn", "upn", "name", "appid"])
+            s(
+                &claims,
+                &[
+                    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
+                    "upn",
+                    "name",
+                    "appid",
+                ],
+            )
         }),
         s(&o, &["CallerIpAddress", "callerIpAddress"]),
         category.clone().map(Val::S),
@@ -571,23 +601,30 @@ fn signin_row(raw: &str, _: Option<&str>) -> Vec<Option<Val>> {
         s(&p, &["userId", "UserId"]),
         s(&p, &["appDisplayName", "AppDisplayName"]),
         s(&p, &["appId", "AppId"]),
-        s(&p, &["ipAddress", "IPAddress"]).or_else(|| s(&o, &["callerIpAddress", "CallerIpAddress"])),
+        s(&p, &["ipAddress", "IPAddress"])
+            .or_else(|| s(&o, &["callerIpAddress", "CallerIpAddress"])),
         result.map(Val::S),
-        s(&o, &["ResultDescription", "resultDescription"]).or_else(|| s(&status, &["failureReason"])),
+        s(&o, &["ResultDescription", "resultDescription"])
+            .or_else(|| s(&status, &["failureReason"])),
         s(&o, &["ResultSignature", "resultSignature"]),
         d(&p, &["status", "Status"]),
-        s(&o, &["Location", "location"])
-            .or_else(|| s(&location, &["countryOrRegion"])),
+        s(&o, &["Location", "location"]).or_else(|| s(&location, &["countryOrRegion"])),
         d(&p, &["location", "LocationDetails"]),
         s(&p, &["clientAppUsed", "ClientAppUsed"]),
         s(&p, &["conditionalAccessStatus", "ConditionalAccessStatus"]),
         d(&p, &["deviceDetail", "DeviceDetail"]),
         get(&p, &["isInteractive", "IsInteractive"])
-            .and_then(|v| v.as_bool().or_else(|| v.as_str().map(|x| x.eq_ignore_ascii_case("true"))))
+            .and_then(|v| {
+                v.as_bool()
+                    .or_else(|| v.as_str().map(|x| x.eq_ignore_ascii_case("true")))
+            })
             .map(Val::B),
         s(&p, &["riskLevelDuringSignIn", "RiskLevelDuringSignIn"]),
         s(&p, &["riskState", "RiskState"]),
-        s(&p, &["authenticationRequirement", "AuthenticationRequirement"]),
+        s(
+            &p,
+            &["authenticationRequirement", "AuthenticationRequirement"],
+        ),
         s(&p, &["correlationId", "CorrelationId"]).or_else(|| s(&o, &["correlationId"])),
         s(&o, &["identity", "Identity"]).or_else(|| s(&p, &["userDisplayName"])),
         s(&o, &["category", "Category"]).or_else(|| lit("SignInLogs")),
@@ -651,7 +688,11 @@ mod tests {
         assert!(matches!(a[16], Some(Val::T(_))));
         let row = serde_json::json!({"AuditId":"a2","Verb":"get","User":"{\"username\":\"v\"}","Level":"Metadata"}).to_string();
         let r = k8s_row(&row, Some("aks"));
-        assert!(sv(&r[0]).unwrap().contains("\"verb\":\"get\""), "{:?}", sv(&r[0]));
+        assert!(
+            sv(&r[0]).unwrap().contains("\"verb\":\"get\""),
+            "{:?}",
+            sv(&r[0])
+        );
         assert_eq!(sv(&r[9]), Some(r#"{"username":"v"}"#));
     }
 
@@ -666,6 +707,9 @@ mod tests {
         assert_eq!(sv(&r[14]), Some("MICROSOFT.CONTAINERSERVICE"));
         assert_eq!(sv(&r[12]), Some("RG"));
         let rec = r#"{"time":"2024-01-01T00:00:00Z","operationName":"Microsoft.ContainerService/managedClusters/write","category":"Administrative"}"#;
-        assert_eq!(sv(&activity_row(rec, None)[13]), Some("Microsoft.ContainerService"));
+        assert_eq!(
+            sv(&activity_row(rec, None)[13]),
+            Some("Microsoft.ContainerService")
+        );
     }
 }

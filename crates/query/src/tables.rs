@@ -56,7 +56,10 @@ impl Fns {
     /// Index a list of UDFs.
     pub fn new(list: &[Arc<ScalarUDF>]) -> Fns {
         Fns {
-            map: list.iter().map(|u| (u.name().to_string(), u.clone())).collect(),
+            map: list
+                .iter()
+                .map(|u| (u.name().to_string(), u.clone()))
+                .collect(),
         }
     }
 
@@ -73,7 +76,11 @@ impl Fns {
 /// One output column of a view: expression, name, KQL type, documentation.
 struct Out(Expr, &'static str, KType, &'static str);
 
-fn project(base: LogicalPlan, filter: Option<Expr>, cols: Vec<Out>) -> Result<(LogicalPlan, Vec<ColumnInfo>)> {
+fn project(
+    base: LogicalPlan,
+    filter: Option<Expr>,
+    cols: Vec<Out>,
+) -> Result<(LogicalPlan, Vec<ColumnInfo>)> {
     let mut b = LogicalPlanBuilder::from(base);
     if let Some(f) = filter {
         b = b.filter(f)?;
@@ -137,7 +144,9 @@ fn is_k8s_admin() -> Expr {
 /// Build every table over `base` (the ledger's records, segment schema).
 pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
     let mut out = Vec::new();
-    let mut add = |name: &'static str, description: &'static str, (plan, columns): (LogicalPlan, Vec<ColumnInfo>)| {
+    let mut add = |name: &'static str,
+                   description: &'static str,
+                   (plan, columns): (LogicalPlan, Vec<ColumnInfo>)| {
         out.push(Table {
             name,
             description,
@@ -238,29 +247,114 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
     let k8 = |f: &str| get_field(fns.call("tw_k8s_row", vec![c("raw"), c("format")]), f);
     let aks_audit = |table: &'static str| {
         vec![
-            Out(time_generated(), "TimeGenerated", DateTime, "Event time (stageTimestamp)."),
-            Out(c("level"), "Level", String, "Metadata, Request or RequestResponse."),
-            Out(k8("AuditId"), "AuditId", String, "auditID (unique per request; stages of one request share it)."),
-            Out(c("stage"), "Stage", String, "RequestReceived, ResponseStarted, ResponseComplete or Panic."),
+            Out(
+                time_generated(),
+                "TimeGenerated",
+                DateTime,
+                "Event time (stageTimestamp).",
+            ),
+            Out(
+                c("level"),
+                "Level",
+                String,
+                "Metadata, Request or RequestResponse.",
+            ),
+            Out(
+                k8("AuditId"),
+                "AuditId",
+                String,
+                "auditID (unique per request; stages of one request share it).",
+            ),
+            Out(
+                c("stage"),
+                "Stage",
+                String,
+                "RequestReceived, ResponseStarted, ResponseComplete or Panic.",
+            ),
             Out(c("request_uri"), "RequestUri", String, "requestURI."),
             Out(c("action"), "Verb", String, "verb."),
-            Out(k8("User"), "User", Dynamic, "user: username, uid, groups, extra."),
+            Out(
+                k8("User"),
+                "User",
+                Dynamic,
+                "user: username, uid, groups, extra.",
+            ),
             Out(k8("SourceIps"), "SourceIps", Dynamic, "sourceIPs."),
             Out(c("user_agent"), "UserAgent", String, "userAgent."),
-            Out(k8("ObjectRef"), "ObjectRef", Dynamic, "objectRef: resource, subresource, namespace, name, apiGroup, apiVersion."),
-            Out(k8("ResponseStatus"), "ResponseStatus", Dynamic, "responseStatus: code, status, reason, message."),
-            Out(k8("RequestObject"), "RequestObject", Dynamic, "requestObject (at RequestResponse level)."),
-            Out(k8("ResponseObject"), "ResponseObject", Dynamic, "responseObject (at RequestResponse level)."),
-            Out(k8("RequestReceivedTime"), "RequestReceivedTime", DateTime, "requestReceivedTimestamp."),
-            Out(k8("StageReceivedTime"), "StageReceivedTime", DateTime, "stageTimestamp."),
-            Out(k8("Annotations"), "Annotations", Dynamic, "annotations (authorization.k8s.io/decision, …/reason, …)."),
-            Out(k8("pod_s"), "PodName", String, "The API server pod that emitted the event (AKS)."),
+            Out(
+                k8("ObjectRef"),
+                "ObjectRef",
+                Dynamic,
+                "objectRef: resource, subresource, namespace, name, apiGroup, apiVersion.",
+            ),
+            Out(
+                k8("ResponseStatus"),
+                "ResponseStatus",
+                Dynamic,
+                "responseStatus: code, status, reason, message.",
+            ),
+            Out(
+                k8("RequestObject"),
+                "RequestObject",
+                Dynamic,
+                "requestObject (at RequestResponse level).",
+            ),
+            Out(
+                k8("ResponseObject"),
+                "ResponseObject",
+                Dynamic,
+                "responseObject (at RequestResponse level).",
+            ),
+            Out(
+                k8("RequestReceivedTime"),
+                "RequestReceivedTime",
+                DateTime,
+                "requestReceivedTimestamp.",
+            ),
+            Out(
+                k8("StageReceivedTime"),
+                "StageReceivedTime",
+                DateTime,
+                "stageTimestamp.",
+            ),
+            Out(
+                k8("Annotations"),
+                "Annotations",
+                Dynamic,
+                "annotations (authorization.k8s.io/decision, …/reason, …).",
+            ),
+            Out(
+                k8("pod_s"),
+                "PodName",
+                String,
+                "The API server pod that emitted the event (AKS).",
+            ),
             Out(lit("Azure"), "SourceSystem", String, "Always Azure."),
             Out(lit(table), "Type", String, "The table name."),
-            Out(lower(k8("ResourceId")), "_ResourceId", String, "The cluster's Azure resource id (AKS records)."),
-            Out(k8("SubscriptionId"), "_SubscriptionId", String, "Subscription of the cluster (AKS records)."),
-            Out(null_str(), "TenantId", String, "Not known to trailwarden (null)."),
-            Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
+            Out(
+                lower(k8("ResourceId")),
+                "_ResourceId",
+                String,
+                "The cluster's Azure resource id (AKS records).",
+            ),
+            Out(
+                k8("SubscriptionId"),
+                "_SubscriptionId",
+                String,
+                "Subscription of the cluster (AKS records).",
+            ),
+            Out(
+                null_str(),
+                "TenantId",
+                String,
+                "Not known to trailwarden (null).",
+            ),
+            Out(
+                ledger_index(),
+                "_LedgerIndex",
+                Long,
+                "Index of the record in the ledger.",
+            ),
         ]
     };
     add(
@@ -297,7 +391,11 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
         ]
     };
     let (p1, cols) = project(base.clone(), Some(is_k8s_audit()), diag(lit("kube-audit")))?;
-    let (p2, _) = project(base.clone(), Some(is_k8s_admin()), diag(lit("kube-audit-admin")))?;
+    let (p2, _) = project(
+        base.clone(),
+        Some(is_k8s_admin()),
+        diag(lit("kube-audit-admin")),
+    )?;
     let other_aks = kind_is(1).and(format_is("aks")).and(
         coalesce(vec![c("category"), lit("")])
             .in_list(vec![lit("kube-audit"), lit("kube-audit-admin")], true),
@@ -311,19 +409,49 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
     );
 
     let act = |f: &str| get_field(fns.call("tw_activity_row", vec![c("raw")]), f);
-    let mut acols = vec![Out(time_generated(), "TimeGenerated", DateTime, "Event time.")];
+    let mut acols = vec![Out(
+        time_generated(),
+        "TimeGenerated",
+        DateTime,
+        "Event time.",
+    )];
     for (name, kind) in rows::ACTIVITY_FIELDS {
         acols.push(Out(act(name), name, ktype(*kind), activity_doc(name)));
     }
     acols.extend([
-        Out(act("Level"), "ActivityLevel", String, "Level under its legacy name (some published queries use it)."),
-        Out(act("Properties"), "Properties_d", Dynamic, "Properties (dynamic form)."),
-        Out(act("Authorization"), "Authorization_d", Dynamic, "Authorization (dynamic form)."),
+        Out(
+            act("Level"),
+            "ActivityLevel",
+            String,
+            "Level under its legacy name (some published queries use it).",
+        ),
+        Out(
+            act("Properties"),
+            "Properties_d",
+            Dynamic,
+            "Properties (dynamic form).",
+        ),
+        Out(
+            act("Authorization"),
+            "Authorization_d",
+            Dynamic,
+            "Authorization (dynamic form).",
+        ),
         Out(act("Claims"), "Claims_d", Dynamic, "Claims (dynamic form)."),
-        Out(lower(act("ResourceId")), "_ResourceId", String, "ResourceId in lower case."),
+        Out(
+            lower(act("ResourceId")),
+            "_ResourceId",
+            String,
+            "ResourceId in lower case.",
+        ),
         Out(lit("Azure"), "SourceSystem", String, "Always Azure."),
         Out(lit("AzureActivity"), "Type", String, "The table name."),
-        Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
+        Out(
+            ledger_index(),
+            "_LedgerIndex",
+            Long,
+            "Index of the record in the ledger.",
+        ),
     ]);
     add(
         "AzureActivity",
@@ -332,14 +460,24 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
     );
 
     let sig = |f: &str| get_field(fns.call("tw_signin_row", vec![c("raw")]), f);
-    let mut scols = vec![Out(time_generated(), "TimeGenerated", DateTime, "Sign-in time.")];
+    let mut scols = vec![Out(
+        time_generated(),
+        "TimeGenerated",
+        DateTime,
+        "Sign-in time.",
+    )];
     for (name, kind) in rows::SIGNIN_FIELDS {
         scols.push(Out(sig(name), name, ktype(*kind), signin_doc(name)));
     }
     scols.extend([
         Out(lit("Azure AD"), "SourceSystem", String, "Always Azure AD."),
         Out(lit("SigninLogs"), "Type", String, "The table name."),
-        Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
+        Out(
+            ledger_index(),
+            "_LedgerIndex",
+            Long,
+            "Index of the record in the ledger.",
+        ),
     ]);
     add(
         "SigninLogs",
@@ -350,21 +488,58 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
     add(
         "Syslog",
         "Syslog messages (RFC 5424, RFC 3164, Log Analytics Syslog rows).",
-        project(base.clone(), Some(kind_is(1).and(format_is("syslog"))), vec![
-            Out(time_generated(), "TimeGenerated", DateTime, "Message time."),
-            Out(coalesce(vec![c("host"), attr(fns, "computer")]), "Computer", String, "Host that sent it."),
-            Out(c("host"), "HostName", String, "Host name in the message."),
-            Out(c("trusted_ip"), "HostIP", String, "Host IP (Log Analytics rows)."),
-            Out(attr(fns, "facility"), "Facility", String, "Facility (kern, auth, authpriv, local0…)."),
-            Out(attr(fns, "severity"), "SeverityLevel", String, "Severity (emerg … debug)."),
-            Out(c("message"), "SyslogMessage", String, "The message."),
-            Out(attr(fns, "app"), "ProcessName", String, "App name / tag."),
-            Out(fns.call("kql_dyn_tolong", vec![fns.call("kql_dyn_path", vec![c("attrs"), lit("procid")])]), "ProcessID", Long, "Process id."),
-            Out(c("time"), "EventTime", DateTime, "Time in the message."),
-            Out(lit("Linux"), "SourceSystem", String, "Always Linux."),
-            Out(lit("Syslog"), "Type", String, "The table name."),
-            Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
-        ])?,
+        project(
+            base.clone(),
+            Some(kind_is(1).and(format_is("syslog"))),
+            vec![
+                Out(time_generated(), "TimeGenerated", DateTime, "Message time."),
+                Out(
+                    coalesce(vec![c("host"), attr(fns, "computer")]),
+                    "Computer",
+                    String,
+                    "Host that sent it.",
+                ),
+                Out(c("host"), "HostName", String, "Host name in the message."),
+                Out(
+                    c("trusted_ip"),
+                    "HostIP",
+                    String,
+                    "Host IP (Log Analytics rows).",
+                ),
+                Out(
+                    attr(fns, "facility"),
+                    "Facility",
+                    String,
+                    "Facility (kern, auth, authpriv, local0…).",
+                ),
+                Out(
+                    attr(fns, "severity"),
+                    "SeverityLevel",
+                    String,
+                    "Severity (emerg … debug).",
+                ),
+                Out(c("message"), "SyslogMessage", String, "The message."),
+                Out(attr(fns, "app"), "ProcessName", String, "App name / tag."),
+                Out(
+                    fns.call(
+                        "kql_dyn_tolong",
+                        vec![fns.call("kql_dyn_path", vec![c("attrs"), lit("procid")])],
+                    ),
+                    "ProcessID",
+                    Long,
+                    "Process id.",
+                ),
+                Out(c("time"), "EventTime", DateTime, "Time in the message."),
+                Out(lit("Linux"), "SourceSystem", String, "Always Linux."),
+                Out(lit("Syslog"), "Type", String, "The table name."),
+                Out(
+                    ledger_index(),
+                    "_LedgerIndex",
+                    Long,
+                    "Index of the record in the ledger.",
+                ),
+            ],
+        )?,
     );
 
     add(
@@ -376,14 +551,44 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
             vec![
                 Out(time_generated(), "TimeGenerated", DateTime, "Line time."),
                 Out(c("message"), "LogEntry", String, "The log line."),
-                Out(coalesce(vec![attr(fns, "stream"), c("category")]), "LogEntrySource", String, "stdout or stderr."),
-                Out(attr(fns, "container_id"), "ContainerID", String, "Container id, when known."),
-                Out(attr(fns, "container_name"), "Name", String, "Container name, when known."),
+                Out(
+                    coalesce(vec![attr(fns, "stream"), c("category")]),
+                    "LogEntrySource",
+                    String,
+                    "stdout or stderr.",
+                ),
+                Out(
+                    attr(fns, "container_id"),
+                    "ContainerID",
+                    String,
+                    "Container id, when known.",
+                ),
+                Out(
+                    attr(fns, "container_name"),
+                    "Name",
+                    String,
+                    "Container name, when known.",
+                ),
                 Out(c("host"), "Computer", String, "Node, when known."),
-                Out(c("source"), "SourceFile", String, "The file or stream it was read from."),
-                Out(lit("ContainerInsights"), "SourceSystem", String, "Always ContainerInsights."),
+                Out(
+                    c("source"),
+                    "SourceFile",
+                    String,
+                    "The file or stream it was read from.",
+                ),
+                Out(
+                    lit("ContainerInsights"),
+                    "SourceSystem",
+                    String,
+                    "Always ContainerInsights.",
+                ),
                 Out(lit("ContainerLog"), "Type", String, "The table name."),
-                Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
+                Out(
+                    ledger_index(),
+                    "_LedgerIndex",
+                    Long,
+                    "Index of the record in the ledger.",
+                ),
             ],
         )?,
     );
@@ -401,17 +606,27 @@ fn ktype(k: rows::Kind) -> KType {
 
 fn activity_doc(name: &str) -> &'static str {
     match name {
-        "OperationName" => "Operation (display form in Log Analytics rows; the operation id in exports).",
-        "OperationNameValue" => "Operation id, e.g. MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/WRITE.",
+        "OperationName" => {
+            "Operation (display form in Log Analytics rows; the operation id in exports)."
+        }
+        "OperationNameValue" => {
+            "Operation id, e.g. MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/WRITE."
+        }
         "Level" => "Informational, Warning, Error, Critical.",
-        "ActivityStatus" | "ActivityStatusValue" => "Started, Accepted, Succeeded, Failed, … (resultType in exports).",
-        "ActivitySubstatus" | "ActivitySubstatusValue" => "HTTP status of the operation (properties.statusCode in exports).",
+        "ActivityStatus" | "ActivityStatusValue" => {
+            "Started, Accepted, Succeeded, Failed, … (resultType in exports)."
+        }
+        "ActivitySubstatus" | "ActivitySubstatusValue" => {
+            "HTTP status of the operation (properties.statusCode in exports)."
+        }
         "Caller" => "Who: UPN, or the application id for service principals.",
         "CallerIpAddress" => "Caller's IP address.",
         "Category" | "CategoryValue" => "Administrative, Security, Policy, ….",
         "CorrelationId" => "Correlates the events of one operation.",
         "ResourceGroup" => "Resource group of the target resource.",
-        "ResourceProvider" => "Provider namespace as Log Analytics spells it, e.g. Microsoft.ContainerService.",
+        "ResourceProvider" => {
+            "Provider namespace as Log Analytics spells it, e.g. Microsoft.ContainerService."
+        }
         "ResourceProviderValue" => "Provider namespace in upper case.",
         "Resource" => "Name of the target resource.",
         "ResourceId" => "Azure resource id of the target.",
@@ -436,7 +651,9 @@ fn signin_doc(name: &str) -> &'static str {
         "AppDisplayName" => "Application signed in to, e.g. Azure Kubernetes Service AAD Server.",
         "AppId" => "Application id.",
         "IPAddress" => "Client IP address.",
-        "ResultType" => "0 for success, otherwise the Entra error code (a string, as in Log Analytics).",
+        "ResultType" => {
+            "0 for success, otherwise the Entra error code (a string, as in Log Analytics)."
+        }
         "ResultDescription" => "Failure reason.",
         "ResultSignature" => "SUCCESS / FAILURE / NONE.",
         "Status" => "errorCode, failureReason, additionalDetails (property bag).",
@@ -468,7 +685,10 @@ pub fn catalog_markdown(tables: &[Table]) -> String {
          columns hold JSON (objects, arrays); index into them with `col.key`, `col[\"key\"]`, `col[0]`.\n",
     );
     for t in tables {
-        s.push_str(&format!("\n## {}\n\n{}\n\n| column | type | meaning |\n|---|---|---|\n", t.name, t.description));
+        s.push_str(&format!(
+            "\n## {}\n\n{}\n\n| column | type | meaning |\n|---|---|---|\n",
+            t.name, t.description
+        ));
         for c in &t.columns {
             s.push_str(&format!("| {} | {} | {} |\n", c.name, c.ty.name(), c.doc));
         }

@@ -47,18 +47,22 @@ impl KType {
     pub fn of_arrow(t: &DataType) -> KType {
         match t {
             DataType::Boolean => KType::Bool,
-            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => {
-                KType::Int
-            }
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::UInt8
+            | DataType::UInt16 => KType::Int,
             DataType::Int64 | DataType::UInt32 | DataType::UInt64 => KType::Long,
-            DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => {
-                KType::Real
-            }
+            DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal128(..) => KType::Real,
             DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => KType::DateTime,
             DataType::Duration(_) | DataType::Interval(_) => KType::TimeSpan,
-            DataType::List(_) | DataType::LargeList(_) | DataType::Struct(_) | DataType::Map(..) => {
-                KType::Dynamic
-            }
+            DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::Struct(_)
+            | DataType::Map(..) => KType::Dynamic,
             _ => KType::String,
         }
     }
@@ -110,7 +114,11 @@ pub fn parse_datetime(text: &str) -> Option<trailwarden_model::Timestamp> {
     if date_only {
         return trailwarden_model::Timestamp::parse(&format!("{t}T00:00:00Z")).ok();
     }
-    if b.len() >= 16 && matches!(b[10], b'T' | b' ') && b[13] == b':' && (b.len() == 16 || !b[16].is_ascii_digit() && b[16] != b':') {
+    if b.len() >= 16
+        && matches!(b[10], b'T' | b' ')
+        && b[13] == b':'
+        && (b.len() == 16 || !b[16].is_ascii_digit() && b[16] != b':')
+    {
         return trailwarden_model::Timestamp::parse(&format!("{}:00{}", &t[..16], &t[16..])).ok();
     }
     None

@@ -4,8 +4,8 @@
 
 use crate::json;
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Builder, Int64Array,
-    ListArray, StringArray, StringBuilder,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Builder, Int64Array, ListArray,
+    StringArray, StringBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{exec_err, Result};
@@ -202,7 +202,9 @@ fn k_path(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
         } else {
             let s = Strs::of(arg)?;
             steps.push(Step::Key(
-                (0..arg.len()).map(|i| s.get(i).map(str::to_string)).collect(),
+                (0..arg.len())
+                    .map(|i| s.get(i).map(str::to_string))
+                    .collect(),
             ));
         }
     }
@@ -217,7 +219,9 @@ fn k_path(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
                 }
                 Step::Idx(ix) => {
                     let j = if ix.len() == 1 { 0 } else { i };
-                    (!ix.is_null(j)).then(|| json::get_index(c, ix.value(j))).flatten()
+                    (!ix.is_null(j))
+                        .then(|| json::get_index(c, ix.value(j)))
+                        .flatten()
                 }
             });
         }
@@ -259,9 +263,7 @@ fn k_dyn_tobool(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
 fn k_array_length(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     let s = Strs::of(&a[0])?;
     Ok(Arc::new(Int64Array::from_iter((0..n).map(|i| {
-        s.get(i)
-            .and_then(json::elements)
-            .map(|e| e.len() as i64)
+        s.get(i).and_then(json::elements).map(|e| e.len() as i64)
     }))))
 }
 
@@ -292,7 +294,8 @@ fn k_expand(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
                         for (k, x) in v {
                             let mut m = serde_json::Map::new();
                             m.insert(k, x);
-                            b.values().append_value(serde_json::Value::Object(m).to_string());
+                            b.values()
+                                .append_value(serde_json::Value::Object(m).to_string());
                         }
                     }
                     json::Kind::Null => {}
@@ -311,10 +314,12 @@ fn k_list_json(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     if matches!(arr.data_type(), DataType::Null) {
         return Ok(Arc::new(StringArray::from(vec![None::<&str>; n])));
     }
-    let list = arr
-        .as_any()
-        .downcast_ref::<ListArray>()
-        .ok_or_else(|| datafusion::error::DataFusionError::Execution(format!("expected a list, got {}", arr.data_type())))?;
+    let list = arr.as_any().downcast_ref::<ListArray>().ok_or_else(|| {
+        datafusion::error::DataFusionError::Execution(format!(
+            "expected a list, got {}",
+            arr.data_type()
+        ))
+    })?;
     let mut b = StringBuilder::with_capacity(n, n * 32);
     for i in 0..n {
         if list.is_null(i) {
@@ -343,7 +348,12 @@ pub fn scalar_json_list(a: &ArrayRef, i: usize) -> Option<serde_json::Value> {
     }
     let vals = list.value(i);
     let items = (0..vals.len())
-        .map(|j| scalar_json(&vals, j).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(serde_json::Value::Null))
+        .map(|j| {
+            scalar_json(&vals, j)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(serde_json::Value::Null)
+        })
         .collect();
     Some(serde_json::Value::Array(items))
 }
@@ -367,9 +377,10 @@ pub fn scalar_json(a: &ArrayRef, i: usize) -> Result<String> {
             serde_json::Number::from_f64(f).map_or("null".into(), |n| n.to_string())
         }
         DataType::Boolean => a.as_boolean().value(i).to_string(),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            json::quote(&trailwarden_model::Timestamp(a.as_primitive::<TimestampNanosecondType>().value(i)).to_string())
-        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => json::quote(
+            &trailwarden_model::Timestamp(a.as_primitive::<TimestampNanosecondType>().value(i))
+                .to_string(),
+        ),
         _ => {
             let s = datafusion::arrow::util::display::array_value_to_string(a, i)?;
             json::quote(&s)
@@ -495,7 +506,9 @@ fn k_endswith_cs(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     pred2(a, n, |h, x| h.ends_with(x))
 }
 fn k_eq_ci(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
-    pred2(a, n, |x, y| x.eq_ignore_ascii_case(y) || x.to_lowercase() == y.to_lowercase())
+    pred2(a, n, |x, y| {
+        x.eq_ignore_ascii_case(y) || x.to_lowercase() == y.to_lowercase()
+    })
 }
 
 /// `split(s, delimiter[, index])` as dynamic.
@@ -593,7 +606,8 @@ fn k_tostring(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
         }
         let v = match arr.data_type() {
             DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-                trailwarden_model::Timestamp(arr.as_primitive::<TimestampNanosecondType>().value(i)).to_string()
+                trailwarden_model::Timestamp(arr.as_primitive::<TimestampNanosecondType>().value(i))
+                    .to_string()
             }
             DataType::Duration(TimeUnit::Nanosecond) => {
                 timespan_text(arr.as_primitive::<DurationNanosecondType>().value(i))
@@ -601,7 +615,11 @@ fn k_tostring(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
             DataType::Boolean => arr.as_boolean().value(i).to_string(),
             DataType::Float64 => {
                 let f = arr.as_primitive::<Float64Type>().value(i);
-                if f.fract() == 0.0 && f.abs() < 1e15 { format!("{f:.0}") } else { f.to_string() }
+                if f.fract() == 0.0 && f.abs() < 1e15 {
+                    format!("{f:.0}")
+                } else {
+                    f.to_string()
+                }
             }
             DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
                 Strs::of(arr)?.get(i).unwrap_or_default().to_string()
@@ -651,7 +669,8 @@ fn k_to_dynamic(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
 /// A string as a datetime (every shape ingest accepts), null when it is not one.
 fn k_todatetime(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     let s = Strs::of(&a[0])?;
-    let mut b = datafusion::arrow::array::TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut b =
+        datafusion::arrow::array::TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
     for i in 0..n {
         b.append_option(s.get(i).and_then(crate::types::parse_datetime).map(|t| t.0));
     }
@@ -674,11 +693,18 @@ fn k_extract(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     let group = ints(&a[1])?;
     let text = Strs::of(&a[2])?;
     let pattern = re_s.get(0).unwrap_or_default();
-    let re = regex::Regex::new(pattern)
-        .map_err(|e| datafusion::error::DataFusionError::Execution(format!("extract(): bad regex {pattern:?}: {e}")))?;
+    let re = regex::Regex::new(pattern).map_err(|e| {
+        datafusion::error::DataFusionError::Execution(format!(
+            "extract(): bad regex {pattern:?}: {e}"
+        ))
+    })?;
     let mut b = StringBuilder::with_capacity(n, n * 8);
     for i in 0..n {
-        let g = if group.len() == 1 { group.value(0) } else { group.value(i) };
+        let g = if group.len() == 1 {
+            group.value(0)
+        } else {
+            group.value(i)
+        };
         let v = text
             .get(i)
             .and_then(|t| re.captures(t))
@@ -706,8 +732,15 @@ fn sort_json_array(text: &str, desc: bool) -> Option<String> {
     };
     v.sort_by(|a, b| {
         let (ka, kb) = (key(a), key(b));
-        let ord = ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1)).then(ka.2.cmp(&kb.2));
-        if desc && ka.0 != 4 && kb.0 != 4 { ord.reverse() } else { ord }
+        let ord =
+            ka.0.cmp(&kb.0)
+                .then(ka.1.total_cmp(&kb.1))
+                .then(ka.2.cmp(&kb.2));
+        if desc && ka.0 != 4 && kb.0 != 4 {
+            ord.reverse()
+        } else {
+            ord
+        }
     });
     Some(serde_json::Value::Array(v).to_string())
 }
@@ -756,8 +789,18 @@ pub fn all() -> Vec<ScalarUDF> {
         udf("tw_text", Exact(1), Utf8, k_text),
         udf("kql_tostring", Exact(1), Utf8, k_tostring),
         udf("kql_to_dynamic", Exact(1), Utf8, k_to_dynamic),
-        udf("kql_todatetime", Exact(1), crate::types::datetime_type(), k_todatetime),
-        udf("kql_totimespan", Exact(1), Duration(datafusion::arrow::datatypes::TimeUnit::Nanosecond), k_totimespan),
+        udf(
+            "kql_todatetime",
+            Exact(1),
+            crate::types::datetime_type(),
+            k_todatetime,
+        ),
+        udf(
+            "kql_totimespan",
+            Exact(1),
+            Duration(datafusion::arrow::datatypes::TimeUnit::Nanosecond),
+            k_totimespan,
+        ),
         udf("kql_extract", Exact(3), Utf8, k_extract),
         udf("kql_array_sort_asc", Exact(1), Utf8, k_sort_asc),
         udf("kql_array_sort_desc", Exact(1), Utf8, k_sort_desc),

@@ -16,7 +16,9 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared")
+        .join(rel)
 }
 
 /// A ledger holding `files`, received at `received`.
@@ -25,7 +27,9 @@ fn ledger(name: &str, files: &[PathBuf], received: Timestamp, seal_bytes: u64) -
     let opts = Options {
         origin: Some("test.example/query".into()),
         seal_bytes,
-        extractor: Some(Arc::new(|f, raw: &[u8], t| trailwarden_parse::reparse(f, raw, t))),
+        extractor: Some(Arc::new(|f, raw: &[u8], t| {
+            trailwarden_parse::reparse(f, raw, t)
+        })),
         ..Options::default()
     };
     let (mut l, _) = Ledger::open(&d, opts).unwrap();
@@ -33,9 +37,11 @@ fn ledger(name: &str, files: &[PathBuf], received: Timestamp, seal_bytes: u64) -
         let mut sink = |rec: trailwarden_model::Record| -> Result<(), String> {
             l.append(&rec).map(|_| ()).map_err(|e| e.to_string())
         };
-        let mut ing = Ingestor::new(IngestOptions::default(), &mut sink).with_clock(move || received);
+        let mut ing =
+            Ingestor::new(IngestOptions::default(), &mut sink).with_clock(move || received);
         for f in files {
-            ing.ingest_path(&f.to_string_lossy(), &mut |_, _| {}).unwrap();
+            ing.ingest_path(&f.to_string_lossy(), &mut |_, _| {})
+                .unwrap();
         }
     }
     l.close("test").unwrap();
@@ -71,7 +77,8 @@ fn rows(o: &QueryOutput) -> Vec<Vec<String>> {
                         if b.column(c).is_null(i) {
                             "null".to_string()
                         } else {
-                            datafusion::arrow::util::display::array_value_to_string(b.column(c), i).unwrap()
+                            datafusion::arrow::util::display::array_value_to_string(b.column(c), i)
+                                .unwrap()
                         }
                     })
                     .collect(),
@@ -92,7 +99,10 @@ fn corpus_audit_events_are_queryable_in_kql() {
     let e = engine(&d, t("2026-01-02T00:00:00Z"));
     let o = kql(&e, "events | count");
     assert_eq!(rows(&o), vec![vec!["37".to_string()]]);
-    let o = kql(&e, "events | where code == 403 | summarize n = count() by user | order by n desc");
+    let o = kql(
+        &e,
+        "events | where code == 403 | summarize n = count() by user | order by n desc",
+    );
     assert_eq!(o.rows(), 1, "{:?}", rows(&o));
     let o = kql(&e, "AKSAudit | where ResponseStatus.code == 403 | count");
     assert_eq!(rows(&o), vec![vec!["11".to_string()]]);
@@ -107,7 +117,9 @@ fn corpus_audit_events_are_queryable_in_kql() {
 const NOW: &str = "2026-01-06T12:00:00Z";
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// The fixture ledger: small segments, so the rows come from sealed Parquet files and from the
@@ -194,7 +206,10 @@ fn golden_kql_and_sql() {
         } else {
             let want = std::fs::read_to_string(&out).unwrap_or_default();
             if want != text {
-                failures.push(format!("{}:\n--- want\n{want}--- got\n{text}", case.display()));
+                failures.push(format!(
+                    "{}:\n--- want\n{want}--- got\n{text}",
+                    case.display()
+                ));
             }
         }
         // the SQL equivalent returns the same rows
@@ -211,7 +226,10 @@ fn golden_kql_and_sql() {
                         b.sort();
                     }
                     if a != b {
-                        failures.push(format!("{}: SQL rows differ\nkql: {a:?}\nsql: {b:?}", sql.display()));
+                        failures.push(format!(
+                            "{}: SQL rows differ\nkql: {a:?}\nsql: {b:?}",
+                            sql.display()
+                        ));
                     }
                 }
             }
@@ -219,4 +237,50 @@ fn golden_kql_and_sql() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     std::fs::remove_dir_all(&d).ok();
+}
+
+/// docs/TABLES.md is generated from the table catalog; this keeps it in step.
+#[test]
+fn tables_document_is_current() {
+    let d = ledger("docs", &[], t(NOW), 64 << 20);
+    let e = engine(&d, t(NOW));
+    let doc = trailwarden_query::tables::catalog_markdown(e.tables());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/TABLES.md");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &doc).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap_or_default(),
+        doc,
+        "run UPDATE_GOLDEN=1 cargo test -p trailwarden-query"
+    );
+    // every documented column has a meaning, every table a description
+    for t in e.tables() {
+        assert!(!t.description.is_empty());
+        for c in &t.columns {
+            assert!(
+                !c.doc.is_empty(),
+                "{}.{} has no description",
+                t.name,
+                c.name
+            );
+        }
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn rows_come_from_segments_and_the_wal_tail_alike() {
+    // the same events, once all sealed and once all in the WAL, give the same answers
+    let files = [fixture("aks-diagnostics.jsonl"), fixture("activity.jsonl")];
+    let sealed = ledger("sealed", &files, t("2026-01-06T11:59:00Z"), 4096);
+    let tail = ledger("tail", &files, t("2026-01-06T11:59:00Z"), 64 << 20);
+    let q = "union AKSAudit, AzureActivity | summarize n = count(), users = dcount(tostring(User.username)), callers = dcount(Caller) by Type | order by Type asc";
+    let a = kql(&engine(&sealed, t(NOW)), q);
+    let b = kql(&engine(&tail, t(NOW)), q);
+    assert_eq!(rows(&a), rows(&b));
+    assert!(std::fs::read_dir(sealed.join("seg")).unwrap().count() > 2);
+    assert_eq!(std::fs::read_dir(tail.join("seg")).unwrap().count(), 0);
+    std::fs::remove_dir_all(&sealed).ok();
+    std::fs::remove_dir_all(&tail).ok();
 }

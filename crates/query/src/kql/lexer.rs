@@ -55,9 +55,41 @@ const HYPHENATED: &[&str] = &[
 
 /// Symbols, longest first.
 const SYMBOLS: &[&str] = &[
-    "!between", "!contains", "!startswith", "!endswith", "!has", "!in~", "!in", "..", "==", "!=",
-    "<>", "<=", ">=", "=~", "!~", "=>", "|", "(", ")", "[", "]", "{", "}", ",", ";", ".", "=",
-    "<", ">", "+", "-", "*", "/", "%", ":",
+    "!between",
+    "!contains",
+    "!startswith",
+    "!endswith",
+    "!has",
+    "!in~",
+    "!in",
+    "..",
+    "==",
+    "!=",
+    "<>",
+    "<=",
+    ">=",
+    "=~",
+    "!~",
+    "=>",
+    "|",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ";",
+    ".",
+    "=",
+    "<",
+    ">",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    ":",
 ];
 
 /// Timespan units with their length in nanoseconds, longest names first.
@@ -112,8 +144,7 @@ pub fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
             i = end;
             continue;
         }
-        if (c == b'@' || c == b'h' || c == b'H')
-            && matches!(b.get(i + 1), Some(b'"') | Some(b'\''))
+        if (c == b'@' || c == b'h' || c == b'H') && matches!(b.get(i + 1), Some(b'"') | Some(b'\''))
         {
             let (s, end) = string(text, i + 1, c == b'@')?;
             out.push(tok(Tok::Str(s), start, end));
@@ -168,7 +199,11 @@ pub fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
                 if b.get(k) == Some(&b'(') {
                     let close = matching_paren(text, k)?;
                     let inner = text[k + 1..close].trim().to_string();
-                    let func = if word == "time" { "timespan".to_string() } else { word };
+                    let func = if word == "time" {
+                        "timespan".to_string()
+                    } else {
+                        word
+                    };
                     out.push(tok(Tok::Raw(func, inner), start, close + 1));
                     i = close + 1;
                     continue;
@@ -214,7 +249,8 @@ pub fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
             let end = i + s.len();
             if s.starts_with('!')
                 && s.len() > 2
-                && b.get(end).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                && b.get(end)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
             {
                 // e.g. `!has_cs`, `!contains_cs`, `!hasprefix`
                 let mut j = end;
@@ -340,14 +376,24 @@ fn string(text: &str, i: usize, verbatim: bool) -> Result<(String, usize), Query
                     j += 6;
                     continue;
                 }
-                _ => return Err(QueryError::syntax(text, j, "a known escape (\\n \\t \\\\ \\\" \\' \\u)")),
+                _ => {
+                    return Err(QueryError::syntax(
+                        text,
+                        j,
+                        "a known escape (\\n \\t \\\\ \\\" \\' \\u)",
+                    ))
+                }
             };
             out.push(ch);
             j += 2;
             continue;
         }
         if c == b'\n' {
-            return Err(QueryError::syntax(text, i, "a string closed on the same line"));
+            return Err(QueryError::syntax(
+                text,
+                i,
+                "a string closed on the same line",
+            ));
         }
         let ch = text[j..].chars().next().unwrap_or('\u{fffd}');
         out.push(ch);
@@ -395,7 +441,11 @@ fn number(text: &str, i: usize) -> Result<(Tok, usize), QueryError> {
             .find(|(u, _)| *u == unit)
             .map(|(_, ns)| *ns)
             .ok_or_else(|| {
-                QueryError::syntax(text, j, "a timespan unit (d, h, m, s, ms, microsecond, tick)")
+                QueryError::syntax(
+                    text,
+                    j,
+                    "a timespan unit (d, h, m, s, ms, microsecond, tick)",
+                )
             })?;
         let v: f64 = num
             .parse()

@@ -2,7 +2,10 @@
 //! it is lowered, which is what gives `dynamic` its KQL behaviour (comparisons and string
 //! operators convert it to the other side's type) and lets errors name types.
 
-use super::ast::{self, BinOp, JoinKind, Lit, LetValue, NamedExpr, Op, ParsePart, SortKey, Source, Statement, StrOp, Tabular};
+use super::ast::{
+    self, BinOp, JoinKind, LetValue, Lit, NamedExpr, Op, ParsePart, SortKey, Source, Statement,
+    StrOp, Tabular,
+};
 use crate::engine::{ts_lit, Engine, Planned};
 use crate::tables::{c, Fns};
 use crate::types::{datetime_type, KType};
@@ -93,7 +96,9 @@ fn ucol(name: &str) -> Expr {
 
 fn is_udf(e: &Expr, name: &str) -> Option<Vec<Expr>> {
     match e {
-        Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == name => Some(args.clone()),
+        Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == name => {
+            Some(args.clone())
+        }
         _ => None,
     }
 }
@@ -103,7 +108,9 @@ fn duration(ns: i64) -> Expr {
 }
 
 fn interval(ns: i64) -> Expr {
-    lit(ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(0, 0, ns))))
+    lit(ScalarValue::IntervalMonthDayNano(Some(
+        IntervalMonthDayNano::new(0, 0, ns),
+    )))
 }
 
 fn null_of(t: KType) -> Expr {
@@ -159,7 +166,10 @@ impl<'e> Lowerer<'e> {
             Source::Paren(t) => self.tabular(t),
             Source::Name(name, at) => self.table(name, *at),
             Source::Union(list, _) => {
-                let frames = list.iter().map(|t| self.tabular(t)).collect::<R<Vec<_>>>()?;
+                let frames = list
+                    .iter()
+                    .map(|t| self.tabular(t))
+                    .collect::<R<Vec<_>>>()?;
                 self.union(frames)
             }
             Source::Print(items, _) => {
@@ -187,10 +197,19 @@ impl<'e> Lowerer<'e> {
         }
         let Some(t) = self.eng.table(name) else {
             let names: Vec<&str> = self.eng.tables().iter().map(|t| t.name).collect();
-            return self.err(at, format!("unknown table '{name}' (tables: {})", names.join(", ")));
+            return self.err(
+                at,
+                format!("unknown table '{name}' (tables: {})", names.join(", ")),
+            );
         };
         if t.name != name {
-            return self.err(at, format!("unknown table '{name}'; table names are case-sensitive: did you mean '{}'?", t.name));
+            return self.err(
+                at,
+                format!(
+                    "unknown table '{name}'; table names are case-sensitive: did you mean '{}'?",
+                    t.name
+                ),
+            );
         }
         // list columns (arrays) become dynamic JSON text
         let plan = t.plan.clone();
@@ -199,7 +218,10 @@ impl<'e> Lowerer<'e> {
         for (field, info) in plan.schema().fields().iter().zip(&t.columns) {
             if matches!(field.data_type(), DataType::List(_)) {
                 any_list = true;
-                exprs.push(self.call("kql_list_json", vec![ucol(&info.name)]).alias(&info.name));
+                exprs.push(
+                    self.call("kql_list_json", vec![ucol(&info.name)])
+                        .alias(&info.name),
+                );
             } else {
                 exprs.push(ucol(&info.name));
             }
@@ -230,17 +252,30 @@ impl<'e> Lowerer<'e> {
             Op::Extend(items, _) => self.project(f, items, true),
             Op::ProjectAway(names, _) => {
                 let away = self.match_names(&f, names)?;
-                let keep: Vec<(String, KType)> = f.cols.iter().filter(|(n, _)| !away.contains(n)).cloned().collect();
+                let keep: Vec<(String, KType)> = f
+                    .cols
+                    .iter()
+                    .filter(|(n, _)| !away.contains(n))
+                    .cloned()
+                    .collect();
                 self.select(f, keep)
             }
             Op::ProjectKeep(names, _) => {
                 let keep_names = self.match_names(&f, names)?;
-                let keep: Vec<(String, KType)> = f.cols.iter().filter(|(n, _)| keep_names.contains(n)).cloned().collect();
+                let keep: Vec<(String, KType)> = f
+                    .cols
+                    .iter()
+                    .filter(|(n, _)| keep_names.contains(n))
+                    .cloned()
+                    .collect();
                 self.select(f, keep)
             }
             Op::ProjectReorder(names, _) => {
                 let first = self.match_names(&f, names)?;
-                let mut cols: Vec<(String, KType)> = first.iter().filter_map(|n| f.cols.iter().find(|(c, _)| c == n).cloned()).collect();
+                let mut cols: Vec<(String, KType)> = first
+                    .iter()
+                    .filter_map(|n| f.cols.iter().find(|(c, _)| c == n).cloned())
+                    .collect();
                 cols.extend(f.cols.iter().filter(|(n, _)| !first.contains(n)).cloned());
                 self.select(f, cols)
             }
@@ -248,7 +283,10 @@ impl<'e> Lowerer<'e> {
                 let mut exprs = Vec::new();
                 let mut cols = Vec::new();
                 for (n, t) in &f.cols {
-                    let new = pairs.iter().find(|(_, old, _)| old == n).map(|(new, _, _)| new.clone());
+                    let new = pairs
+                        .iter()
+                        .find(|(_, old, _)| old == n)
+                        .map(|(new, _, _)| new.clone());
                     let name = new.unwrap_or_else(|| n.clone());
                     exprs.push(ucol(n).alias(&name));
                     cols.push((name, *t));
@@ -269,14 +307,18 @@ impl<'e> Lowerer<'e> {
                 let n = self.const_usize(n, *at)?;
                 let sorted = self.sort(f, std::slice::from_ref(key))?;
                 Ok(Frame {
-                    plan: LogicalPlanBuilder::from(sorted.plan).limit(0, Some(n))?.build()?,
+                    plan: LogicalPlanBuilder::from(sorted.plan)
+                        .limit(0, Some(n))?
+                        .build()?,
                     ..sorted
                 })
             }
             Op::Take(n, at) => {
                 let n = self.const_usize(n, *at)?;
                 Ok(Frame {
-                    plan: LogicalPlanBuilder::from(f.plan).limit(0, Some(n))?.build()?,
+                    plan: LogicalPlanBuilder::from(f.plan)
+                        .limit(0, Some(n))?
+                        .build()?,
                     ..f
                 })
             }
@@ -292,12 +334,20 @@ impl<'e> Lowerer<'e> {
             }
             Op::Count(_) => Ok(Frame {
                 plan: LogicalPlanBuilder::from(f.plan)
-                    .aggregate(Vec::<Expr>::new(), vec![agg::count(lit(1i64)).alias("Count")])?
+                    .aggregate(
+                        Vec::<Expr>::new(),
+                        vec![agg::count(lit(1i64)).alias("Count")],
+                    )?
                     .build()?,
                 cols: vec![("Count".into(), KType::Long)],
                 render: f.render,
             }),
-            Op::Join { kind, right, on, at } => {
+            Op::Join {
+                kind,
+                right,
+                on,
+                at,
+            } => {
                 let r = self.tabular(right)?;
                 self.join(f, r, *kind, on, *at)
             }
@@ -308,7 +358,9 @@ impl<'e> Lowerer<'e> {
                 }
                 self.union(frames)
             }
-            Op::MvExpand { name, expr, to, at } => self.mv_expand(f, name.as_deref(), expr, to.as_deref(), *at),
+            Op::MvExpand { name, expr, to, at } => {
+                self.mv_expand(f, name.as_deref(), expr, to.as_deref(), *at)
+            }
             Op::Parse { expr, pattern, at } => self.parse_op(f, expr, pattern, *at),
             Op::Render { chart, .. } => Ok(Frame {
                 render: Some(chart.clone()),
@@ -321,7 +373,12 @@ impl<'e> Lowerer<'e> {
         let mut out = Vec::new();
         for (n, at) in names {
             if let Some(prefix) = n.strip_suffix('*') {
-                out.extend(f.cols.iter().filter(|(c, _)| c.starts_with(prefix)).map(|(c, _)| c.clone()));
+                out.extend(
+                    f.cols
+                        .iter()
+                        .filter(|(c, _)| c.starts_with(prefix))
+                        .map(|(c, _)| c.clone()),
+                );
             } else if f.ty(n).is_some() {
                 out.push(n.clone());
             } else {
@@ -344,7 +401,10 @@ impl<'e> Lowerer<'e> {
     fn auto_name(&mut self, e: &ast::Expr, taken: &[(String, KType)]) -> String {
         match e {
             ast::Expr::Name(n, _) => n.clone(),
-            ast::Expr::Call(f, args, _) if (f == "bin" || f == "floor" || f == "bin_at") && matches!(args.first(), Some(ast::Expr::Name(_, _))) => {
+            ast::Expr::Call(f, args, _)
+                if (f == "bin" || f == "floor" || f == "bin_at")
+                    && matches!(args.first(), Some(ast::Expr::Name(_, _))) =>
+            {
                 match &args[0] {
                     ast::Expr::Name(n, _) => n.clone(),
                     _ => String::new(),
@@ -355,9 +415,23 @@ impl<'e> Lowerer<'e> {
                 if args.len() == 1
                     && matches!(
                         f.as_str(),
-                        "tostring" | "toint" | "tolong" | "todouble" | "toreal" | "tobool" | "todatetime" | "totimespan" | "todynamic" | "parse_json" | "tolower" | "toupper"
+                        "tostring"
+                            | "toint"
+                            | "tolong"
+                            | "todouble"
+                            | "toreal"
+                            | "tobool"
+                            | "todatetime"
+                            | "totimespan"
+                            | "todynamic"
+                            | "parse_json"
+                            | "tolower"
+                            | "toupper"
                     )
-                    && matches!(args[0], ast::Expr::Name(..) | ast::Expr::Member(..) | ast::Expr::Index(..)) =>
+                    && matches!(
+                        args[0],
+                        ast::Expr::Name(..) | ast::Expr::Member(..) | ast::Expr::Index(..)
+                    ) =>
             {
                 self.auto_name(&args[0], taken)
             }
@@ -382,7 +456,10 @@ impl<'e> Lowerer<'e> {
 
     fn project(&mut self, f: Frame, items: &[NamedExpr], extend: bool) -> R<Frame> {
         let mut out: Vec<(String, Expr, KType)> = if extend {
-            f.cols.iter().map(|(n, t)| (n.clone(), ucol(n), *t)).collect()
+            f.cols
+                .iter()
+                .map(|(n, t)| (n.clone(), ucol(n), *t))
+                .collect()
         } else {
             Vec::new()
         };
@@ -437,7 +514,13 @@ impl<'e> Lowerer<'e> {
 
     // ---- summarize --------------------------------------------------------------------------
 
-    fn summarize(&mut self, f: Frame, aggs: &[NamedExpr], by: &[NamedExpr], _at: usize) -> R<Frame> {
+    fn summarize(
+        &mut self,
+        f: Frame,
+        aggs: &[NamedExpr],
+        by: &[NamedExpr],
+        _at: usize,
+    ) -> R<Frame> {
         let mut groups = Vec::new();
         let mut cols: Vec<(String, KType)> = Vec::new();
         for ne in by {
@@ -451,7 +534,8 @@ impl<'e> Lowerer<'e> {
         }
         let mut aggr = Vec::new();
         // post-aggregation conversions (lists to dynamic JSON)
-        let mut post: Vec<(String, Option<Expr>)> = cols.iter().map(|(n, _)| (n.clone(), None)).collect();
+        let mut post: Vec<(String, Option<Expr>)> =
+            cols.iter().map(|(n, _)| (n.clone(), None)).collect();
         // expressions over aggregations (`countif(…) * 100.0 / count()`, `array_sort_asc(make_set(x))`)
         // are computed after the aggregation, from hidden aggregate columns
         let mut computed: Vec<(String, ast::Expr)> = Vec::new();
@@ -462,7 +546,10 @@ impl<'e> Lowerer<'e> {
                 let mut hidden = Vec::new();
                 let rewritten = self.extract_aggs(&ne.expr, &f, &mut hidden)?;
                 if hidden.is_empty() {
-                    return self.err(ne.expr.at(), "summarize needs an aggregation function (count(), sum(x), dcount(x), …)");
+                    return self.err(
+                        ne.expr.at(),
+                        "summarize needs an aggregation function (count(), sum(x), dcount(x), …)",
+                    );
                 }
                 for (name, e, t, conv) in hidden {
                     aggr.push(e.alias(&name));
@@ -479,11 +566,15 @@ impl<'e> Lowerer<'e> {
                 continue;
             }
             let (name_hint, fname, args, at) = match &ne.expr {
-                ast::Expr::Call(fname, args, at) => (ne.name.clone(), fname.clone(), args.clone(), *at),
+                ast::Expr::Call(fname, args, at) => {
+                    (ne.name.clone(), fname.clone(), args.clone(), *at)
+                }
                 other => return self.err(other.at(), "summarize needs an aggregation function"),
             };
             let by_names: Vec<String> = cols.iter().map(|(n, _)| n.clone()).collect();
-            for (name, e, t, conv) in self.aggregation(&f, &fname, &args, name_hint, at, &by_names)? {
+            for (name, e, t, conv) in
+                self.aggregation(&f, &fname, &args, name_hint, at, &by_names)?
+            {
                 let name = unique(&name, &cols);
                 order.push(name.clone());
                 aggr.push(e.alias(&name));
@@ -491,7 +582,9 @@ impl<'e> Lowerer<'e> {
                 cols.push((name, t));
             }
         }
-        let mut plan = LogicalPlanBuilder::from(f.plan).aggregate(groups, aggr)?.build()?;
+        let mut plan = LogicalPlanBuilder::from(f.plan)
+            .aggregate(groups, aggr)?
+            .build()?;
         if post.iter().any(|(_, p)| p.is_some()) {
             let exprs: Vec<Expr> = post
                 .into_iter()
@@ -521,7 +614,9 @@ impl<'e> Lowerer<'e> {
                 }
             }
             frame = Frame {
-                plan: LogicalPlanBuilder::from(frame.plan).project(exprs)?.build()?,
+                plan: LogicalPlanBuilder::from(frame.plan)
+                    .project(exprs)?
+                    .build()?,
                 cols: out_cols,
                 render: frame.render,
             };
@@ -549,14 +644,34 @@ impl<'e> Lowerer<'e> {
                 ast::Expr::Name(hidden, *at)
             }
             ast::Expr::Call(name, args, at) => {
-                let args = args.iter().map(|a| self.extract_aggs(a, f, out)).collect::<R<Vec<_>>>()?;
+                let args = args
+                    .iter()
+                    .map(|a| self.extract_aggs(a, f, out))
+                    .collect::<R<Vec<_>>>()?;
                 ast::Expr::Call(name.clone(), args, *at)
             }
-            ast::Expr::Bin(op, l, r, at) => ast::Expr::Bin(*op, Box::new(self.extract_aggs(l, f, out)?), Box::new(self.extract_aggs(r, f, out)?), *at),
-            ast::Expr::Str(op, n, l, r, at) => ast::Expr::Str(*op, *n, Box::new(self.extract_aggs(l, f, out)?), Box::new(self.extract_aggs(r, f, out)?), *at),
+            ast::Expr::Bin(op, l, r, at) => ast::Expr::Bin(
+                *op,
+                Box::new(self.extract_aggs(l, f, out)?),
+                Box::new(self.extract_aggs(r, f, out)?),
+                *at,
+            ),
+            ast::Expr::Str(op, n, l, r, at) => ast::Expr::Str(
+                *op,
+                *n,
+                Box::new(self.extract_aggs(l, f, out)?),
+                Box::new(self.extract_aggs(r, f, out)?),
+                *at,
+            ),
             ast::Expr::Neg(x, at) => ast::Expr::Neg(Box::new(self.extract_aggs(x, f, out)?), *at),
-            ast::Expr::Member(b, k, at) => ast::Expr::Member(Box::new(self.extract_aggs(b, f, out)?), k.clone(), *at),
-            ast::Expr::Index(b, i, at) => ast::Expr::Index(Box::new(self.extract_aggs(b, f, out)?), Box::new(self.extract_aggs(i, f, out)?), *at),
+            ast::Expr::Member(b, k, at) => {
+                ast::Expr::Member(Box::new(self.extract_aggs(b, f, out)?), k.clone(), *at)
+            }
+            ast::Expr::Index(b, i, at) => ast::Expr::Index(
+                Box::new(self.extract_aggs(b, f, out)?),
+                Box::new(self.extract_aggs(i, f, out)?),
+                *at,
+            ),
             other => other.clone(),
         })
     }
@@ -582,7 +697,11 @@ impl<'e> Lowerer<'e> {
         let named = |default: String| name.clone().unwrap_or(default);
         let need = |n: usize| -> R<()> {
             if args.len() < n {
-                return Err(QueryError::semantic(self.text, at, format!("{fname}() needs {n} argument(s)")));
+                return Err(QueryError::semantic(
+                    self.text,
+                    at,
+                    format!("{fname}() needs {n} argument(s)"),
+                ));
             }
             Ok(())
         };
@@ -700,13 +819,26 @@ impl<'e> Lowerer<'e> {
 
     // ---- join, union, mv-expand, parse -------------------------------------------------------
 
-    fn join(&mut self, l: Frame, r: Frame, kind: JoinKind, on: &[ast::JoinOn], at: usize) -> R<Frame> {
+    fn join(
+        &mut self,
+        l: Frame,
+        r: Frame,
+        kind: JoinKind,
+        on: &[ast::JoinOn],
+        at: usize,
+    ) -> R<Frame> {
         for k in on {
             if l.ty(&k.left).is_none() {
-                return self.err(at, format!("join: the left side has no column '{}'", k.left));
+                return self.err(
+                    at,
+                    format!("join: the left side has no column '{}'", k.left),
+                );
             }
             if r.ty(&k.right).is_none() {
-                return self.err(at, format!("join: the right side has no column '{}'", k.right));
+                return self.err(
+                    at,
+                    format!("join: the right side has no column '{}'", k.right),
+                );
             }
         }
         let mut left = l.clone();
@@ -736,9 +868,17 @@ impl<'e> Lowerer<'e> {
             JoinKind::RightAnti => JoinType::RightAnti,
             JoinKind::RightSemi => JoinType::RightSemi,
         };
-        let lkeys: Vec<Column> = on.iter().map(|k| Column::new(Some(la.as_str()), k.left.as_str())).collect();
-        let rkeys: Vec<Column> = on.iter().map(|k| Column::new(Some(ra.as_str()), k.right.as_str())).collect();
-        let rplan = LogicalPlanBuilder::from(r.plan.clone()).alias(ra.as_str())?.build()?;
+        let lkeys: Vec<Column> = on
+            .iter()
+            .map(|k| Column::new(Some(la.as_str()), k.left.as_str()))
+            .collect();
+        let rkeys: Vec<Column> = on
+            .iter()
+            .map(|k| Column::new(Some(ra.as_str()), k.right.as_str()))
+            .collect();
+        let rplan = LogicalPlanBuilder::from(r.plan.clone())
+            .alias(ra.as_str())?
+            .build()?;
         let joined = LogicalPlanBuilder::from(left.plan)
             .alias(la.as_str())?
             .join(rplan, jt, (lkeys, rkeys), None)?
@@ -756,7 +896,11 @@ impl<'e> Lowerer<'e> {
         }
         if right_side {
             for (n, t) in &r.cols {
-                let name = if cols.iter().any(|(c, _)| c == n) { unique(&format!("{n}1"), &cols) } else { n.clone() };
+                let name = if cols.iter().any(|(c, _)| c == n) {
+                    unique(&format!("{n}1"), &cols)
+                } else {
+                    n.clone()
+                };
                 exprs.push(qcol(&ra, n).alias(&name));
                 cols.push((name, *t));
             }
@@ -774,7 +918,11 @@ impl<'e> Lowerer<'e> {
             for (n, t) in &f.cols {
                 match names.iter_mut().find(|(m, _)| m == n) {
                     Some((_, mt)) if *mt != *t => {
-                        *mt = if mt.numeric() && t.numeric() { KType::Real } else { KType::String };
+                        *mt = if mt.numeric() && t.numeric() {
+                            KType::Real
+                        } else {
+                            KType::String
+                        };
                     }
                     Some(_) => {}
                     None => names.push((n.clone(), *t)),
@@ -808,10 +956,20 @@ impl<'e> Lowerer<'e> {
         })
     }
 
-    fn mv_expand(&mut self, f: Frame, name: Option<&str>, expr: &ast::Expr, to: Option<&str>, at: usize) -> R<Frame> {
+    fn mv_expand(
+        &mut self,
+        f: Frame,
+        name: Option<&str>,
+        expr: &ast::Expr,
+        to: Option<&str>,
+        at: usize,
+    ) -> R<Frame> {
         let (e, t) = self.expr(expr, &f)?;
         if t != KType::Dynamic {
-            return self.err(at, format!("mv-expand needs a dynamic array, not {}", t.name()));
+            return self.err(
+                at,
+                format!("mv-expand needs a dynamic array, not {}", t.name()),
+            );
         }
         let target = match (name, expr) {
             (Some(n), _) => n.to_string(),
@@ -856,7 +1014,13 @@ impl<'e> Lowerer<'e> {
         })
     }
 
-    fn parse_op(&mut self, f: Frame, expr: &ast::Expr, pattern: &[ParsePart], at: usize) -> R<Frame> {
+    fn parse_op(
+        &mut self,
+        f: Frame,
+        expr: &ast::Expr,
+        pattern: &[ParsePart],
+        at: usize,
+    ) -> R<Frame> {
         let (e, t) = self.expr(expr, &f)?;
         let e = self.to_string_expr(e, t);
         let mut re = String::from("(?s)^");
@@ -883,11 +1047,22 @@ impl<'e> Lowerer<'e> {
                 }
             }
         }
-        let udf = crate::parse_op::pattern_udf(&re, fields.iter().map(|(n, _)| n.clone()).collect())
-            .map_err(|m| QueryError::semantic(self.text, at, m))?;
+        let udf =
+            crate::parse_op::pattern_udf(&re, fields.iter().map(|(n, _)| n.clone()).collect())
+                .map_err(|m| QueryError::semantic(self.text, at, m))?;
         let st = self.fresh("parse");
-        let mut exprs: Vec<Expr> = f.cols.iter().filter(|(n, _)| !fields.iter().any(|(fnm, _)| fnm == n)).map(|(n, _)| ucol(n)).collect();
-        let mut cols: Vec<(String, KType)> = f.cols.iter().filter(|(n, _)| !fields.iter().any(|(fnm, _)| fnm == n)).cloned().collect();
+        let mut exprs: Vec<Expr> = f
+            .cols
+            .iter()
+            .filter(|(n, _)| !fields.iter().any(|(fnm, _)| fnm == n))
+            .map(|(n, _)| ucol(n))
+            .collect();
+        let mut cols: Vec<(String, KType)> = f
+            .cols
+            .iter()
+            .filter(|(n, _)| !fields.iter().any(|(fnm, _)| fnm == n))
+            .cloned()
+            .collect();
         exprs.push(udf.call(vec![e]).alias(&st));
         let plan = LogicalPlanBuilder::from(f.plan).project(exprs)?.build()?;
         let mut out: Vec<Expr> = cols.iter().map(|(n, _)| ucol(n)).collect();
@@ -937,7 +1112,9 @@ impl<'e> Lowerer<'e> {
                     }
                 }
             }
-            ast::Expr::Side(_, _, at) => return self.err(*at, "$left / $right are only valid in join … on"),
+            ast::Expr::Side(_, _, at) => {
+                return self.err(*at, "$left / $right are only valid in join … on")
+            }
             ast::Expr::Member(base, field, at) => {
                 let (b, t) = self.expr(base, f)?;
                 let b = self.as_dynamic(b, t, *at)?;
@@ -951,7 +1128,15 @@ impl<'e> Lowerer<'e> {
                     KType::Long | KType::Int => i,
                     KType::String => i,
                     KType::Dynamic => self.call("kql_dyn_tostring", vec![i]),
-                    other => return self.err(*at, format!("an index must be a number or a string, not {}", other.name())),
+                    other => {
+                        return self.err(
+                            *at,
+                            format!(
+                                "an index must be a number or a string, not {}",
+                                other.name()
+                            ),
+                        )
+                    }
                 };
                 (self.path(b, step), KType::Dynamic)
             }
@@ -984,17 +1169,37 @@ impl<'e> Lowerer<'e> {
                             return self.err(*at, "matches regex needs a constant pattern");
                         }
                         let x = datafusion::functions::regex::expr_fn::regexp_like(a, b, None);
-                        return Ok((if *negated { Expr::Not(Box::new(x)) } else { x }, KType::Bool));
+                        return Ok((
+                            if *negated { Expr::Not(Box::new(x)) } else { x },
+                            KType::Bool,
+                        ));
                     }
                 };
                 let x = self.call(name, vec![a, b]);
-                (if *negated { Expr::Not(Box::new(x)) } else { x }, KType::Bool)
+                (
+                    if *negated { Expr::Not(Box::new(x)) } else { x },
+                    KType::Bool,
+                )
             }
-            ast::Expr::In { expr, list, negated, ci, at } => {
+            ast::Expr::In {
+                expr,
+                list,
+                negated,
+                ci,
+                at,
+            } => {
                 let (v, t) = self.expr(expr, f)?;
                 let mut items = Vec::new();
-                let target = if t == KType::Dynamic { KType::String } else { t };
-                let v = if t == KType::Dynamic { self.call("kql_dyn_tostring", vec![v]) } else { v };
+                let target = if t == KType::Dynamic {
+                    KType::String
+                } else {
+                    t
+                };
+                let v = if t == KType::Dynamic {
+                    self.call("kql_dyn_tostring", vec![v])
+                } else {
+                    v
+                };
                 for x in list {
                     let (xe, xt) = self.expr(x, f)?;
                     // a dynamic array literal contributes its elements
@@ -1018,11 +1223,21 @@ impl<'e> Lowerer<'e> {
                 };
                 (v.in_list(items, *negated), KType::Bool)
             }
-            ast::Expr::Between { expr, lo, hi, negated, at } => {
+            ast::Expr::Between {
+                expr,
+                lo,
+                hi,
+                negated,
+                at,
+            } => {
                 let (v, t) = self.expr(expr, f)?;
                 let (lo_e, lt) = self.expr(lo, f)?;
                 let (hi_e, ht) = self.expr(hi, f)?;
-                let (v, t) = if t == KType::Dynamic { (self.convert(v, t, lt, *at)?, lt) } else { (v, t) };
+                let (v, t) = if t == KType::Dynamic {
+                    (self.convert(v, t, lt, *at)?, lt)
+                } else {
+                    (v, t)
+                };
                 let lo_e = self.convert(lo_e, lt, t, lo.at())?;
                 let hi_e = if t == KType::DateTime && ht == KType::TimeSpan {
                     lo_e.clone() + hi_e
@@ -1030,7 +1245,10 @@ impl<'e> Lowerer<'e> {
                     self.convert(hi_e, ht, t, hi.at())?
                 };
                 let x = v.clone().gt_eq(lo_e).and(v.lt_eq(hi_e));
-                (if *negated { Expr::Not(Box::new(x)) } else { x }, KType::Bool)
+                (
+                    if *negated { Expr::Not(Box::new(x)) } else { x },
+                    KType::Bool,
+                )
             }
             ast::Expr::Call(name, args, at) => self.function(name, args, *at, f)?,
         })
@@ -1048,7 +1266,13 @@ impl<'e> Lowerer<'e> {
     fn as_dynamic(&self, e: Expr, t: KType, at: usize) -> R<Expr> {
         match t {
             KType::Dynamic => Ok(e),
-            other => self.err(at, format!("property access needs a dynamic value, not {} (use parse_json(…) first)", other.name())),
+            other => self.err(
+                at,
+                format!(
+                    "property access needs a dynamic value, not {} (use parse_json(…) first)",
+                    other.name()
+                ),
+            ),
         }
     }
 
@@ -1077,7 +1301,9 @@ impl<'e> Lowerer<'e> {
         Ok(match (from, to) {
             (KType::Dynamic, KType::String) => self.call("kql_dyn_tostring", vec![e]),
             (KType::Dynamic, KType::Long) => self.call("kql_dyn_tolong", vec![e]),
-            (KType::Dynamic, KType::Int) => cast(self.call("kql_dyn_tolong", vec![e]), DataType::Int32),
+            (KType::Dynamic, KType::Int) => {
+                cast(self.call("kql_dyn_tolong", vec![e]), DataType::Int32)
+            }
             (KType::Dynamic, KType::Real) => self.call("kql_dyn_todouble", vec![e]),
             (KType::Dynamic, KType::Bool) => self.call("kql_dyn_tobool", vec![e]),
             (KType::Dynamic, KType::DateTime) | (KType::String, KType::DateTime) => {
@@ -1085,7 +1311,10 @@ impl<'e> Lowerer<'e> {
             }
             (KType::String, KType::Dynamic) => self.call("kql_parse_json", vec![e]),
             (_, KType::Dynamic) => self.call("kql_to_dynamic", vec![e]),
-            (KType::String, KType::Long) | (KType::String, KType::Int) | (KType::String, KType::Real) | (KType::String, KType::Bool) => {
+            (KType::String, KType::Long)
+            | (KType::String, KType::Int)
+            | (KType::String, KType::Real)
+            | (KType::String, KType::Bool) => {
                 let parsed = self.call(
                     match to {
                         KType::Real => "kql_dyn_todouble",
@@ -1094,24 +1323,41 @@ impl<'e> Lowerer<'e> {
                     },
                     vec![e],
                 );
-                if to == KType::Int { cast(parsed, DataType::Int32) } else { parsed }
+                if to == KType::Int {
+                    cast(parsed, DataType::Int32)
+                } else {
+                    parsed
+                }
             }
             (_, KType::String) => self.call("kql_tostring", vec![e]),
             (a, b) if a.numeric() && b.numeric() => cast(e, b.arrow()),
             (KType::TimeSpan, b) if b.numeric() => cast(cast(e, DataType::Int64), b.arrow()),
-            (a, KType::TimeSpan) if a.numeric() => cast(cast(e, DataType::Int64), DataType::Duration(TimeUnit::Nanosecond)),
+            (a, KType::TimeSpan) if a.numeric() => cast(
+                cast(e, DataType::Int64),
+                DataType::Duration(TimeUnit::Nanosecond),
+            ),
             (a, b) => return self.err(at, format!("cannot convert {} to {}", a.name(), b.name())),
         })
     }
 
-    fn binary(&mut self, op: BinOp, l: &ast::Expr, r: &ast::Expr, at: usize, f: &Frame) -> R<(Expr, KType)> {
+    fn binary(
+        &mut self,
+        op: BinOp,
+        l: &ast::Expr,
+        r: &ast::Expr,
+        at: usize,
+        f: &Frame,
+    ) -> R<(Expr, KType)> {
         let (a, at_) = self.expr(l, f)?;
         let (b, bt) = self.expr(r, f)?;
         match op {
             BinOp::And | BinOp::Or => {
                 let a = self.to_bool(a, at_, l.at())?;
                 let b = self.to_bool(b, bt, r.at())?;
-                Ok((if op == BinOp::And { a.and(b) } else { a.or(b) }, KType::Bool))
+                Ok((
+                    if op == BinOp::And { a.and(b) } else { a.or(b) },
+                    KType::Bool,
+                ))
             }
             BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                 let (a, b) = self.coerce_cmp(a, at_, b, bt, at)?;
@@ -1131,9 +1377,18 @@ impl<'e> Lowerer<'e> {
                 let a = self.to_string_expr(a, at_);
                 let b = self.to_string_expr(b, bt);
                 let x = self.call("kql_eq_ci", vec![a, b]);
-                Ok((if op == BinOp::NeCi { Expr::Not(Box::new(x)) } else { x }, KType::Bool))
+                Ok((
+                    if op == BinOp::NeCi {
+                        Expr::Not(Box::new(x))
+                    } else {
+                        x
+                    },
+                    KType::Bool,
+                ))
             }
-            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => self.arith(op, a, at_, b, bt, at),
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => {
+                self.arith(op, a, at_, b, bt, at)
+            }
         }
     }
 
@@ -1148,24 +1403,52 @@ impl<'e> Lowerer<'e> {
             (x, y) if x.numeric() && y.numeric() => (a, b),
             // a string column against a number: compare as strings unless the string is a literal
             (String, n) if n.numeric() => {
-                if literal(&a).is_some() { (self.convert(a, String, n, at)?, b) } else { (a, self.convert(b, n, String, at)?) }
+                if literal(&a).is_some() {
+                    (self.convert(a, String, n, at)?, b)
+                } else {
+                    (a, self.convert(b, n, String, at)?)
+                }
             }
             (n, String) if n.numeric() => {
-                if literal(&b).is_some() { (a, self.convert(b, String, n, at)?) } else { (self.convert(a, n, String, at)?, b) }
+                if literal(&b).is_some() {
+                    (a, self.convert(b, String, n, at)?)
+                } else {
+                    (self.convert(a, n, String, at)?, b)
+                }
             }
             (DateTime, String) => (a, self.convert(b, String, DateTime, at)?),
             (String, DateTime) => (self.convert(a, String, DateTime, at)?, b),
-            (Bool, String) | (String, Bool) => (self.to_string_expr(a, at_), self.to_string_expr(b, bt)),
+            (Bool, String) | (String, Bool) => {
+                (self.to_string_expr(a, at_), self.to_string_expr(b, bt))
+            }
             (x, y) => {
-                return Err(QueryError::semantic(self.text, at, format!("cannot compare {} with {}", x.name(), y.name())))
+                return Err(QueryError::semantic(
+                    self.text,
+                    at,
+                    format!("cannot compare {} with {}", x.name(), y.name()),
+                ))
             }
         })
     }
 
-    fn arith(&self, op: BinOp, a: Expr, at_: KType, b: Expr, bt: KType, at: usize) -> R<(Expr, KType)> {
+    fn arith(
+        &self,
+        op: BinOp,
+        a: Expr,
+        at_: KType,
+        b: Expr,
+        bt: KType,
+        at: usize,
+    ) -> R<(Expr, KType)> {
         use KType::*;
         let numeric = |t: KType| t.numeric() || t == Dynamic;
-        let to_num = |e: Expr, t: KType| if t == Dynamic { self.call("kql_dyn_todouble", vec![e]) } else { e };
+        let to_num = |e: Expr, t: KType| {
+            if t == Dynamic {
+                self.call("kql_dyn_todouble", vec![e])
+            } else {
+                e
+            }
+        };
         Ok(match (op, at_, bt) {
             (BinOp::Sub, DateTime, DateTime) => {
                 let ns = cast(a, DataType::Int64) - cast(b, DataType::Int64);
@@ -1177,11 +1460,23 @@ impl<'e> Lowerer<'e> {
                 } else {
                     cast(a, DataType::Int64) - cast(b, DataType::Int64)
                 };
-                (cast(cast(ns, DataType::Timestamp(TimeUnit::Nanosecond, None)), datetime_type()), DateTime)
+                (
+                    cast(
+                        cast(ns, DataType::Timestamp(TimeUnit::Nanosecond, None)),
+                        datetime_type(),
+                    ),
+                    DateTime,
+                )
             }
             (BinOp::Add, TimeSpan, DateTime) => {
                 let ns = cast(a, DataType::Int64) + cast(b, DataType::Int64);
-                (cast(cast(ns, DataType::Timestamp(TimeUnit::Nanosecond, None)), datetime_type()), DateTime)
+                (
+                    cast(
+                        cast(ns, DataType::Timestamp(TimeUnit::Nanosecond, None)),
+                        datetime_type(),
+                    ),
+                    DateTime,
+                )
             }
             (BinOp::Add, TimeSpan, TimeSpan) | (BinOp::Sub, TimeSpan, TimeSpan) => {
                 let ns = if op == BinOp::Add {
@@ -1192,7 +1487,8 @@ impl<'e> Lowerer<'e> {
                 (cast(ns, DataType::Duration(TimeUnit::Nanosecond)), TimeSpan)
             }
             (BinOp::Div, TimeSpan, TimeSpan) => (
-                cast(cast(a, DataType::Int64), DataType::Float64) / cast(cast(b, DataType::Int64), DataType::Float64),
+                cast(cast(a, DataType::Int64), DataType::Float64)
+                    / cast(cast(b, DataType::Int64), DataType::Float64),
                 Real,
             ),
             (BinOp::Mul, TimeSpan, n) | (BinOp::Div, TimeSpan, n) if n.numeric() => {
@@ -1221,7 +1517,11 @@ impl<'e> Lowerer<'e> {
             }
             (BinOp::Add, String, String) => (concat(vec![a, b]), String),
             (_, x, y) => {
-                return Err(QueryError::semantic(self.text, at, format!("cannot apply {op:?} to {} and {}", x.name(), y.name())))
+                return Err(QueryError::semantic(
+                    self.text,
+                    at,
+                    format!("cannot apply {op:?} to {} and {}", x.name(), y.name()),
+                ))
             }
         })
     }
@@ -1230,7 +1530,13 @@ impl<'e> Lowerer<'e> {
         ts_lit(self.now)
     }
 
-    fn function(&mut self, name: &str, args: &[ast::Expr], at: usize, f: &Frame) -> R<(Expr, KType)> {
+    fn function(
+        &mut self,
+        name: &str,
+        args: &[ast::Expr],
+        at: usize,
+        f: &Frame,
+    ) -> R<(Expr, KType)> {
         let mut lowered = Vec::new();
         let needs_args = !matches!(name, "now" | "ago");
         if needs_args {
@@ -1240,7 +1546,19 @@ impl<'e> Lowerer<'e> {
         }
         let argc = |n: std::ops::RangeInclusive<usize>| -> R<()> {
             if !n.contains(&args.len()) {
-                return Err(QueryError::semantic(self.text, at, format!("{name}() takes {} argument(s), got {}", if n.start() == n.end() { n.start().to_string() } else { format!("{} to {}", n.start(), n.end()) }, args.len())));
+                return Err(QueryError::semantic(
+                    self.text,
+                    at,
+                    format!(
+                        "{name}() takes {} argument(s), got {}",
+                        if n.start() == n.end() {
+                            n.start().to_string()
+                        } else {
+                            format!("{} to {}", n.start(), n.end())
+                        },
+                        args.len()
+                    ),
+                ));
             }
             Ok(())
         };
@@ -1277,7 +1595,8 @@ impl<'e> Lowerer<'e> {
                 let (e, t) = lowered.remove(0);
                 (self.to_string_expr(e, t), KType::String)
             }
-            "tolong" | "toint" | "todouble" | "toreal" | "tobool" | "toboolean" | "todatetime" | "totimespan" | "todecimal" => {
+            "tolong" | "toint" | "todouble" | "toreal" | "tobool" | "toboolean" | "todatetime"
+            | "totimespan" | "todecimal" => {
                 argc(1..=1)?;
                 let (e, t) = lowered.remove(0);
                 let to = match name {
@@ -1297,12 +1616,22 @@ impl<'e> Lowerer<'e> {
                 argc(1..=1)?;
                 let (e, t) = lowered.remove(0);
                 let e = self.to_string_expr(e, t);
-                (if name == "tolower" { sql_lower(e) } else { upper(e) }, KType::String)
+                (
+                    if name == "tolower" {
+                        sql_lower(e)
+                    } else {
+                        upper(e)
+                    },
+                    KType::String,
+                )
             }
             "strlen" => {
                 argc(1..=1)?;
                 let (e, t) = lowered.remove(0);
-                (cast(character_length(self.to_string_expr(e, t)), DataType::Int64), KType::Long)
+                (
+                    cast(character_length(self.to_string_expr(e, t)), DataType::Int64),
+                    KType::Long,
+                )
             }
             "substring" => {
                 argc(2..=3)?;
@@ -1318,27 +1647,57 @@ impl<'e> Lowerer<'e> {
             }
             "split" => {
                 argc(2..=3)?;
-                let args: Vec<Expr> = lowered.into_iter().map(|(e, t)| if t == KType::Dynamic { self.call("kql_dyn_tostring", vec![e]) } else { e }).collect();
+                let args: Vec<Expr> = lowered
+                    .into_iter()
+                    .map(|(e, t)| {
+                        if t == KType::Dynamic {
+                            self.call("kql_dyn_tostring", vec![e])
+                        } else {
+                            e
+                        }
+                    })
+                    .collect();
                 (self.call("kql_split", args), KType::Dynamic)
             }
             "strcat" => {
                 if args.is_empty() {
                     return self.err(at, "strcat() needs arguments");
                 }
-                let parts: Vec<Expr> = lowered.into_iter().map(|(e, t)| coalesce(vec![self.to_string_expr(e, t), lit("")])).collect();
+                let parts: Vec<Expr> = lowered
+                    .into_iter()
+                    .map(|(e, t)| coalesce(vec![self.to_string_expr(e, t), lit("")]))
+                    .collect();
                 (concat(parts), KType::String)
             }
             "isempty" | "isnotempty" => {
                 argc(1..=1)?;
                 let (e, t) = lowered.remove(0);
-                let e = if t == KType::Dynamic { self.call("kql_dyn_tostring", vec![e]) } else { e };
+                let e = if t == KType::Dynamic {
+                    self.call("kql_dyn_tostring", vec![e])
+                } else {
+                    e
+                };
                 let x = self.call("kql_isempty", vec![e]);
-                (if name == "isnotempty" { Expr::Not(Box::new(x)) } else { x }, KType::Bool)
+                (
+                    if name == "isnotempty" {
+                        Expr::Not(Box::new(x))
+                    } else {
+                        x
+                    },
+                    KType::Bool,
+                )
             }
             "isnull" | "isnotnull" => {
                 argc(1..=1)?;
                 let (e, _) = lowered.remove(0);
-                (if name == "isnull" { e.is_null() } else { e.is_not_null() }, KType::Bool)
+                (
+                    if name == "isnull" {
+                        e.is_null()
+                    } else {
+                        e.is_not_null()
+                    },
+                    KType::Bool,
+                )
             }
             "iff" | "iif" => {
                 argc(3..=3)?;
@@ -1354,8 +1713,13 @@ impl<'e> Lowerer<'e> {
                     return self.err(at, "case(predicate, value, …, else) needs an odd number of arguments, at least 3");
                 }
                 let ty = lowered[1].1;
-                let els = lowered.pop().map(|(e, t)| self.convert(e, t, ty, at)).transpose()?.unwrap_or_else(|| null_of(ty));
-                let mut b: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> = None;
+                let els = lowered
+                    .pop()
+                    .map(|(e, t)| self.convert(e, t, ty, at))
+                    .transpose()?
+                    .unwrap_or_else(|| null_of(ty));
+                let mut b: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
+                    None;
                 for (i, pair) in lowered.chunks(2).enumerate() {
                     let p = self.to_bool(pair[0].0.clone(), pair[0].1, args[2 * i].at())?;
                     let v = self.convert(pair[1].0.clone(), pair[1].1, ty, args[2 * i + 1].at())?;
@@ -1374,23 +1738,35 @@ impl<'e> Lowerer<'e> {
                     return self.err(at, "coalesce() needs arguments");
                 }
                 let ty = lowered[0].1;
-                let items = lowered.into_iter().map(|(e, t)| self.convert(e, t, ty, at)).collect::<R<Vec<_>>>()?;
+                let items = lowered
+                    .into_iter()
+                    .map(|(e, t)| self.convert(e, t, ty, at))
+                    .collect::<R<Vec<_>>>()?;
                 (coalesce(items), ty)
             }
             "array_length" => {
                 argc(1..=1)?;
                 let (e, t) = lowered.remove(0);
-                (self.call("kql_array_length", vec![self.as_dynamic(e, t, at)?]), KType::Long)
+                (
+                    self.call("kql_array_length", vec![self.as_dynamic(e, t, at)?]),
+                    KType::Long,
+                )
             }
             "array_sort_asc" | "array_sort_desc" => {
                 argc(1..=1)?;
                 let (e, t) = lowered.remove(0);
-                (self.call(&format!("kql_{name}"), vec![self.as_dynamic(e, t, at)?]), KType::Dynamic)
+                (
+                    self.call(&format!("kql_{name}"), vec![self.as_dynamic(e, t, at)?]),
+                    KType::Dynamic,
+                )
             }
             "bag_keys" => {
                 argc(1..=1)?;
                 let (e, t) = lowered.remove(0);
-                (self.call("kql_bag_keys", vec![self.as_dynamic(e, t, at)?]), KType::Dynamic)
+                (
+                    self.call("kql_bag_keys", vec![self.as_dynamic(e, t, at)?]),
+                    KType::Dynamic,
+                )
             }
             "not" => {
                 argc(1..=1)?;
@@ -1405,17 +1781,35 @@ impl<'e> Lowerer<'e> {
                     (KType::DateTime, KType::TimeSpan) => {
                         let ns = match literal(&size) {
                             Some(ScalarValue::DurationNanosecond(Some(ns))) if *ns > 0 => *ns,
-                            _ => return self.err(at, "bin(datetime, size) needs a constant positive timespan"),
+                            _ => {
+                                return self.err(
+                                    at,
+                                    "bin(datetime, size) needs a constant positive timespan",
+                                )
+                            }
                         };
-                        (date_bin(interval(ns), v, ts_lit(Timestamp(0))), KType::DateTime)
+                        (
+                            date_bin(interval(ns), v, ts_lit(Timestamp(0))),
+                            KType::DateTime,
+                        )
                     }
                     (KType::TimeSpan, KType::TimeSpan) => {
                         let x = cast(v, DataType::Int64);
                         let s = cast(size, DataType::Int64);
-                        (cast((x / s.clone()) * s, DataType::Duration(TimeUnit::Nanosecond)), KType::TimeSpan)
+                        (
+                            cast(
+                                (x / s.clone()) * s,
+                                DataType::Duration(TimeUnit::Nanosecond),
+                            ),
+                            KType::TimeSpan,
+                        )
                     }
                     (a, b) if (a.numeric() || a == KType::Dynamic) && b.numeric() => {
-                        let x = if a == KType::Dynamic { self.call("kql_dyn_todouble", vec![v]) } else { cast(v, DataType::Float64) };
+                        let x = if a == KType::Dynamic {
+                            self.call("kql_dyn_todouble", vec![v])
+                        } else {
+                            cast(v, DataType::Float64)
+                        };
                         let s = cast(size, DataType::Float64);
                         let binned = floor(x / s.clone()) * s;
                         if a == KType::Real || b == KType::Real || a == KType::Dynamic {
@@ -1424,7 +1818,9 @@ impl<'e> Lowerer<'e> {
                             (cast(binned, DataType::Int64), KType::Long)
                         }
                     }
-                    (a, b) => return self.err(at, format!("bin() of {} by {}", a.name(), b.name())),
+                    (a, b) => {
+                        return self.err(at, format!("bin() of {} by {}", a.name(), b.name()))
+                    }
                 }
             }
             "startofday" | "startofmonth" | "startofyear" | "startofhour" => {
@@ -1434,7 +1830,10 @@ impl<'e> Lowerer<'e> {
                     return self.err(at, format!("{name}() takes a datetime"));
                 }
                 let part = &name[7..];
-                (cast(date_trunc(lit(part), v), datetime_type()), KType::DateTime)
+                (
+                    cast(date_trunc(lit(part), v), datetime_type()),
+                    KType::DateTime,
+                )
             }
             "abs" | "round" => {
                 argc(1..=2)?;
@@ -1455,16 +1854,61 @@ impl<'e> Lowerer<'e> {
                 if literal(&re).is_none() {
                     return self.err(at, "extract() needs a constant regex");
                 }
-                (self.call("kql_extract", vec![re, group, self.to_string_expr(src, st)]), KType::String)
+                (
+                    self.call("kql_extract", vec![re, group, self.to_string_expr(src, st)]),
+                    KType::String,
+                )
             }
             "typeof" | "gettype" => {
                 argc(1..=1)?;
                 (lit(lowered[0].1.name()), KType::String)
             }
-            "count" | "countif" | "dcount" | "sum" | "avg" | "min" | "max" | "make_set" | "make_list" | "arg_max" | "arg_min" => {
-                return self.err(at, format!("{name}() is an aggregation: use it in summarize"));
+            "count" | "countif" | "dcount" | "sum" | "avg" | "min" | "max" | "make_set"
+            | "make_list" | "arg_max" | "arg_min" => {
+                return self.err(
+                    at,
+                    format!("{name}() is an aggregation: use it in summarize"),
+                );
             }
-            "toscalar" | "pack" | "pack_all" | "bag_pack" | "pack_array" | "zip" | "series_stats" | "geo_distance_2points" | "ipv4_is_in_range" | "ipv4_is_private" | "parse_url" | "parse_path" | "format_datetime" | "format_timespan" | "datetime_add" | "datetime_diff" | "dayofweek" | "hash" | "hash_sha256" | "base64_decode_tostring" | "base64_encode_tostring" | "replace_string" | "replace_regex" | "trim" | "reverse" | "indexof" | "countof" | "set_union" | "set_intersect" | "array_concat" | "array_slice" | "array_index_of" | "make_datetime" | "todatetime_utc" | "unixtime_seconds_todatetime" | "column_ifexists" | "row_number" | "prev" | "next" => {
+            "toscalar"
+            | "pack"
+            | "pack_all"
+            | "bag_pack"
+            | "pack_array"
+            | "zip"
+            | "series_stats"
+            | "geo_distance_2points"
+            | "ipv4_is_in_range"
+            | "ipv4_is_private"
+            | "parse_url"
+            | "parse_path"
+            | "format_datetime"
+            | "format_timespan"
+            | "datetime_add"
+            | "datetime_diff"
+            | "dayofweek"
+            | "hash"
+            | "hash_sha256"
+            | "base64_decode_tostring"
+            | "base64_encode_tostring"
+            | "replace_string"
+            | "replace_regex"
+            | "trim"
+            | "reverse"
+            | "indexof"
+            | "countof"
+            | "set_union"
+            | "set_intersect"
+            | "array_concat"
+            | "array_slice"
+            | "array_index_of"
+            | "make_datetime"
+            | "todatetime_utc"
+            | "unixtime_seconds_todatetime"
+            | "column_ifexists"
+            | "row_number"
+            | "prev"
+            | "next" => {
                 return self.unsupported(at, &format!("function {name}()"), "");
             }
             _ => return self.err(at, format!("unknown function '{name}'")),
@@ -1476,9 +1920,38 @@ impl<'e> Lowerer<'e> {
 fn is_aggregation(name: &str) -> bool {
     matches!(
         name,
-        "count" | "countif" | "dcount" | "dcountif" | "count_distinct" | "sum" | "sumif" | "avg" | "avgif" | "min" | "max" | "minif" | "maxif"
-            | "stdev" | "variance" | "make_set" | "make_list" | "make_set_if" | "make_list_if" | "any" | "take_any" | "arg_max" | "arg_min"
-            | "percentile" | "percentiles" | "percentile_tdigest" | "tdigest" | "hll" | "hll_merge" | "make_bag" | "buildschema" | "binary_all_or"
+        "count"
+            | "countif"
+            | "dcount"
+            | "dcountif"
+            | "count_distinct"
+            | "sum"
+            | "sumif"
+            | "avg"
+            | "avgif"
+            | "min"
+            | "max"
+            | "minif"
+            | "maxif"
+            | "stdev"
+            | "variance"
+            | "make_set"
+            | "make_list"
+            | "make_set_if"
+            | "make_list_if"
+            | "any"
+            | "take_any"
+            | "arg_max"
+            | "arg_min"
+            | "percentile"
+            | "percentiles"
+            | "percentile_tdigest"
+            | "tdigest"
+            | "hll"
+            | "hll_merge"
+            | "make_bag"
+            | "buildschema"
+            | "binary_all_or"
     )
 }
 

@@ -150,7 +150,10 @@ impl<'a> Parser<'a> {
         if statements.is_empty() {
             return self.err("a query");
         }
-        if !statements.iter().any(|s| matches!(s, Statement::Tabular(_))) {
+        if !statements
+            .iter()
+            .any(|s| matches!(s, Statement::Tabular(_)))
+        {
             return self.err("a tabular expression after the let statements");
         }
         Ok(Query { statements })
@@ -175,7 +178,12 @@ impl<'a> Parser<'a> {
                 Tok::Ident(w) => w.clone(),
                 _ => String::new(),
             };
-            return Err(QueryError::unsupported(self.text, at, &format!("{w} statement"), ""));
+            return Err(QueryError::unsupported(
+                self.text,
+                at,
+                &format!("{w} statement"),
+                "",
+            ));
         }
         Ok(Statement::Tabular(self.tabular()?))
     }
@@ -187,8 +195,7 @@ impl<'a> Parser<'a> {
             Tok::Ident(w) if matches!(self.peek_at(1), Tok::Sym("|")) => !w.is_empty(),
             Tok::Ident(_) => {
                 // `let T = Table;` — a bare name is tabular unless it is called or indexed
-                matches!(self.peek_at(1), Tok::Sym(";") | Tok::Eof)
-                    && self.looks_like_table_name()
+                matches!(self.peek_at(1), Tok::Sym(";") | Tok::Eof) && self.looks_like_table_name()
             }
             Tok::Sym("(") => {
                 // ( Table | … )
@@ -259,7 +266,12 @@ impl<'a> Parser<'a> {
         for opt in ["withsource", "kind", "isfuzzy"] {
             if self.is_word(opt) && matches!(self.peek_at(1), Tok::Sym("=")) {
                 let at = self.pos();
-                return Err(QueryError::unsupported(self.text, at, &format!("union {opt}="), ""));
+                return Err(QueryError::unsupported(
+                    self.text,
+                    at,
+                    &format!("union {opt}="),
+                    "",
+                ));
             }
         }
         let mut out = Vec::new();
@@ -272,7 +284,12 @@ impl<'a> Parser<'a> {
             } else {
                 let (name, nat) = self.ident("a table or (query) to union")?;
                 if name.contains('*') {
-                    return Err(QueryError::unsupported(self.text, nat, "union with wildcards", ""));
+                    return Err(QueryError::unsupported(
+                        self.text,
+                        nat,
+                        "union with wildcards",
+                        "",
+                    ));
                 }
                 out.push(Tabular {
                     source: Source::Name(name, nat),
@@ -351,14 +368,24 @@ impl<'a> Parser<'a> {
                 for opt in ["bagexpansion", "with_itemindex", "kind"] {
                     if self.is_word(opt) {
                         let oat = self.pos();
-                        return Err(QueryError::unsupported(self.text, oat, &format!("mv-expand {opt}"), ""));
+                        return Err(QueryError::unsupported(
+                            self.text,
+                            oat,
+                            &format!("mv-expand {opt}"),
+                            "",
+                        ));
                     }
                 }
                 let name = self.maybe_name();
                 let expr = self.expr()?;
                 if self.is_sym(",") {
                     let cat = self.pos();
-                    return Err(QueryError::unsupported(self.text, cat, "mv-expand of several columns", "expand one column per mv-expand"));
+                    return Err(QueryError::unsupported(
+                        self.text,
+                        cat,
+                        "mv-expand of several columns",
+                        "expand one column per mv-expand",
+                    ));
                 }
                 let to = if self.eat_word("to") {
                     self.expect_word("typeof")?;
@@ -371,7 +398,12 @@ impl<'a> Parser<'a> {
                 };
                 if self.is_word("limit") {
                     let lat = self.pos();
-                    return Err(QueryError::unsupported(self.text, lat, "mv-expand limit", ""));
+                    return Err(QueryError::unsupported(
+                        self.text,
+                        lat,
+                        "mv-expand limit",
+                        "",
+                    ));
                 }
                 Op::MvExpand { name, expr, to, at }
             }
@@ -382,7 +414,12 @@ impl<'a> Parser<'a> {
                     self.expect_sym("=")?;
                     let (k, _) = self.ident("a parse kind")?;
                     if k != "simple" {
-                        return Err(QueryError::unsupported(self.text, kat, &format!("parse kind={k}"), "only the simple pattern is supported"));
+                        return Err(QueryError::unsupported(
+                            self.text,
+                            kat,
+                            &format!("parse kind={k}"),
+                            "only the simple pattern is supported",
+                        ));
                     }
                 }
                 let expr = self.expr()?;
@@ -406,7 +443,9 @@ impl<'a> Parser<'a> {
                             Tok::Str(s) | Tok::Ident(s) => s,
                             Tok::Int(n) => n.to_string(),
                             Tok::Real(r) => r.to_string(),
-                            _ => return Err(QueryError::syntax(self.text, v_at, "a property value")),
+                            _ => {
+                                return Err(QueryError::syntax(self.text, v_at, "a property value"))
+                            }
                         };
                         props.push((k, v));
                         if !self.eat_sym(",") {
@@ -452,7 +491,12 @@ impl<'a> Parser<'a> {
                 };
             } else if w.starts_with("hint") {
                 let hat = self.pos();
-                return Err(QueryError::unsupported(self.text, hat, "join hints", "remove the hint"));
+                return Err(QueryError::unsupported(
+                    self.text,
+                    hat,
+                    "join hints",
+                    "remove the hint",
+                ));
             } else {
                 break;
             }
@@ -482,7 +526,13 @@ impl<'a> Parser<'a> {
                     let (left, right) = match (l, r) {
                         ((ls, lc), (rs, rc)) if ls == "left" && rs == "right" => (lc, rc),
                         ((ls, lc), (rs, rc)) if ls == "right" && rs == "left" => (rc, lc),
-                        _ => return Err(QueryError::syntax(self.text, kat, "$left.column == $right.column")),
+                        _ => {
+                            return Err(QueryError::syntax(
+                                self.text,
+                                kat,
+                                "$left.column == $right.column",
+                            ))
+                        }
                     };
                     on.push(JoinOn { left, right });
                 }
@@ -499,7 +549,12 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        Ok(Op::Join { kind, right, on, at })
+        Ok(Op::Join {
+            kind,
+            right,
+            on,
+            at,
+        })
     }
 
     fn side_ref(&mut self) -> Result<(String, String), QueryError> {
@@ -527,7 +582,10 @@ impl<'a> Parser<'a> {
                 Tok::Ident(c) => {
                     self.bump();
                     let ty = if self.eat_sym(":") {
-                        Some(self.ident("a type (string, long, int, real, datetime, …)")?.0)
+                        Some(
+                            self.ident("a type (string, long, int, real, datetime, …)")?
+                                .0,
+                        )
                     } else {
                         None
                     };
@@ -582,7 +640,12 @@ impl<'a> Parser<'a> {
         loop {
             if self.is_sym("(") && self.tuple_name_ahead() {
                 let at = self.pos();
-                return Err(QueryError::unsupported(self.text, at, "tuple assignment (a, b) = …", "name each column"));
+                return Err(QueryError::unsupported(
+                    self.text,
+                    at,
+                    "tuple assignment (a, b) = …",
+                    "name each column",
+                ));
             }
             let name = self.maybe_name();
             let expr = self.expr()?;
@@ -599,7 +662,9 @@ impl<'a> Parser<'a> {
         while k < self.toks.len() {
             match &self.toks[k].kind {
                 Tok::Ident(_) | Tok::Sym(",") => k += 1,
-                Tok::Sym(")") => return matches!(self.toks.get(k + 1).map(|t| &t.kind), Some(Tok::Sym("="))),
+                Tok::Sym(")") => {
+                    return matches!(self.toks.get(k + 1).map(|t| &t.kind), Some(Tok::Sym("=")))
+                }
                 _ => return false,
             }
         }
@@ -745,9 +810,16 @@ impl<'a> Parser<'a> {
 
     fn in_list(&mut self, l: Expr, negated: bool, ci: bool, at: usize) -> Result<Expr, QueryError> {
         self.expect_sym("(")?;
-        if self.starts_tabular() || (matches!(self.peek(), Tok::Ident(_)) && matches!(self.peek_at(1), Tok::Sym("|"))) {
+        if self.starts_tabular()
+            || (matches!(self.peek(), Tok::Ident(_)) && matches!(self.peek_at(1), Tok::Sym("|")))
+        {
             let sat = self.pos();
-            return Err(QueryError::unsupported(self.text, sat, "in (subquery)", "use join kind=leftsemi"));
+            return Err(QueryError::unsupported(
+                self.text,
+                sat,
+                "in (subquery)",
+                "use join kind=leftsemi",
+            ));
         }
         let mut list = Vec::new();
         if !self.is_sym(")") {
@@ -850,7 +922,13 @@ impl<'a> Parser<'a> {
                         self.expect_sym("]")?;
                         e = Expr::Index(Box::new(e), Box::new(k), at);
                     }
-                    _ => return Err(QueryError::syntax(self.text, at + 1, "a property name after '.'")),
+                    _ => {
+                        return Err(QueryError::syntax(
+                            self.text,
+                            at + 1,
+                            "a property name after '.'",
+                        ))
+                    }
                 }
             } else if self.eat_sym("[") {
                 let k = self.expr()?;
@@ -895,7 +973,12 @@ impl<'a> Parser<'a> {
             Tok::Sym("(") => {
                 self.bump();
                 if self.starts_tabular_after_paren() {
-                    return Err(QueryError::unsupported(self.text, at, "tabular expression used as a scalar", "use a let with toscalar() (not supported) or a join"));
+                    return Err(QueryError::unsupported(
+                        self.text,
+                        at,
+                        "tabular expression used as a scalar",
+                        "use a let with toscalar() (not supported) or a join",
+                    ));
                 }
                 let e = self.expr()?;
                 self.expect_sym(")")?;
@@ -953,15 +1036,29 @@ impl<'a> Parser<'a> {
                 let t = text.trim_matches(|c| c == '"' || c == '\'');
                 match parse_timespan(t) {
                     Some(ns) => Ok(Expr::Lit(Lit::Timespan(ns), at)),
-                    None => Err(QueryError::syntax(self.text, at, "a timespan such as timespan(1d), time(00:30:00) or time(1.02:00:00)")),
+                    None => Err(QueryError::syntax(
+                        self.text,
+                        at,
+                        "a timespan such as timespan(1d), time(00:30:00) or time(1.02:00:00)",
+                    )),
                 }
             }
             _ => {
                 // dynamic(…): JSON, with KQL's single quotes allowed
-                let json = if text.is_empty() { "null".to_string() } else { text.to_string() };
-                match serde_json::from_str::<serde_json::Value>(&json).or_else(|_| serde_json::from_str::<serde_json::Value>(&json.replace('\'', "\""))) {
+                let json = if text.is_empty() {
+                    "null".to_string()
+                } else {
+                    text.to_string()
+                };
+                match serde_json::from_str::<serde_json::Value>(&json).or_else(|_| {
+                    serde_json::from_str::<serde_json::Value>(&json.replace('\'', "\""))
+                }) {
                     Ok(v) => Ok(Expr::Lit(Lit::Dynamic(v.to_string()), at)),
-                    Err(e) => Err(QueryError::syntax(self.text, at, &format!("a dynamic literal in JSON ({e})"))),
+                    Err(e) => Err(QueryError::syntax(
+                        self.text,
+                        at,
+                        &format!("a dynamic literal in JSON ({e})"),
+                    )),
                 }
             }
         }
@@ -990,7 +1087,13 @@ mod tests {
         let t = tab("AzureDiagnostics | where Category == \"kube-audit\" | project log_s | where parse_json(tostring(parse_json(log_s).annotations)).[\"\"] == \"allow\"");
         assert_eq!(t.ops.len(), 3);
         let q = parse("let WeeklyData = AzureActivity\n| where TimeGenerated > ago(7d)\n| summarize\n    TotalActivities = count(),\n    UniqueUsers = dcount(Caller),\n    FailedOperations = countif(ActivityStatus == \"Failed\")\nby bin(TimeGenerated, 1d)\n| order by TimeGenerated desc;\n\nWeeklyData\n| render timechart").unwrap();
-        assert!(matches!(&q.statements[0], Statement::Let { value: LetValue::Tabular(_), .. }));
+        assert!(matches!(
+            &q.statements[0],
+            Statement::Let {
+                value: LetValue::Tabular(_),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -1000,7 +1103,13 @@ mod tests {
         match &t.ops[0] {
             Op::Join { kind, on, .. } => {
                 assert_eq!(*kind, JoinKind::LeftOuter);
-                assert_eq!(on[0], JoinOn { left: "x".into(), right: "y".into() });
+                assert_eq!(
+                    on[0],
+                    JoinOn {
+                        left: "x".into(),
+                        right: "y".into()
+                    }
+                );
                 assert_eq!(on[1].left, "z");
             }
             o => panic!("{o:?}"),
@@ -1030,13 +1139,17 @@ mod tests {
         let e = parse("T\n| where a ==").unwrap_err().to_string();
         assert!(e.contains("line 2, column 13"), "{e}");
         assert!(e.contains("expected an expression"), "{e}");
-        let e = parse("T | make-series count() on t").unwrap_err().to_string();
+        let e = parse("T | make-series count() on t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unsupported KQL feature `make-series`"), "{e}");
         let e = parse("T | evaluate bag_unpack(x)").unwrap_err().to_string();
         assert!(e.contains("`evaluate`"), "{e}");
         let e = parse("T | frobnicate").unwrap_err().to_string();
         assert!(e.contains("a tabular operator"), "{e}");
-        let e = parse("T | where x in (U | project y)").unwrap_err().to_string();
+        let e = parse("T | where x in (U | project y)")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("in (subquery)"), "{e}");
         let e = parse("A | take 1\nB | take 1").unwrap_err().to_string();
         assert!(e.contains("';'"), "{e}");
