@@ -1709,7 +1709,7 @@ impl<'e> Lowerer<'e> {
                 (when(c0, a).otherwise(b)?, at_)
             }
             "case" => {
-                if args.len() < 3 || args.len() % 2 == 0 {
+                if args.len() < 3 || args.len().is_multiple_of(2) {
                     return self.err(at, "case(predicate, value, …, else) needs an odd number of arguments, at least 3");
                 }
                 let ty = lowered[1].1;
