@@ -55,10 +55,43 @@ pub fn open_writer(cli: &Cli, reason: &str) -> Result<(Ledger, Recovery), Ledger
 
 /// Who is running this command.
 pub fn subject() -> String {
-    std::env::var("TRAILWARDEN_USER")
-        .or_else(|_| std::env::var("USER"))
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    let os = os_user();
+    let claimed = std::env::var("TRAILWARDEN_USER").ok();
+    let base = match &os {
+        Some((uid, Some(name))) => format!("{name} (uid {uid})"),
+        Some((uid, None)) => format!("uid {uid}"),
+        None => std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into()),
+    };
+    match claimed {
+        // a name the caller gives (a wrapper script acting for a person) is recorded beside the
+        // account the OS says ran the command, never instead of it
+        Some(c) if !c.is_empty() => format!("{c} via {base}"),
+        _ => base,
+    }
+}
+
+/// The real uid of this process and its account name, from /proc and /etc/passwd (the
+/// environment's USER can say anything).
+fn os_user() -> Option<(u32, Option<String>)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|p| {
+        p.lines().find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let id: u32 = f.nth(1)?.parse().ok()?;
+            (id == uid).then(|| name.to_string())
+        })
+    });
+    Some((uid, name))
 }
 
 /// Record a read of audit data: in the ledger when it is free, otherwise in the access spool

@@ -3,7 +3,7 @@
 //! KQL and SQL entry points, and per-query memory and time limits.
 
 use crate::kql;
-use crate::tables::{self, c, Fns, Table};
+use crate::tables::{self, Fns, Table};
 use crate::types::KType;
 use crate::QueryError;
 use datafusion::arrow::array::RecordBatch;
@@ -148,6 +148,7 @@ impl Engine {
         }
         let runtime = rt.build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        ctx.add_optimizer_rule(Arc::new(crate::prune::TimePruning));
         let fns = functions();
         for f in &fns {
             ctx.register_udf(f.as_ref().clone());
@@ -340,7 +341,6 @@ fn base_plan(
     if let Some(u) = opts.until {
         b = b.filter(t.lt(ts_lit(u)))?;
     }
-    let _ = c;
     Ok(b.alias("records_all")?.build()?)
 }
 

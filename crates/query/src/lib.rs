@@ -11,6 +11,7 @@ mod error;
 pub mod json;
 pub mod kql;
 mod parse_op;
+pub mod prune;
 pub mod render;
 pub mod rows;
 pub mod tables;

@@ -1,0 +1,49 @@
+//! Times the benchmark queries in-process on a ledger (see scripts/bench-query): each query is
+//! planned and run `RUNS` times; prints `name seconds rows` with the median.
+//!
+//!     cargo run --release -p trailwarden-query --example query_bench -- DATA_DIR HOUR_START [RUNS]
+
+use std::time::Instant;
+use trailwarden_query::{Engine, QueryOptions};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = args
+        .get(1)
+        .ok_or("usage: query_bench DATA_DIR HOUR_START [RUNS]")?;
+    let hour = args.get(2).ok_or("HOUR_START (RFC 3339) is required")?;
+    let runs: usize = args.get(3).map_or(Ok(5), |r| r.parse())?;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let engine = Engine::open(
+        std::path::Path::new(dir),
+        QueryOptions {
+            threads: Some(threads),
+            memory_limit: Some(8 << 30),
+            ..QueryOptions::default()
+        },
+    )?;
+    let queries = [
+        ("q1", "events | summarize count() by user | top 10 by count_".to_string()),
+        (
+            "q2",
+            format!("events | where TimeGenerated between (datetime({hour}) .. 1h) and code == 403 | summarize count() by user, trusted_ip"),
+        ),
+        (
+            "q3",
+            "events | where parse_json(raw).verb == \"create\" and parse_json(raw).objectRef.resource == \"clusterrolebindings\" and parse_json(raw).requestObject.roleRef.name == \"cluster-admin\" | count".to_string(),
+        ),
+    ];
+    for (name, q) in queries {
+        let mut times = Vec::new();
+        let mut rows = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let out = trailwarden_query::engine::block_on(threads, engine.kql(&q))??;
+            times.push(t.elapsed().as_secs_f64());
+            rows = out.iter().map(|o| o.rows()).sum::<usize>();
+        }
+        times.sort_by(f64::total_cmp);
+        println!("{name} {:.4} {rows}", times[times.len() / 2]);
+    }
+    Ok(())
+}

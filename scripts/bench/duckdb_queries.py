@@ -1,0 +1,37 @@
+"""DuckDB reference for the query benchmark: the same three queries over the ledger's sealed
+Parquet segments, all CPUs, median of RUNS. Prints `name seconds rows`.
+
+    python3 scripts/bench/duckdb_queries.py DATA_DIR HOUR_START [RUNS]
+"""
+
+import statistics
+import sys
+import time
+
+import duckdb
+
+data, hour = sys.argv[1], sys.argv[2]
+runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+segs = f"{data}/seg/*.parquet"
+con = duckdb.connect()
+con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{segs}') WHERE kind = 1")
+queries = {
+    "q1": "SELECT \"user\", count(*) AS count_ FROM events GROUP BY \"user\" ORDER BY count_ DESC LIMIT 10",
+    "q2": f"""SELECT "user", trusted_ip, count(*) AS count_ FROM events
+              WHERE coalesce("time", received) BETWEEN TIMESTAMPTZ '{hour}' AND TIMESTAMPTZ '{hour}' + INTERVAL 1 HOUR
+                AND status_code = 403
+              GROUP BY "user", trusted_ip""",
+    "q3": """SELECT count(*) FROM events
+             WHERE json_extract_string(CAST(raw AS VARCHAR), '$.verb') = 'create'
+               AND json_extract_string(CAST(raw AS VARCHAR), '$.objectRef.resource') = 'clusterrolebindings'
+               AND json_extract_string(CAST(raw AS VARCHAR), '$.requestObject.roleRef.name') = 'cluster-admin'""",
+}
+for name, q in queries.items():
+    times = []
+    rows = 0
+    for _ in range(runs):
+        t = time.time()
+        res = con.execute(q).fetchall()
+        times.append(time.time() - t)
+        rows = len(res)
+    print(name, f"{statistics.median(times):.4f}", rows)
