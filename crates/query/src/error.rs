@@ -1,58 +1,7 @@
 //! The query crate's error type.
 
-use std::fmt;
-
-/// Where in the query text something is, for messages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Position {
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column (characters).
-    pub column: usize,
-    /// The line's text.
-    pub text: String,
-}
-
-impl Position {
-    /// The position of byte `offset` in `query`.
-    pub fn of(query: &str, offset: usize) -> Position {
-        let offset = offset.min(query.len());
-        let before = &query[..floor_boundary(query, offset)];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let line = before.matches('\n').count() + 1;
-        let column = before[line_start..].chars().count() + 1;
-        let line_end = query[line_start..]
-            .find('\n')
-            .map_or(query.len(), |i| line_start + i);
-        Position {
-            line,
-            column,
-            text: query[line_start..line_end]
-                .trim_end_matches('\r')
-                .to_string(),
-        }
-    }
-}
-
-fn floor_boundary(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "line {}, column {}:\n  {}\n  {}^",
-            self.line,
-            self.column,
-            self.text,
-            " ".repeat(self.column.saturating_sub(1))
-        )
-    }
-}
+use trailwarden_kql::KqlError;
+pub use trailwarden_kql::Position;
 
 /// Errors of the query crate.
 #[derive(Debug, thiserror::Error)]
@@ -138,15 +87,17 @@ impl From<datafusion::error::DataFusionError> for QueryError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn caret_under_the_column() {
-        let p = Position::of("T\n| where x ==", 13);
-        assert_eq!((p.line, p.column), (2, 12));
-        let s = p.to_string();
-        assert!(s.ends_with("\n  | where x ==\n             ^"), "{s:?}");
+impl From<KqlError> for QueryError {
+    fn from(e: KqlError) -> Self {
+        match e {
+            KqlError::Syntax { pos, expected } => QueryError::Syntax { pos, expected },
+            KqlError::Unsupported { feature, pos, hint } => {
+                QueryError::Unsupported { feature, pos, hint }
+            }
+            KqlError::TooComplex { pos, what } => QueryError::Semantic {
+                message: format!("the query is too complex: it is {what}"),
+                pos,
+            },
+        }
     }
 }

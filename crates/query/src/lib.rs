@@ -8,8 +8,8 @@
 
 pub mod engine;
 mod error;
-pub mod json;
 pub mod kql;
+pub use trailwarden_kql::json;
 mod parse_op;
 pub mod prune;
 pub mod render;

@@ -102,24 +102,4 @@ impl KType {
     }
 }
 
-/// A KQL datetime text: RFC 3339 and the shapes ingest accepts, plus a date alone
-/// (`2026-01-06`, midnight UTC) and minutes without seconds (`2026-01-06 10:47`).
-pub fn parse_datetime(text: &str) -> Option<trailwarden_model::Timestamp> {
-    let t = text.trim();
-    if let Ok(ts) = trailwarden_model::Timestamp::parse(t) {
-        return Some(ts);
-    }
-    let b = t.as_bytes();
-    let date_only = b.len() == 10 && b[4] == b'-' && b[7] == b'-';
-    if date_only {
-        return trailwarden_model::Timestamp::parse(&format!("{t}T00:00:00Z")).ok();
-    }
-    if b.len() >= 16
-        && matches!(b[10], b'T' | b' ')
-        && b[13] == b':'
-        && (b.len() == 16 || !b[16].is_ascii_digit() && b[16] != b':')
-    {
-        return trailwarden_model::Timestamp::parse(&format!("{}:00{}", &t[..16], &t[16..])).ok();
-    }
-    None
-}
+pub use trailwarden_kql::parse_datetime;

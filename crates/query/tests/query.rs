@@ -320,3 +320,38 @@ fn time_filters_prune_sealed_row_groups() {
     assert!(numbers[1] < numbers[0], "no segment pruned:\n{plan}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn queries_at_the_complexity_limits_plan_and_run() {
+    // the parser bounds the syntax tree (trailwarden_kql::parser::MAX_DEPTH, MAX_OPERATORS) so
+    // that lowering, which recurses, fits a default thread stack even in a debug build
+    use trailwarden_kql::parser::{MAX_DEPTH, MAX_OPERATORS};
+    let files = [fixture("activity.jsonl")];
+    let d = ledger("limits", &files, t("2026-01-06T11:59:00Z"), 64 << 20);
+    let e = engine(&d, t(NOW));
+    let chain = format!("print x = 1{}", " + 1".repeat(MAX_OPERATORS - 1));
+    assert_eq!(
+        rows(&kql(&e, &chain)),
+        vec![vec![MAX_OPERATORS.to_string()]]
+    );
+    let nested = format!(
+        "print x = {}2{}",
+        "(".repeat(MAX_DEPTH - 2),
+        ")".repeat(MAX_DEPTH - 2)
+    );
+    assert_eq!(rows(&kql(&e, &nested)), vec![vec!["2".to_string()]]);
+    let path = format!(
+        "events | extend v = parse_json(raw){} | summarize n = count() by isnull(v)",
+        ".a".repeat(MAX_OPERATORS - 1)
+    );
+    let out = rows(&kql(&e, &path));
+    assert_eq!(out.len(), 1, "{out:?}");
+    let over = format!("print x = 1{}", " + 1".repeat(MAX_OPERATORS + 1));
+    let err = trailwarden_query::engine::block_on(2, e.kql(&over))
+        .unwrap()
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("too complex"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}

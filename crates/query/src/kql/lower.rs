@@ -153,6 +153,7 @@ impl<'e> Lowerer<'e> {
 
     // ---- tabular ----------------------------------------------------------------------------
 
+    #[recursive::recursive] // the stack grows on demand: trees are up to parser::MAX_OPERATORS deep
     fn tabular(&mut self, t: &Tabular) -> R<Frame> {
         let mut f = self.source(&t.source)?;
         for op in &t.ops {
@@ -626,6 +627,7 @@ impl<'e> Lowerer<'e> {
 
     /// Replace each aggregation call inside `e` by a hidden column, collecting the aggregations.
     #[allow(clippy::type_complexity)]
+    #[recursive::recursive] // the stack grows on demand: trees are up to parser::MAX_OPERATORS deep
     fn extract_aggs(
         &mut self,
         e: &ast::Expr,
@@ -1081,6 +1083,7 @@ impl<'e> Lowerer<'e> {
 
     // ---- scalar expressions -----------------------------------------------------------------
 
+    #[recursive::recursive] // the stack grows on demand: trees are up to parser::MAX_OPERATORS deep
     fn expr(&mut self, e: &ast::Expr, f: &Frame) -> R<(Expr, KType)> {
         Ok(match e {
             ast::Expr::Lit(l, _) => match l {

@@ -1,9 +1,5 @@
-//! The KQL front end: lexer, parser, and lowering to DataFusion logical plans (no translation
-//! to SQL text).
+//! The KQL front end (lexer, parser, AST: the `trailwarden-kql` crate) and the lowering of its
+//! AST to DataFusion logical plans (no translation to SQL text).
 
-pub mod ast;
-pub mod lexer;
-pub mod parser;
-
-pub use parser::parse;
+pub use trailwarden_kql::{ast, lexer, parse, parser};
 pub mod lower;

@@ -218,7 +218,11 @@ pub fn to_string(text: &str) -> Option<String> {
     let t = text.trim();
     match kind(t) {
         Kind::Null => None,
-        Kind::String => unescape(&t[1..t.len().saturating_sub(1)]),
+        Kind::String => match t.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+            Some(inner) => unescape(inner),
+            // not a JSON string after all (a lone or unterminated quote): as written
+            None => Some(t.to_string()),
+        },
         Kind::Number | Kind::Bool => Some(t.to_string()),
         Kind::Array | Kind::Object => Some(compact(t)),
     }
@@ -324,6 +328,14 @@ pub fn to_bool(text: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tostring_of_a_lone_quote_does_not_panic() {
+        // found by the kql fuzz target: `"` sliced as [1..0]
+        assert_eq!(to_string("\""), Some("\"".to_string()));
+        assert_eq!(to_string(" \"abc "), Some("\"abc".to_string()));
+        assert_eq!(to_string("\"a\\u0041\""), Some("aA".to_string()));
+    }
     use proptest::prelude::*;
 
     const DOC: &str = r#" {"kind":"Event", "a\"b": 1, "user": {"username":"x","groups":["g1", "g2"]},

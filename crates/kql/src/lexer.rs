@@ -1,7 +1,7 @@
-//! KQL tokens. Positions are byte offsets into the query text; [`crate::QueryError`] turns them
+//! KQL tokens. Positions are byte offsets into the query text; [`crate::Position`] turns them
 //! into line, column and a caret.
 
-use crate::QueryError;
+use crate::KqlError;
 
 /// A token and where it is.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,7 +120,7 @@ const UNITS: &[(&str, i64)] = &[
 ];
 
 /// Split `text` into tokens.
-pub fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
+pub fn lex(text: &str) -> Result<Vec<Token>, KqlError> {
     let b = text.as_bytes();
     let mut out: Vec<Token> = Vec::new();
     let mut i = 0;
@@ -154,7 +154,7 @@ pub fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
         if text[i..].starts_with("```") {
             let close = text[i + 3..]
                 .find("```")
-                .ok_or_else(|| QueryError::syntax(text, i, "a multi-line string closed by ```"))?;
+                .ok_or_else(|| KqlError::syntax(text, i, "a multi-line string closed by ```"))?;
             let s = text[i + 3..i + 3 + close].to_string();
             i += 3 + close + 3;
             out.push(tok(Tok::Str(s), start, i));
@@ -266,7 +266,7 @@ pub fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
             continue;
         }
         let ch = text[i..].chars().next().unwrap_or('?');
-        return Err(QueryError::syntax(
+        return Err(KqlError::syntax(
             text,
             i,
             &format!("a KQL token (found {ch:?})"),
@@ -313,7 +313,7 @@ fn is_operator_word(w: &str) -> bool {
     )
 }
 
-fn matching_paren(text: &str, open: usize) -> Result<usize, QueryError> {
+fn matching_paren(text: &str, open: usize) -> Result<usize, KqlError> {
     let b = text.as_bytes();
     let mut depth = 0usize;
     let mut i = open;
@@ -335,11 +335,11 @@ fn matching_paren(text: &str, open: usize) -> Result<usize, QueryError> {
         }
         i += 1;
     }
-    Err(QueryError::syntax(text, open, "a closing ')'"))
+    Err(KqlError::syntax(text, open, "a closing ')'"))
 }
 
 /// A quoted string starting at `i` (the quote). Returns its value and the offset after it.
-fn string(text: &str, i: usize, verbatim: bool) -> Result<(String, usize), QueryError> {
+fn string(text: &str, i: usize, verbatim: bool) -> Result<(String, usize), KqlError> {
     let b = text.as_bytes();
     let q = b[i];
     let mut out = String::new();
@@ -357,7 +357,7 @@ fn string(text: &str, i: usize, verbatim: bool) -> Result<(String, usize), Query
         if c == b'\\' && !verbatim {
             let e = *b
                 .get(j + 1)
-                .ok_or_else(|| QueryError::syntax(text, j, "an escape after '\\'"))?;
+                .ok_or_else(|| KqlError::syntax(text, j, "an escape after '\\'"))?;
             let ch = match e {
                 b'n' => '\n',
                 b't' => '\t',
@@ -371,13 +371,13 @@ fn string(text: &str, i: usize, verbatim: bool) -> Result<(String, usize), Query
                         .get(j + 2..j + 6)
                         .and_then(|h| u32::from_str_radix(h, 16).ok())
                         .and_then(char::from_u32)
-                        .ok_or_else(|| QueryError::syntax(text, j, "four hex digits after \\u"))?;
+                        .ok_or_else(|| KqlError::syntax(text, j, "four hex digits after \\u"))?;
                     out.push(hex);
                     j += 6;
                     continue;
                 }
                 _ => {
-                    return Err(QueryError::syntax(
+                    return Err(KqlError::syntax(
                         text,
                         j,
                         "a known escape (\\n \\t \\\\ \\\" \\' \\u)",
@@ -389,7 +389,7 @@ fn string(text: &str, i: usize, verbatim: bool) -> Result<(String, usize), Query
             continue;
         }
         if c == b'\n' {
-            return Err(QueryError::syntax(
+            return Err(KqlError::syntax(
                 text,
                 i,
                 "a string closed on the same line",
@@ -399,11 +399,11 @@ fn string(text: &str, i: usize, verbatim: bool) -> Result<(String, usize), Query
         out.push(ch);
         j += ch.len_utf8();
     }
-    Err(QueryError::syntax(text, i, "a closing quote"))
+    Err(KqlError::syntax(text, i, "a closing quote"))
 }
 
 /// An integer, real or timespan starting at `i`.
-fn number(text: &str, i: usize) -> Result<(Tok, usize), QueryError> {
+fn number(text: &str, i: usize) -> Result<(Tok, usize), KqlError> {
     let b = text.as_bytes();
     let mut j = i;
     while j < b.len() && b[j].is_ascii_digit() {
@@ -441,7 +441,7 @@ fn number(text: &str, i: usize) -> Result<(Tok, usize), QueryError> {
             .find(|(u, _)| *u == unit)
             .map(|(_, ns)| *ns)
             .ok_or_else(|| {
-                QueryError::syntax(
+                KqlError::syntax(
                     text,
                     j,
                     "a timespan unit (d, h, m, s, ms, microsecond, tick)",
@@ -449,18 +449,18 @@ fn number(text: &str, i: usize) -> Result<(Tok, usize), QueryError> {
             })?;
         let v: f64 = num
             .parse()
-            .map_err(|_| QueryError::syntax(text, i, "a number"))?;
+            .map_err(|_| KqlError::syntax(text, i, "a number"))?;
         return Ok((Tok::Timespan((v * ns as f64).round() as i64), k));
     }
     if real {
         let v: f64 = num
             .parse()
-            .map_err(|_| QueryError::syntax(text, i, "a real number"))?;
+            .map_err(|_| KqlError::syntax(text, i, "a real number"))?;
         Ok((Tok::Real(v), j))
     } else {
         let v: i64 = num
             .parse()
-            .map_err(|_| QueryError::syntax(text, i, "an integer that fits in 64 bits"))?;
+            .map_err(|_| KqlError::syntax(text, i, "an integer that fits in 64 bits"))?;
         Ok((Tok::Int(v), j))
     }
 }

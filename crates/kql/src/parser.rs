@@ -1,16 +1,18 @@
 //! Recursive-descent KQL parser. Errors name the line and column and what was expected there.
 
-use super::ast::*;
-use super::lexer::{lex, parse_timespan, Tok, Token};
-use crate::QueryError;
+use crate::ast::*;
+use crate::lexer::{lex, parse_timespan, Tok, Token};
+use crate::KqlError;
 
 /// Parse a KQL query.
-pub fn parse(text: &str) -> Result<Query, QueryError> {
+pub fn parse(text: &str) -> Result<Query, KqlError> {
     let tokens = lex(text)?;
     let mut p = Parser {
         text,
         toks: tokens,
         i: 0,
+        depth: 0,
+        operators: 0,
     };
     let q = p.query()?;
     Ok(q)
@@ -46,10 +48,19 @@ const UNSUPPORTED_OPS: &[(&str, &str)] = &[
     ("datatable", ""),
 ];
 
+/// How deep parentheses, sub-queries, function arguments and unary operators may nest.
+pub const MAX_DEPTH: usize = 64;
+/// How many binary, unary and access operators one query may hold. Together with
+/// [`MAX_DEPTH`] this bounds the height of the syntax tree, so that parsing, planning and dropping
+/// a query (all recursive) cannot exhaust a thread's stack, whatever text is sent.
+pub const MAX_OPERATORS: usize = 1000;
+
 struct Parser<'a> {
     text: &'a str,
     toks: Vec<Token>,
     i: usize,
+    depth: usize,
+    operators: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -73,8 +84,38 @@ impl<'a> Parser<'a> {
         t
     }
 
-    fn err<T>(&self, expected: &str) -> Result<T, QueryError> {
-        Err(QueryError::syntax(self.text, self.pos(), expected))
+    /// One level deeper (call [`Parser::leave`] after).
+    fn enter(&mut self) -> Result<(), KqlError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(KqlError::TooComplex {
+                pos: crate::Position::of(self.text, self.pos()),
+                what: format!("nested more than {MAX_DEPTH} levels deep"),
+            });
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
+    /// One more operator node.
+    fn operator_node(&mut self, at: usize) -> Result<(), KqlError> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            return Err(KqlError::TooComplex {
+                pos: crate::Position::of(self.text, at),
+                what: format!(
+                    "more than {MAX_OPERATORS} operators (a long list of alternatives is `in (…)`)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn err<T>(&self, expected: &str) -> Result<T, KqlError> {
+        Err(KqlError::syntax(self.text, self.pos(), expected))
     }
 
     fn is_sym(&self, s: &str) -> bool {
@@ -90,7 +131,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn expect_sym(&mut self, s: &str) -> Result<(), QueryError> {
+    fn expect_sym(&mut self, s: &str) -> Result<(), KqlError> {
         if self.eat_sym(s) {
             Ok(())
         } else {
@@ -111,7 +152,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn expect_word(&mut self, w: &str) -> Result<(), QueryError> {
+    fn expect_word(&mut self, w: &str) -> Result<(), KqlError> {
         if self.eat_word(w) {
             Ok(())
         } else {
@@ -119,7 +160,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn ident(&mut self, what: &str) -> Result<(String, usize), QueryError> {
+    fn ident(&mut self, what: &str) -> Result<(String, usize), KqlError> {
         let at = self.pos();
         match self.peek().clone() {
             Tok::Ident(w) => {
@@ -130,7 +171,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn query(&mut self) -> Result<Query, QueryError> {
+    fn query(&mut self) -> Result<Query, KqlError> {
         let mut statements = Vec::new();
         loop {
             while self.eat_sym(";") {}
@@ -159,7 +200,7 @@ impl<'a> Parser<'a> {
         Ok(Query { statements })
     }
 
-    fn statement(&mut self) -> Result<Statement, QueryError> {
+    fn statement(&mut self) -> Result<Statement, KqlError> {
         if self.is_word("let") {
             let at = self.pos();
             self.bump();
@@ -178,7 +219,7 @@ impl<'a> Parser<'a> {
                 Tok::Ident(w) => w.clone(),
                 _ => String::new(),
             };
-            return Err(QueryError::unsupported(
+            return Err(KqlError::unsupported(
                 self.text,
                 at,
                 &format!("{w} statement"),
@@ -227,7 +268,14 @@ impl<'a> Parser<'a> {
         matches!(self.peek(), Tok::Ident(w) if w.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
     }
 
-    fn tabular(&mut self) -> Result<Tabular, QueryError> {
+    fn tabular(&mut self) -> Result<Tabular, KqlError> {
+        self.enter()?;
+        let t = self.tabular_inner();
+        self.leave();
+        t
+    }
+
+    fn tabular_inner(&mut self) -> Result<Tabular, KqlError> {
         let at = self.pos();
         let source = self.source()?;
         let mut ops = Vec::new();
@@ -237,7 +285,7 @@ impl<'a> Parser<'a> {
         Ok(Tabular { source, ops, at })
     }
 
-    fn source(&mut self) -> Result<Source, QueryError> {
+    fn source(&mut self) -> Result<Source, KqlError> {
         let at = self.pos();
         if self.eat_sym("(") {
             let t = self.tabular()?;
@@ -255,18 +303,18 @@ impl<'a> Parser<'a> {
         let (name, at) = self.ident("a table name, '(', union or print")?;
         if let Some((_, hint)) = UNSUPPORTED_OPS.iter().find(|(n, _)| *n == name) {
             if matches!(self.peek(), Tok::Sym("(")) || name == "datatable" || name == "range" {
-                return Err(QueryError::unsupported(self.text, at, &name, hint));
+                return Err(KqlError::unsupported(self.text, at, &name, hint));
             }
         }
         Ok(Source::Name(name, at))
     }
 
-    fn union_args(&mut self) -> Result<Vec<Tabular>, QueryError> {
+    fn union_args(&mut self) -> Result<Vec<Tabular>, KqlError> {
         // options we do not support
         for opt in ["withsource", "kind", "isfuzzy"] {
             if self.is_word(opt) && matches!(self.peek_at(1), Tok::Sym("=")) {
                 let at = self.pos();
-                return Err(QueryError::unsupported(
+                return Err(KqlError::unsupported(
                     self.text,
                     at,
                     &format!("union {opt}="),
@@ -284,7 +332,7 @@ impl<'a> Parser<'a> {
             } else {
                 let (name, nat) = self.ident("a table or (query) to union")?;
                 if name.contains('*') {
-                    return Err(QueryError::unsupported(
+                    return Err(KqlError::unsupported(
                         self.text,
                         nat,
                         "union with wildcards",
@@ -304,7 +352,7 @@ impl<'a> Parser<'a> {
         Ok(out)
     }
 
-    fn operator(&mut self) -> Result<Op, QueryError> {
+    fn operator(&mut self) -> Result<Op, KqlError> {
         let (name, at) = self.ident("a tabular operator after '|'")?;
         Ok(match name.as_str() {
             "where" | "filter" => Op::Where(self.expr()?, at),
@@ -368,7 +416,7 @@ impl<'a> Parser<'a> {
                 for opt in ["bagexpansion", "with_itemindex", "kind"] {
                     if self.is_word(opt) {
                         let oat = self.pos();
-                        return Err(QueryError::unsupported(
+                        return Err(KqlError::unsupported(
                             self.text,
                             oat,
                             &format!("mv-expand {opt}"),
@@ -380,7 +428,7 @@ impl<'a> Parser<'a> {
                 let expr = self.expr()?;
                 if self.is_sym(",") {
                     let cat = self.pos();
-                    return Err(QueryError::unsupported(
+                    return Err(KqlError::unsupported(
                         self.text,
                         cat,
                         "mv-expand of several columns",
@@ -398,12 +446,7 @@ impl<'a> Parser<'a> {
                 };
                 if self.is_word("limit") {
                     let lat = self.pos();
-                    return Err(QueryError::unsupported(
-                        self.text,
-                        lat,
-                        "mv-expand limit",
-                        "",
-                    ));
+                    return Err(KqlError::unsupported(self.text, lat, "mv-expand limit", ""));
                 }
                 Op::MvExpand { name, expr, to, at }
             }
@@ -414,7 +457,7 @@ impl<'a> Parser<'a> {
                     self.expect_sym("=")?;
                     let (k, _) = self.ident("a parse kind")?;
                     if k != "simple" {
-                        return Err(QueryError::unsupported(
+                        return Err(KqlError::unsupported(
                             self.text,
                             kat,
                             &format!("parse kind={k}"),
@@ -443,9 +486,7 @@ impl<'a> Parser<'a> {
                             Tok::Str(s) | Tok::Ident(s) => s,
                             Tok::Int(n) => n.to_string(),
                             Tok::Real(r) => r.to_string(),
-                            _ => {
-                                return Err(QueryError::syntax(self.text, v_at, "a property value"))
-                            }
+                            _ => return Err(KqlError::syntax(self.text, v_at, "a property value")),
                         };
                         props.push((k, v));
                         if !self.eat_sym(",") {
@@ -458,9 +499,9 @@ impl<'a> Parser<'a> {
             }
             other => {
                 if let Some((n, hint)) = UNSUPPORTED_OPS.iter().find(|(n, _)| *n == other) {
-                    return Err(QueryError::unsupported(self.text, at, n, hint));
+                    return Err(KqlError::unsupported(self.text, at, n, hint));
                 }
-                return Err(QueryError::syntax(
+                return Err(KqlError::syntax(
                     self.text,
                     at,
                     "a tabular operator (where, project, extend, summarize, top, take, sort, distinct, count, join, union, mv-expand, parse, render, …)",
@@ -469,7 +510,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn join(&mut self, at: usize) -> Result<Op, QueryError> {
+    fn join(&mut self, at: usize) -> Result<Op, KqlError> {
         let mut kind = JoinKind::InnerUnique;
         while let Tok::Ident(w) = self.peek().clone() {
             if w == "kind" {
@@ -487,11 +528,11 @@ impl<'a> Parser<'a> {
                     "fullouter" => JoinKind::FullOuter,
                     "rightanti" | "rightantisemi" => JoinKind::RightAnti,
                     "rightsemi" => JoinKind::RightSemi,
-                    _ => return Err(QueryError::syntax(self.text, kat, "a join kind (inner, innerunique, leftouter, leftanti, leftsemi, rightouter, rightanti, rightsemi, fullouter)")),
+                    _ => return Err(KqlError::syntax(self.text, kat, "a join kind (inner, innerunique, leftouter, leftanti, leftsemi, rightouter, rightanti, rightsemi, fullouter)")),
                 };
             } else if w.starts_with("hint") {
                 let hat = self.pos();
-                return Err(QueryError::unsupported(
+                return Err(KqlError::unsupported(
                     self.text,
                     hat,
                     "join hints",
@@ -527,7 +568,7 @@ impl<'a> Parser<'a> {
                         ((ls, lc), (rs, rc)) if ls == "left" && rs == "right" => (lc, rc),
                         ((ls, lc), (rs, rc)) if ls == "right" && rs == "left" => (rc, lc),
                         _ => {
-                            return Err(QueryError::syntax(
+                            return Err(KqlError::syntax(
                                 self.text,
                                 kat,
                                 "$left.column == $right.column",
@@ -557,7 +598,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn side_ref(&mut self) -> Result<(String, String), QueryError> {
+    fn side_ref(&mut self) -> Result<(String, String), KqlError> {
         let side = match self.bump() {
             Tok::Dollar(s) if s == "left" || s == "right" => s,
             _ => return self.err("$left or $right"),
@@ -567,7 +608,7 @@ impl<'a> Parser<'a> {
         Ok((side, c))
     }
 
-    fn parse_pattern(&mut self) -> Result<Vec<ParsePart>, QueryError> {
+    fn parse_pattern(&mut self) -> Result<Vec<ParsePart>, KqlError> {
         let mut parts = Vec::new();
         loop {
             match self.peek().clone() {
@@ -600,7 +641,7 @@ impl<'a> Parser<'a> {
         Ok(parts)
     }
 
-    fn sort_key(&mut self) -> Result<SortKey, QueryError> {
+    fn sort_key(&mut self) -> Result<SortKey, KqlError> {
         let expr = self.expr()?;
         let mut desc = true;
         if self.eat_word("asc") {
@@ -635,12 +676,12 @@ impl<'a> Parser<'a> {
         None
     }
 
-    fn named_list(&mut self) -> Result<Vec<NamedExpr>, QueryError> {
+    fn named_list(&mut self) -> Result<Vec<NamedExpr>, KqlError> {
         let mut v = Vec::new();
         loop {
             if self.is_sym("(") && self.tuple_name_ahead() {
                 let at = self.pos();
-                return Err(QueryError::unsupported(
+                return Err(KqlError::unsupported(
                     self.text,
                     at,
                     "tuple assignment (a, b) = …",
@@ -671,7 +712,7 @@ impl<'a> Parser<'a> {
         false
     }
 
-    fn name_list(&mut self) -> Result<Vec<(String, usize)>, QueryError> {
+    fn name_list(&mut self) -> Result<Vec<(String, usize)>, KqlError> {
         let mut v = Vec::new();
         loop {
             let (mut n, at) = self.ident("a column name")?;
@@ -689,33 +730,38 @@ impl<'a> Parser<'a> {
 
     // ---- scalar expressions -------------------------------------------------------------
 
-    fn expr(&mut self) -> Result<Expr, QueryError> {
-        self.or()
+    fn expr(&mut self) -> Result<Expr, KqlError> {
+        self.enter()?;
+        let e = self.or();
+        self.leave();
+        e
     }
 
-    fn or(&mut self) -> Result<Expr, QueryError> {
+    fn or(&mut self) -> Result<Expr, KqlError> {
         let mut l = self.and()?;
         while self.is_word("or") {
             let at = self.pos();
             self.bump();
             let r = self.and()?;
+            self.operator_node(at)?;
             l = Expr::Bin(BinOp::Or, Box::new(l), Box::new(r), at);
         }
         Ok(l)
     }
 
-    fn and(&mut self) -> Result<Expr, QueryError> {
+    fn and(&mut self) -> Result<Expr, KqlError> {
         let mut l = self.comparison()?;
         while self.is_word("and") {
             let at = self.pos();
             self.bump();
             let r = self.comparison()?;
+            self.operator_node(at)?;
             l = Expr::Bin(BinOp::And, Box::new(l), Box::new(r), at);
         }
         Ok(l)
     }
 
-    fn comparison(&mut self) -> Result<Expr, QueryError> {
+    fn comparison(&mut self) -> Result<Expr, KqlError> {
         let l = self.additive()?;
         let at = self.pos();
         let sym = match self.peek() {
@@ -803,18 +849,18 @@ impl<'a> Parser<'a> {
                 Ok(Expr::Str(StrOp::Regex, false, Box::new(l), Box::new(r), at))
             }
             "has_any" | "has_all" | "has_any~" | "hasprefix_cs" | "hassuffix_cs" | "like"
-            | "notlike" | "contains_any" => Err(QueryError::unsupported(self.text, at, &word, "")),
+            | "notlike" | "contains_any" => Err(KqlError::unsupported(self.text, at, &word, "")),
             _ => Ok(l),
         }
     }
 
-    fn in_list(&mut self, l: Expr, negated: bool, ci: bool, at: usize) -> Result<Expr, QueryError> {
+    fn in_list(&mut self, l: Expr, negated: bool, ci: bool, at: usize) -> Result<Expr, KqlError> {
         self.expect_sym("(")?;
         if self.starts_tabular()
             || (matches!(self.peek(), Tok::Ident(_)) && matches!(self.peek_at(1), Tok::Sym("|")))
         {
             let sat = self.pos();
-            return Err(QueryError::unsupported(
+            return Err(KqlError::unsupported(
                 self.text,
                 sat,
                 "in (subquery)",
@@ -840,7 +886,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn between(&mut self, l: Expr, negated: bool, at: usize) -> Result<Expr, QueryError> {
+    fn between(&mut self, l: Expr, negated: bool, at: usize) -> Result<Expr, KqlError> {
         self.expect_sym("(")?;
         let lo = self.expr()?;
         self.expect_sym("..")?;
@@ -855,7 +901,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn additive(&mut self) -> Result<Expr, QueryError> {
+    fn additive(&mut self) -> Result<Expr, KqlError> {
         let mut l = self.multiplicative()?;
         loop {
             let at = self.pos();
@@ -868,12 +914,13 @@ impl<'a> Parser<'a> {
             };
             self.bump();
             let r = self.multiplicative()?;
+            self.operator_node(at)?;
             l = Expr::Bin(op, Box::new(l), Box::new(r), at);
         }
         Ok(l)
     }
 
-    fn multiplicative(&mut self) -> Result<Expr, QueryError> {
+    fn multiplicative(&mut self) -> Result<Expr, KqlError> {
         let mut l = self.unary()?;
         loop {
             let at = self.pos();
@@ -888,12 +935,25 @@ impl<'a> Parser<'a> {
             };
             self.bump();
             let r = self.unary()?;
+            self.operator_node(at)?;
             l = Expr::Bin(op, Box::new(l), Box::new(r), at);
         }
         Ok(l)
     }
 
-    fn unary(&mut self) -> Result<Expr, QueryError> {
+    fn unary(&mut self) -> Result<Expr, KqlError> {
+        let at = self.pos();
+        if self.is_sym("-") || self.is_sym("+") {
+            self.operator_node(at)?;
+            self.enter()?;
+            let e = self.unary_inner();
+            self.leave();
+            return e;
+        }
+        self.postfix()
+    }
+
+    fn unary_inner(&mut self) -> Result<Expr, KqlError> {
         let at = self.pos();
         if self.eat_sym("-") {
             let e = self.unary()?;
@@ -910,10 +970,13 @@ impl<'a> Parser<'a> {
         self.postfix()
     }
 
-    fn postfix(&mut self) -> Result<Expr, QueryError> {
+    fn postfix(&mut self) -> Result<Expr, KqlError> {
         let mut e = self.primary()?;
         loop {
             let at = self.pos();
+            if self.is_sym(".") || self.is_sym("[") {
+                self.operator_node(at)?;
+            }
             if self.eat_sym(".") {
                 match self.bump() {
                     Tok::Ident(n) => e = Expr::Member(Box::new(e), n, at),
@@ -923,7 +986,7 @@ impl<'a> Parser<'a> {
                         e = Expr::Index(Box::new(e), Box::new(k), at);
                     }
                     _ => {
-                        return Err(QueryError::syntax(
+                        return Err(KqlError::syntax(
                             self.text,
                             at + 1,
                             "a property name after '.'",
@@ -941,7 +1004,7 @@ impl<'a> Parser<'a> {
         Ok(e)
     }
 
-    fn primary(&mut self) -> Result<Expr, QueryError> {
+    fn primary(&mut self) -> Result<Expr, KqlError> {
         let at = self.pos();
         match self.peek().clone() {
             Tok::Int(n) => {
@@ -973,7 +1036,7 @@ impl<'a> Parser<'a> {
             Tok::Sym("(") => {
                 self.bump();
                 if self.starts_tabular_after_paren() {
-                    return Err(QueryError::unsupported(
+                    return Err(KqlError::unsupported(
                         self.text,
                         at,
                         "tabular expression used as a scalar",
@@ -1020,23 +1083,23 @@ impl<'a> Parser<'a> {
             && matches!(self.peek_at(1), Tok::Sym("|"))
     }
 
-    fn raw_literal(&self, func: &str, text: &str, at: usize) -> Result<Expr, QueryError> {
+    fn raw_literal(&self, func: &str, text: &str, at: usize) -> Result<Expr, KqlError> {
         match func {
             "datetime" => {
                 let t = text.trim_matches(|c| c == '"' || c == '\'');
                 if t.is_empty() || t == "null" {
                     return Ok(Expr::Lit(Lit::Null, at));
                 }
-                match crate::types::parse_datetime(t) {
+                match crate::parse_datetime(t) {
                     Some(ts) => Ok(Expr::Lit(Lit::DateTime(ts.0), at)),
-                    None => Err(QueryError::syntax(self.text, at, "a datetime such as datetime(2024-01-31), datetime(2024-01-31 10:00:00) or datetime(2024-01-31T10:00:00Z)")),
+                    None => Err(KqlError::syntax(self.text, at, "a datetime such as datetime(2024-01-31), datetime(2024-01-31 10:00:00) or datetime(2024-01-31T10:00:00Z)")),
                 }
             }
             "timespan" => {
                 let t = text.trim_matches(|c| c == '"' || c == '\'');
                 match parse_timespan(t) {
                     Some(ns) => Ok(Expr::Lit(Lit::Timespan(ns), at)),
-                    None => Err(QueryError::syntax(
+                    None => Err(KqlError::syntax(
                         self.text,
                         at,
                         "a timespan such as timespan(1d), time(00:30:00) or time(1.02:00:00)",
@@ -1054,7 +1117,7 @@ impl<'a> Parser<'a> {
                     serde_json::from_str::<serde_json::Value>(&json.replace('\'', "\""))
                 }) {
                     Ok(v) => Ok(Expr::Lit(Lit::Dynamic(v.to_string()), at)),
-                    Err(e) => Err(QueryError::syntax(
+                    Err(e) => Err(KqlError::syntax(
                         self.text,
                         at,
                         &format!("a dynamic literal in JSON ({e})"),
@@ -1132,6 +1195,33 @@ mod tests {
             Op::Extend(v, _) => assert!(matches!(v[0].expr, Expr::Bin(BinOp::Sub, _, _, _))),
             o => panic!("{o:?}"),
         }
+    }
+
+    #[test]
+    fn deep_nesting_and_long_chains_are_refused_not_a_stack_overflow() {
+        // found by the kql fuzz target: thousands of '(' overflowed the stack
+        let deep = format!("print x = {}1{}", "(".repeat(5000), ")".repeat(5000));
+        let e = parse(&deep).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            e.contains("too complex") && e.contains("nested more than 64"),
+            "{e}"
+        );
+        let minus = format!("print x = {}1", "-".repeat(5000));
+        assert!(parse(&minus).is_err());
+        let sub = format!("{}T{}", "(".repeat(200), ")".repeat(200));
+        assert!(parse(&sub).is_err());
+        let long = format!("print x = 1{}", " + 1".repeat(MAX_OPERATORS + 1));
+        let e = parse(&long).map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("more than 1000 operators"), "{e}");
+        // up to the limits, it parses
+        let ok = format!("print x = 1{}", " + 1".repeat(MAX_OPERATORS - 1));
+        assert!(parse(&ok).is_ok());
+        let ok = format!(
+            "print x = {}1{}",
+            "(".repeat(MAX_DEPTH - 2),
+            ")".repeat(MAX_DEPTH - 2)
+        );
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]
