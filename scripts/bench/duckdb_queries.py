@@ -1,5 +1,5 @@
 """DuckDB reference for the query benchmark: the same three queries over the ledger's sealed
-Parquet segments, all CPUs, median of RUNS. Prints `name seconds rows`.
+Parquet segments, all CPUs, median of RUNS. Prints `name seconds rows sum-of-counts`.
 
     python3 scripts/bench/duckdb_queries.py DATA_DIR HOUR_START [RUNS]
 """
@@ -18,13 +18,14 @@ con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{segs}') WHERE k
 queries = {
     "q1": "SELECT \"user\", count(*) AS count_ FROM events GROUP BY \"user\" ORDER BY count_ DESC LIMIT 10",
     "q2": f"""SELECT "user", trusted_ip, count(*) AS count_ FROM events
-              WHERE coalesce("time", received) BETWEEN TIMESTAMPTZ '{hour}' AND TIMESTAMPTZ '{hour}' + INTERVAL 1 HOUR
+              WHERE coalesce("time", received)
+                    BETWEEN '{hour}'::TIMESTAMPTZ_NS AND ('{hour}'::TIMESTAMPTZ + INTERVAL 1 HOUR)::TIMESTAMPTZ_NS
                 AND status_code = 403
               GROUP BY "user", trusted_ip""",
     "q3": """SELECT count(*) FROM events
-             WHERE json_extract_string(CAST(raw AS VARCHAR), '$.verb') = 'create'
-               AND json_extract_string(CAST(raw AS VARCHAR), '$.objectRef.resource') = 'clusterrolebindings'
-               AND json_extract_string(CAST(raw AS VARCHAR), '$.requestObject.roleRef.name') = 'cluster-admin'""",
+             WHERE json_extract_string(decode(raw), '$.verb') = 'create'
+               AND json_extract_string(decode(raw), '$.objectRef.resource') = 'clusterrolebindings'
+               AND json_extract_string(decode(raw), '$.requestObject.roleRef.name') = 'cluster-admin'""",
 }
 for name, q in queries.items():
     times = []
@@ -34,4 +35,5 @@ for name, q in queries.items():
         res = con.execute(q).fetchall()
         times.append(time.time() - t)
         rows = len(res)
-    print(name, f"{statistics.median(times):.4f}", rows)
+    total = sum(r[-1] for r in res)
+    print(name, f"{statistics.median(times):.4f}", rows, total)

@@ -1,5 +1,5 @@
 //! Times the benchmark queries in-process on a ledger (see scripts/bench-query): each query is
-//! planned and run `RUNS` times; prints `name seconds rows` with the median.
+//! planned and run `RUNS` times; prints `name seconds rows sum-of-counts` with the median.
 //!
 //!     cargo run --release -p trailwarden-query --example query_bench -- DATA_DIR HOUR_START [RUNS]
 
@@ -36,14 +36,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, q) in queries {
         let mut times = Vec::new();
         let mut rows = 0;
+        let mut total = 0i64;
         for _ in 0..runs {
             let t = Instant::now();
             let out = trailwarden_query::engine::block_on(threads, engine.kql(&q))??;
             times.push(t.elapsed().as_secs_f64());
             rows = out.iter().map(|o| o.rows()).sum::<usize>();
+            // the sum of the last (count) column: the same answer, not just as many rows
+            total = out
+                .iter()
+                .flat_map(|o| o.batches.iter())
+                .map(|b| {
+                    let c = b.column(b.num_columns() - 1);
+                    let c = arrow_cast::cast(c, &arrow_schema::DataType::Int64)?;
+                    let c = c
+                        .as_any()
+                        .downcast_ref::<arrow_array::Int64Array>()
+                        .map_or(0, |a| a.iter().flatten().sum::<i64>());
+                    Ok::<_, arrow_schema::ArrowError>(c)
+                })
+                .sum::<Result<i64, _>>()?;
         }
         times.sort_by(f64::total_cmp);
-        println!("{name} {:.4} {rows}", times[times.len() / 2]);
+        println!("{name} {:.4} {rows} {total}", times[times.len() / 2]);
     }
     Ok(())
 }
