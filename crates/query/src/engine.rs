@@ -137,8 +137,11 @@ impl Engine {
             .with_information_schema(true);
         {
             let o = config.options_mut();
-            o.execution.parquet.pushdown_filters = true;
-            o.execution.parquet.reorder_filters = true;
+            // Row-level filter pushdown decodes a predicate's columns once per conjunct: three
+            // conditions on parse_json(raw) decoded the 1.4 KB raw column three times (q3 of
+            // BENCHMARKS.md: 18.1 s with it, 9.2 s without, 10M events). Row groups and
+            // pages are still pruned by statistics either way.
+            o.execution.parquet.pushdown_filters = false;
             o.execution.parquet.schema_force_view_types = false;
             o.execution.parquet.binary_as_string = false;
         }

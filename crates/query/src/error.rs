@@ -6,24 +6,9 @@ pub use trailwarden_kql::Position;
 /// Errors of the query crate.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// The query text is not valid KQL (or SQL).
-    #[error("syntax error at {pos}\nexpected {expected}")]
-    Syntax {
-        /// Where.
-        pos: Position,
-        /// What was expected there.
-        expected: String,
-    },
-    /// The query is valid but uses something trailwarden does not implement.
-    #[error("unsupported KQL feature `{feature}` at {pos}\n{hint}")]
-    Unsupported {
-        /// The feature's name.
-        feature: String,
-        /// Where.
-        pos: Position,
-        /// What to use instead, if anything.
-        hint: String,
-    },
+    /// The query text is not valid KQL, or uses a feature trailwarden does not implement.
+    #[error(transparent)]
+    Kql(KqlError),
     /// A name, type or argument problem found while planning.
     #[error("{message} at {pos}")]
     Semantic {
@@ -57,19 +42,12 @@ pub enum QueryError {
 impl QueryError {
     /// A syntax error at byte `offset` of `query`.
     pub fn syntax(query: &str, offset: usize, expected: &str) -> QueryError {
-        QueryError::Syntax {
-            pos: Position::of(query, offset),
-            expected: expected.to_string(),
-        }
+        QueryError::Kql(KqlError::syntax(query, offset, expected))
     }
 
     /// An unsupported feature at byte `offset`.
     pub fn unsupported(query: &str, offset: usize, feature: &str, hint: &str) -> QueryError {
-        QueryError::Unsupported {
-            feature: feature.to_string(),
-            pos: Position::of(query, offset),
-            hint: hint.to_string(),
-        }
+        QueryError::Kql(KqlError::unsupported(query, offset, feature, hint))
     }
 
     /// A semantic error at byte `offset`.
@@ -90,14 +68,11 @@ impl From<datafusion::error::DataFusionError> for QueryError {
 impl From<KqlError> for QueryError {
     fn from(e: KqlError) -> Self {
         match e {
-            KqlError::Syntax { pos, expected } => QueryError::Syntax { pos, expected },
-            KqlError::Unsupported { feature, pos, hint } => {
-                QueryError::Unsupported { feature, pos, hint }
-            }
             KqlError::TooComplex { pos, what } => QueryError::Semantic {
                 message: format!("the query is too complex: it is {what}"),
                 pos,
             },
+            e => QueryError::Kql(e),
         }
     }
 }

@@ -20,4 +20,5 @@ pub mod udf;
 
 pub use engine::{Engine, QueryOptions, QueryOutput};
 pub use error::{Position, QueryError};
+pub use trailwarden_kql::KqlError;
 pub use types::KType;

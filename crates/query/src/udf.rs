@@ -398,12 +398,15 @@ fn is_term_char(c: u8) -> bool {
 /// `has`: `needle` appears as a whole term (case-insensitive). A needle with separators in it
 /// must match at term boundaries on both ends.
 pub fn has(hay: &str, needle: &str, cs: bool) -> bool {
-    if needle.is_empty() {
+    let Some((&first, &last)) = needle.as_bytes().first().zip(needle.as_bytes().last()) else {
         return true;
-    }
+    };
+    find_bounded(hay, needle, cs, is_term_char(first), is_term_char(last))
+}
+
+/// `needle` in `hay`, preceded by a term boundary when `start`, followed by one when `end`.
+fn find_bounded(hay: &str, needle: &str, cs: bool, start: bool, end: bool) -> bool {
     let (h, nd) = (hay.as_bytes(), needle.as_bytes());
-    let starts_term = is_term_char(nd[0]);
-    let ends_term = is_term_char(nd[nd.len() - 1]);
     let mut i = 0;
     while i + nd.len() <= h.len() {
         let window = &h[i..i + nd.len()];
@@ -412,13 +415,12 @@ pub fn has(hay: &str, needle: &str, cs: bool) -> bool {
         } else {
             window.eq_ignore_ascii_case(nd)
         };
-        if eq {
-            let before_ok = !starts_term || i == 0 || !is_term_char(h[i - 1]);
-            let after = i + nd.len();
-            let after_ok = !ends_term || after == h.len() || !is_term_char(h[after]);
-            if before_ok && after_ok {
-                return true;
-            }
+        let after = i + nd.len();
+        if eq
+            && (!start || i == 0 || !is_term_char(h[i - 1]))
+            && (!end || after == h.len() || !is_term_char(h[after]))
+        {
+            return true;
         }
         i += 1;
     }
@@ -426,28 +428,11 @@ pub fn has(hay: &str, needle: &str, cs: bool) -> bool {
 }
 
 fn has_prefix(hay: &str, p: &str) -> bool {
-    let (h, nd) = (hay.as_bytes(), p.as_bytes());
-    let mut i = 0;
-    while i + nd.len() <= h.len() {
-        if (i == 0 || !is_term_char(h[i - 1])) && h[i..i + nd.len()].eq_ignore_ascii_case(nd) {
-            return true;
-        }
-        i += 1;
-    }
-    false
+    find_bounded(hay, p, false, true, false)
 }
 
 fn has_suffix(hay: &str, p: &str) -> bool {
-    let (h, nd) = (hay.as_bytes(), p.as_bytes());
-    let mut i = 0;
-    while i + nd.len() <= h.len() {
-        let end = i + nd.len();
-        if (end == h.len() || !is_term_char(h[end])) && h[i..end].eq_ignore_ascii_case(nd) {
-            return true;
-        }
-        i += 1;
-    }
-    false
+    find_bounded(hay, p, false, false, true)
 }
 
 /// Case-insensitive substring (ASCII folding; other characters compare as lower case).

@@ -1258,10 +1258,22 @@ impl<'e> Lowerer<'e> {
     }
 
     /// Append one step to a dynamic path, fusing chains into one `kql_dyn_path` call.
+    ///
+    /// A path into `parse_json(text)` walks the text itself: `parse_json` would validate and
+    /// copy the whole document (1.4 KB per audit event) for every row only for the walk to read
+    /// its first few keys. The answers are the same for JSON text and for text that is not JSON
+    /// at all (no value at any path); for text that starts like JSON but is malformed after the
+    /// value sought, the value is returned where Kusto returns null.
     fn path(&self, base: Expr, step: Expr) -> Expr {
         if let Some(mut args) = is_udf(&base, "kql_dyn_path") {
             args.push(step);
             return self.call("kql_dyn_path", args);
+        }
+        if let Some(mut args) = is_udf(&base, "kql_parse_json") {
+            if args.len() == 1 {
+                args.push(step);
+                return self.call("kql_dyn_path", args);
+            }
         }
         self.call("kql_dyn_path", vec![base, step])
     }
