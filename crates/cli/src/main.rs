@@ -13,6 +13,7 @@ mod cmd_gen;
 mod cmd_ingest;
 mod cmd_ledger;
 mod cmd_query;
+mod cmd_rules;
 mod output;
 mod store;
 
@@ -141,6 +142,9 @@ pub enum Command {
     /// The checkpoint signing key: rotate it, retire the previous one.
     #[command(subcommand)]
     Key(cmd_ledger::KeyCmd),
+    /// Sigma rules: list them with their state and the features they use.
+    #[command(subcommand)]
+    Rules(cmd_rules::RulesCmd),
 }
 
 fn main() -> ExitCode {
@@ -165,6 +169,7 @@ fn main() -> ExitCode {
         Command::Retention(c) => cmd_ledger::retention(&cli, c),
         Command::Key(c) => cmd_ledger::key(&cli, c),
         Command::Query(a) => cmd_query::run(&cli, a),
+        Command::Rules(c) => cmd_rules::run(&cli, c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -789,3 +789,55 @@ fn query_limits_give_clear_errors() {
     assert!(text.contains("AKSAudit,ObjectRef,dynamic,"), "{text}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn rules_list_shows_every_sigmahq_rule_and_names_files_that_do_not_load() {
+    let data = tmp("rules");
+    let sigma = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/sigma");
+    let out = run(tw(&data)
+        .args(["--output", "json", "rules", "list"])
+        .arg(&sigma));
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rules = v.as_array().unwrap();
+    assert_eq!(rules.len(), 104);
+    assert!(rules
+        .iter()
+        .all(|r| r["state"] == "enabled" && r["id"].is_string()));
+    let k8s = rules
+        .iter()
+        .filter(|r| {
+            r["logsource"]
+                .as_str()
+                .unwrap()
+                .ends_with("kubernetes/audit")
+        })
+        .count();
+    assert_eq!(k8s, 16);
+    // a broken file is named, the others still listed, exit 1
+    let dir = tmp("rules-bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bad.yml"), "title: [unclosed\n").unwrap();
+    std::fs::write(
+        dir.join("good.yml"),
+        "title: ok\nlogsource: {product: kubernetes, service: audit}\ndetection:\n  s: {verb: delete}\n  condition: s\n",
+    )
+    .unwrap();
+    let out = run(tw(&data)
+        .args(["--output", "csv", "rules", "list"])
+        .arg(&dir));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.yml: not valid YAML"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("id,title,level,logsource,state,features\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(",ok,medium,kubernetes/audit,enabled,"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&data).ok();
+}

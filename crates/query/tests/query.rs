@@ -154,9 +154,15 @@ fn golden_text(r: &Result<QueryOutput, trailwarden_query::QueryError>, sorted: b
             if let Some(r) = &o.render {
                 s.push_str(&format!("# render: {r}\n"));
             }
+            // sources name the fixture files by absolute path: keep the checkout's location
+            // out of the expected rows
             let mut lines: Vec<String> = trailwarden_query::render::json_rows(o)
                 .into_iter()
-                .map(|row| serde_json::Value::Object(row).to_string())
+                .map(|row| {
+                    serde_json::Value::Object(row)
+                        .to_string()
+                        .replace(env!("CARGO_MANIFEST_DIR"), "$CRATE")
+                })
                 .collect();
             if sorted {
                 lines.sort();

@@ -1,0 +1,158 @@
+//! What rules look at: a document's fields by Sigma field name, and its text for keywords.
+
+use serde_json::Value;
+use std::borrow::Cow;
+
+/// One value of a field.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val<'a> {
+    /// JSON null.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number, with its text (a string pattern compares the text).
+    Num(f64, Cow<'a, str>),
+    /// A string.
+    Str(Cow<'a, str>),
+    /// An object or array (only `exists` and `null` look at these).
+    Composite,
+}
+
+/// A document rules are evaluated against.
+pub trait Doc {
+    /// Every value at a field path (arrays on the way are expanded; empty = absent).
+    fn values(&self, field: &str) -> Vec<Val<'_>>;
+    /// The text keyword searches look in.
+    fn text(&self) -> &str;
+}
+
+/// A JSON document (a Kubernetes audit event, an Azure record) with its raw text.
+pub struct JsonDoc<'a> {
+    /// The parsed document.
+    pub value: &'a Value,
+    /// The bytes as received, as text.
+    pub raw: &'a str,
+}
+
+impl Doc for JsonDoc<'_> {
+    fn values(&self, field: &str) -> Vec<Val<'_>> {
+        let mut out = Vec::new();
+        let segs: Vec<&str> = field.split('.').collect();
+        collect(self.value, &segs, &mut out);
+        out
+    }
+
+    fn text(&self) -> &str {
+        self.raw
+    }
+}
+
+/// A flat document: named string fields (an auditd record: `type`, `a0`, `exe`, `key`, …) and
+/// its text.
+pub struct FlatDoc<'a> {
+    /// Field name and value pairs; a name may repeat.
+    pub fields: Vec<(&'a str, &'a str)>,
+    /// The text keyword searches look in (the record as received).
+    pub text: &'a str,
+}
+
+impl Doc for FlatDoc<'_> {
+    fn values(&self, field: &str) -> Vec<Val<'_>> {
+        self.fields
+            .iter()
+            .filter(|(k, _)| *k == field)
+            .map(|(_, v)| Val::Str(Cow::Borrowed(*v)))
+            .collect()
+    }
+
+    fn text(&self) -> &str {
+        self.text
+    }
+}
+
+fn leaf(v: &Value) -> Val<'_> {
+    match v {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Number(n) => Val::Num(n.as_f64().unwrap_or(f64::NAN), Cow::Owned(n.to_string())),
+        Value::String(s) => Val::Str(Cow::Borrowed(s)),
+        Value::Array(_) | Value::Object(_) => Val::Composite,
+    }
+}
+
+/// Walk `segs` from `v`. Keys may themselves contain dots (`authorization.k8s.io/decision`), so
+/// at each object the longest run of segments naming a key is taken first; arrays are expanded.
+fn collect<'a>(v: &'a Value, segs: &[&str], out: &mut Vec<Val<'a>>) {
+    if segs.is_empty() {
+        match v {
+            Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => {
+                out.extend(items.iter().map(leaf));
+                if items.is_empty() {
+                    out.push(Val::Composite);
+                }
+            }
+            _ => out.push(leaf(v)),
+        }
+        return;
+    }
+    match v {
+        Value::Object(map) => {
+            for k in (1..=segs.len()).rev() {
+                let key: Cow<'_, str> = if k == 1 {
+                    Cow::Borrowed(segs[0])
+                } else {
+                    Cow::Owned(segs[..k].join("."))
+                };
+                if let Some(child) = map.get(key.as_ref()) {
+                    collect(child, &segs[k..], out);
+                    return;
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                collect(item, segs, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_expand_arrays_and_accept_dotted_keys() {
+        let v: Value = serde_json::json!({
+            "objectRef": {"resource": "pods"},
+            "annotations": {"authorization.k8s.io/decision": "allow"},
+            "requestObject": {"spec": {"volumes": [
+                {"name": "a", "hostPath": {"path": "/etc"}},
+                {"name": "b", "emptyDir": {}},
+                {"name": "c", "hostPath": {"path": "/var/run/docker.sock"}}
+            ]}},
+            "user": {"groups": ["system:masters", "system:authenticated"]},
+            "code": 403
+        });
+        let d = JsonDoc { value: &v, raw: "" };
+        assert_eq!(
+            d.values("objectRef.resource"),
+            vec![Val::Str("pods".into())]
+        );
+        assert_eq!(
+            d.values("annotations.authorization.k8s.io/decision"),
+            vec![Val::Str("allow".into())]
+        );
+        assert_eq!(
+            d.values("requestObject.spec.volumes.hostPath.path"),
+            vec![
+                Val::Str("/etc".into()),
+                Val::Str("/var/run/docker.sock".into())
+            ]
+        );
+        assert_eq!(d.values("user.groups").len(), 2);
+        assert_eq!(d.values("code"), vec![Val::Num(403.0, "403".into())]);
+        assert!(d.values("missing.field").is_empty());
+    }
+}

@@ -1,0 +1,52 @@
+//! # trailwarden-detect
+//!
+//! A Sigma engine written for trailwarden: rules and rule collections in YAML, log-source
+//! matching, detection maps and lists, the value modifiers, wildcards with escaping, null, the
+//! full condition grammar, and a field-mapping layer for the names SigmaHQ's Kubernetes rules use.
+//! Rules are compiled once: wildcard values become equality, prefix, suffix or substring tests,
+//! and a regex is built at load time only when a pattern needs one, never per event.
+#![warn(missing_docs)]
+
+pub mod condition;
+pub mod doc;
+mod error;
+pub mod matcher;
+pub mod rule;
+
+pub use doc::{Doc, FlatDoc, JsonDoc, Val};
+pub use error::DetectError;
+pub use rule::{load_file, load_str, LogSource, Rule};
+
+use std::path::Path;
+
+/// Load every `.yml` / `.yaml` rule under `dir` (recursively, in path order). Files that do not
+/// load are returned beside the rules, each with its error; the others still load.
+pub fn load_dir(dir: &Path) -> (Vec<Rule>, Vec<DetectError>) {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut errors = Vec::new();
+    while let Some(d) = stack.pop() {
+        match std::fs::read_dir(&d) {
+            Ok(rd) => {
+                for e in rd.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+                        files.push(p);
+                    }
+                }
+            }
+            Err(e) => errors.push(DetectError::Io { path: d, source: e }),
+        }
+    }
+    files.sort();
+    let mut rules = Vec::new();
+    for f in files {
+        match load_file(&f) {
+            Ok(r) => rules.extend(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    (rules, errors)
+}

@@ -1,0 +1,765 @@
+//! Sigma rules: YAML (single rules and `action: global|repeat|reset` collections) into a model,
+//! compiled once into matchers; a rule that uses something not implemented loads disabled, with
+//! the reason.
+
+use crate::condition::{self, Cond};
+use crate::doc::{Doc, Val};
+use crate::matcher::{self, CmpOp, Matcher, Pattern, Piece};
+use crate::DetectError;
+use std::collections::BTreeSet;
+use std::path::Path;
+use yaml_rust2::yaml::Hash;
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// Where a rule's events come from (Sigma `logsource`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogSource {
+    /// e.g. `application`, `process_creation`.
+    pub category: Option<String>,
+    /// e.g. `kubernetes`, `linux`, `azure`.
+    pub product: Option<String>,
+    /// e.g. `audit`, `auditd`, `activitylogs`.
+    pub service: Option<String>,
+}
+
+impl LogSource {
+    /// The log source of events of a trailwarden input format.
+    pub fn of_format(format: &str) -> LogSource {
+        let (c, p, s) = match format {
+            "k8s-audit" | "aks" => (Some("application"), "kubernetes", "audit"),
+            "auditd" => (None, "linux", "auditd"),
+            "azure-activity" => (None, "azure", "activitylogs"),
+            "signin" => (None, "azure", "signinlogs"),
+            "syslog" => (None, "linux", "syslog"),
+            other => (None, other, other),
+        };
+        LogSource {
+            category: c.map(str::to_string),
+            product: Some(p.to_string()),
+            service: Some(s.to_string()),
+        }
+    }
+
+    /// Does a rule written for `self` apply to events from `events`? Every field the rule names
+    /// must be equal (case-insensitive); a category the events do not state does not exclude.
+    pub fn covers(&self, events: &LogSource) -> bool {
+        let eq = |rule: &Option<String>, ev: &Option<String>, lenient: bool| match (rule, ev) {
+            (None, _) => true,
+            (Some(r), Some(e)) => r.eq_ignore_ascii_case(e),
+            (Some(_), None) => lenient,
+        };
+        eq(&self.product, &events.product, false)
+            && eq(&self.service, &events.service, false)
+            && eq(&self.category, &events.category, true)
+    }
+}
+
+/// Sigma levels.
+pub const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
+
+/// One field test of a search: `field|modifiers: values`.
+#[derive(Clone, Debug)]
+struct FieldTest {
+    field: String,
+    matchers: Vec<Matcher>,
+    all: bool,
+}
+
+/// A search (a named entry of `detection`).
+#[derive(Clone, Debug)]
+enum Search {
+    /// Maps: any of them (a list of maps), all the tests of one.
+    Fields(Vec<Vec<FieldTest>>),
+    /// Keywords: any (or, with `'|all'`, all) of these patterns in the document's text.
+    Keywords(Vec<Pattern>, bool),
+}
+
+/// A loaded rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// `id` (or the file and document when the rule has none).
+    pub id: String,
+    /// `title`.
+    pub title: String,
+    /// `description`.
+    pub description: String,
+    /// `status`.
+    pub status: String,
+    /// `level`.
+    pub level: String,
+    /// `tags`.
+    pub tags: Vec<String>,
+    /// `falsepositives`.
+    pub falsepositives: Vec<String>,
+    /// `author`.
+    pub author: String,
+    /// `logsource`.
+    pub logsource: LogSource,
+    /// File (and document number in a collection).
+    pub source: String,
+    /// What the rule uses (modifiers, condition forms, …), for the compatibility table.
+    pub features: BTreeSet<String>,
+    /// Why the rule does not run, when it does not.
+    pub disabled: Option<String>,
+    searches: Vec<(String, Search)>,
+    condition: Vec<Cond>,
+}
+
+/// Field names SigmaHQ's rules use that are not where the data is, per product.
+pub fn field_alias(product: Option<&str>, field: &str) -> Option<&'static str> {
+    match (product, field) {
+        (Some("kubernetes"), "apiGroup") => Some("objectRef.apiGroup"),
+        (Some("kubernetes"), "hostPath") => Some("requestObject.spec.volumes.hostPath.path"),
+        (Some("kubernetes"), "capabilities") => {
+            Some("requestObject.spec.containers.securityContext.capabilities.add")
+        }
+        _ => None,
+    }
+}
+
+const MODIFIERS: &[&str] = &[
+    "contains",
+    "startswith",
+    "endswith",
+    "all",
+    "re",
+    "i",
+    "m",
+    "s",
+    "cidr",
+    "base64",
+    "base64offset",
+    "windash",
+    "exists",
+    "lt",
+    "lte",
+    "gt",
+    "gte",
+    "fieldref",
+    "cased",
+    "expand",
+    "wide",
+    "utf16le",
+    "utf16be",
+    "utf16",
+];
+
+fn text(y: &Yaml) -> Option<String> {
+    match y {
+        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
+        Yaml::Integer(i) => Some(i.to_string()),
+        Yaml::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn get<'a>(h: &'a Hash, key: &str) -> Option<&'a Yaml> {
+    h.get(&Yaml::String(key.to_string()))
+}
+
+fn strings(y: Option<&Yaml>) -> Vec<String> {
+    match y {
+        Some(Yaml::Array(a)) => a.iter().filter_map(text).collect(),
+        Some(y) => text(y).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Deep merge for rule collections: `over` wins, maps merge recursively.
+fn merge(base: &Hash, over: &Hash) -> Hash {
+    let mut out = base.clone();
+    for (k, v) in over {
+        let merged = match (out.get(k), v) {
+            (Some(Yaml::Hash(a)), Yaml::Hash(b)) => Yaml::Hash(merge(a, b)),
+            _ => v.clone(),
+        };
+        out.insert(k.clone(), merged);
+    }
+    out
+}
+
+/// Load every rule in a file (one rule, or a collection of documents).
+pub fn load_file(path: &Path) -> Result<Vec<Rule>, DetectError> {
+    let text = std::fs::read_to_string(path).map_err(|e| DetectError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    load_str(&text, &path.display().to_string())
+}
+
+/// How deep YAML may nest (flow brackets, `- ` markers on one line) and how far a line may be
+/// indented: the YAML parser recurses per level, and a rule file must not be able to overflow
+/// the stack of whoever loads it.
+pub const MAX_YAML_NESTING: usize = 64;
+/// See [`MAX_YAML_NESTING`].
+pub const MAX_YAML_INDENT: usize = 256;
+
+fn check_nesting(yaml: &str) -> Result<(), String> {
+    let mut flow = 0usize;
+    let mut quote: Option<char> = None;
+    for (n, line) in yaml.lines().enumerate() {
+        let body = line.trim_start_matches(' ');
+        let indent = line.len() - body.len();
+        if indent > MAX_YAML_INDENT {
+            return Err(format!(
+                "line {}: indented {indent} columns (at most {MAX_YAML_INDENT}): nested too deeply",
+                n + 1
+            ));
+        }
+        let mut dashes = 0;
+        let mut rest = body;
+        while let Some(r) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("? ")) {
+            dashes += 1;
+            rest = r.trim_start_matches(' ');
+        }
+        if dashes > MAX_YAML_NESTING {
+            return Err(format!(
+                "line {}: {dashes} sequence markers: nested more than {MAX_YAML_NESTING} levels",
+                n + 1
+            ));
+        }
+        let mut prev = ' ';
+        for c in body.chars() {
+            match (quote, c) {
+                (None, '#') if prev == ' ' => break,
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q && !(q == '"' && prev == '\\') => quote = None,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    if flow > MAX_YAML_NESTING {
+                        return Err(format!(
+                            "line {}: brackets nested more than {MAX_YAML_NESTING} levels",
+                            n + 1
+                        ));
+                    }
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    Ok(())
+}
+
+/// Load every rule in YAML text; `origin` names it in messages.
+pub fn load_str(yaml: &str, origin: &str) -> Result<Vec<Rule>, DetectError> {
+    check_nesting(yaml).map_err(|m| DetectError::Yaml {
+        path: origin.into(),
+        message: m,
+    })?;
+    let docs = YamlLoader::load_from_str(yaml).map_err(|e| DetectError::Yaml {
+        path: origin.into(),
+        message: e.to_string(),
+    })?;
+    let many = docs.len() > 1;
+    let mut global: Option<Hash> = None;
+    let mut previous: Option<Hash> = None;
+    let mut out = Vec::new();
+    for (n, doc) in docs.iter().enumerate() {
+        let source = if many {
+            format!("{origin}#{}", n + 1)
+        } else {
+            origin.to_string()
+        };
+        let Yaml::Hash(h) = doc else {
+            if matches!(doc, Yaml::Null) {
+                continue;
+            }
+            return Err(DetectError::Invalid {
+                path: source,
+                message: "a rule must be a mapping of keys (title, logsource, detection, …)".into(),
+            });
+        };
+        let mut h = h.clone();
+        match get(&h, "action").and_then(text).as_deref() {
+            Some("global") => {
+                h.remove(&Yaml::String("action".into()));
+                global = Some(h);
+                continue;
+            }
+            Some("reset") => {
+                global = None;
+                previous = None;
+                continue;
+            }
+            Some("repeat") => {
+                h.remove(&Yaml::String("action".into()));
+                if let Some(p) = &previous {
+                    h = merge(p, &h);
+                }
+            }
+            Some(other) => {
+                return Err(DetectError::Invalid {
+                    path: source,
+                    message: format!("unknown collection action `{other}` (global, repeat, reset)"),
+                })
+            }
+            None => {}
+        }
+        let full = match &global {
+            Some(g) => merge(g, &h),
+            None => h.clone(),
+        };
+        previous = Some(full.clone());
+        out.push(build(&full, source, many)?);
+    }
+    Ok(out)
+}
+
+fn build(h: &Hash, source: String, collection: bool) -> Result<Rule, DetectError> {
+    let invalid = |m: String| DetectError::Invalid {
+        path: source.clone(),
+        message: m,
+    };
+    let title = get(h, "title")
+        .and_then(text)
+        .ok_or_else(|| invalid("missing `title`".into()))?;
+    let level = get(h, "level")
+        .and_then(text)
+        .unwrap_or_else(|| "medium".into());
+    if !LEVELS.contains(&level.as_str()) {
+        return Err(invalid(format!(
+            "`level: {level}` is not a Sigma level (informational, low, medium, high, critical)"
+        )));
+    }
+    let ls = match get(h, "logsource") {
+        Some(Yaml::Hash(l)) => LogSource {
+            category: get(l, "category").and_then(text),
+            product: get(l, "product").and_then(text),
+            service: get(l, "service").and_then(text),
+        },
+        _ => LogSource::default(),
+    };
+    let mut rule = Rule {
+        id: get(h, "id")
+            .and_then(text)
+            .unwrap_or_else(|| source.clone()),
+        title,
+        description: get(h, "description").and_then(text).unwrap_or_default(),
+        status: get(h, "status").and_then(text).unwrap_or_default(),
+        level,
+        tags: strings(get(h, "tags")),
+        falsepositives: strings(get(h, "falsepositives")),
+        author: get(h, "author").and_then(text).unwrap_or_default(),
+        logsource: ls,
+        source: source.clone(),
+        features: BTreeSet::new(),
+        disabled: None,
+        searches: Vec::new(),
+        condition: Vec::new(),
+    };
+    if collection {
+        rule.features.insert("collection".into());
+    }
+    if get(h, "correlation").is_some() {
+        rule.features.insert("correlation".into());
+        rule.disabled = Some("correlation rules are not evaluated yet".into());
+        return Ok(rule);
+    }
+    let Some(Yaml::Hash(det)) = get(h, "detection") else {
+        return Err(invalid(
+            "missing `detection` (a mapping with a `condition`)".into(),
+        ));
+    };
+    if let Err(reason) = compile(&mut rule, det) {
+        rule.disabled = Some(reason);
+        rule.searches.clear();
+        rule.condition.clear();
+    }
+    Ok(rule)
+}
+
+fn compile(rule: &mut Rule, det: &Hash) -> Result<(), String> {
+    let product = rule.logsource.product.clone();
+    for (k, v) in det {
+        let Some(name) = text(k) else { continue };
+        if name == "condition" || name == "timeframe" {
+            if name == "timeframe" {
+                rule.features.insert("timeframe".into());
+            }
+            continue;
+        }
+        let search = compile_search(v, product.as_deref(), &mut rule.features)
+            .map_err(|e| format!("search `{name}`: {e}"))?;
+        rule.searches.push((name, search));
+    }
+    let conds = strings(det.get(&Yaml::String("condition".into())));
+    if conds.is_empty() {
+        return Err("`detection` has no `condition`".into());
+    }
+    for c in conds {
+        let parsed = condition::parse(&c).map_err(|e| format!("condition `{c}`: {e}"))?;
+        note_condition(&parsed, &mut rule.features);
+        check_names(&parsed, &rule.searches).map_err(|e| format!("condition `{c}`: {e}"))?;
+        rule.condition.push(parsed);
+    }
+    Ok(())
+}
+
+fn note_condition(c: &Cond, f: &mut BTreeSet<String>) {
+    match c {
+        Cond::Search(_) => {}
+        Cond::Not(x) => {
+            f.insert("condition: not".into());
+            note_condition(x, f);
+        }
+        Cond::And(xs) | Cond::Or(xs) => {
+            f.insert(format!(
+                "condition: {}",
+                if matches!(c, Cond::And(_)) {
+                    "and"
+                } else {
+                    "or"
+                }
+            ));
+            xs.iter().for_each(|x| note_condition(x, f));
+        }
+        Cond::Of { all, pattern } => {
+            f.insert(format!(
+                "condition: {} of {}",
+                if *all { "all" } else { "1" },
+                if pattern == "them" { "them" } else { "pattern" }
+            ));
+        }
+    }
+}
+
+fn check_names(c: &Cond, searches: &[(String, Search)]) -> Result<(), String> {
+    match c {
+        Cond::Search(n) => {
+            if searches.iter().any(|(s, _)| s == n) {
+                Ok(())
+            } else {
+                Err(format!("names `{n}`, which is not a search of this rule"))
+            }
+        }
+        Cond::Not(x) => check_names(x, searches),
+        Cond::And(xs) | Cond::Or(xs) => xs.iter().try_for_each(|x| check_names(x, searches)),
+        Cond::Of { pattern, .. } => {
+            if condition::select(pattern, searches.iter().map(|(s, _)| s.as_str())).is_empty() {
+                Err(format!("`{pattern}` selects no search of this rule"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+fn compile_search(
+    v: &Yaml,
+    product: Option<&str>,
+    f: &mut BTreeSet<String>,
+) -> Result<Search, String> {
+    match v {
+        // `'|all': [keywords]`: every keyword must be in the text
+        Yaml::Hash(h)
+            if h.len() == 1 && h.keys().next().and_then(text).as_deref() == Some("|all") =>
+        {
+            f.insert("keywords".into());
+            f.insert("modifier: all".into());
+            let items = match h.values().next() {
+                Some(Yaml::Array(a)) => a.clone(),
+                Some(one) => vec![one.clone()],
+                None => Vec::new(),
+            };
+            items
+                .iter()
+                .map(|i| keyword(i, f))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|k| Search::Keywords(k, true))
+        }
+        Yaml::Hash(h) => Ok(Search::Fields(vec![compile_map(h, product, f)?])),
+        Yaml::Array(items) if items.iter().all(|i| matches!(i, Yaml::Hash(_))) => {
+            let mut alts = Vec::new();
+            for i in items {
+                if let Yaml::Hash(h) = i {
+                    alts.push(compile_map(h, product, f)?);
+                }
+            }
+            Ok(Search::Fields(alts))
+        }
+        Yaml::Array(items) => {
+            f.insert("keywords".into());
+            items
+                .iter()
+                .map(|i| keyword(i, f))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|k| Search::Keywords(k, false))
+        }
+        other => {
+            f.insert("keywords".into());
+            Ok(Search::Keywords(vec![keyword(other, f)?], false))
+        }
+    }
+}
+
+fn keyword(y: &Yaml, f: &mut BTreeSet<String>) -> Result<Pattern, String> {
+    let t = text(y).ok_or("a keyword must be a string or a number")?;
+    let mut p = matcher::pieces(&t);
+    if p.iter().any(|x| !matches!(x, Piece::Lit(_))) {
+        f.insert("wildcards".into());
+    }
+    p.insert(0, Piece::Star);
+    p.push(Piece::Star);
+    matcher::compile_pieces(&p, false)
+}
+
+fn compile_map(
+    h: &Hash,
+    product: Option<&str>,
+    f: &mut BTreeSet<String>,
+) -> Result<Vec<FieldTest>, String> {
+    let mut tests = Vec::new();
+    for (k, v) in h {
+        let key = text(k).ok_or("a field name must be a string")?;
+        let mut parts = key.split('|');
+        let raw_field = parts.next().unwrap_or_default().to_string();
+        let mods: Vec<&str> = parts.collect();
+        for m in &mods {
+            if !MODIFIERS.contains(m) {
+                return Err(format!("unsupported modifier `{m}` on `{raw_field}`"));
+            }
+            f.insert(format!("modifier: {m}"));
+        }
+        let field = match field_alias(product, &raw_field) {
+            Some(real) => {
+                f.insert(format!("field mapping: {raw_field}"));
+                real.to_string()
+            }
+            None => raw_field.clone(),
+        };
+        if raw_field.is_empty() {
+            return Err("a field test with an empty field name".into());
+        }
+        let values: Vec<&Yaml> = match v {
+            Yaml::Array(a) => a.iter().collect(),
+            one => vec![one],
+        };
+        let all = mods.contains(&"all");
+        let mut matchers = Vec::new();
+        for val in values {
+            matchers.extend(value_matchers(val, &mods, f)?);
+        }
+        if matchers.is_empty() {
+            // an empty list matches nothing
+            matchers.push(Matcher::Exists(false));
+            matchers.push(Matcher::Exists(true));
+        }
+        tests.push(FieldTest {
+            field,
+            matchers,
+            all,
+        });
+    }
+    Ok(tests)
+}
+
+fn value_matchers(
+    v: &Yaml,
+    mods: &[&str],
+    f: &mut BTreeSet<String>,
+) -> Result<Vec<Matcher>, String> {
+    let has = |m: &str| mods.contains(&m);
+    if has("expand") {
+        return Err("uses placeholders (`expand`), which need values configured for them".into());
+    }
+    if has("exists") {
+        return match v {
+            Yaml::Boolean(b) => Ok(vec![Matcher::Exists(*b)]),
+            _ => Err("`exists` takes true or false".into()),
+        };
+    }
+    if matches!(v, Yaml::Null) {
+        f.insert("null".into());
+        return Ok(vec![Matcher::Null]);
+    }
+    let t = text(v).ok_or("a value must be a string, number, boolean or null")?;
+    if has("fieldref") {
+        return Ok(vec![Matcher::FieldRef(t)]);
+    }
+    for (m, op) in [
+        ("lt", CmpOp::Lt),
+        ("lte", CmpOp::Lte),
+        ("gt", CmpOp::Gt),
+        ("gte", CmpOp::Gte),
+    ] {
+        if has(m) {
+            let n: f64 = t
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{m}` needs a number, not {t:?}"))?;
+            return Ok(vec![Matcher::Cmp(op, n)]);
+        }
+    }
+    if has("cidr") {
+        let (ip, bits) =
+            matcher::parse_cidr(&t).ok_or_else(|| format!("`cidr`: {t:?} is not a network"))?;
+        return Ok(vec![Matcher::Cidr(ip, bits)]);
+    }
+    let cased = has("cased");
+    if has("re") {
+        let re = matcher::build_regex(&t, has("i"), has("m"), has("s"))?;
+        f.insert("regex".into());
+        return Ok(vec![Matcher::Str {
+            pattern: Pattern::Regex(re),
+            cased: true,
+        }]);
+    }
+    let stringy = [
+        "contains",
+        "startswith",
+        "endswith",
+        "base64",
+        "base64offset",
+        "windash",
+        "wide",
+        "utf16le",
+        "utf16be",
+        "utf16",
+    ]
+    .iter()
+    .any(|m| has(m));
+    match v {
+        Yaml::Integer(i) if !stringy => return Ok(vec![Matcher::Num(*i as f64)]),
+        Yaml::Real(r) if !stringy => {
+            if let Ok(n) = r.parse::<f64>() {
+                return Ok(vec![Matcher::Num(n)]);
+            }
+        }
+        Yaml::Boolean(b) if !stringy => return Ok(vec![Matcher::Bool(*b)]),
+        _ => {}
+    }
+    // transformations of the literal value, each giving one or more alternatives
+    let mut alts: Vec<String> = vec![t];
+    let encoding = ["wide", "utf16le", "utf16be", "utf16"]
+        .into_iter()
+        .find(|m| has(m));
+    if has("windash") {
+        alts = alts.iter().flat_map(|a| matcher::windash(a)).collect();
+    }
+    if has("base64") || has("base64offset") {
+        let bytes = |a: &String| -> Vec<u8> {
+            let plain: String = matcher::pieces(a)
+                .iter()
+                .map(|p| match p {
+                    Piece::Lit(s) => s.as_str(),
+                    Piece::Star => "*",
+                    Piece::One => "?",
+                })
+                .collect();
+            match encoding {
+                Some(e) => matcher::utf16(&plain, if e == "wide" { "utf16le" } else { e }),
+                None => plain.into_bytes(),
+            }
+        };
+        alts = if has("base64offset") {
+            alts.iter()
+                .flat_map(|a| matcher::base64_offsets(&bytes(a)))
+                .map(|s| matcher::escape_literal(&s))
+                .collect()
+        } else {
+            alts.iter()
+                .map(|a| matcher::escape_literal(&matcher::base64(&bytes(a))))
+                .collect()
+        };
+    } else if encoding.is_some() {
+        return Err("`wide`/`utf16*` only make sense before `base64` or `base64offset`".into());
+    }
+    let mut out = Vec::new();
+    for a in alts {
+        let mut p = matcher::pieces(&a);
+        if p.iter().any(|x| !matches!(x, Piece::Lit(_))) {
+            f.insert("wildcards".into());
+        }
+        if has("contains") || has("endswith") || has("base64offset") {
+            p.insert(0, Piece::Star);
+        }
+        if has("contains") || has("startswith") || has("base64offset") {
+            p.push(Piece::Star);
+        }
+        out.push(Matcher::Str {
+            pattern: matcher::compile_pieces(&p, cased)?,
+            cased,
+        });
+    }
+    Ok(out)
+}
+
+impl FieldTest {
+    fn eval(&self, doc: &dyn Doc) -> bool {
+        let values = doc.values(&self.field);
+        let one = |m: &Matcher| match m {
+            Matcher::Exists(b) => values.iter().any(|v| *v != Val::Null) == *b,
+            Matcher::Null => values.is_empty() || values.contains(&Val::Null),
+            Matcher::FieldRef(other) => {
+                let theirs = doc.values(other);
+                values.iter().any(|v| *v != Val::Null && theirs.contains(v))
+            }
+            m => values.iter().any(|v| m.test(v)),
+        };
+        if self.all {
+            self.matchers.iter().all(one)
+        } else {
+            self.matchers.iter().any(one)
+        }
+    }
+}
+
+impl Search {
+    fn eval(&self, doc: &dyn Doc) -> bool {
+        match self {
+            Search::Fields(alts) => alts.iter().any(|tests| tests.iter().all(|t| t.eval(doc))),
+            Search::Keywords(ps, all) => {
+                let text = Val::Str(doc.text().into());
+                let hit = |p: &Pattern| p.test(&text);
+                if *all {
+                    ps.iter().all(hit)
+                } else {
+                    ps.iter().any(hit)
+                }
+            }
+        }
+    }
+}
+
+impl Rule {
+    /// Does this rule match `doc`? (A disabled rule matches nothing.)
+    pub fn matches(&self, doc: &dyn Doc) -> bool {
+        self.disabled.is_none() && self.condition.iter().any(|c| self.eval(c, doc))
+    }
+
+    /// The searches that matched (for "why did this fire").
+    pub fn matched_searches(&self, doc: &dyn Doc) -> Vec<&str> {
+        self.searches
+            .iter()
+            .filter(|(_, s)| s.eval(doc))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    fn search(&self, name: &str, doc: &dyn Doc) -> bool {
+        self.searches
+            .iter()
+            .find(|(n, _)| n == name)
+            .is_some_and(|(_, s)| s.eval(doc))
+    }
+
+    fn eval(&self, c: &Cond, doc: &dyn Doc) -> bool {
+        match c {
+            Cond::Search(n) => self.search(n, doc),
+            Cond::Not(x) => !self.eval(x, doc),
+            Cond::And(xs) => xs.iter().all(|x| self.eval(x, doc)),
+            Cond::Or(xs) => xs.iter().any(|x| self.eval(x, doc)),
+            Cond::Of { all, pattern } => {
+                let names =
+                    condition::select(pattern, self.searches.iter().map(|(n, _)| n.as_str()));
+                if *all {
+                    names.iter().all(|n| self.search(n, doc))
+                } else {
+                    names.iter().any(|n| self.search(n, doc))
+                }
+            }
+        }
+    }
+}

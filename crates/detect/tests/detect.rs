@@ -1,0 +1,335 @@
+//! Sigma engine tests over SigmaHQ's own rules and real audit events.
+
+#![allow(clippy::unwrap_used)] // test harness: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+use trailwarden_detect::{load_dir, load_str, FlatDoc, JsonDoc, LogSource};
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared")
+        .join(rel)
+}
+
+#[test]
+fn every_sigmahq_file_loads() {
+    let (rules, errors) = load_dir(&shared("sigma"));
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert!(rules.len() >= 104, "{}", rules.len());
+    let disabled: Vec<_> = rules
+        .iter()
+        .filter_map(|r| r.disabled.as_ref().map(|d| format!("{}: {d}", r.source)))
+        .collect();
+    // every SigmaHQ rule here uses only implemented features
+    assert!(disabled.is_empty(), "{disabled:#?}");
+    let k8s = rules
+        .iter()
+        .filter(|r| r.logsource.covers(&LogSource::of_format("k8s-audit")))
+        .count();
+    assert_eq!(k8s, 16);
+}
+
+fn k8s_events(rel: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(shared(rel)).unwrap();
+    text.lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn sigmahq_kubernetes_rules_fire_on_matching_events_only() {
+    let (rules, _) = load_dir(&shared("sigma/application/kubernetes"));
+    let ev = |j: serde_json::Value| j;
+    let exec = ev(serde_json::json!({
+        "kind": "Event", "verb": "create", "stage": "ResponseComplete",
+        "objectRef": {"resource": "pods", "subresource": "exec", "namespace": "payments", "name": "api-0"},
+        "user": {"username": "alice"}, "responseStatus": {"code": 101}
+    }));
+    let get_pod = ev(serde_json::json!({
+        "kind": "Event", "verb": "get",
+        "objectRef": {"resource": "pods", "namespace": "payments", "name": "api-0"},
+        "user": {"username": "alice"}, "responseStatus": {"code": 200}
+    }));
+    let fired = |doc: &serde_json::Value| -> Vec<String> {
+        let raw = doc.to_string();
+        let d = JsonDoc {
+            value: doc,
+            raw: &raw,
+        };
+        rules
+            .iter()
+            .filter(|r| r.matches(&d))
+            .map(|r| r.title.clone())
+            .collect()
+    };
+    let on_exec = fired(&exec);
+    assert!(on_exec.iter().any(|t| t.contains("Exec")), "{on_exec:?}");
+    assert!(fired(&get_pod).is_empty(), "{:?}", fired(&get_pod));
+    // the field mapping: SigmaHQ's `hostPath` is the pod spec's volumes
+    let host_path = ev(serde_json::json!({
+        "kind": "Event", "verb": "create", "objectRef": {"resource": "pods", "namespace": "default"},
+        "requestObject": {"spec": {"volumes": [{"name": "root", "hostPath": {"path": "/"}}],
+            "containers": [{"name": "c", "image": "busybox"}]}}
+    }));
+    let on_host = fired(&host_path);
+    assert!(
+        on_host
+            .iter()
+            .any(|t| t.to_lowercase().contains("hostpath")),
+        "{on_host:?}"
+    );
+    assert!(
+        !on_host.iter().any(|t| t.contains("Capabilit")),
+        "{on_host:?}"
+    );
+}
+
+#[test]
+fn corpus_events_raise_the_sigmahq_rules_of_their_intent() {
+    // audit2rbac's demo log is a real API server audit log; the expected counts are computed
+    // here from the events themselves, independently of the engine
+    let (rules, _) = load_dir(&shared("sigma/application/kubernetes"));
+    let events = k8s_events("corpus/liggitt-audit2rbac/testdata/demo.log");
+    assert!(!events.is_empty());
+    let mut hits = std::collections::BTreeMap::<String, usize>::new();
+    for e in &events {
+        let raw = e.to_string();
+        let d = JsonDoc {
+            value: e,
+            raw: &raw,
+        };
+        for r in &rules {
+            if r.matches(&d) {
+                *hits.entry(r.title.clone()).or_default() += 1;
+                // every hit is explained by the searches that matched
+                assert!(!r.matched_searches(&d).is_empty());
+            }
+        }
+    }
+    let denied = events
+        .iter()
+        .filter(|e| matches!(e["responseStatus"]["code"].as_i64(), Some(401 | 403)))
+        .count();
+    let secret_lists = events
+        .iter()
+        .filter(|e| e["verb"] == "list" && e["objectRef"]["resource"] == "secrets")
+        .count();
+    assert!(denied > 0 && secret_lists > 0);
+    assert_eq!(
+        hits.get("Kubernetes Unauthorized or Unauthenticated Access"),
+        Some(&denied),
+        "{hits:#?}"
+    );
+    assert_eq!(
+        hits.get("Kubernetes Secrets Enumeration"),
+        Some(&secret_lists),
+        "{hits:#?}"
+    );
+    assert_eq!(hits.len(), 2, "{hits:#?}");
+}
+
+#[test]
+fn modifiers_conditions_and_collections() {
+    let rules = load_str(
+        r#"
+action: global
+title: Base
+logsource: {product: kubernetes, service: audit}
+level: high
+---
+id: a
+detection:
+  sel:
+    user.username|startswith: 'system:serviceaccount:'
+    sourceIPs|cidr: '10.0.0.0/8'
+  filter:
+    objectRef.namespace: kube-system
+  condition: sel and not filter
+---
+id: b
+title: Numbers and all
+detection:
+  sel:
+    responseStatus.code|gte: 400
+    requestURI|contains|all: ['secrets', 'watch=true']
+  condition: all of sel*
+---
+id: c
+detection:
+  sel:
+    annotations.authorization.k8s.io/decision: forbid
+    impersonatedUser: null
+    userAgent|re|i: '^KUBECTL/'
+    requestObject|exists: false
+  condition: 1 of them
+"#,
+        "inline.yml",
+    )
+    .unwrap();
+    assert_eq!(rules.len(), 3);
+    assert!(rules
+        .iter()
+        .all(|r| r.disabled.is_none() && r.level == "high"));
+    let doc = serde_json::json!({
+        "user": {"username": "system:serviceaccount:payments:api"},
+        "sourceIPs": ["10.244.0.7"],
+        "objectRef": {"namespace": "payments", "resource": "secrets"},
+        "requestURI": "/api/v1/namespaces/payments/secrets?watch=true",
+        "responseStatus": {"code": 403},
+        "annotations": {"authorization.k8s.io/decision": "forbid"},
+        "userAgent": "kubectl/v1.30.0"
+    });
+    let raw = doc.to_string();
+    let d = JsonDoc {
+        value: &doc,
+        raw: &raw,
+    };
+    assert!(
+        rules.iter().all(|r| r.matches(&d)),
+        "{:?}",
+        rules
+            .iter()
+            .map(|r| (r.id.clone(), r.matches(&d)))
+            .collect::<Vec<_>>()
+    );
+    let mut other = doc.clone();
+    other["objectRef"]["namespace"] = "kube-system".into();
+    other["responseStatus"]["code"] = 200.into();
+    other["sourceIPs"] = serde_json::json!(["192.168.1.1"]);
+    other["annotations"] = serde_json::json!({});
+    other["userAgent"] = "curl".into();
+    other["impersonatedUser"] = serde_json::json!({"username": "x"});
+    other["requestObject"] = serde_json::json!({});
+    let raw = other.to_string();
+    let d = JsonDoc {
+        value: &other,
+        raw: &raw,
+    };
+    assert!(rules.iter().all(|r| !r.matches(&d)));
+}
+
+#[test]
+fn unsupported_features_disable_the_rule_with_the_reason() {
+    let r = load_str(
+        "title: x\nlogsource: {product: linux}\ndetection:\n  sel:\n    a|expand: '%admins%'\n  condition: sel\n",
+        "x.yml",
+    )
+    .unwrap();
+    assert!(r[0].disabled.as_deref().unwrap().contains("expand"));
+    let r = load_str(
+        "title: x\nlogsource: {product: linux}\ndetection:\n  sel:\n    a|nosuch: 1\n  condition: sel\n",
+        "x.yml",
+    )
+    .unwrap();
+    assert!(r[0]
+        .disabled
+        .as_deref()
+        .unwrap()
+        .contains("unsupported modifier `nosuch`"));
+    let r = load_str(
+        "title: x\nlogsource: {product: linux}\ndetection:\n  sel:\n    a: 1\n  condition: sel and other\n",
+        "x.yml",
+    )
+    .unwrap();
+    assert!(r[0].disabled.as_deref().unwrap().contains("`other`"));
+    let e = load_str(
+        "title: x\nlevel: severe\ndetection: {condition: a}\n",
+        "x.yml",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not a Sigma level"), "{e}");
+    let e = load_str("title: [unclosed\n", "bad.yml").unwrap_err();
+    assert!(e.to_string().contains("bad.yml: not valid YAML"), "{e}");
+}
+
+/// Sigma's auditd rules look at single records: `type` plus the record's fields.
+fn auditd_hits(rel: &str) -> std::collections::BTreeMap<String, usize> {
+    let (rules, errors) = load_dir(&shared("sigma/linux/auditd"));
+    assert!(errors.is_empty(), "{errors:?}");
+    let text = std::fs::read_to_string(shared(rel)).unwrap();
+    let mut hits = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let rec = trailwarden_parse::auditd::parse_record(line).unwrap();
+        let mut fields = vec![("type", rec.record_type.as_str())];
+        fields.extend(
+            rec.fields
+                .iter()
+                .map(|f| (f.key.as_str(), f.value.as_str())),
+        );
+        let d = FlatDoc { fields, text: line };
+        for r in rules
+            .iter()
+            .filter(|r| r.logsource.covers(&LogSource::of_format("auditd")))
+        {
+            if r.matches(&d) {
+                *hits.entry(r.title.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn sigmahq_auditd_rules_run_against_the_auditd_corpus() {
+    // OTRF's recording of binary padding with dd (T1027.001): the EXECVE record of `dd if=…`
+    let hits =
+        auditd_hits("corpus/otrf-security-datasets/sh_binary_padding_dd_2020-11-10081941.log");
+    assert_eq!(hits.get("Binary Padding - Linux"), Some(&1), "{hits:#?}");
+    // benign CentOS boot records raise nothing
+    let quiet =
+        auditd_hits("corpus/elastic-beats/filebeat/module/auditd/log/test/audit-cent7-node.log");
+    assert!(quiet.is_empty(), "{quiet:#?}");
+}
+
+#[test]
+fn deeply_nested_rules_are_errors_not_a_stack_overflow() {
+    for (what, text) in [
+        (
+            "flow",
+            format!("title: {}{}\n", "[".repeat(20_000), "]".repeat(20_000)),
+        ),
+        (
+            "block",
+            format!("title: x\ntags:\n{}x\n", "- ".repeat(20_000)),
+        ),
+        (
+            "maps",
+            format!("title: {}x{}\n", "{a: ".repeat(20_000), "}".repeat(20_000)),
+        ),
+        (
+            "condition",
+            format!(
+                "title: x\ndetection:\n  a: {{f: 1}}\n  condition: {}a{}\n",
+                "(".repeat(20_000),
+                ")".repeat(20_000)
+            ),
+        ),
+        (
+            "not",
+            format!(
+                "title: x\ndetection:\n  a: {{f: 1}}\n  condition: {}a\n",
+                "not ".repeat(20_000)
+            ),
+        ),
+    ] {
+        let r = load_str(&text, "deep.yml");
+        let msg = match r {
+            Err(e) => e.to_string(),
+            Ok(rules) => rules[0].disabled.clone().unwrap_or_default(),
+        };
+        assert!(msg.contains("nested"), "{what}: {msg}");
+    }
+    // up to the limits it loads: 250 levels of indentation, one column each
+    let mut text =
+        String::from("title: x\nlogsource: {product: linux}\ndetection:\n  condition: a\n  a:\n");
+    let mut deep = String::new();
+    for i in 0..250 {
+        deep.push_str(&" ".repeat(4 + i));
+        deep.push_str(&format!("k{i}:\n"));
+    }
+    text.push_str(&deep);
+    text.push_str(&" ".repeat(254));
+    text.push_str("v: 1\n");
+    assert!(load_str(&text, "indented.yml").is_ok());
+}
