@@ -14,7 +14,7 @@ use crate::LedgerError;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use trailwarden_model::{RecordKind, Timestamp};
 
 /// One stored record, as read back.
@@ -218,16 +218,9 @@ impl LedgerReader {
             if *first >= to {
                 break;
             }
-            let data = match fs::read(path) {
-                Ok(d) => d,
-                // sealed meanwhile: read the segment list again
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Pass::Sealed),
-                Err(e) => {
-                    return Err(LedgerError::Io {
-                        context: format!("reading {}", path.display()),
-                        source: e,
-                    })
-                }
+            // gone: sealed meanwhile, read the segment list again
+            let Some(data) = read_wal(path)? else {
+                return Ok(Pass::Sealed);
             };
             let mut at = 0usize;
             while at < data.len() {
@@ -303,15 +296,8 @@ impl LedgerReader {
         let mut builder = segment::SegmentBuilder::new();
         let mut next = from;
         for (_, path) in &self.wals {
-            let data = match fs::read(path) {
-                Ok(d) => d,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => {
-                    return Err(LedgerError::Io {
-                        context: format!("reading {}", path.display()),
-                        source: e,
-                    })
-                }
+            let Some(data) = read_wal(path)? else {
+                return Ok(None);
             };
             let mut at = 0usize;
             while at < data.len() {
@@ -424,5 +410,17 @@ impl HashSource for ReaderHashes<'_> {
             return None;
         }
         Some(root_of(&hashes[first as usize..(first + count) as usize]))
+    }
+}
+
+/// A WAL file's bytes, or `None` when it is gone (sealed and removed since it was listed).
+fn read_wal(path: &Path) -> Result<Option<Vec<u8>>, LedgerError> {
+    match fs::read(path) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LedgerError::Io {
+            context: format!("reading {}", path.display()),
+            source: e,
+        }),
     }
 }
