@@ -126,7 +126,6 @@ impl ScalarUDFImpl for Udf {
 /// SQL-friendly names for the dynamic functions.
 const ALIASES: &[(&str, &str)] = &[
     ("kql_dyn_path", "json_get"),
-    ("kql_dyn_tostring", "json_text"),
     ("kql_parse_json", "parse_json"),
     ("kql_has", "has"),
     ("kql_contains", "contains_ci"),
@@ -235,6 +234,16 @@ fn k_path(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
 
 fn k_dyn_tostring(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     map_str(&a[0], n, json::to_string)
+}
+
+/// SQL `json_text(json [, key or index]…)`: the value at the path as text (`json_get` then
+/// `tostring`).
+fn k_json_text(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    if a.len() == 1 {
+        return k_dyn_tostring(a, n);
+    }
+    let at = k_path(a, n)?;
+    map_str(&at, n, json::to_string)
 }
 
 fn k_dyn_tolong(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
@@ -745,6 +754,7 @@ pub fn all() -> Vec<ScalarUDF> {
     vec![
         udf("kql_parse_json", Exact(1), Utf8, k_parse_json),
         udf("kql_dyn_path", Variadic, Utf8, k_path),
+        udf("json_text", Variadic, Utf8, k_json_text),
         udf("kql_dyn_tostring", Exact(1), Utf8, k_dyn_tostring),
         udf("kql_dyn_tolong", Exact(1), Int64, k_dyn_tolong),
         udf("kql_dyn_todouble", Exact(1), Float64, k_dyn_todouble),

@@ -361,3 +361,29 @@ fn queries_at_the_complexity_limits_plan_and_run() {
     assert!(err.contains("too complex"), "{err}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn sql_json_text_takes_a_path() {
+    let files = [shared("corpus/liggitt-audit2rbac/testdata/demo.log")];
+    let d = ledger("json-text", &files, t("2026-01-01T00:00:00Z"), 64 << 20);
+    let e = engine(&d, t("2026-01-02T00:00:00Z"));
+    let sql = |q: &str| {
+        rows(
+            &trailwarden_query::engine::block_on(2, e.sql(q))
+                .unwrap()
+                .unwrap_or_else(|err| panic!("{q}\n{err}")),
+        )
+    };
+    let with_path = sql("SELECT json_text(raw, 'objectRef', 'resource') AS r, count(*) FROM events GROUP BY r ORDER BY r");
+    let nested = sql("SELECT json_text(json_get(raw, 'objectRef', 'resource')) AS r, count(*) FROM events GROUP BY r ORDER BY r");
+    assert_eq!(with_path, nested);
+    assert!(with_path.len() > 1, "{with_path:?}");
+    let kql = rows(&kql(&e, "events | summarize count() by r = tostring(parse_json(raw).objectRef.resource) | order by r asc"));
+    assert_eq!(
+        with_path.iter().filter(|r| r[0] != "null").count(),
+        kql.iter()
+            .filter(|r| r[0] != "null" && !r[0].is_empty())
+            .count()
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
