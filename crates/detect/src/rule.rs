@@ -541,15 +541,11 @@ fn compile_map(
         for val in values {
             matchers.extend(value_matchers(val, &mods, f)?);
         }
-        if matchers.is_empty() {
-            // an empty list matches nothing
-            matchers.push(Matcher::Exists(false));
-            matchers.push(Matcher::Exists(true));
-        }
         tests.push(FieldTest {
             field,
+            // an empty list matches nothing (`any` of nothing), with `all` too
+            all: all && !matchers.is_empty(),
             matchers,
-            all,
         });
     }
     Ok(tests)

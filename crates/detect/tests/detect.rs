@@ -210,6 +210,34 @@ detection:
 }
 
 #[test]
+fn an_empty_value_list_matches_nothing() {
+    for modifiers in ["", "|all", "|contains"] {
+        let r = load_str(
+            &format!("title: x\nlogsource: {{product: kubernetes}}\ndetection:\n  s:\n    verb{modifiers}: []\n  condition: s\n"),
+            "x.yml",
+        )
+        .unwrap();
+        let doc = serde_json::json!({"verb": "get"});
+        let raw = doc.to_string();
+        assert!(
+            !r[0].matches(&JsonDoc {
+                value: &doc,
+                raw: &raw
+            }),
+            "{modifiers}"
+        );
+        let empty = serde_json::json!({});
+        assert!(
+            !r[0].matches(&JsonDoc {
+                value: &empty,
+                raw: "{}"
+            }),
+            "{modifiers}"
+        );
+    }
+}
+
+#[test]
 fn unsupported_features_disable_the_rule_with_the_reason() {
     let r = load_str(
         "title: x\nlogsource: {product: linux}\ndetection:\n  sel:\n    a|expand: '%admins%'\n  condition: sel\n",
