@@ -841,3 +841,63 @@ fn rules_list_shows_every_sigmahq_rule_and_names_files_that_do_not_load() {
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_dir_all(&data).ok();
 }
+
+#[test]
+fn rules_test_shows_which_events_each_rule_matches_and_why() {
+    let data = tmp("rules-test");
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    let out = run(tw(&data)
+        .args(["--output", "json", "rules", "test"])
+        .arg(shared.join("sigma/linux/auditd"))
+        .arg("--events")
+        .arg(
+            shared.join("corpus/otrf-security-datasets/sh_binary_padding_dd_2020-11-10081941.log"),
+        ));
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hits = v.as_array().unwrap();
+    let padding = hits
+        .iter()
+        .find(|h| h["title"] == "Binary Padding - Linux")
+        .unwrap_or_else(|| panic!("{hits:#?}"));
+    // the event is located (file:line) and the searches that matched are named
+    assert!(
+        padding["event"].as_str().unwrap().ends_with(".log:1"),
+        "{padding}"
+    );
+    assert_eq!(
+        padding["matched"],
+        serde_json::json!(["selection_execve", "keywords_dd"])
+    );
+    // AKS diagnostic records: the rules see the audit event inside properties.log
+    let aks = data.with_extension("aks.jsonl");
+    run(bin()
+        .args([
+            "gen",
+            "--events",
+            "3000",
+            "--seed",
+            "5",
+            "--profile",
+            "aks",
+            "--attack-rate",
+            "0.02",
+            "-o",
+        ])
+        .arg(&aks));
+    let out = run(tw(&data)
+        .args(["--output", "json", "rules", "test"])
+        .arg(shared.join("sigma/application/kubernetes"))
+        .arg("--events")
+        .arg(&aks));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["title"] == "Kubernetes Secrets Enumeration"),
+        "{v}"
+    );
+    std::fs::remove_file(&aks).ok();
+    std::fs::remove_dir_all(&data).ok();
+}
