@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod condition;
+pub mod correlation;
 pub mod doc;
 mod error;
 pub mod matcher;

@@ -95,8 +95,12 @@ pub struct Rule {
     pub author: String,
     /// `logsource`.
     pub logsource: LogSource,
+    /// `name`: how correlation rules refer to it (besides its id).
+    pub name: Option<String>,
     /// File (and document number in a collection).
     pub source: String,
+    /// The correlation, when this is a correlation rule.
+    pub correlation: Option<crate::correlation::Correlation>,
     /// What the rule uses (modifiers, condition forms, …), for the compatibility table.
     pub features: BTreeSet<String>,
     /// Why the rule does not run, when it does not.
@@ -144,7 +148,7 @@ const MODIFIERS: &[&str] = &[
     "utf16",
 ];
 
-fn text(y: &Yaml) -> Option<String> {
+pub(crate) fn text(y: &Yaml) -> Option<String> {
     match y {
         Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
         Yaml::Integer(i) => Some(i.to_string()),
@@ -153,11 +157,11 @@ fn text(y: &Yaml) -> Option<String> {
     }
 }
 
-fn get<'a>(h: &'a Hash, key: &str) -> Option<&'a Yaml> {
+pub(crate) fn get<'a>(h: &'a Hash, key: &str) -> Option<&'a Yaml> {
     h.get(&Yaml::String(key.to_string()))
 }
 
-fn strings(y: Option<&Yaml>) -> Vec<String> {
+pub(crate) fn strings(y: Option<&Yaml>) -> Vec<String> {
     match y {
         Some(Yaml::Array(a)) => a.iter().filter_map(text).collect(),
         Some(y) => text(y).into_iter().collect(),
@@ -343,7 +347,9 @@ fn build(h: &Hash, source: String, collection: bool) -> Result<Rule, DetectError
         falsepositives: strings(get(h, "falsepositives")),
         author: get(h, "author").and_then(text).unwrap_or_default(),
         logsource: ls,
+        name: get(h, "name").and_then(text),
         source: source.clone(),
+        correlation: None,
         features: BTreeSet::new(),
         disabled: None,
         searches: Vec::new(),
@@ -352,9 +358,18 @@ fn build(h: &Hash, source: String, collection: bool) -> Result<Rule, DetectError
     if collection {
         rule.features.insert("collection".into());
     }
-    if get(h, "correlation").is_some() {
-        rule.features.insert("correlation".into());
-        rule.disabled = Some("correlation rules are not evaluated yet".into());
+    if let Some(c) = get(h, "correlation") {
+        match crate::correlation::parse(c) {
+            Ok(c) => {
+                rule.features
+                    .insert(format!("correlation: {}", c.kind.name()));
+                rule.correlation = Some(c);
+            }
+            Err(why) => {
+                rule.features.insert("correlation".into());
+                rule.disabled = Some(why);
+            }
+        }
         return Ok(rule);
     }
     let Some(Yaml::Hash(det)) = get(h, "detection") else {
@@ -720,9 +735,15 @@ impl Search {
 }
 
 impl Rule {
-    /// Does this rule match `doc`? (A disabled rule matches nothing.)
+    /// Does this rule match `doc`? (A disabled rule matches nothing; a correlation rule is not
+    /// matched against single events: see [`crate::correlation::Correlator`].)
     pub fn matches(&self, doc: &dyn Doc) -> bool {
         self.disabled.is_none() && self.condition.iter().any(|c| self.eval(c, doc))
+    }
+
+    /// Is `reference` this rule's name or id?
+    pub fn is_named(&self, reference: &str) -> bool {
+        self.id == reference || self.name.as_deref() == Some(reference)
     }
 
     /// The searches that matched (for "why did this fire").

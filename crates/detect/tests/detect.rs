@@ -361,3 +361,175 @@ fn deeply_nested_rules_are_errors_not_a_stack_overflow() {
     text.push_str("v: 1\n");
     assert!(load_str(&text, "indented.yml").is_ok());
 }
+
+const CORRELATIONS: &str = r#"
+title: Denied request
+name: denied
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel:
+    responseStatus.code: [401, 403]
+  condition: sel
+---
+title: Secret read
+name: secret_read
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel:
+    verb: [get, list]
+    objectRef.resource: secrets
+  condition: sel
+---
+title: Service account created
+name: sa_created
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel: {verb: create, objectRef.resource: serviceaccounts}
+  condition: sel
+---
+title: Binding to cluster-admin
+name: admin_binding
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel: {verb: create, objectRef.resource: clusterrolebindings, requestObject.roleRef.name: cluster-admin}
+  condition: sel
+---
+title: 401/403 burst per user
+correlation:
+  type: event_count
+  rules: [denied]
+  group-by: [user.username]
+  timespan: 5m
+  condition: {gte: 5}
+level: high
+---
+title: Secrets read across namespaces
+correlation:
+  type: value_count
+  rules: [secret_read]
+  group-by: [user.username]
+  timespan: 10m
+  condition: {gte: 3, field: objectRef.namespace}
+level: high
+---
+title: New service account made cluster-admin
+correlation:
+  type: temporal_ordered
+  rules: [sa_created, admin_binding]
+  group-by: [user.username]
+  timespan: 1h
+level: critical
+"#;
+
+fn stream(
+    rules: &[trailwarden_detect::Rule],
+    c: &mut trailwarden_detect::correlation::Correlator,
+    events: &[(i64, serde_json::Value)],
+) -> Vec<(String, Vec<String>, u64, Vec<u64>)> {
+    let mut out = Vec::new();
+    for (i, (t, e)) in events.iter().enumerate() {
+        let raw = e.to_string();
+        let d = JsonDoc {
+            value: e,
+            raw: &raw,
+        };
+        let matched: Vec<usize> = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.matches(&d))
+            .map(|(i, _)| i)
+            .collect();
+        for f in c.observe(t * 1_000_000_000, i as u64, &matched, &d) {
+            out.push((rules[f.rule].title.clone(), f.group, f.count, f.evidence));
+        }
+    }
+    out
+}
+
+fn ev(user: &str, verb: &str, resource: &str, ns: &str, code: i64) -> serde_json::Value {
+    serde_json::json!({"user": {"username": user}, "verb": verb,
+        "objectRef": {"resource": resource, "namespace": ns}, "responseStatus": {"code": code}})
+}
+
+#[test]
+fn correlations_count_group_and_order_within_their_timespan() {
+    use trailwarden_detect::correlation::Correlator;
+    let rules = load_str(CORRELATIONS, "correlations.yml").unwrap();
+    assert!(rules.iter().all(|r| r.disabled.is_none()), "{rules:#?}");
+    let (mut c, problems) = Correlator::new(&rules, 1000);
+    assert!(problems.is_empty(), "{problems:?}");
+    // 5 denials by mallory within 4 minutes fire once; bob's 4 do not; a 6th starts a new window
+    let mut events = Vec::new();
+    for i in 0..5 {
+        events.push((i * 60, ev("mallory", "get", "pods", "payments", 403)));
+    }
+    for i in 0..4 {
+        events.push((i * 60, ev("bob", "get", "pods", "payments", 401)));
+    }
+    events.push((300, ev("mallory", "get", "pods", "payments", 403)));
+    events.sort_by_key(|(t, _)| *t);
+    let fired = stream(&rules, &mut c, &events);
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert_eq!(fired[0].0, "401/403 burst per user");
+    assert_eq!(fired[0].1, vec!["mallory".to_string()]);
+    assert_eq!(fired[0].2, 5);
+    assert_eq!(fired[0].3.len(), 5);
+    // denials spread over more than 5 minutes never reach 5 in a window
+    let (mut c, _) = Correlator::new(&rules, 1000);
+    let slow: Vec<_> = (0..10)
+        .map(|i| (i * 100, ev("eve", "get", "pods", "x", 403)))
+        .collect();
+    assert!(stream(&rules, &mut c, &slow).is_empty());
+    // secrets read in 3 namespaces (not 3 reads in one)
+    let (mut c, _) = Correlator::new(&rules, 1000);
+    let reads = vec![
+        (0, ev("sa:ci", "get", "secrets", "a", 200)),
+        (10, ev("sa:ci", "get", "secrets", "a", 200)),
+        (20, ev("sa:ci", "list", "secrets", "b", 200)),
+        (30, ev("sa:ci", "get", "secrets", "c", 200)),
+    ];
+    let fired = stream(&rules, &mut c, &reads);
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert_eq!(
+        (fired[0].0.as_str(), fired[0].2),
+        ("Secrets read across namespaces", 3)
+    );
+    // ordered: service account, then the binding, by the same user — not the other way round
+    let (mut c, _) = Correlator::new(&rules, 1000);
+    let mut bind = ev("alice", "create", "clusterrolebindings", "", 201);
+    bind["requestObject"] = serde_json::json!({"roleRef": {"name": "cluster-admin"}});
+    let sa = ev("alice", "create", "serviceaccounts", "payments", 201);
+    let wrong_order = vec![(0, bind.clone()), (60, sa.clone())];
+    assert!(stream(&rules, &mut c, &wrong_order).is_empty());
+    let right = vec![(120, bind.clone())];
+    let fired = stream(&rules, &mut c, &right);
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert_eq!(fired[0].0, "New service account made cluster-admin");
+}
+
+#[test]
+fn correlation_state_is_bounded_and_evictions_are_counted() {
+    use trailwarden_detect::correlation::Correlator;
+    let rules = load_str(CORRELATIONS, "correlations.yml").unwrap();
+    let (mut c, _) = Correlator::new(&rules, 10);
+    let events: Vec<_> = (0..100)
+        .map(|i| (i, ev(&format!("user-{i}"), "get", "pods", "x", 403)))
+        .collect();
+    stream(&rules, &mut c, &events);
+    assert!(c.groups() <= 10);
+    assert_eq!(c.evicted, 90);
+    // a reference to a rule that is not loaded is reported, not ignored
+    let broken = load_str(
+        "title: x\ncorrelation:\n  type: event_count\n  rules: [nosuch]\n  timespan: 5m\n  condition: {gte: 2}\n",
+        "x.yml",
+    )
+    .unwrap();
+    let (_, problems) = Correlator::new(&broken, 10);
+    assert!(problems[0].1.contains("`nosuch`"), "{problems:?}");
+    let bad = load_str(
+        "title: x\ncorrelation:\n  type: event_count\n  rules: [a]\n  timespan: soon\n  condition: {gte: 2}\n",
+        "x.yml",
+    )
+    .unwrap();
+    assert!(bad[0].disabled.as_deref().unwrap().contains("timespan"));
+}

@@ -1,0 +1,345 @@
+//! Sigma correlation rules: `event_count`, `value_count`, `temporal` and `temporal_ordered` over
+//! the matches of other rules, grouped by field values within a timespan. State is bounded: at
+//! most `cap` groups are kept, the least recently updated evicted first (and counted).
+
+use crate::doc::{Doc, Val};
+use crate::rule::{get, strings, text, Rule};
+use std::collections::{HashMap, VecDeque};
+use yaml_rust2::Yaml;
+
+/// The kind of correlation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    /// Number of matching events in the window.
+    EventCount,
+    /// Number of distinct values of `field` in the window.
+    ValueCount(String),
+    /// Every referenced rule matched within the window, in any order.
+    Temporal,
+    /// Every referenced rule matched within the window, in the order listed.
+    TemporalOrdered,
+}
+
+impl Kind {
+    /// The Sigma name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::EventCount => "event_count",
+            Kind::ValueCount(_) => "value_count",
+            Kind::Temporal => "temporal",
+            Kind::TemporalOrdered => "temporal_ordered",
+        }
+    }
+}
+
+/// A parsed `correlation` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Correlation {
+    /// Which kind.
+    pub kind: Kind,
+    /// The rules it counts (names or ids).
+    pub rules: Vec<String>,
+    /// Fields whose values form the group key.
+    pub group_by: Vec<String>,
+    /// The window, in nanoseconds.
+    pub timespan: i64,
+    /// `(operator, n)`: `gt`, `gte`, `lt`, `lte`, `eq` (counts; temporal kinds need every rule).
+    pub condition: Option<(String, u64)>,
+}
+
+/// A timespan: `30s`, `5m`, `1h`, `2d`, `1w` (also `M` for 30 days, `y` for 365).
+pub fn parse_timespan(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "M" => 30 * 86_400,
+        "y" => 365 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(secs)?.checked_mul(1_000_000_000)
+}
+
+/// Parse a `correlation` section; the error names the key.
+pub fn parse(y: &Yaml) -> Result<Correlation, String> {
+    let Yaml::Hash(h) = y else {
+        return Err("`correlation` must be a mapping".into());
+    };
+    let kind = get(h, "type")
+        .and_then(text)
+        .ok_or("`correlation.type` is missing")?;
+    let rules = strings(get(h, "rules"));
+    if rules.is_empty() {
+        return Err("`correlation.rules` names no rule".into());
+    }
+    let group_by = strings(get(h, "group-by"));
+    let span = get(h, "timespan")
+        .and_then(text)
+        .ok_or("`correlation.timespan` is missing")?;
+    let timespan = parse_timespan(&span).ok_or_else(|| {
+        format!("`correlation.timespan: {span}` is not a timespan (30s, 5m, 1h, 2d)")
+    })?;
+    let mut condition = None;
+    let mut field = None;
+    if let Some(Yaml::Hash(c)) = get(h, "condition") {
+        for (k, v) in c {
+            let key = text(k).unwrap_or_default();
+            if key == "field" {
+                field = text(v);
+                continue;
+            }
+            if !["gt", "gte", "lt", "lte", "eq"].contains(&key.as_str()) {
+                return Err(format!(
+                    "`correlation.condition.{key}` is not a condition (gt, gte, lt, lte, eq)"
+                ));
+            }
+            let n = match v {
+                Yaml::Integer(i) if *i >= 0 => *i as u64,
+                _ => return Err(format!("`correlation.condition.{key}` needs a count")),
+            };
+            condition = Some((key, n));
+        }
+    }
+    let kind =
+        match kind.as_str() {
+            "event_count" => Kind::EventCount,
+            "value_count" => Kind::ValueCount(field.ok_or(
+                "`value_count` needs `condition.field`: the field whose values are counted",
+            )?),
+            "temporal" => Kind::Temporal,
+            "temporal_ordered" => Kind::TemporalOrdered,
+            other => return Err(format!("unknown correlation type `{other}`")),
+        };
+    if matches!(kind, Kind::EventCount | Kind::ValueCount(_)) && condition.is_none() {
+        return Err(format!(
+            "`{}` needs a condition (e.g. `gte: 10`)",
+            kind.name()
+        ));
+    }
+    Ok(Correlation {
+        kind,
+        rules,
+        group_by,
+        timespan,
+        condition,
+    })
+}
+
+/// A correlation that fired.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fired {
+    /// Index of the correlation rule in the rule list given to [`Correlator::new`].
+    pub rule: usize,
+    /// The group key (the group-by values, in order).
+    pub group: Vec<String>,
+    /// The count (events, distinct values, or rules seen) that met the condition.
+    pub count: u64,
+    /// Event ids (as given to [`Correlator::observe`]) of the events in the window.
+    pub evidence: Vec<u64>,
+}
+
+struct Active {
+    rule: usize,
+    corr: Correlation,
+    /// Indexes of the referenced base rules, in the order listed.
+    refs: Vec<usize>,
+}
+
+#[derive(Default)]
+struct State {
+    /// (time, event id, referenced rule position, value) in arrival order.
+    window: VecDeque<(i64, u64, usize, Option<String>)>,
+    touched: u64,
+}
+
+/// Correlation state over a stream of base-rule matches.
+pub struct Correlator {
+    active: Vec<Active>,
+    groups: HashMap<(usize, Vec<String>), State>,
+    cap: usize,
+    clock: u64,
+    /// Groups evicted because the cap was reached (a metric: alerts may have been missed).
+    pub evicted: u64,
+}
+
+fn val_text(v: &Val<'_>) -> Option<String> {
+    match v {
+        Val::Str(s) | Val::Num(_, s) => Some(s.to_string()),
+        Val::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn meets(cond: &Option<(String, u64)>, n: u64) -> bool {
+    match cond {
+        Some((op, c)) => match op.as_str() {
+            "gt" => n > *c,
+            "gte" => n >= *c,
+            "lt" => n < *c,
+            "lte" => n <= *c,
+            _ => n == *c,
+        },
+        None => true,
+    }
+}
+
+impl Correlator {
+    /// Correlations among `rules`, keeping at most `cap` groups. Returns the correlator and, per
+    /// correlation rule that cannot run, its index and why (a reference to an unknown rule).
+    pub fn new(rules: &[Rule], cap: usize) -> (Correlator, Vec<(usize, String)>) {
+        let mut active = Vec::new();
+        let mut problems = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let Some(c) = r.correlation.as_ref().filter(|_| r.disabled.is_none()) else {
+                continue;
+            };
+            let mut refs = Vec::new();
+            for name in &c.rules {
+                match rules
+                    .iter()
+                    .position(|b| b.correlation.is_none() && b.is_named(name))
+                {
+                    Some(j) => refs.push(j),
+                    None => problems
+                        .push((i, format!("refers to `{name}`, which is not a loaded rule"))),
+                }
+            }
+            if refs.len() == c.rules.len() {
+                active.push(Active {
+                    rule: i,
+                    corr: c.clone(),
+                    refs,
+                });
+            }
+        }
+        (
+            Correlator {
+                active,
+                groups: HashMap::new(),
+                cap: cap.max(1),
+                clock: 0,
+                evicted: 0,
+            },
+            problems,
+        )
+    }
+
+    /// Groups held now.
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// One event at `time` (ns) with id `id`, which matched the base rules `matched` (indexes
+    /// into the rule list). Events must come in time order per group (late ones still count
+    /// but do not move the window back).
+    pub fn observe(&mut self, time: i64, id: u64, matched: &[usize], doc: &dyn Doc) -> Vec<Fired> {
+        let mut out = Vec::new();
+        for a in &self.active {
+            for (pos, base) in a.refs.iter().enumerate() {
+                if !matched.contains(base) {
+                    continue;
+                }
+                let mut group = Vec::with_capacity(a.corr.group_by.len());
+                for f in &a.corr.group_by {
+                    group.push(doc.values(f).first().and_then(val_text).unwrap_or_default());
+                }
+                let value = match &a.corr.kind {
+                    Kind::ValueCount(f) => doc.values(f).first().and_then(val_text),
+                    _ => None,
+                };
+                if matches!(a.corr.kind, Kind::ValueCount(_)) && value.is_none() {
+                    continue;
+                }
+                self.clock += 1;
+                let key = (a.rule, group.clone());
+                if !self.groups.contains_key(&key) && self.groups.len() >= self.cap {
+                    if let Some(oldest) = self
+                        .groups
+                        .iter()
+                        .min_by_key(|(_, s)| s.touched)
+                        .map(|(k, _)| k.clone())
+                    {
+                        self.groups.remove(&oldest);
+                        self.evicted += 1;
+                    }
+                }
+                let st = self.groups.entry(key).or_default();
+                st.touched = self.clock;
+                st.window.push_back((time, id, pos, value));
+                while st
+                    .window
+                    .front()
+                    .is_some_and(|(t, ..)| *t < time.saturating_sub(a.corr.timespan))
+                {
+                    st.window.pop_front();
+                }
+                let count = match &a.corr.kind {
+                    Kind::EventCount => st.window.len() as u64,
+                    Kind::ValueCount(_) => {
+                        let mut v: Vec<&String> = st
+                            .window
+                            .iter()
+                            .filter_map(|(_, _, _, v)| v.as_ref())
+                            .collect();
+                        v.sort();
+                        v.dedup();
+                        v.len() as u64
+                    }
+                    Kind::Temporal => {
+                        let mut seen: Vec<usize> =
+                            st.window.iter().map(|(_, _, p, _)| *p).collect();
+                        seen.sort_unstable();
+                        seen.dedup();
+                        seen.len() as u64
+                    }
+                    Kind::TemporalOrdered => {
+                        // the longest prefix of the rule list seen in order within the window
+                        let mut next = 0usize;
+                        for (_, _, p, _) in &st.window {
+                            if *p == next {
+                                next += 1;
+                            }
+                        }
+                        next as u64
+                    }
+                };
+                let fired = match &a.corr.kind {
+                    Kind::Temporal | Kind::TemporalOrdered => {
+                        count == a.refs.len() as u64 && meets(&a.corr.condition, count)
+                    }
+                    _ => meets(&a.corr.condition, count),
+                };
+                if fired {
+                    out.push(Fired {
+                        rule: a.rule,
+                        group,
+                        count,
+                        evidence: st.window.iter().map(|(_, id, ..)| *id).collect(),
+                    });
+                    // one alert per window: start counting again
+                    st.window.clear();
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timespans() {
+        assert_eq!(parse_timespan("5m"), Some(300_000_000_000));
+        assert_eq!(parse_timespan("1h"), Some(3_600_000_000_000));
+        assert_eq!(parse_timespan("5x"), None);
+        assert_eq!(parse_timespan("m"), None);
+    }
+}
