@@ -219,12 +219,19 @@ fn test(cli: &Cli, a: &TestArgs) -> Result<u8> {
             r.disabled.as_deref().unwrap_or_default()
         );
     }
+    let correlations = rules.iter().filter(|r| r.correlation.is_some()).count();
+    if correlations > 0 {
+        eprintln!("note: {correlations} correlation rule(s) are not evaluated by `rules test` yet");
+    }
     let mut hits = Vec::new();
     let mut events = 0u64;
+    let mut quarantined = 0u64;
     {
         let mut sink = |rec: Record| -> Result<(), String> {
-            if matches!(rec.body, Body::Event(_)) {
-                events += 1;
+            match rec.body {
+                Body::Event(_) => events += 1,
+                Body::Quarantine(_) => quarantined += 1,
+                Body::Internal => {}
             }
             let at = match &rec.location {
                 Some(l) => format!("{}:{}", rec.source.trim_start_matches("file:"), l.line),
@@ -241,6 +248,13 @@ fn test(cli: &Cli, a: &TestArgs) -> Result<u8> {
             ing.ingest_path(f, &mut |_, _| {})
                 .map_err(|e| anyhow::anyhow!("reading {f}: {e}"))?;
         }
+    }
+    if quarantined > 0 {
+        // never silent: these lines were not checked by any rule
+        eprintln!(
+            "warning: {quarantined} record(s) could not be parsed and were not checked \
+             (`trailwarden ingest --no-store --output json FILE` gives the reasons)"
+        );
     }
     match cli.output {
         OutputFormat::Json => {

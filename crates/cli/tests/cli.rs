@@ -899,5 +899,24 @@ fn rules_test_shows_which_events_each_rule_matches_and_why() {
         "{v}"
     );
     std::fs::remove_file(&aks).ok();
+    // lines that do not parse are not checked, and the user is told
+    let mixed = data.with_extension("mixed.log");
+    std::fs::write(
+        &mixed,
+        "{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",\"verb\":\"list\",\"objectRef\":{\"resource\":\"secrets\"},\"user\":{\"username\":\"x\"}}\n{\"kind\": broken\n",
+    )
+    .unwrap();
+    let out = run(tw(&data)
+        .args(["rules", "test"])
+        .arg(shared.join("sigma/application/kubernetes"))
+        .arg("--events")
+        .arg(&mixed));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1 record(s) could not be parsed"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Kubernetes Secrets Enumeration"));
+    std::fs::remove_file(&mixed).ok();
     std::fs::remove_dir_all(&data).ok();
 }
