@@ -23,7 +23,7 @@ use crate::LedgerError;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use trailwarden_model::Timestamp;
 
@@ -37,6 +37,25 @@ pub const IDENTITY_FORMAT: &str = "trailwarden-ledger/1";
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LedgerError {
     let context = context.into();
     move |source| LedgerError::Io { context, source }
+}
+
+/// A file's bytes, or `None` when it does not exist (logs not yet written, a WAL sealed and
+/// removed since it was listed). Any other error names the file.
+pub fn read_if_exists(p: &Path) -> Result<Option<Vec<u8>>, LedgerError> {
+    match fs::read(p) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(format!("reading {}", p.display()))(e)),
+    }
+}
+
+/// [`read_if_exists`] for text files.
+pub fn read_text_if_exists(p: &Path) -> Result<Option<String>, LedgerError> {
+    match fs::read_to_string(p) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(format!("reading {}", p.display()))(e)),
+    }
 }
 
 /// identity.json: who this ledger is. Its SHA-256 is the payload of record 0.
@@ -401,15 +420,9 @@ pub fn log_entry(note: &str) -> Vec<u8> {
 
 /// Read checkpoints.log (missing = empty).
 pub fn read_checkpoint_log(p: &Path) -> Result<CheckpointLog, LedgerError> {
-    let mut data = Vec::new();
-    match File::open(p) {
-        Ok(mut f) => {
-            f.read_to_end(&mut data)
-                .map_err(io_err(format!("reading {}", p.display())))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CheckpointLog::default()),
-        Err(e) => return Err(io_err(format!("opening {}", p.display()))(e)),
-    }
+    let Some(data) = read_if_exists(p)? else {
+        return Ok(CheckpointLog::default());
+    };
     let mut out = CheckpointLog::default();
     let mut off = 0usize;
     while off < data.len() {
@@ -517,10 +530,8 @@ impl ManifestEntry {
 
 /// Read manifest.log: the latest state per segment, in index order.
 pub fn read_manifest(p: &Path) -> Result<Vec<ManifestEntry>, LedgerError> {
-    let text = match fs::read_to_string(p) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(format!("reading {}", p.display()))(e)),
+    let Some(text) = read_text_if_exists(p)? else {
+        return Ok(Vec::new());
     };
     let mut by_first: std::collections::BTreeMap<u64, ManifestEntry> = Default::default();
     let lines: Vec<&str> = text.lines().collect();

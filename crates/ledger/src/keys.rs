@@ -15,7 +15,6 @@
 use crate::note::{self, Checkpoint, Note, NoteError, NoteVerifier, SignedCheckpoint};
 use crate::LedgerError;
 use serde::{Deserialize, Serialize};
-use std::fs;
 use std::path::Path;
 
 /// One rotation, as listed in `keys.log`.
@@ -44,15 +43,8 @@ pub fn pop_message(
 /// Read `keys.log` (missing = no rotation). A final line without its newline is an interrupted
 /// append and is ignored; any other bad line is corruption.
 pub fn read_key_log(p: &Path) -> Result<Vec<KeyLogEntry>, LedgerError> {
-    let text = match fs::read_to_string(p) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(LedgerError::Io {
-                context: format!("reading {}", p.display()),
-                source: e,
-            })
-        }
+    let Some(text) = crate::datadir::read_text_if_exists(p)? else {
+        return Ok(Vec::new());
     };
     let complete = match text.rfind('\n') {
         Some(i) => &text[..i],

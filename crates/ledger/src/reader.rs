@@ -14,7 +14,7 @@ use crate::LedgerError;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use trailwarden_model::{RecordKind, Timestamp};
 
 /// One stored record, as read back.
@@ -219,7 +219,7 @@ impl LedgerReader {
                 break;
             }
             // gone: sealed meanwhile, read the segment list again
-            let Some(data) = read_wal(path)? else {
+            let Some(data) = crate::datadir::read_if_exists(path)? else {
                 return Ok(Pass::Sealed);
             };
             let mut at = 0usize;
@@ -296,7 +296,7 @@ impl LedgerReader {
         let mut builder = segment::SegmentBuilder::new();
         let mut next = from;
         for (_, path) in &self.wals {
-            let Some(data) = read_wal(path)? else {
+            let Some(data) = crate::datadir::read_if_exists(path)? else {
                 return Ok(None);
             };
             let mut at = 0usize;
@@ -410,17 +410,5 @@ impl HashSource for ReaderHashes<'_> {
             return None;
         }
         Some(root_of(&hashes[first as usize..(first + count) as usize]))
-    }
-}
-
-/// A WAL file's bytes, or `None` when it is gone (sealed and removed since it was listed).
-fn read_wal(path: &Path) -> Result<Option<Vec<u8>>, LedgerError> {
-    match fs::read(path) {
-        Ok(d) => Ok(Some(d)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LedgerError::Io {
-            context: format!("reading {}", path.display()),
-            source: e,
-        }),
     }
 }

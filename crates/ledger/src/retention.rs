@@ -34,15 +34,8 @@ fn log_path(l: &Ledger) -> std::path::PathBuf {
 /// Retention records written so far.
 pub fn read_log(l: &Ledger) -> Result<Vec<RetentionLogLine>, LedgerError> {
     let p = log_path(l);
-    let text = match std::fs::read_to_string(&p) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(LedgerError::Io {
-                context: format!("reading {}", p.display()),
-                source: e,
-            })
-        }
+    let Some(text) = crate::datadir::read_text_if_exists(&p)? else {
+        return Ok(Vec::new());
     };
     text.lines()
         .filter(|l| !l.trim().is_empty())

@@ -534,15 +534,8 @@ pub fn verify(
             st.frontier = None;
             st.expected = *first;
         }
-        let data = match std::fs::read(path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(LedgerError::Io {
-                    context: format!("reading {}", path.display()),
-                    source: e,
-                })
-            }
+        let Some(data) = crate::datadir::read_if_exists(path)? else {
+            continue;
         };
         let mut off = 0usize;
         let mut expect_chain = chain;

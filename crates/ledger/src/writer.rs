@@ -400,16 +400,7 @@ impl Ledger {
     /// record a change in the tree (PCI DSS 10.2.1.6: changes to the audit logging setup).
     fn record_config_change(&mut self, text: &str, sha: String) -> Result<(), LedgerError> {
         let path = self.dir.root().join("config.json");
-        let previous = match fs::read_to_string(&path) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(LedgerError::Io {
-                    context: format!("reading {}", path.display()),
-                    source: e,
-                })
-            }
-        };
+        let previous = crate::datadir::read_text_if_exists(&path)?;
         if previous.as_deref() == Some(text) {
             return Ok(());
         }
