@@ -106,7 +106,7 @@ pub struct Rule {
     /// Why the rule does not run, when it does not.
     pub disabled: Option<String>,
     searches: Vec<(String, Search)>,
-    condition: Vec<Cond>,
+    condition: Vec<Plan>,
 }
 
 /// Field names SigmaHQ's rules use that are not where the data is, per product.
@@ -406,8 +406,8 @@ fn compile(rule: &mut Rule, det: &Hash) -> Result<(), String> {
     for c in conds {
         let parsed = condition::parse(&c).map_err(|e| format!("condition `{c}`: {e}"))?;
         note_condition(&parsed, &mut rule.features);
-        check_names(&parsed, &rule.searches).map_err(|e| format!("condition `{c}`: {e}"))?;
-        rule.condition.push(parsed);
+        let plan = resolve(&parsed, &rule.searches).map_err(|e| format!("condition `{c}`: {e}"))?;
+        rule.condition.push(plan);
     }
     Ok(())
 }
@@ -440,25 +440,49 @@ fn note_condition(c: &Cond, f: &mut BTreeSet<String>) {
     }
 }
 
-fn check_names(c: &Cond, searches: &[(String, Search)]) -> Result<(), String> {
-    match c {
-        Cond::Search(n) => {
-            if searches.iter().any(|(s, _)| s == n) {
-                Ok(())
-            } else {
-                Err(format!("names `{n}`, which is not a search of this rule"))
+/// A condition with its search names resolved to indexes (quantifier patterns expanded), once
+/// at load time: evaluation looks nothing up by name.
+#[derive(Clone, Debug)]
+enum Plan {
+    Search(usize),
+    Not(Box<Plan>),
+    And(Vec<Plan>),
+    Or(Vec<Plan>),
+    Of { all: bool, searches: Vec<usize> },
+}
+
+fn resolve(c: &Cond, searches: &[(String, Search)]) -> Result<Plan, String> {
+    let index = |n: &str| searches.iter().position(|(s, _)| s == n);
+    Ok(match c {
+        Cond::Search(n) => Plan::Search(
+            index(n).ok_or_else(|| format!("names `{n}`, which is not a search of this rule"))?,
+        ),
+        Cond::Not(x) => Plan::Not(Box::new(resolve(x, searches)?)),
+        Cond::And(xs) => Plan::And(
+            xs.iter()
+                .map(|x| resolve(x, searches))
+                .collect::<Result<_, _>>()?,
+        ),
+        Cond::Or(xs) => Plan::Or(
+            xs.iter()
+                .map(|x| resolve(x, searches))
+                .collect::<Result<_, _>>()?,
+        ),
+        Cond::Of { all, pattern } => {
+            let picked: Vec<usize> =
+                condition::select(pattern, searches.iter().map(|(s, _)| s.as_str()))
+                    .into_iter()
+                    .filter_map(index)
+                    .collect();
+            if picked.is_empty() {
+                return Err(format!("`{pattern}` selects no search of this rule"));
+            }
+            Plan::Of {
+                all: *all,
+                searches: picked,
             }
         }
-        Cond::Not(x) => check_names(x, searches),
-        Cond::And(xs) | Cond::Or(xs) => xs.iter().try_for_each(|x| check_names(x, searches)),
-        Cond::Of { pattern, .. } => {
-            if condition::select(pattern, searches.iter().map(|(s, _)| s.as_str())).is_empty() {
-                Err(format!("`{pattern}` selects no search of this rule"))
-            } else {
-                Ok(())
-            }
-        }
-    }
+    })
 }
 
 fn compile_search(
@@ -755,28 +779,21 @@ impl Rule {
             .collect()
     }
 
-    fn search(&self, name: &str, doc: &dyn Doc) -> bool {
-        self.searches
-            .iter()
-            .find(|(n, _)| n == name)
-            .is_some_and(|(_, s)| s.eval(doc))
-    }
-
-    fn eval(&self, c: &Cond, doc: &dyn Doc) -> bool {
+    fn eval(&self, c: &Plan, doc: &dyn Doc) -> bool {
+        let search = |i: &usize| self.searches[*i].1.eval(doc);
         match c {
-            Cond::Search(n) => self.search(n, doc),
-            Cond::Not(x) => !self.eval(x, doc),
-            Cond::And(xs) => xs.iter().all(|x| self.eval(x, doc)),
-            Cond::Or(xs) => xs.iter().any(|x| self.eval(x, doc)),
-            Cond::Of { all, pattern } => {
-                let names =
-                    condition::select(pattern, self.searches.iter().map(|(n, _)| n.as_str()));
-                if *all {
-                    names.iter().all(|n| self.search(n, doc))
-                } else {
-                    names.iter().any(|n| self.search(n, doc))
-                }
-            }
+            Plan::Search(i) => search(i),
+            Plan::Not(x) => !self.eval(x, doc),
+            Plan::And(xs) => xs.iter().all(|x| self.eval(x, doc)),
+            Plan::Or(xs) => xs.iter().any(|x| self.eval(x, doc)),
+            Plan::Of {
+                all: true,
+                searches,
+            } => searches.iter().all(search),
+            Plan::Of {
+                all: false,
+                searches,
+            } => searches.iter().any(search),
         }
     }
 }
