@@ -6,8 +6,11 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::io;
 use std::path::PathBuf;
-use trailwarden_detect::{FlatDoc, JsonDoc, LogSource, Rule};
-use trailwarden_model::{Body, Format, Record};
+use trailwarden_detect::{Engine, Rule};
+use trailwarden_model::{Body, Record};
+
+/// Correlation groups kept in memory (the least recently updated are evicted beyond this).
+pub const CORRELATION_CAP: usize = 100_000;
 
 /// `rules` subcommands.
 #[derive(Subcommand, Debug)]
@@ -137,80 +140,15 @@ fn list(cli: &Cli, a: &ListArgs) -> Result<u8> {
     })
 }
 
-/// One rule matching one event.
+/// One detection: a rule matching an event, or a correlation met over several.
 struct Hit {
-    at: String,
+    at: Vec<String>,
     rule: usize,
     why: Vec<String>,
 }
 
-/// The documents a record gives Sigma rules: the audit event itself for JSON formats (the inner
-/// document of an envelope such as AKS's `properties.log`), one per record line for auditd
-/// (Sigma's auditd rules look at single records), the text otherwise.
-fn check(rules: &[&Rule], rec: &Record, at: &str, hits: &mut Vec<Hit>) {
-    let Body::Event(ev) = &rec.body else { return };
-    let ls = LogSource::of_format(ev.format.as_str());
-    let raw = String::from_utf8_lossy(&rec.raw);
-    let mut hit = |i: usize, why: Vec<&str>| {
-        hits.push(Hit {
-            at: at.to_string(),
-            rule: i,
-            why: why.into_iter().map(str::to_string).collect(),
-        })
-    };
-    let applicable = || {
-        rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.logsource.covers(&ls))
-    };
-    if ev.format == Format::Auditd {
-        for line in raw.lines() {
-            let Ok(r) = trailwarden_parse::auditd::parse_record(line) else {
-                continue;
-            };
-            let mut fields = vec![("type", r.record_type.as_str())];
-            fields.extend(r.fields.iter().map(|f| (f.key.as_str(), f.value.as_str())));
-            let doc = FlatDoc { fields, text: line };
-            for (i, rule) in applicable() {
-                if rule.matches(&doc) {
-                    hit(i, rule.matched_searches(&doc));
-                }
-            }
-        }
-        return;
-    }
-    let text = ev.payload.as_deref().unwrap_or(&raw);
-    let value = serde_json::from_str::<serde_json::Value>(text).ok();
-    let message = ev.message.as_deref().unwrap_or_default();
-    let flat;
-    let json;
-    let doc: &dyn trailwarden_detect::Doc = match &value {
-        Some(v) => {
-            json = JsonDoc {
-                value: v,
-                raw: text,
-            };
-            &json
-        }
-        None => {
-            flat = FlatDoc {
-                fields: vec![("message", message)],
-                text,
-            };
-            &flat
-        }
-    };
-    for (i, rule) in applicable() {
-        if rule.matches(doc) {
-            hit(i, rule.matched_searches(doc));
-        }
-    }
-}
-
 fn test(cli: &Cli, a: &TestArgs) -> Result<u8> {
     let (rules, errors) = load(std::slice::from_ref(&a.rules));
-    let enabled: Vec<&Rule> = rules.iter().filter(|r| r.disabled.is_none()).collect();
     for r in rules.iter().filter(|r| r.disabled.is_some()) {
         eprintln!(
             "warning: {} ({}) is disabled: {}",
@@ -219,25 +157,48 @@ fn test(cli: &Cli, a: &TestArgs) -> Result<u8> {
             r.disabled.as_deref().unwrap_or_default()
         );
     }
-    let correlations = rules.iter().filter(|r| r.correlation.is_some()).count();
-    if correlations > 0 {
-        eprintln!("note: {correlations} correlation rule(s) are not evaluated by `rules test` yet");
+    let mut engine = Engine::new(rules, CORRELATION_CAP);
+    for (i, why) in &engine.problems {
+        eprintln!("warning: {} cannot run: {why}", engine.rules()[*i].title);
     }
     let mut hits = Vec::new();
     let mut events = 0u64;
     let mut quarantined = 0u64;
+    let mut places: Vec<String> = Vec::new();
     {
+        let mut found = Vec::new();
         let mut sink = |rec: Record| -> Result<(), String> {
-            match rec.body {
-                Body::Event(_) => events += 1,
-                Body::Quarantine(_) => quarantined += 1,
-                Body::Internal => {}
-            }
             let at = match &rec.location {
                 Some(l) => format!("{}:{}", rec.source.trim_start_matches("file:"), l.line),
                 None => rec.source.clone(),
             };
-            check(&enabled, &rec, &at, &mut hits);
+            match &rec.body {
+                Body::Event(ev) => {
+                    events += 1;
+                    let id = places.len() as u64;
+                    places.push(at);
+                    let time = ev.time.unwrap_or(rec.received).0;
+                    found.clear();
+                    engine.check(id, time, ev, &rec.raw, &mut found);
+                    for d in found.drain(..) {
+                        hits.push(Hit {
+                            at: d
+                                .evidence
+                                .iter()
+                                .filter_map(|i| places.get(*i as usize).cloned())
+                                .collect(),
+                            rule: d.rule,
+                            why: if d.group.is_empty() {
+                                d.matched
+                            } else {
+                                vec![format!("{} event(s) for {}", d.count, d.group.join(", "))]
+                            },
+                        });
+                    }
+                }
+                Body::Quarantine(_) => quarantined += 1,
+                Body::Internal => {}
+            }
             Ok(())
         };
         let mut ing = trailwarden_parse::ingest::Ingestor::new(
@@ -249,6 +210,7 @@ fn test(cli: &Cli, a: &TestArgs) -> Result<u8> {
                 .map_err(|e| anyhow::anyhow!("reading {f}: {e}"))?;
         }
     }
+    let enabled = engine.rules();
     if quarantined > 0 {
         // never silent: these lines were not checked by any rule
         eprintln!(
@@ -261,19 +223,19 @@ fn test(cli: &Cli, a: &TestArgs) -> Result<u8> {
             let v: Vec<serde_json::Value> = hits
                 .iter()
                 .map(|h| {
-                    let r = enabled[h.rule];
-                    serde_json::json!({"event": h.at, "rule_id": r.id, "title": r.title,
+                    let r = &enabled[h.rule];
+                    serde_json::json!({"event": h.at.last(), "events": h.at, "rule_id": r.id, "title": r.title,
                         "level": r.level, "matched": h.why})
                 })
                 .collect();
             println!("{}", serde_json::Value::Array(v));
         }
         format => {
-            let mut t = Table::new(&["event", "rule_id", "title", "level", "matched"]);
+            let mut t = Table::new(&["events", "rule_id", "title", "level", "matched"]);
             for h in &hits {
-                let r = enabled[h.rule];
+                let r = &enabled[h.rule];
                 t.row(vec![
-                    h.at.clone(),
+                    h.at.join(" "),
                     r.id.clone(),
                     r.title.clone(),
                     r.level.clone(),

@@ -45,6 +45,9 @@ pub struct Correlation {
     pub timespan: i64,
     /// `(operator, n)`: `gt`, `gte`, `lt`, `lte`, `eq` (counts; temporal kinds need every rule).
     pub condition: Option<(String, u64)>,
+    /// `generate`: do the referenced rules also raise alerts of their own? (Sigma's default:
+    /// no, they only feed the correlation.)
+    pub generate: bool,
 }
 
 /// A timespan: `30s`, `5m`, `1h`, `2d`, `1w` (also `M` for 30 days, `y` for 365).
@@ -128,6 +131,7 @@ pub fn parse(y: &Yaml) -> Result<Correlation, String> {
         group_by,
         timespan,
         condition,
+        generate: matches!(get(h, "generate"), Some(Yaml::Boolean(true))),
     })
 }
 
@@ -233,6 +237,39 @@ impl Correlator {
     /// Groups held now.
     pub fn groups(&self) -> usize {
         self.groups.len()
+    }
+
+    /// The longest timespan of the running correlations (how far back state must be rebuilt
+    /// after a restart), in nanoseconds.
+    pub fn max_timespan(&self) -> i64 {
+        self.active
+            .iter()
+            .map(|a| a.corr.timespan)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Base rules whose matches only feed correlations (referenced with `generate: false` and
+    /// never with `generate: true`): they raise no alert of their own.
+    pub fn silent_bases(&self) -> Vec<usize> {
+        let mut silent: Vec<usize> = Vec::new();
+        let mut loud: Vec<usize> = Vec::new();
+        for a in &self.active {
+            if a.corr.generate {
+                loud.extend(&a.refs);
+            } else {
+                silent.extend(&a.refs);
+            }
+        }
+        silent.retain(|r| !loud.contains(r));
+        silent.sort_unstable();
+        silent.dedup();
+        silent
+    }
+
+    /// Does any running correlation count matches of rule `i`?
+    pub fn uses(&self, i: usize) -> bool {
+        self.active.iter().any(|a| a.refs.contains(&i))
     }
 
     /// One event at `time` (ns) with id `id`, which matched the base rules `matched` (indexes

@@ -34,12 +34,18 @@ pub struct JsonDoc<'a> {
     pub raw: &'a str,
 }
 
+/// Every value at a dotted field path in a JSON document (arrays on the way are expanded; keys
+/// may contain dots).
+pub fn json_values<'v>(value: &'v Value, field: &str) -> Vec<Val<'v>> {
+    let mut out = Vec::new();
+    let segs: Vec<&str> = field.split('.').collect();
+    collect(value, &segs, &mut out);
+    out
+}
+
 impl Doc for JsonDoc<'_> {
     fn values(&self, field: &str) -> Vec<Val<'_>> {
-        let mut out = Vec::new();
-        let segs: Vec<&str> = field.split('.').collect();
-        collect(self.value, &segs, &mut out);
-        out
+        json_values(self.value, field)
     }
 
     fn text(&self) -> &str {

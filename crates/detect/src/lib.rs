@@ -10,11 +10,13 @@
 pub mod condition;
 pub mod correlation;
 pub mod doc;
+pub mod engine;
 mod error;
 pub mod matcher;
 pub mod rule;
 
 pub use doc::{Doc, FlatDoc, JsonDoc, Val};
+pub use engine::{Detection, Engine};
 pub use error::DetectError;
 pub use rule::{load_file, load_str, LogSource, Rule};
 

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)] // test harness: a failed unwrap is a failed test
 
+mod pack;
+
 use std::path::{Path, PathBuf};
 use trailwarden_detect::{load_dir, load_str, FlatDoc, JsonDoc, LogSource};
 

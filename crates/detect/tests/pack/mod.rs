@@ -1,0 +1,259 @@
+//! The built-in rule pack (`rules/`): every rule is complete and documented, passes its own
+//! positive and negative test events, and the pack raises Falco's intents on Falco's traces.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use trailwarden_detect::{load_dir, Detection, Engine, Rule};
+use trailwarden_model::{Body, Record, Timestamp};
+use trailwarden_parse::ingest::{Ingestor, Options};
+
+fn pack_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules")
+}
+
+fn pack() -> Vec<Rule> {
+    let (rules, errors) = load_dir(&pack_dir());
+    assert!(errors.is_empty(), "{errors:#?}");
+    rules
+}
+
+/// Run the whole pack (fresh correlation state) over the records parsed from `bytes`; the
+/// titles of the rules that raised a detection, and the number of events parsed.
+fn run(rules: &[Rule], bytes: &[u8]) -> (BTreeSet<String>, usize) {
+    let mut engine = Engine::new(rules.to_vec(), 10_000);
+    assert!(engine.problems.is_empty(), "{:?}", engine.problems);
+    let mut records: Vec<Record> = Vec::new();
+    {
+        let mut sink = |r: Record| -> Result<(), String> {
+            records.push(r);
+            Ok(())
+        };
+        let t = Timestamp::parse("2026-11-21T00:00:00Z").unwrap();
+        let mut ing = Ingestor::new(Options::default(), &mut sink).with_clock(move || t);
+        ing.ingest_bytes("test", bytes).unwrap();
+    }
+    let mut out: Vec<Detection> = Vec::new();
+    let mut events = 0;
+    for (i, r) in records.iter().enumerate() {
+        if let Body::Event(ev) = &r.body {
+            events += 1;
+            let time = ev.time.unwrap_or(r.received).0;
+            engine.check(i as u64, time, ev, &r.raw, &mut out);
+        }
+    }
+    let titles = out
+        .iter()
+        .map(|d| engine.rules()[d.rule].title.clone())
+        .collect();
+    (titles, events)
+}
+
+const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
+
+#[test]
+fn every_pack_rule_is_complete_and_passes_its_test_events() {
+    let rules = pack();
+    assert!(rules.len() >= 75, "{}", rules.len());
+    let mut ids = BTreeSet::new();
+    let mut failures = Vec::new();
+    let mut files = BTreeSet::new();
+    for r in &rules {
+        assert!(ids.insert(r.id.clone()), "duplicate id {}", r.id);
+        assert!(r.disabled.is_none(), "{}: {:?}", r.source, r.disabled);
+        assert!(
+            LEVELS.contains(&r.level.as_str()),
+            "{}: level {}",
+            r.source,
+            r.level
+        );
+        assert!(!r.description.is_empty(), "{}: no description", r.source);
+        assert!(uuid_like(&r.id), "{}: id {} is not a UUID", r.source, r.id);
+        // base rules of correlations only feed them; the alerting rules carry the tags
+        let base = r.name.is_some() && r.correlation.is_none() && r.level == "informational";
+        if !base {
+            assert!(
+                r.tags.iter().any(|t| t.starts_with("attack.t")),
+                "{}: no ATT&CK technique tag",
+                r.source
+            );
+            assert!(
+                r.tags.iter().any(|t| t.starts_with("pci_dss.10.")),
+                "{}: no PCI DSS 10.x tag",
+                r.source
+            );
+            assert!(
+                !r.falsepositives.is_empty(),
+                "{}: no falsepositives",
+                r.source
+            );
+        }
+        files.insert(r.source.split('#').next().unwrap_or(&r.source).to_string());
+    }
+    for f in &files {
+        let tests = Path::new(f).with_extension("tests.jsonl");
+        let text =
+            std::fs::read_to_string(&tests).unwrap_or_else(|e| panic!("{}: {e}", tests.display()));
+        let file_rules: Vec<&Rule> = rules
+            .iter()
+            .filter(|r| r.source.split('#').next() == Some(f.as_str()))
+            .collect();
+        // the rule under test: the correlation of a collection, else the only rule
+        let target = file_rules
+            .iter()
+            .find(|r| r.correlation.is_some())
+            .or(file_rules.first())
+            .unwrap();
+        let (mut pos, mut neg) = (0, 0);
+        for (n, line) in text.lines().enumerate() {
+            let case: serde_json::Value = serde_json::from_str(line).unwrap();
+            let bytes = match case.get("raw") {
+                Some(raw) => raw.as_str().unwrap().as_bytes().to_vec(),
+                None => case["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.to_string() + "\n")
+                    .collect::<String>()
+                    .into_bytes(),
+            };
+            let (fired, events) = run(&rules, &bytes);
+            assert!(events > 0, "{}:{}: no event parsed", tests.display(), n + 1);
+            let expect = case["expect"] == "match";
+            if expect {
+                pos += 1;
+            } else {
+                neg += 1;
+            }
+            if fired.contains(&target.title) != expect {
+                failures.push(format!(
+                    "{}:{} ({}): expected {} of `{}`; fired: {fired:?}",
+                    tests.display(),
+                    n + 1,
+                    case["about"],
+                    if expect {
+                        "a detection"
+                    } else {
+                        "no detection"
+                    },
+                    target.title
+                ));
+            }
+        }
+        assert!(
+            pos >= 1 && neg >= 1,
+            "{}: needs a positive and a negative",
+            tests.display()
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+fn falco(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/corpus/falcosecurity-falco")
+        .join(rel)
+}
+
+/// The pod-security intents Falco tests with "also used as negative for other rule variants":
+/// a pod-creation trace must raise exactly those of them that Falco expects.
+const POD_INTENTS: [&str; 3] = [
+    "Create Privileged Pod",
+    "Create Sensitive Mount Pod",
+    "Create HostNetwork Pod",
+];
+
+#[test]
+fn falco_traces_raise_alerts_of_the_same_intent_and_negatives_do_not() {
+    let rules = pack();
+    let titles: BTreeSet<&str> = rules.iter().map(|r| r.title.as_str()).collect();
+    let labels: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(falco("_derived_trace_file_labels.json")).unwrap())
+            .unwrap();
+    // What each negative trace must not raise, from test/falco_k8s_audit_tests.yaml (the rules
+    // those `detect: False` cases check). `None`: Falco's test expects no alert at all.
+    let negatives: [(&str, Option<&[&str]>); 8] = [
+        (
+            "create_configmap_no_sensitive_values.json",
+            Some(&["Create/Modify Configmap With Private Credentials"]),
+        ),
+        ("create_kube_system_secret.json", None),
+        ("create_service_account_token_secret.json", None),
+        (
+            "create_nginx_pod_nohostnetwork.json",
+            Some(&["Create HostNetwork Pod"]),
+        ),
+        (
+            "create_nginx_pod_unsensitive_mount.json",
+            Some(&["Create Sensitive Mount Pod"]),
+        ),
+        (
+            "create_nginx_service_nonodeport.json",
+            Some(&["Create NodePort Service"]),
+        ),
+        ("fal_01_003.json", None),
+        // Falco's case allows namespace foo through an extra rules file; the user check stands
+        (
+            "minikube_creates_namespace_foo.json",
+            Some(&["Disallowed K8s User"]),
+        ),
+    ];
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (file, label) in labels.as_object().unwrap() {
+        let bytes = std::fs::read(falco(&format!("test/trace_files/k8s_audit/{file}"))).unwrap();
+        let (fired, _) = run(&rules, &bytes);
+        for want in label["positive_rules"].as_array().unwrap() {
+            let want = want.as_str().unwrap();
+            if want == "json_pointer_example" {
+                continue; // a demo rule of Falco's test suite (json pointer syntax), no intent
+            }
+            assert!(titles.contains(want), "the pack has no rule for `{want}`");
+            checked += 1;
+            if !fired.contains(want) {
+                failures.push(format!("{file}: expected `{want}`, fired {fired:?}"));
+            }
+        }
+        let positives: Vec<&str> = label["positive_rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        if file.starts_with("create_nginx_pod") || file.starts_with("create_pod_") {
+            for intent in POD_INTENTS {
+                if !positives.contains(&intent) && fired.contains(intent) {
+                    failures.push(format!("{file}: raised `{intent}`, which Falco does not"));
+                }
+            }
+        }
+        if let Some((_, forbidden)) = negatives.iter().find(|(f, _)| f == file) {
+            checked += 1;
+            match forbidden {
+                None if !fired.is_empty() => {
+                    failures.push(format!("{file}: expected no alert, fired {fired:?}"))
+                }
+                Some(list) => {
+                    for f in *list {
+                        if fired.contains(*f) {
+                            failures.push(format!("{file}: negative for `{f}`, but it fired"));
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    assert!(checked >= 45, "{checked}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
