@@ -1,5 +1,6 @@
 //! `trailwarden ingest`: parse, normalize and classify audit logs.
 
+use crate::detector::{Detector, RuleArgs};
 use crate::output::{OutputFormat, Table};
 use crate::{store, Cli};
 use anyhow::{Context, Result};
@@ -8,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::time::Instant;
-use trailwarden_model::{Classifier, ClassifierConfig, Format, Record, Timestamp};
+use trailwarden_model::{Body, Classifier, ClassifierConfig, Format, Record, Timestamp};
 use trailwarden_parse::{Ingestor, Options, Summary};
 
 /// Arguments of `trailwarden ingest`.
@@ -56,6 +57,12 @@ pub struct IngestArgs {
     /// Parse and normalize only; do not append to the ledger.
     #[arg(long)]
     pub no_store: bool,
+    /// Store only; do not run detection rules.
+    #[arg(long)]
+    pub no_detect: bool,
+    /// Detection rules.
+    #[command(flatten)]
+    pub rules: RuleArgs,
 }
 
 /// A `--format` value.
@@ -135,6 +142,19 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
         }
     };
 
+    // detection runs on records once they are durable (after each commit)
+    let mut detector = if ledger.is_some() && !a.no_detect {
+        let mut d = Detector::open(cli, &a.rules, true)?;
+        if let Err(e) = d.rebuild(cli) {
+            eprintln!("warning: correlation state could not be rebuilt from the ledger: {e:#}");
+        }
+        Some(d)
+    } else {
+        None
+    };
+    let mut detect_error: Option<String> = None;
+    let mut pending: Vec<(u64, Record)> = Vec::new();
+
     let mut ranges: Vec<Range> = vec![Range::default(); a.files.len()];
     let current = std::cell::Cell::new(0usize);
     let mut oldest_pending: Option<Instant> = None;
@@ -180,6 +200,9 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
                 let r = &mut ranges_ref[current_ref.get()];
                 r.first.get_or_insert(idx);
                 r.last = Some(idx);
+                if detector.is_some() {
+                    pending.push((idx, rec));
+                }
                 let waited = oldest_pending.get_or_insert_with(Instant::now).elapsed();
                 if l.pending_bytes() >= COMMIT_BYTES || waited >= COMMIT_INTERVAL {
                     l.commit().map_err(|e| {
@@ -187,6 +210,7 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
                         e.to_string()
                     })?;
                     oldest_pending = None;
+                    detect_durable(&mut detector, l, &mut pending, &mut detect_error);
                 }
             }
             Ok(())
@@ -230,6 +254,11 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
                 return Ok(crate::EXIT_STORAGE);
             }
         }
+        detect_durable(&mut detector, &mut l, &mut pending, &mut detect_error);
+        if let Err(e) = l.commit() {
+            eprintln!("error: {e}");
+            return Ok(crate::EXIT_STORAGE);
+        }
         match l.close("ingest finished") {
             Ok(cp) => checkpoint = Some(cp),
             Err(e) => {
@@ -240,6 +269,7 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
     }
     let _ = storage_error;
     let elapsed = started.elapsed().as_secs_f64();
+    let detection = detector.as_ref().map(|d| d.stats.clone());
     print_summary(
         cli.output,
         &summary,
@@ -248,7 +278,15 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
         elapsed,
         &failed_inputs,
         checkpoint.as_ref(),
+        detection.as_ref(),
     )?;
+    if let Some(e) = &detect_error {
+        // the events are stored; detection of the rest of this run did not happen
+        eprintln!(
+            "error: detection stopped: {e}; re-run `trailwarden detect --since` over this range"
+        );
+        return Ok(crate::EXIT_STORAGE);
+    }
     if !failed_inputs.is_empty() {
         return Ok(crate::EXIT_CANNOT_RUN);
     }
@@ -258,6 +296,36 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
     Ok(crate::EXIT_OK)
 }
 
+/// Run detection over the records that just became durable, and append `raised` records for
+/// the new alerts (committed with the next commit). A detection failure stops detection for the
+/// rest of the run (reported at the end), never ingestion.
+fn detect_durable(
+    detector: &mut Option<Detector>,
+    l: &mut trailwarden_ledger::Ledger,
+    pending: &mut Vec<(u64, Record)>,
+    error: &mut Option<String>,
+) {
+    let Some(d) = detector.as_mut() else {
+        pending.clear();
+        return;
+    };
+    let mut run = || -> Result<()> {
+        for (idx, rec) in pending.drain(..) {
+            if let Body::Event(ev) = &rec.body {
+                d.check(idx, rec.received, ev, &rec.raw)?;
+            }
+        }
+        d.record(l)?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        *error = Some(format!("{e:#}"));
+        *detector = None;
+        pending.clear();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn print_summary(
     fmt: OutputFormat,
     s: &Summary,
@@ -266,6 +334,7 @@ fn print_summary(
     elapsed: f64,
     failed: &[String],
     checkpoint: Option<&trailwarden_ledger::note::SignedCheckpoint>,
+    detection: Option<&crate::detector::DetectStats>,
 ) -> Result<()> {
     let mut out = io::stdout().lock();
     let rate = if elapsed > 0.0 {
@@ -293,6 +362,9 @@ fn print_summary(
                 m.insert("durable_seconds".into(), serde_json::json!(durable_seconds));
                 m.insert("events_per_second".into(), serde_json::json!(rate.round()));
                 m.insert("failed_inputs".into(), serde_json::json!(failed));
+                if let Some(d) = detection {
+                    m.insert("detection".into(), serde_json::to_value(d)?);
+                }
                 if let Some(cp) = checkpoint {
                     m.insert("tree_size".into(), serde_json::json!(cp.checkpoint.size));
                     m.insert("checkpoint".into(), serde_json::json!(cp.note));
@@ -340,6 +412,13 @@ fn print_summary(
                     out,
                     "stored as ledger records {f}..={l}; tree size {} signed",
                     cp.checkpoint.size
+                )?;
+            }
+            if let Some(d) = detection {
+                writeln!(
+                    out,
+                    "{} rules checked {} events: {} detections, {} new alerts, {} merged into open alerts (`trailwarden alerts list`)",
+                    d.rules, d.events_checked, d.detections, d.alerts_new, d.alerts_merged
                 )?;
             }
             if !s.by_format.is_empty() {

@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use trailwarden_detect::{Engine, Rule};
 use trailwarden_model::{Body, Record};
 
-/// Correlation groups kept in memory (the least recently updated are evicted beyond this).
-pub const CORRELATION_CAP: usize = 100_000;
+use crate::detector::CORRELATION_CAP;
 
 /// `rules` subcommands.
 #[derive(Subcommand, Debug)]
@@ -42,8 +41,8 @@ pub struct TestArgs {
 /// `rules list` arguments.
 #[derive(Args, Debug)]
 pub struct ListArgs {
-    /// Rule files or directories (searched for .yml / .yaml).
-    #[arg(required = true)]
+    /// Rule files or directories (searched for .yml / .yaml). Without any: the rules detection
+    /// runs (the built-in pack and the data directory's `rules/`).
     pub paths: Vec<PathBuf>,
 }
 
@@ -78,7 +77,16 @@ fn load(paths: &[PathBuf]) -> (Vec<Rule>, Vec<trailwarden_detect::DetectError>) 
 }
 
 fn list(cli: &Cli, a: &ListArgs) -> Result<u8> {
-    let (rules, errors) = load(&a.paths);
+    let (rules, errors) = if a.paths.is_empty() {
+        let args = crate::detector::RuleArgs {
+            rules: Vec::new(),
+            no_builtin_rules: false,
+            dedup_window: 0,
+        };
+        (crate::detector::load_rules(cli, &args), Vec::new())
+    } else {
+        load(&a.paths)
+    };
     let logsource = |r: &Rule| {
         [
             &r.logsource.category,

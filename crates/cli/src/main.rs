@@ -9,11 +9,13 @@
 //! - 4: storage failure (a record could not be stored)
 #![warn(missing_docs)]
 
+mod cmd_alerts;
 mod cmd_gen;
 mod cmd_ingest;
 mod cmd_ledger;
 mod cmd_query;
 mod cmd_rules;
+mod detector;
 mod output;
 mod store;
 
@@ -110,6 +112,8 @@ Examples:
   trailwarden prove inclusion --index 4711 -o record-4711.tlog-proof
   trailwarden verify-proof record-4711.tlog-proof --public-key \"$(cat keys/checkpoint.vkey)\"
   trailwarden export --from 2026-01-05T00:00:00Z --to 2026-01-06T00:00:00Z -o evidence/
+  trailwarden alerts list --status new --level high
+  trailwarden alerts resolve 42 --note 'approved change CHG-1234'
   trailwarden query 'AKSAudit | where Verb == \"delete\" | summarize count() by tostring(User.username)'";
 
 /// Subcommands.
@@ -142,9 +146,15 @@ pub enum Command {
     /// The checkpoint signing key: rotate it, retire the previous one.
     #[command(subcommand)]
     Key(cmd_ledger::KeyCmd),
-    /// Sigma rules: list them with their state and the features they use.
+    /// Sigma rules: list them with their state and the features they use; test them on files.
     #[command(subcommand)]
     Rules(cmd_rules::RulesCmd),
+    /// Alerts raised by detection: list, show, acknowledge, resolve (each change recorded in
+    /// the ledger).
+    #[command(subcommand)]
+    Alerts(cmd_alerts::AlertsCmd),
+    /// Run detection rules over stored events of a time range (new rules on old data).
+    Detect(cmd_alerts::DetectArgs),
 }
 
 fn main() -> ExitCode {
@@ -170,6 +180,8 @@ fn main() -> ExitCode {
         Command::Key(c) => cmd_ledger::key(&cli, c),
         Command::Query(a) => cmd_query::run(&cli, a),
         Command::Rules(c) => cmd_rules::run(&cli, c),
+        Command::Alerts(c) => cmd_alerts::run(&cli, c),
+        Command::Detect(a) => cmd_alerts::detect(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

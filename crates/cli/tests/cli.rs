@@ -920,3 +920,265 @@ fn rules_test_shows_which_events_each_rule_matches_and_why() {
     std::fs::remove_file(&mixed).ok();
     std::fs::remove_dir_all(&data).ok();
 }
+
+const SIGMA_LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
+
+#[test]
+fn ingest_raises_alerts_that_are_listed_and_triaged_with_a_recorded_trail() {
+    let d = tmp("alerts");
+    let data = d.join("data");
+    let f = d.join("a.jsonl");
+    run(bin()
+        .args([
+            "gen",
+            "--events",
+            "3000",
+            "--seed",
+            "9",
+            "--attack-rate",
+            "0.02",
+            "-o",
+        ])
+        .arg(&f));
+    let out = run(tw(&data).args(["--output", "json", "ingest"]).arg(&f));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let summary = json(&out);
+    assert_eq!(summary["detection"]["events_checked"], 3000);
+    assert!(
+        summary["detection"]["alerts_new"].as_u64().unwrap() > 5,
+        "{summary}"
+    );
+    let size = summary["tree_size"].as_u64().unwrap();
+
+    let out = run(tw(&data).args(["alerts", "list", "--output", "json"]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let alerts = json(&out);
+    let alerts = alerts.as_array().unwrap();
+    assert!(!alerts.is_empty());
+    for a in alerts {
+        assert!(a["id"].as_i64().unwrap() > 0);
+        assert!(!a["rule_id"].as_str().unwrap().is_empty());
+        assert!(!a["title"].as_str().unwrap().is_empty());
+        assert!(SIGMA_LEVELS.contains(&a["level"].as_str().unwrap()), "{a}");
+        assert!(a["tags"].as_array().unwrap().iter().all(|t| t.is_string()));
+        assert_eq!(a["status"], "new");
+        let ev = a["evidence"].as_array().unwrap();
+        assert!(!ev.is_empty(), "{a}");
+        assert!(ev.iter().all(|i| i.as_u64().unwrap() < size), "{a}");
+    }
+    // an exec into a CDE pod of the generated attacks is among them, with a readable summary
+    let exec = alerts
+        .iter()
+        .find(|a| a["title"] == "Exec Into Pod In Cardholder Data Environment")
+        .unwrap_or_else(|| panic!("{alerts:#?}"));
+    let s = exec["summary"].as_str().unwrap();
+    assert!(
+        s.contains(" create pods/") && s.contains(" in namespace cde-") && s.contains(" from "),
+        "{s}"
+    );
+    // its evidence is an exec event in the ledger
+    let idx = exec["evidence"][0].as_u64().unwrap();
+    let out = run(tw(&data).args([
+        "query",
+        "--sql",
+        "--output",
+        "json",
+        &format!("SELECT kind, raw FROM records WHERE ledger_index = {idx}"),
+    ]));
+    let row = &json(&out)[0];
+    assert_eq!(row["kind"], "event");
+    assert!(
+        row["raw"].as_str().unwrap().contains("\"subresource\":\""),
+        "{row}"
+    );
+
+    // triage: ack, then resolve; a closed alert cannot be acknowledged again
+    let id = exec["id"].as_i64().unwrap().to_string();
+    let out = run(tw(&data).args(["alerts", "ack", &id, "--note", "looking"]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = run(tw(&data).args(["alerts", "resolve", &id]));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "resolve without a note is a usage error"
+    );
+    let out = run(tw(&data).args([
+        "alerts",
+        "resolve",
+        &id,
+        "--false-positive",
+        "--note",
+        "approved debugging CHG-7",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = run(tw(&data).args(["alerts", "ack", &id]));
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(tw(&data).args(["alerts", "show", &id, "--output", "json"]));
+    let shown = json(&out);
+    assert_eq!(shown["status"], "false-positive");
+    let h = shown["history"].as_array().unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0]["to"], "acknowledged");
+    assert_eq!(h[1]["note"], "approved debugging CHG-7");
+    assert!(!h[1]["actor"].as_str().unwrap().is_empty());
+    // every change is a ledger record, as is every raised alert
+    let out = run(tw(&data).args([
+        "query",
+        "--sql",
+        "--output",
+        "json",
+        "SELECT raw FROM records WHERE kind = 'alert'",
+    ]));
+    let recs: Vec<serde_json::Value> = json(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(r["raw"].as_str().unwrap()).unwrap())
+        .collect();
+    let for_this = |action: &str| {
+        recs.iter()
+            .filter(|r| {
+                r["action"] == action
+                    && r["alert_id"].as_i64().map(|x| x.to_string()).as_deref() == Some(id.as_str())
+            })
+            .count()
+    };
+    assert_eq!(for_this("raised"), 1);
+    assert_eq!(for_this("acknowledged"), 1);
+    assert_eq!(for_this("false-positive"), 1);
+    let raised = recs.iter().filter(|r| r["action"] == "raised").count();
+    assert_eq!(raised, alerts.len());
+    // filters
+    let out = run(tw(&data).args(["alerts", "list", "-O", "json", "--status", "false-positive"]));
+    assert_eq!(json(&out).as_array().unwrap().len(), 1);
+    let out = run(tw(&data).args(["alerts", "list", "-O", "csv", "--level", "critical"]));
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(tw(&data).args(["alerts", "show", "99999"]));
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// Twelve refused requests by one identity within two minutes, `n` of them.
+fn denied_burst(path: &Path, from: usize, n: usize) {
+    let mut s = String::new();
+    for i in from..from + n {
+        s.push_str(&format!(
+            "{{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",\"level\":\"Metadata\",\"auditID\":\"00000000-0000-0000-0000-{i:012}\",\"stage\":\"ResponseComplete\",\"requestURI\":\"/api/v1/namespaces/cde-vault/secrets\",\"verb\":\"list\",\"user\":{{\"username\":\"mallory\",\"groups\":[\"system:authenticated\"]}},\"sourceIPs\":[\"198.51.100.23\"],\"objectRef\":{{\"resource\":\"secrets\",\"namespace\":\"cde-vault\",\"apiVersion\":\"v1\"}},\"responseStatus\":{{\"code\":403}},\"requestReceivedTimestamp\":\"2026-11-20T10:00:{i:02}.000000Z\",\"stageTimestamp\":\"2026-11-20T10:00:{i:02}.000000Z\"}}\n"
+        ));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn a_burst_split_by_a_restart_is_still_caught() {
+    let d = tmp("burst-restart");
+    let data = d.join("data");
+    let (a, b) = (d.join("a.jsonl"), d.join("b.jsonl"));
+    denied_burst(&a, 0, 6);
+    denied_burst(&b, 6, 6);
+    let burst = |data: &Path| {
+        let out = run(tw(data).args(["alerts", "list", "-O", "json"]));
+        json(&out)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["title"] == "Burst Of Denied API Requests Per User")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    run(tw(&data).arg("ingest").arg(&a));
+    assert!(
+        burst(&data).is_empty(),
+        "6 refusals are below the threshold"
+    );
+    // a new process: the correlation state comes back from the ledger
+    let out = run(tw(&data).args(["-O", "json", "ingest"]).arg(&b));
+    assert_eq!(
+        json(&out)["detection"]["correlation_replayed"],
+        6,
+        "{out:?}"
+    );
+    let alerts = burst(&data);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    // the evidence spans both runs
+    let ev = alerts[0]["evidence"].as_array().unwrap();
+    assert!(ev.len() >= 10, "{ev:?}");
+    // without the state (a fresh data directory fed only the second half) nothing fires
+    let other = d.join("other");
+    run(tw(&other).arg("ingest").arg(&b));
+    assert!(burst(&other).is_empty());
+}
+
+#[test]
+fn detect_reruns_new_rules_over_stored_events() {
+    let d = tmp("detect-rerun");
+    let data = d.join("data");
+    let f = d.join("a.jsonl");
+    gen_file(&f, 500, 4);
+    run(tw(&data).args(["ingest", "--no-detect"]).arg(&f));
+    let out = run(tw(&data).args(["alerts", "list", "-O", "json"]));
+    assert_eq!(json(&out), serde_json::json!([]));
+    // a new rule, on old data
+    let rule = d.join("list-pods.yml");
+    std::fs::write(
+        &rule,
+        "title: Pods Listed\nid: 0b9f3c1e-5d1a-4a8e-9c9b-7a3d2e1f0a11\nlevel: low\n\
+         tags: [attack.t1613, pci_dss.10.2.1]\n\
+         logsource: {product: kubernetes, service: audit}\n\
+         detection:\n  sel:\n    verb: list\n    objectRef.resource: pods\n  condition: sel\n",
+    )
+    .unwrap();
+    let out = run(tw(&data)
+        .args([
+            "-O",
+            "json",
+            "detect",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--no-builtin-rules",
+            "--rules",
+        ])
+        .arg(&rule));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let s = json(&out);
+    assert_eq!(s["rules"], 1);
+    assert_eq!(s["events_checked"], 500);
+    let detections = s["detections"].as_u64().unwrap();
+    assert!(detections > 0);
+    // running it again merges into the same alerts (deduplicated), raising nothing new
+    let out = run(tw(&data)
+        .args([
+            "-O",
+            "json",
+            "detect",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--no-builtin-rules",
+            "--rules",
+        ])
+        .arg(&rule));
+    let again = json(&out);
+    assert_eq!(again["alerts_new"], 0, "{again}");
+    assert_eq!(again["alerts_merged"].as_u64().unwrap(), detections);
+    // a range with no events checks nothing
+    let out = run(tw(&data)
+        .args([
+            "-O",
+            "json",
+            "detect",
+            "--since",
+            "1h",
+            "--no-builtin-rules",
+            "--rules",
+        ])
+        .arg(&rule));
+    assert_eq!(json(&out)["events_checked"], 0);
+    // the re-runs are recorded as reads of audit data
+    let out = run(tw(&data).args([
+        "query",
+        "--sql",
+        "-O",
+        "json",
+        "SELECT count(*) AS n FROM records WHERE kind = 'access' AND raw LIKE '%\"detect\"%'",
+    ]));
+    assert_eq!(json(&out)[0]["n"], 3);
+}

@@ -90,18 +90,27 @@ impl Engine {
     }
 
     /// Run every applicable rule over one event with id `id` at `time` (ns); detections are
-    /// appended to `out`.
-    pub fn check(&mut self, id: u64, time: i64, ev: &Event, raw: &[u8], out: &mut Vec<Detection>) {
+    /// appended to `out`. Returns true when the event fed a correlation (it must be replayed
+    /// to rebuild correlation state after a restart).
+    pub fn check(
+        &mut self,
+        id: u64,
+        time: i64,
+        ev: &Event,
+        raw: &[u8],
+        out: &mut Vec<Detection>,
+    ) -> bool {
         let Some(slot) = Format::ALL.iter().position(|f| *f == ev.format) else {
-            return;
+            return false;
         };
         let rules = &self.rules;
         let alerts = &self.alerts;
         let correlator = &mut self.correlator;
         let candidates = &self.by_format[slot];
         if candidates.is_empty() {
-            return;
+            return false;
         }
+        let mut fed = false;
         let mut matched = Vec::new();
         for_each_doc(ev, raw, &mut |doc| {
             matched.clear();
@@ -124,7 +133,8 @@ impl Engine {
                     }
                 }
             }
-            if !matched.is_empty() {
+            if matched.iter().any(|i| correlator.uses(*i)) {
+                fed = true;
                 for f in correlator.observe(time, id, &matched, doc) {
                     out.push(Detection {
                         rule: f.rule,
@@ -137,6 +147,7 @@ impl Engine {
                 }
             }
         });
+        fed
     }
 
     /// Single-event matches only (no correlation state): per match, the rule index and the

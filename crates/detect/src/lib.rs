@@ -22,6 +22,29 @@ pub use rule::{load_file, load_str, LogSource, Rule};
 
 use std::path::Path;
 
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
+}
+
+/// The built-in rule pack compiled into the binary (`rules/` of the source tree): the rules and
+/// the files that did not load (none, in a tested build).
+pub fn builtin_rules() -> (Vec<Rule>, Vec<DetectError>) {
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    for (path, yaml) in builtin::BUILTIN {
+        match load_str(yaml, &format!("builtin:{path}")) {
+            Ok(r) => rules.extend(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    (rules, errors)
+}
+
+/// How many files the built-in pack has.
+pub fn builtin_files() -> usize {
+    builtin::BUILTIN.len()
+}
+
 /// Load every `.yml` / `.yaml` rule under `dir` (recursively, in path order). Files that do not
 /// load are returned beside the rules, each with its error; the others still load.
 pub fn load_dir(dir: &Path) -> (Vec<Rule>, Vec<DetectError>) {

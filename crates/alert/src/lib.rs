@@ -1,0 +1,662 @@
+//! # trailwarden-alert
+//!
+//! The alert store: what detections raised, deduplicated by rule and group key within a window,
+//! and triaged through a recorded lifecycle (new → acknowledged → resolved or false positive,
+//! each change with actor, time and note). It lives in `alerts.db` (SQLite) in the data
+//! directory. The ledger stays the record of truth: every alert raised and every change is also
+//! appended to the ledger as an `alert` record by the caller, so `alerts.db` can be rebuilt and
+//! checked against it.
+#![warn(missing_docs)]
+
+mod summary;
+
+pub use summary::{group_key, summarize};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Evidence kept per alert; beyond it the count still grows and `evidence_truncated` is set.
+pub const MAX_EVIDENCE: usize = 1000;
+
+/// Errors of the alert store.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    /// The database could not be opened or used.
+    #[error("alert store {path}: {source}")]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// No alert has this id.
+    #[error("no alert with id {0}")]
+    NotFound(i64),
+    /// The lifecycle does not allow this change.
+    #[error("alert {id} is {from}; it cannot become {to}")]
+    Transition {
+        /// The alert.
+        id: i64,
+        /// Its status.
+        from: Status,
+        /// The status asked for.
+        to: Status,
+    },
+    /// A stored value could not be decoded.
+    #[error("alert store {path}: alert {id}: {message}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// The alert.
+        id: i64,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Where an alert is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Raised, nobody has looked yet.
+    New,
+    /// Someone is on it.
+    Acknowledged,
+    /// Dealt with.
+    Resolved,
+    /// Not an incident (the note says why).
+    FalsePositive,
+}
+
+impl Status {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::Acknowledged => "acknowledged",
+            Status::Resolved => "resolved",
+            Status::FalsePositive => "false-positive",
+        }
+    }
+
+    /// The status with this name.
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "new" => Status::New,
+            "acknowledged" | "ack" => Status::Acknowledged,
+            "resolved" => Status::Resolved,
+            "false-positive" | "false_positive" | "fp" => Status::FalsePositive,
+            _ => return None,
+        })
+    }
+
+    /// Still needs attention (new or acknowledged).
+    pub fn is_open(self) -> bool {
+        matches!(self, Status::New | Status::Acknowledged)
+    }
+
+    /// May an alert in this status move to `to`?
+    pub fn can_become(self, to: Status) -> bool {
+        matches!(
+            (self, to),
+            (Status::New, Status::Acknowledged)
+                | (Status::New, Status::Resolved)
+                | (Status::New, Status::FalsePositive)
+                | (Status::Acknowledged, Status::Resolved)
+                | (Status::Acknowledged, Status::FalsePositive)
+        )
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a detection hands the store.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NewAlert {
+    /// The rule's id.
+    pub rule_id: String,
+    /// The rule's title.
+    pub title: String,
+    /// Sigma level: informational, low, medium, high, critical.
+    pub level: String,
+    /// The rule's tags (ATT&CK, PCI DSS).
+    pub tags: Vec<String>,
+    /// Deduplication key within the rule (correlation group, or who/what/where).
+    pub group_key: String,
+    /// Who did what to which resource from where.
+    pub summary: String,
+    /// Ledger indexes of the events.
+    pub evidence: Vec<u64>,
+    /// Time of the triggering event (ns).
+    pub time: i64,
+    /// Events counted by this detection.
+    pub count: u64,
+}
+
+/// One change of status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// When (ns since the epoch).
+    pub at: i64,
+    /// Who.
+    pub actor: String,
+    /// From which status.
+    pub from: Status,
+    /// To which status.
+    pub to: Status,
+    /// Why.
+    pub note: String,
+}
+
+/// A stored alert.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Alert {
+    /// Id (1, 2, …).
+    pub id: i64,
+    /// The rule's id.
+    pub rule_id: String,
+    /// The rule's title.
+    pub title: String,
+    /// Sigma level.
+    pub level: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Lifecycle status.
+    pub status: Status,
+    /// Deduplication key.
+    pub group_key: String,
+    /// Human summary (of the first detection).
+    pub summary: String,
+    /// Ledger indexes of the events that raised it (up to [`MAX_EVIDENCE`]).
+    pub evidence: Vec<u64>,
+    /// True when more events counted than evidence kept.
+    pub evidence_truncated: bool,
+    /// Events counted over all merged detections.
+    pub count: u64,
+    /// Detections merged into it.
+    pub detections: u64,
+    /// Time of the first triggering event (ns).
+    pub first_seen: i64,
+    /// Time of the last triggering event (ns).
+    pub last_seen: i64,
+    /// When it was raised (ns, wall clock).
+    pub created_at: i64,
+    /// Status changes, oldest first.
+    pub history: Vec<Change>,
+}
+
+/// What [`AlertStore::raise`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Raised {
+    /// A new alert with this id.
+    New(i64),
+    /// Merged into the open alert with this id (same rule and group within the window).
+    Merged(i64),
+}
+
+impl Raised {
+    /// The alert's id.
+    pub fn id(self) -> i64 {
+        match self {
+            Raised::New(i) | Raised::Merged(i) => i,
+        }
+    }
+}
+
+/// Which alerts to list.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only these statuses (empty = all).
+    pub status: Vec<Status>,
+    /// Only at least this level.
+    pub min_level: Option<String>,
+    /// Only this rule id.
+    pub rule_id: Option<String>,
+    /// At most this many (newest first).
+    pub limit: Option<usize>,
+}
+
+/// Rank of a Sigma level (unknown levels rank as medium).
+pub fn level_rank(level: &str) -> u8 {
+    match level {
+        "informational" => 0,
+        "low" => 1,
+        "medium" => 2,
+        "high" => 3,
+        "critical" => 4,
+        _ => 2,
+    }
+}
+
+/// The alert store.
+pub struct AlertStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    rule_id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    level TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    status TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    evidence_truncated INTEGER NOT NULL DEFAULT 0,
+    count INTEGER NOT NULL,
+    detections INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_dedup ON alerts (rule_id, group_key, last_seen);
+CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status);
+CREATE TABLE IF NOT EXISTS changes (
+    alert_id INTEGER NOT NULL REFERENCES alerts(id),
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    from_status TEXT NOT NULL,
+    to_status TEXT NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_alert ON changes (alert_id);
+CREATE TABLE IF NOT EXISTS correlation_inputs (
+    idx INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS correlation_inputs_time ON correlation_inputs (time);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+impl AlertStore {
+    /// Open (creating) the store at `path`.
+    pub fn open(path: impl Into<PathBuf>) -> Result<AlertStore, AlertError> {
+        let path = path.into();
+        let db = |source| AlertError::Db {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(db)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+        )
+        .map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(AlertStore { conn, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The error for a database failure (owns a copy of the path, so `self` stays free).
+    fn db(&self) -> impl Fn(rusqlite::Error) -> AlertError + use<> {
+        let path = self.path.clone();
+        move |source| AlertError::Db {
+            path: path.clone(),
+            source,
+        }
+    }
+
+    /// Store a detection: merged into the open alert of the same rule and group key whose last
+    /// event is within `window_ns` of this one, else a new alert.
+    pub fn raise(&mut self, a: &NewAlert, window_ns: i64, now: i64) -> Result<Raised, AlertError> {
+        let db = self.db();
+        let tx = self.conn.transaction().map_err(&db)?;
+        let existing: Option<(i64, String, i64, i64, i64)> = tx
+            .query_row(
+                "SELECT id, evidence, last_seen, first_seen, evidence_truncated FROM alerts
+                 WHERE rule_id = ?1 AND group_key = ?2 AND status IN ('new', 'acknowledged')
+                   AND last_seen >= ?3 AND first_seen <= ?4
+                 ORDER BY last_seen DESC LIMIT 1",
+                params![
+                    a.rule_id,
+                    a.group_key,
+                    a.time.saturating_sub(window_ns),
+                    a.time.saturating_add(window_ns)
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(&db)?;
+        let out = match existing {
+            Some((id, ev, last, first, truncated)) => {
+                let mut evidence: Vec<u64> = serde_json::from_str(&ev).unwrap_or_default();
+                let mut truncated = truncated != 0;
+                for e in &a.evidence {
+                    if !evidence.contains(e) {
+                        if evidence.len() < MAX_EVIDENCE {
+                            evidence.push(*e);
+                        } else {
+                            truncated = true;
+                        }
+                    }
+                }
+                tx.execute(
+                    "UPDATE alerts SET evidence = ?2, evidence_truncated = ?3,
+                        count = count + ?4, detections = detections + 1,
+                        last_seen = ?5, first_seen = ?6 WHERE id = ?1",
+                    params![
+                        id,
+                        json(&evidence),
+                        truncated,
+                        a.count as i64,
+                        last.max(a.time),
+                        first.min(a.time)
+                    ],
+                )
+                .map_err(&db)?;
+                Raised::Merged(id)
+            }
+            None => {
+                let mut evidence = a.evidence.clone();
+                let truncated = evidence.len() > MAX_EVIDENCE;
+                evidence.truncate(MAX_EVIDENCE);
+                tx.execute(
+                    "INSERT INTO alerts (rule_id, title, level, tags, status, group_key, summary,
+                        evidence, evidence_truncated, count, detections, first_seen, last_seen, created_at)
+                     VALUES (?1, ?2, ?3, ?4, 'new', ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11)",
+                    params![
+                        a.rule_id,
+                        a.title,
+                        a.level,
+                        json(&a.tags),
+                        a.group_key,
+                        a.summary,
+                        json(&evidence),
+                        truncated,
+                        a.count as i64,
+                        a.time,
+                        now
+                    ],
+                )
+                .map_err(&db)?;
+                Raised::New(tx.last_insert_rowid())
+            }
+        };
+        tx.commit().map_err(&db)?;
+        Ok(out)
+    }
+
+    /// Alerts matching `f`, newest first.
+    pub fn list(&self, f: &Filter) -> Result<Vec<Alert>, AlertError> {
+        let db = self.db();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM alerts ORDER BY last_seen DESC, id DESC")
+            .map_err(&db)?;
+        let ids: Vec<i64> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(&db)?
+            .collect::<Result<_, _>>()
+            .map_err(&db)?;
+        let min = f.min_level.as_deref().map(level_rank);
+        let mut out = Vec::new();
+        for id in ids {
+            let a = self.get(id)?;
+            if (!f.status.is_empty() && !f.status.contains(&a.status))
+                || min.is_some_and(|m| level_rank(&a.level) < m)
+                || f.rule_id.as_ref().is_some_and(|r| *r != a.rule_id)
+            {
+                continue;
+            }
+            out.push(a);
+            if f.limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One alert with its history.
+    pub fn get(&self, id: i64) -> Result<Alert, AlertError> {
+        let db = self.db();
+        let row = self
+            .conn
+            .query_row(
+                "SELECT rule_id, title, level, tags, status, group_key, summary, evidence,
+                    evidence_truncated, count, detections, first_seen, last_seen, created_at
+                 FROM alerts WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok((
+                        (
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, String>(5)?,
+                            r.get::<_, String>(6)?,
+                        ),
+                        (
+                            r.get::<_, String>(7)?,
+                            r.get::<_, i64>(8)?,
+                            r.get::<_, i64>(9)?,
+                            r.get::<_, i64>(10)?,
+                            r.get::<_, i64>(11)?,
+                            r.get::<_, i64>(12)?,
+                            r.get::<_, i64>(13)?,
+                        ),
+                    ))
+                },
+            )
+            .optional()
+            .map_err(&db)?
+            .ok_or(AlertError::NotFound(id))?;
+        let ((rule_id, title, level, tags, status, group_key, summary), rest) = row;
+        let (evidence, truncated, count, detections, first_seen, last_seen, created_at) = rest;
+        let corrupt = |message: String| AlertError::Corrupt {
+            path: self.path.clone(),
+            id,
+            message,
+        };
+        let status =
+            Status::parse(&status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT at, actor, from_status, to_status, note FROM changes
+                 WHERE alert_id = ?1 ORDER BY rowid",
+            )
+            .map_err(&db)?;
+        let rows: Vec<(i64, String, String, String, String)> = stmt
+            .query_map(params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(&db)?
+            .collect::<Result<_, _>>()
+            .map_err(&db)?;
+        let mut history = Vec::new();
+        for (at, actor, from, to, note) in rows {
+            let parse = |s: &str| Status::parse(s).ok_or_else(|| corrupt(format!("status {s:?}")));
+            history.push(Change {
+                at,
+                actor,
+                from: parse(&from)?,
+                to: parse(&to)?,
+                note,
+            });
+        }
+        Ok(Alert {
+            id,
+            rule_id,
+            title,
+            level,
+            tags: serde_json::from_str(&tags).map_err(|e| corrupt(format!("tags: {e}")))?,
+            status,
+            group_key,
+            summary,
+            evidence: serde_json::from_str(&evidence)
+                .map_err(|e| corrupt(format!("evidence: {e}")))?,
+            evidence_truncated: truncated != 0,
+            count: count.max(0) as u64,
+            detections: detections.max(0) as u64,
+            first_seen,
+            last_seen,
+            created_at,
+            history,
+        })
+    }
+
+    /// Check that alert `id` may move to `to`; returns the change that would be made. Nothing
+    /// is written: the caller records the change in the ledger first, then [`Self::apply`]s it.
+    pub fn prepare(
+        &self,
+        id: i64,
+        to: Status,
+        actor: &str,
+        note: &str,
+        at: i64,
+    ) -> Result<Change, AlertError> {
+        let a = self.get(id)?;
+        if !a.status.can_become(to) {
+            return Err(AlertError::Transition {
+                id,
+                from: a.status,
+                to,
+            });
+        }
+        Ok(Change {
+            at,
+            actor: actor.to_string(),
+            from: a.status,
+            to,
+            note: note.to_string(),
+        })
+    }
+
+    /// Apply a change made by [`Self::prepare`] (fails if the status moved meanwhile).
+    pub fn apply(&mut self, id: i64, c: &Change) -> Result<(), AlertError> {
+        let db = self.db();
+        let tx = self.conn.transaction().map_err(&db)?;
+        let n = tx
+            .execute(
+                "UPDATE alerts SET status = ?2 WHERE id = ?1 AND status = ?3",
+                params![id, c.to.as_str(), c.from.as_str()],
+            )
+            .map_err(&db)?;
+        if n == 0 {
+            return Err(AlertError::Transition {
+                id,
+                from: c.from,
+                to: c.to,
+            });
+        }
+        tx.execute(
+            "INSERT INTO changes (alert_id, at, actor, from_status, to_status, note)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, c.at, c.actor, c.from.as_str(), c.to.as_str(), c.note],
+        )
+        .map_err(&db)?;
+        tx.commit().map_err(&db)
+    }
+
+    /// Counts of alerts per status.
+    pub fn counts(&self) -> Result<Vec<(Status, u64)>, AlertError> {
+        let db = self.db();
+        let mut out = Vec::new();
+        for s in [
+            Status::New,
+            Status::Acknowledged,
+            Status::Resolved,
+            Status::FalsePositive,
+        ] {
+            let n: i64 = self
+                .conn
+                .query_row(
+                    "SELECT COUNT(*) FROM alerts WHERE status = ?1",
+                    params![s.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(&db)?;
+            out.push((s, n.max(0) as u64));
+        }
+        Ok(out)
+    }
+
+    /// Remember that event `index` at `time` fed a correlation (its state is rebuilt from these
+    /// after a restart), and forget inputs older than `keep_from`.
+    pub fn note_correlation_inputs(
+        &mut self,
+        inputs: &[(u64, i64)],
+        keep_from: i64,
+    ) -> Result<(), AlertError> {
+        let db = self.db();
+        let tx = self.conn.transaction().map_err(&db)?;
+        {
+            let mut ins = tx
+                .prepare("INSERT OR IGNORE INTO correlation_inputs (idx, time) VALUES (?1, ?2)")
+                .map_err(&db)?;
+            for (i, t) in inputs {
+                ins.execute(params![*i as i64, t]).map_err(&db)?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM correlation_inputs WHERE time < ?1",
+            params![keep_from],
+        )
+        .map_err(&db)?;
+        tx.commit().map_err(&db)
+    }
+
+    /// Ledger indexes of the correlation inputs at or after `from` (ns), in index order.
+    pub fn correlation_inputs(&self, from: i64) -> Result<Vec<u64>, AlertError> {
+        let db = self.db();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT idx FROM correlation_inputs WHERE time >= ?1 ORDER BY idx")
+            .map_err(&db)?;
+        let v: Vec<i64> = stmt
+            .query_map(params![from], |r| r.get(0))
+            .map_err(&db)?
+            .collect::<Result<_, _>>()
+            .map_err(&db)?;
+        Ok(v.into_iter().map(|i| i.max(0) as u64).collect())
+    }
+
+    /// The latest correlation input time, if any.
+    pub fn latest_correlation_input(&self) -> Result<Option<i64>, AlertError> {
+        self.conn
+            .query_row("SELECT MAX(time) FROM correlation_inputs", [], |r| r.get(0))
+            .map_err(self.db())
+    }
+
+    /// A stored setting (the detection cursor, …).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, AlertError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.db())
+    }
+
+    /// Store a setting.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), AlertError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(self.db())
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
