@@ -1,7 +1,11 @@
 //! What rules look at: a document's fields by Sigma field name, and its text for keywords.
 
 use serde_json::Value;
+use smallvec::SmallVec;
 use std::borrow::Cow;
+
+/// The values of one field (most fields have one; no allocation for up to two).
+pub type Vals<'a> = SmallVec<[Val<'a>; 2]>;
 
 /// One value of a field.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,7 +25,7 @@ pub enum Val<'a> {
 /// A document rules are evaluated against.
 pub trait Doc {
     /// Every value at a field path (arrays on the way are expanded; empty = absent).
-    fn values(&self, field: &str) -> Vec<Val<'_>>;
+    fn values(&self, field: &str) -> Vals<'_>;
     /// The text keyword searches look in.
     fn text(&self) -> &str;
 }
@@ -36,15 +40,15 @@ pub struct JsonDoc<'a> {
 
 /// Every value at a dotted field path in a JSON document (arrays on the way are expanded; keys
 /// may contain dots).
-pub fn json_values<'v>(value: &'v Value, field: &str) -> Vec<Val<'v>> {
-    let mut out = Vec::new();
-    let segs: Vec<&str> = field.split('.').collect();
+pub fn json_values<'v>(value: &'v Value, field: &str) -> Vals<'v> {
+    let mut out = Vals::new();
+    let segs: SmallVec<[&str; 8]> = field.split('.').collect();
     collect(value, &segs, &mut out);
     out
 }
 
 impl Doc for JsonDoc<'_> {
-    fn values(&self, field: &str) -> Vec<Val<'_>> {
+    fn values(&self, field: &str) -> Vals<'_> {
         json_values(self.value, field)
     }
 
@@ -63,7 +67,7 @@ pub struct FlatDoc<'a> {
 }
 
 impl Doc for FlatDoc<'_> {
-    fn values(&self, field: &str) -> Vec<Val<'_>> {
+    fn values(&self, field: &str) -> Vals<'_> {
         self.fields
             .iter()
             .filter(|(k, _)| *k == field)
@@ -88,7 +92,7 @@ fn leaf(v: &Value) -> Val<'_> {
 
 /// Walk `segs` from `v`. Keys may themselves contain dots (`authorization.k8s.io/decision`), so
 /// at each object the longest run of segments naming a key is taken first; arrays are expanded.
-fn collect<'a>(v: &'a Value, segs: &[&str], out: &mut Vec<Val<'a>>) {
+fn collect<'a>(v: &'a Value, segs: &[&str], out: &mut Vals<'a>) {
     if segs.is_empty() {
         match v {
             Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => {
@@ -143,22 +147,27 @@ mod tests {
         });
         let d = JsonDoc { value: &v, raw: "" };
         assert_eq!(
-            d.values("objectRef.resource"),
+            d.values("objectRef.resource").to_vec(),
             vec![Val::Str("pods".into())]
         );
         assert_eq!(
-            d.values("annotations.authorization.k8s.io/decision"),
+            d.values("annotations.authorization.k8s.io/decision")
+                .to_vec(),
             vec![Val::Str("allow".into())]
         );
         assert_eq!(
-            d.values("requestObject.spec.volumes.hostPath.path"),
+            d.values("requestObject.spec.volumes.hostPath.path")
+                .to_vec(),
             vec![
                 Val::Str("/etc".into()),
                 Val::Str("/var/run/docker.sock".into())
             ]
         );
         assert_eq!(d.values("user.groups").len(), 2);
-        assert_eq!(d.values("code"), vec![Val::Num(403.0, "403".into())]);
+        assert_eq!(
+            d.values("code").to_vec(),
+            vec![Val::Num(403.0, "403".into())]
+        );
         assert!(d.values("missing.field").is_empty());
     }
 }

@@ -4,11 +4,12 @@
 //! stored records, and in `trailwarden rules test`.
 
 use crate::correlation::Correlator;
-use crate::doc::{Doc, FlatDoc, Val};
+use crate::doc::{Doc, FlatDoc, Val, Vals};
 use crate::rule::{LogSource, Rule};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cell::OnceCell;
+use std::collections::HashMap;
 use trailwarden_model::{Event, Format};
 
 /// One alert-worthy finding: a rule matched an event, or a correlation's condition was met.
@@ -28,11 +29,22 @@ pub struct Detection {
     pub matched: Vec<String>,
 }
 
+/// The rules that apply to one format, prefiltered by the Kubernetes verb.
+#[derive(Default)]
+struct Slot {
+    /// Rules that may match whatever the verb (ascending).
+    always: Vec<usize>,
+    /// Rules that can only match these verbs (lowercase), per verb (ascending).
+    by_verb: HashMap<String, Vec<usize>>,
+}
+
 /// Rules compiled for a stream of events.
 pub struct Engine {
     rules: Vec<Rule>,
     /// Per format (position in [`Format::ALL`]): the enabled single-event rules that apply.
-    by_format: Vec<Vec<usize>>,
+    by_format: Vec<Slot>,
+    /// Candidate rules of the event being checked (reused).
+    scratch: Vec<usize>,
     /// Per rule: raises alerts of its own (false for bases that only feed correlations).
     alerts: Vec<bool>,
     correlator: Correlator,
@@ -48,14 +60,22 @@ impl Engine {
             .iter()
             .map(|f| {
                 let ls = LogSource::of_format(f.as_str());
-                rules
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| {
-                        r.disabled.is_none() && r.correlation.is_none() && r.logsource.covers(&ls)
-                    })
-                    .map(|(i, _)| i)
-                    .collect()
+                let k8s = matches!(f, Format::K8sAudit | Format::Aks);
+                let mut slot = Slot::default();
+                for (i, r) in rules.iter().enumerate() {
+                    if r.disabled.is_some() || r.correlation.is_some() || !r.logsource.covers(&ls) {
+                        continue;
+                    }
+                    match r.required_values("verb").filter(|_| k8s) {
+                        Some(verbs) => {
+                            for v in verbs {
+                                slot.by_verb.entry(v).or_default().push(i);
+                            }
+                        }
+                        None => slot.always.push(i),
+                    }
+                }
+                slot
             })
             .collect();
         let silent = correlator.silent_bases();
@@ -63,6 +83,7 @@ impl Engine {
         Engine {
             rules,
             by_format,
+            scratch: Vec::new(),
             alerts,
             correlator,
             problems,
@@ -103,18 +124,20 @@ impl Engine {
         let Some(slot) = Format::ALL.iter().position(|f| *f == ev.format) else {
             return false;
         };
+        let mut candidates = std::mem::take(&mut self.scratch);
+        self.by_format[slot].candidates(ev, &mut candidates);
+        if candidates.is_empty() {
+            self.scratch = candidates;
+            return false;
+        }
         let rules = &self.rules;
         let alerts = &self.alerts;
         let correlator = &mut self.correlator;
-        let candidates = &self.by_format[slot];
-        if candidates.is_empty() {
-            return false;
-        }
         let mut fed = false;
         let mut matched = Vec::new();
         for_each_doc(ev, raw, &mut |doc| {
             matched.clear();
-            for &i in candidates {
+            for &i in &candidates {
                 if rules[i].matches(doc) {
                     matched.push(i);
                     if alerts[i] {
@@ -147,6 +170,7 @@ impl Engine {
                 }
             }
         });
+        self.scratch = candidates;
         fed
     }
 
@@ -156,8 +180,10 @@ impl Engine {
         let Some(slot) = Format::ALL.iter().position(|x| *x == ev.format) else {
             return;
         };
+        let mut candidates = Vec::new();
+        self.by_format[slot].candidates(ev, &mut candidates);
         for_each_doc(ev, raw, &mut |doc| {
-            for &i in &self.by_format[slot] {
+            for &i in &candidates {
                 if self.rules[i].matches(doc) {
                     f(i, self.rules[i].matched_searches(doc));
                 }
@@ -166,13 +192,56 @@ impl Engine {
     }
 }
 
+impl Slot {
+    /// The rules to run over `ev`, ascending.
+    fn candidates(&self, ev: &Event, out: &mut Vec<usize>) {
+        out.clear();
+        let by_verb = ev.action.as_deref().and_then(|v| {
+            if v.bytes().any(|b| b.is_ascii_uppercase()) {
+                self.by_verb.get(&v.to_ascii_lowercase())
+            } else {
+                self.by_verb.get(v)
+            }
+        });
+        match by_verb {
+            None => out.extend_from_slice(&self.always),
+            Some(extra) => {
+                // merge two ascending lists (rules run in load order)
+                let (mut a, mut b) = (self.always.iter().peekable(), extra.iter().peekable());
+                loop {
+                    match (a.peek(), b.peek()) {
+                        (Some(&&x), Some(&&y)) => {
+                            if x <= y {
+                                out.push(x);
+                                a.next();
+                            } else {
+                                out.push(y);
+                                b.next();
+                            }
+                        }
+                        (Some(&&x), None) => {
+                            out.push(x);
+                            a.next();
+                        }
+                        (None, Some(&&y)) => {
+                            out.push(y);
+                            b.next();
+                        }
+                        (None, None) => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The documents an event gives Sigma rules: the audit event itself for JSON formats (the inner
 /// document of an envelope such as AKS's `properties.log`), the fields of all records of an
 /// auditd event, the message otherwise.
 pub fn for_each_doc(ev: &Event, raw: &[u8], f: &mut dyn FnMut(&dyn Doc)) {
-    let raw_text = String::from_utf8_lossy(raw);
     match ev.format {
         Format::Auditd => {
+            let raw_text = String::from_utf8_lossy(raw);
             // one document per event: the fields of all its records (SYSCALL, PATH, CWD,
             // PROCTITLE, …), so a rule can say `type: PATH` and `name: /etc/shadow` and filter
             // on the `exe` of the same event
@@ -191,14 +260,10 @@ pub fn for_each_doc(ev: &Event, raw: &[u8], f: &mut dyn FnMut(&dyn Doc)) {
             });
         }
         Format::K8sAudit | Format::Aks | Format::AzureActivity | Format::Signin | Format::App => {
-            let text = ev.payload.as_deref().unwrap_or(&raw_text);
-            f(&EventDoc {
-                ev,
-                text,
-                json: OnceCell::new(),
-            });
+            f(&EventDoc::new(ev, raw))
         }
         _ => {
+            let raw_text = String::from_utf8_lossy(raw);
             let message = ev.message.as_deref().unwrap_or_default();
             f(&FlatDoc {
                 fields: vec![("message", message)],
@@ -209,75 +274,105 @@ pub fn for_each_doc(ev: &Event, raw: &[u8], f: &mut dyn FnMut(&dyn Doc)) {
 }
 
 /// A JSON event seen through its normalized form: the fields every Kubernetes rule looks at
-/// (verb, user, resource, status, source IPs) come from the parsed [`Event`] without parsing the
-/// text again; anything else parses the text once, on first use.
+/// (verb, stage, user, impersonation, resource, status, source IPs, user agent, URI) come from
+/// the parsed [`Event`] without parsing the text again; anything else parses the text once, on
+/// first use.
 pub struct EventDoc<'a> {
     ev: &'a Event,
-    text: &'a str,
+    raw: &'a [u8],
+    text: OnceCell<Cow<'a, str>>,
     json: OnceCell<Option<Value>>,
 }
 
 impl<'a> EventDoc<'a> {
-    /// A document over `ev` whose JSON text is `text`.
-    pub fn new(ev: &'a Event, text: &'a str) -> EventDoc<'a> {
+    /// A document over `ev` received as `raw` (its JSON text is the event's payload when the
+    /// source wrapped it, such as AKS's `properties.log`, else `raw`).
+    pub fn new(ev: &'a Event, raw: &'a [u8]) -> EventDoc<'a> {
         EventDoc {
             ev,
-            text,
+            raw,
+            text: OnceCell::new(),
             json: OnceCell::new(),
         }
     }
 
-    fn fast(&self, field: &str) -> Option<Vec<Val<'_>>> {
+    /// The fields a Kubernetes event's normalized form holds verbatim; empty when the event has
+    /// no such value (absent, which Sigma's `null` treats as null).
+    fn fast<'s>(&'s self, field: &str) -> Option<Vals<'s>> {
         if !matches!(self.ev.format, Format::K8sAudit | Format::Aks) {
             return None;
         }
-        let one = |v: &'a Option<String>| v.as_deref().map(|s| vec![Val::Str(Cow::Borrowed(s))]);
-        let r = &self.ev.resource;
-        match field {
-            "verb" => one(&self.ev.action),
+        let ev: &'s Event = self.ev;
+        let one = |v: &'s Option<String>| {
+            let mut out = Vals::new();
+            if let Some(s) = v.as_deref() {
+                out.push(Val::Str(Cow::Borrowed(s)));
+            }
+            out
+        };
+        let many = |v: &'s Option<Vec<String>>| {
+            v.iter()
+                .flatten()
+                .map(|s| Val::Str(Cow::Borrowed(s.as_str())))
+                .collect::<Vals<'s>>()
+        };
+        let r = &ev.resource;
+        let imp = ev.user.impersonated.as_ref();
+        Some(match field {
+            "verb" => one(&ev.action),
+            "stage" => one(&ev.stage),
+            "requestURI" => one(&ev.request_uri),
             "objectRef.resource" => one(&r.resource),
             "objectRef.subresource" => one(&r.subresource),
             "objectRef.namespace" => one(&r.namespace),
             "objectRef.name" => one(&r.name),
             "objectRef.apiGroup" => one(&r.api_group),
-            "user.username" => one(&self.ev.user.identity.name),
-            "userAgent" => one(&self.ev.origin.user_agent),
-            "responseStatus.code" => self
-                .ev
-                .outcome
-                .code
-                .map(|c| vec![Val::Num(c as f64, Cow::Owned(c.to_string()))]),
-            "sourceIPs" => self
-                .ev
-                .origin
-                .ips
-                .as_ref()
-                .filter(|v| !v.is_empty())
-                .map(|v| {
-                    v.iter()
-                        .map(|s| Val::Str(Cow::Borrowed(s.as_str())))
-                        .collect()
-                }),
-            _ => None,
-        }
+            "user.username" => one(&ev.user.identity.name),
+            "user.groups" => many(&ev.user.identity.groups),
+            "impersonatedUser.username" => match imp {
+                Some(i) => one(&i.name),
+                None => Vals::new(),
+            },
+            "impersonatedUser.groups" => match imp {
+                Some(i) => many(&i.groups),
+                None => Vals::new(),
+            },
+            "userAgent" => one(&ev.origin.user_agent),
+            "sourceIPs" => many(&ev.origin.ips),
+            "responseStatus.code" => {
+                let mut out = Vals::new();
+                if let Some(c) = ev.outcome.code {
+                    out.push(Val::Num(c as f64, Cow::Owned(c.to_string())));
+                }
+                out
+            }
+            _ => return None,
+        })
+    }
+
+    fn text_ref(&self) -> &str {
+        self.text.get_or_init(|| match &self.ev.payload {
+            Some(p) => Cow::Borrowed(p.as_str()),
+            None => String::from_utf8_lossy(self.raw),
+        })
     }
 }
 
 impl Doc for EventDoc<'_> {
-    fn values(&self, field: &str) -> Vec<Val<'_>> {
+    fn values(&self, field: &str) -> Vals<'_> {
         if let Some(v) = self.fast(field) {
             return v;
         }
         match self
             .json
-            .get_or_init(|| serde_json::from_str(self.text).ok())
+            .get_or_init(|| serde_json::from_str(self.text_ref()).ok())
         {
             Some(v) => crate::doc::json_values(v, field),
-            None => Vec::new(),
+            None => Vals::new(),
         }
     }
 
     fn text(&self) -> &str {
-        self.text
+        self.text_ref()
     }
 }

@@ -15,7 +15,7 @@ mod error;
 pub mod matcher;
 pub mod rule;
 
-pub use doc::{Doc, FlatDoc, JsonDoc, Val};
+pub use doc::{Doc, FlatDoc, JsonDoc, Val, Vals};
 pub use engine::{Detection, Engine};
 pub use error::DetectError;
 pub use rule::{load_file, load_str, LogSource, Rule};

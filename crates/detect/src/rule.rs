@@ -63,6 +63,71 @@ struct FieldTest {
     field: String,
     matchers: Vec<Matcher>,
     all: bool,
+    /// The same test, compiled for a set of case-insensitive strings (any of them).
+    set: Option<SetTest>,
+}
+
+/// Many case-insensitive strings of one kind, tested in one step.
+#[derive(Clone, Debug)]
+enum SetTest {
+    /// Any of these substrings (one Aho-Corasick pass over the value).
+    Contains(aho_corasick::AhoCorasick),
+    /// Equal to any of these (lowercase).
+    Eq(std::collections::HashSet<String>),
+}
+
+/// Lists at least this long are compiled into a [`SetTest`].
+const SET_MIN: usize = 3;
+
+impl FieldTest {
+    fn new(field: String, matchers: Vec<Matcher>, all: bool) -> FieldTest {
+        let mut t = FieldTest {
+            field,
+            // an empty list matches nothing (`any` of nothing), with `all` too
+            all: all && !matchers.is_empty(),
+            matchers,
+            set: None,
+        };
+        if t.all || t.matchers.len() < SET_MIN {
+            return t;
+        }
+        let strs: Option<Vec<&Pattern>> = t
+            .matchers
+            .iter()
+            .map(|m| match m {
+                Matcher::Str {
+                    pattern,
+                    cased: false,
+                } => Some(pattern),
+                _ => None,
+            })
+            .collect();
+        let Some(pats) = strs else { return t };
+        let contains: Option<Vec<&str>> = pats
+            .iter()
+            .map(|p| match p {
+                Pattern::Contains(x) if x.is_ascii() => Some(x.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Some(c) = contains {
+            t.set = aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(c)
+                .ok()
+                .map(SetTest::Contains);
+            return t;
+        }
+        let eq: Option<std::collections::HashSet<String>> = pats
+            .iter()
+            .map(|p| match p {
+                Pattern::Eq(x) => Some(x.to_lowercase()),
+                _ => None,
+            })
+            .collect();
+        t.set = eq.map(SetTest::Eq);
+        t
+    }
 }
 
 /// A search (a named entry of `detection`).
@@ -580,12 +645,7 @@ fn compile_map(
         for val in values {
             matchers.extend(value_matchers(val, &mods, f)?);
         }
-        tests.push(FieldTest {
-            field,
-            // an empty list matches nothing (`any` of nothing), with `all` too
-            all: all && !matchers.is_empty(),
-            matchers,
-        });
+        tests.push(FieldTest::new(field, matchers, all));
     }
     Ok(tests)
 }
@@ -724,6 +784,26 @@ fn value_matchers(
 impl FieldTest {
     fn eval(&self, doc: &dyn Doc) -> bool {
         let values = doc.values(&self.field);
+        if let Some(set) = &self.set {
+            return values.iter().any(|v| {
+                let s = match v {
+                    Val::Str(s) | Val::Num(_, s) => s.as_ref(),
+                    Val::Bool(true) => "true",
+                    Val::Bool(false) => "false",
+                    _ => return false,
+                };
+                match set {
+                    SetTest::Contains(ac) => ac.is_match(s),
+                    SetTest::Eq(h) => {
+                        if s.chars().any(char::is_uppercase) {
+                            h.contains(&s.to_lowercase())
+                        } else {
+                            h.contains(s)
+                        }
+                    }
+                }
+            });
+        }
         let one = |m: &Matcher| match m {
             Matcher::Exists(b) => values.iter().any(|v| *v != Val::Null) == *b,
             Matcher::Null => values.is_empty() || values.contains(&Val::Null),
@@ -742,6 +822,40 @@ impl FieldTest {
 }
 
 impl Search {
+    /// The values `field` must equal (lowercase) for this search to match, if it says.
+    fn requires(&self, field: &str) -> Option<Vec<String>> {
+        let Search::Fields(alts) = self else {
+            return None;
+        };
+        let mut out = Vec::new();
+        for tests in alts {
+            let t = tests.iter().find(|t| {
+                t.field == field
+                    && !t.all
+                    && !t.matchers.is_empty()
+                    && t.matchers.iter().all(|m| {
+                        matches!(
+                            m,
+                            Matcher::Str {
+                                pattern: Pattern::Eq(_),
+                                cased: false
+                            }
+                        )
+                    })
+            })?;
+            for m in &t.matchers {
+                if let Matcher::Str {
+                    pattern: Pattern::Eq(v),
+                    ..
+                } = m
+                {
+                    out.push(v.to_lowercase());
+                }
+            }
+        }
+        Some(out)
+    }
+
     fn eval(&self, doc: &dyn Doc) -> bool {
         match self {
             Search::Fields(alts) => alts.iter().any(|tests| tests.iter().all(|t| t.eval(doc))),
@@ -768,6 +882,48 @@ impl Rule {
     /// Is `reference` this rule's name or id?
     pub fn is_named(&self, reference: &str) -> bool {
         self.id == reference || self.name.as_deref() == Some(reference)
+    }
+
+    /// The values (lowercase) `field` must equal for this rule to match, when its condition
+    /// requires that (a prefilter: an event whose value is not among them cannot match).
+    /// `None` when the rule matches whatever the field holds.
+    pub fn required_values(&self, field: &str) -> Option<Vec<String>> {
+        if self.disabled.is_some() || self.condition.is_empty() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for c in &self.condition {
+            out.extend(self.plan_requires(c, field)?);
+        }
+        out.sort();
+        out.dedup();
+        Some(out)
+    }
+
+    fn plan_requires(&self, c: &Plan, field: &str) -> Option<Vec<String>> {
+        let search = |i: &usize| self.searches[*i].1.requires(field);
+        let union = |parts: Vec<Option<Vec<String>>>| -> Option<Vec<String>> {
+            let mut out = Vec::new();
+            for p in parts {
+                out.extend(p?);
+            }
+            Some(out)
+        };
+        match c {
+            Plan::Search(i) => search(i),
+            Plan::Not(_) => None,
+            // any conjunct that constrains the field constrains the whole
+            Plan::And(xs) => xs.iter().find_map(|x| self.plan_requires(x, field)),
+            Plan::Or(xs) => union(xs.iter().map(|x| self.plan_requires(x, field)).collect()),
+            Plan::Of {
+                all: true,
+                searches,
+            } => searches.iter().find_map(search),
+            Plan::Of {
+                all: false,
+                searches,
+            } => union(searches.iter().map(search).collect()),
+        }
     }
 
     /// The searches that matched (for "why did this fire").

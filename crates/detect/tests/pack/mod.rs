@@ -257,3 +257,94 @@ fn falco_traces_raise_alerts_of_the_same_intent_and_negatives_do_not() {
     assert!(checked >= 45, "{checked}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Regression guard for the engine's fast path: the fields it reads from the normalized event
+/// must give the values the JSON holds, for every Kubernetes event of the corpus.
+#[test]
+fn event_fields_read_from_the_normalized_event_equal_the_json_values() {
+    use trailwarden_detect::engine::EventDoc;
+    use trailwarden_detect::{Doc, JsonDoc, Val};
+    const FIELDS: [&str; 15] = [
+        "verb",
+        "stage",
+        "requestURI",
+        "objectRef.resource",
+        "objectRef.subresource",
+        "objectRef.namespace",
+        "objectRef.name",
+        "objectRef.apiGroup",
+        "user.username",
+        "user.groups",
+        "impersonatedUser.username",
+        "impersonatedUser.groups",
+        "userAgent",
+        "sourceIPs",
+        "responseStatus.code",
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    let mut files = Vec::new();
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "json" || x == "jsonl" || x == "log")
+            {
+                files.push(p);
+            }
+        }
+    }
+    let mut checked = 0;
+    for f in files {
+        let mut records = Vec::new();
+        {
+            let mut sink = |r: Record| -> Result<(), String> {
+                records.push(r);
+                Ok(())
+            };
+            let mut ing = Ingestor::new(Options::default(), &mut sink);
+            let _ = ing.ingest_path(f.to_str().unwrap(), &mut |_, _| {});
+        }
+        for r in &records {
+            let Body::Event(ev) = &r.body else { continue };
+            if !matches!(
+                ev.format,
+                trailwarden_model::Format::K8sAudit | trailwarden_model::Format::Aks
+            ) {
+                continue;
+            }
+            let text = ev
+                .payload
+                .clone()
+                .unwrap_or_else(|| String::from_utf8_lossy(&r.raw).into_owned());
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue; // truncated AKS payloads: only the normalized form exists
+            };
+            let json = JsonDoc {
+                value: &value,
+                raw: &text,
+            };
+            let fast = EventDoc::new(ev, &r.raw);
+            for field in FIELDS {
+                let mut want: Vec<Val> = json.values(field).to_vec();
+                // absent and null are the same to Sigma's `null`
+                want.retain(|v| *v != Val::Null);
+                let got: Vec<Val> = fast.values(field).to_vec();
+                let norm = |v: &[Val]| -> Vec<String> {
+                    v.iter()
+                        .map(|x| match x {
+                            Val::Str(s) | Val::Num(_, s) => s.to_string(),
+                            other => format!("{other:?}"),
+                        })
+                        .collect()
+                };
+                assert_eq!(norm(&got), norm(&want), "{}: {field}", f.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+}

@@ -1,0 +1,85 @@
+//! Detection throughput: rule sets over pre-parsed events on one thread (run pinned to one core
+//! by `scripts/bench-detect`). Prints one JSON line per configuration.
+//!
+//! `TW_BENCH_FILE`: the events (JSONL, any format `ingest` reads). `TW_BENCH_SIGMA`: SigmaHQ's
+//! Kubernetes rules directory (for the side-by-side with pySigma).
+
+#![allow(clippy::unwrap_used)] // benchmark harness: a failed unwrap is a failed run
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use trailwarden_detect::{load_dir, Engine, Rule};
+use trailwarden_model::{Body, Event, Record};
+use trailwarden_parse::ingest::{Ingestor, Options};
+
+fn events(file: &Path) -> Vec<(Event, Vec<u8>, i64)> {
+    let mut out = Vec::new();
+    let mut sink = |r: Record| -> Result<(), String> {
+        if let Body::Event(ev) = r.body {
+            let t = ev.time.unwrap_or(r.received).0;
+            out.push((*ev, r.raw, t));
+        }
+        Ok(())
+    };
+    let mut ing = Ingestor::new(Options::default(), &mut sink);
+    ing.ingest_path(file.to_str().unwrap(), &mut |_, _| {})
+        .unwrap();
+    drop(ing);
+    out
+}
+
+fn measure(name: &str, rules: &[Rule], evs: &[(Event, Vec<u8>, i64)]) {
+    let mut runs = Vec::new();
+    let mut detections = 0;
+    for _ in 0..3 {
+        let mut engine = Engine::new(rules.to_vec(), 100_000);
+        let mut out = Vec::new();
+        let start = Instant::now();
+        for (i, (ev, raw, t)) in evs.iter().enumerate() {
+            engine.check(i as u64, *t, ev, raw, &mut out);
+            detections += out.len();
+            out.clear();
+        }
+        runs.push(start.elapsed().as_secs_f64());
+    }
+    runs.sort_by(f64::total_cmp);
+    let median = runs[1];
+    let enabled = rules.iter().filter(|r| r.disabled.is_none()).count();
+    let correlations = rules.iter().filter(|r| r.correlation.is_some()).count();
+    println!(
+        "{}",
+        serde_json::json!({
+            "config": name, "rules": enabled, "correlation_rules": correlations,
+            "events": evs.len(), "seconds": median,
+            "events_per_second": (evs.len() as f64 / median).round(),
+            "detections_per_run": detections / 3,
+        })
+    );
+}
+
+fn main() {
+    let file = PathBuf::from(std::env::var("TW_BENCH_FILE").expect("TW_BENCH_FILE"));
+    let t = Instant::now();
+    let evs = events(&file);
+    let parse = t.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"config": "parse", "events": evs.len(), "seconds": parse,
+            "events_per_second": (evs.len() as f64 / parse).round()})
+    );
+    let pack_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
+    let (pack, errors) = load_dir(&pack_dir);
+    assert!(errors.is_empty(), "{errors:?}");
+    // stateless: the single-event rules (correlations and the bases that only feed them out)
+    let stateless: Vec<Rule> = pack
+        .iter()
+        .filter(|r| r.correlation.is_none() && !(r.name.is_some() && r.level == "informational"))
+        .cloned()
+        .collect();
+    measure("pack-stateless", &stateless, &evs);
+    measure("pack-with-correlations", &pack, &evs);
+    if let Ok(dir) = std::env::var("TW_BENCH_SIGMA") {
+        let (sigma, _) = load_dir(Path::new(&dir));
+        measure("sigmahq-kubernetes", &sigma, &evs);
+    }
+}
