@@ -56,20 +56,7 @@ pub fn run(cli: &Cli, cmd: &RulesCmd) -> Result<u8> {
 
 /// Load rules from files and directories; load errors are printed and returned.
 fn load(paths: &[PathBuf]) -> (Vec<Rule>, Vec<trailwarden_detect::DetectError>) {
-    let mut rules = Vec::new();
-    let mut errors = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let (r, e) = trailwarden_detect::load_dir(p);
-            rules.extend(r);
-            errors.extend(e);
-        } else {
-            match trailwarden_detect::load_file(p) {
-                Ok(r) => rules.extend(r),
-                Err(e) => errors.push(e),
-            }
-        }
-    }
+    let (rules, errors) = trailwarden_detect::load_paths(paths);
     for e in &errors {
         eprintln!("error: {e}");
     }
@@ -157,14 +144,7 @@ struct Hit {
 
 fn test(cli: &Cli, a: &TestArgs) -> Result<u8> {
     let (rules, errors) = load(std::slice::from_ref(&a.rules));
-    for r in rules.iter().filter(|r| r.disabled.is_some()) {
-        eprintln!(
-            "warning: {} ({}) is disabled: {}",
-            r.title,
-            r.source,
-            r.disabled.as_deref().unwrap_or_default()
-        );
-    }
+    crate::detector::warn_disabled(&rules);
     let mut engine = Engine::new(rules, CORRELATION_CAP);
     for (i, why) in &engine.problems {
         eprintln!("warning: {} cannot run: {why}", engine.rules()[*i].title);

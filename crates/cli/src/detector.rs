@@ -52,21 +52,18 @@ pub fn load_rules(cli: &Cli, a: &RuleArgs) -> Vec<Rule> {
         paths.push(local);
     }
     paths.extend(a.rules.iter().cloned());
-    for p in paths {
-        if p.is_dir() {
-            let (r, e) = trailwarden_detect::load_dir(&p);
-            rules.extend(r);
-            errors.extend(e);
-        } else {
-            match trailwarden_detect::load_file(&p) {
-                Ok(r) => rules.extend(r),
-                Err(e) => errors.push(e),
-            }
-        }
-    }
+    let (r, e) = trailwarden_detect::load_paths(&paths);
+    rules.extend(r);
+    errors.extend(e);
     for e in &errors {
         eprintln!("warning: rule not loaded: {e}");
     }
+    warn_disabled(&rules);
+    rules
+}
+
+/// Say which rules will not run, and why.
+pub fn warn_disabled(rules: &[Rule]) {
     for r in rules.iter().filter(|r| r.disabled.is_some()) {
         eprintln!(
             "warning: rule {} ({}) is disabled: {}",
@@ -75,7 +72,6 @@ pub fn load_rules(cli: &Cli, a: &RuleArgs) -> Vec<Rule> {
             r.disabled.as_deref().unwrap_or_default()
         );
     }
-    rules
 }
 
 /// Counts of one detection run.

@@ -1127,51 +1127,32 @@ fn detect_reruns_new_rules_over_stored_events() {
          detection:\n  sel:\n    verb: list\n    objectRef.resource: pods\n  condition: sel\n",
     )
     .unwrap();
-    let out = run(tw(&data)
-        .args([
-            "-O",
-            "json",
-            "detect",
-            "--since",
-            "2000-01-01T00:00:00Z",
-            "--no-builtin-rules",
-            "--rules",
-        ])
-        .arg(&rule));
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let s = json(&out);
+    let detect = |since: &str| {
+        let out = run(tw(&data)
+            .args([
+                "-O",
+                "json",
+                "detect",
+                "--since",
+                since,
+                "--no-builtin-rules",
+                "--rules",
+            ])
+            .arg(&rule));
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        json(&out)
+    };
+    let s = detect("2000-01-01T00:00:00Z");
     assert_eq!(s["rules"], 1);
     assert_eq!(s["events_checked"], 500);
     let detections = s["detections"].as_u64().unwrap();
     assert!(detections > 0);
     // running it again merges into the same alerts (deduplicated), raising nothing new
-    let out = run(tw(&data)
-        .args([
-            "-O",
-            "json",
-            "detect",
-            "--since",
-            "2000-01-01T00:00:00Z",
-            "--no-builtin-rules",
-            "--rules",
-        ])
-        .arg(&rule));
-    let again = json(&out);
+    let again = detect("2000-01-01T00:00:00Z");
     assert_eq!(again["alerts_new"], 0, "{again}");
     assert_eq!(again["alerts_merged"].as_u64().unwrap(), detections);
     // a range with no events checks nothing
-    let out = run(tw(&data)
-        .args([
-            "-O",
-            "json",
-            "detect",
-            "--since",
-            "1h",
-            "--no-builtin-rules",
-            "--rules",
-        ])
-        .arg(&rule));
-    assert_eq!(json(&out)["events_checked"], 0);
+    assert_eq!(detect("1h")["events_checked"], 0);
     // the re-runs are recorded as reads of audit data
     let out = run(tw(&data).args([
         "query",

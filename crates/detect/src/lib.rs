@@ -45,6 +45,26 @@ pub fn builtin_files() -> usize {
     builtin::BUILTIN.len()
 }
 
+/// Load rules from files and directories (each directory searched like [`load_dir`]). Files
+/// that do not load are returned beside the rules; the others still load.
+pub fn load_paths(paths: &[std::path::PathBuf]) -> (Vec<Rule>, Vec<DetectError>) {
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let (r, e) = load_dir(p);
+            rules.extend(r);
+            errors.extend(e);
+        } else {
+            match load_file(p) {
+                Ok(r) => rules.extend(r),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    (rules, errors)
+}
+
 /// Load every `.yml` / `.yaml` rule under `dir` (recursively, in path order). Files that do not
 /// load are returned beside the rules, each with its error; the others still load.
 pub fn load_dir(dir: &Path) -> (Vec<Rule>, Vec<DetectError>) {
