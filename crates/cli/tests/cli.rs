@@ -265,6 +265,16 @@ fn help_has_examples() {
     }
 }
 
+/// A temporary directory with a data directory holding `events` generated events (seed `seed`).
+fn stored(name: &str, events: u32, seed: u32) -> (PathBuf, PathBuf) {
+    let d = tmp(name);
+    let data = d.join("data");
+    let f = d.join("a.jsonl");
+    gen_file(&f, events, seed);
+    run(tw(&data).args(["ingest"]).arg(&f));
+    (d, data)
+}
+
 fn gen_file(path: &Path, events: u32, seed: u32) {
     let out = run(bin()
         .args([
@@ -520,11 +530,7 @@ fn proofs_verify_offline_with_only_the_public_key() {
 
 #[test]
 fn export_writes_a_bundle_an_assessor_can_check() {
-    let d = tmp("export");
-    let data = d.join("data");
-    let f = d.join("a.jsonl");
-    gen_file(&f, 120, 4);
-    run(tw(&data).args(["ingest"]).arg(&f));
+    let (d, data) = stored("export", 120, 4);
     let ev = d.join("evidence");
     let out = run(tw(&data)
         .args(["export", "--output", "json", "--from", "1h", "-o"])
@@ -564,11 +570,7 @@ fn export_writes_a_bundle_an_assessor_can_check() {
 
 #[test]
 fn legal_holds_and_the_retention_floor() {
-    let d = tmp("retention");
-    let data = d.join("data");
-    let f = d.join("a.jsonl");
-    gen_file(&f, 30, 3);
-    run(tw(&data).args(["ingest"]).arg(&f));
+    let (d, data) = stored("retention", 30, 3);
     let out = run(tw(&data).args([
         "retention",
         "hold",
@@ -631,11 +633,7 @@ fn legal_holds_and_the_retention_floor() {
 
 #[test]
 fn key_rotation_and_config_changes_are_recorded() {
-    let d = tmp("keys");
-    let data = d.join("data");
-    let f = d.join("a.jsonl");
-    gen_file(&f, 40, 2);
-    run(tw(&data).args(["ingest"]).arg(&f));
+    let (d, data) = stored("keys", 40, 2);
     let old = vkey(&data);
     let out = run(tw(&data).args(["key", "rotate", "--output", "json"]));
     assert!(out.status.success(), "{out:?}");
@@ -652,7 +650,7 @@ fn key_rotation_and_config_changes_are_recorded() {
     // a different segment size is a configuration change
     run(tw(&data)
         .args(["--segment-bytes", "1048576", "ingest"])
-        .arg(&f));
+        .arg(d.join("a.jsonl")));
     for k in [&old, &new] {
         let (code, r) = verify_json(&data, &["--public-key", k]);
         assert_eq!(code, Some(0), "{r}");
@@ -690,11 +688,7 @@ fn key_rotation_and_config_changes_are_recorded() {
 
 #[test]
 fn queries_run_in_kql_and_sql_and_are_themselves_recorded() {
-    let d = tmp("query");
-    let data = d.join("data");
-    let f = d.join("a.jsonl");
-    gen_file(&f, 300, 11);
-    run(tw(&data).args(["ingest"]).arg(&f));
+    let (d, data) = stored("query", 300, 11);
     let out = run(tw(&data).args([
         "query",
         "--output",
@@ -770,11 +764,7 @@ fn queries_run_in_kql_and_sql_and_are_themselves_recorded() {
 
 #[test]
 fn query_limits_give_clear_errors() {
-    let d = tmp("query-limits");
-    let data = d.join("data");
-    let f = d.join("a.jsonl");
-    gen_file(&f, 2000, 12);
-    run(tw(&data).args(["ingest"]).arg(&f));
+    let (d, data) = stored("query-limits", 2000, 12);
     let out = run(tw(&data).args([
         "query",
         "--memory-limit",
