@@ -187,6 +187,9 @@ impl Detector {
             self.inputs.push((index, time));
             self.latest = self.latest.max(time);
         }
+        if self.found.is_empty() {
+            return Ok(());
+        }
         let now = Timestamp::now().0;
         for d in std::mem::take(&mut self.found) {
             let rule = &self.engine.rules()[d.rule];

@@ -47,6 +47,8 @@ pub struct Engine {
     scratch: Vec<usize>,
     /// Per rule: raises alerts of its own (false for bases that only feed correlations).
     alerts: Vec<bool>,
+    /// Per rule: some correlation counts its matches.
+    feeds: Vec<bool>,
     correlator: Correlator,
     /// Rules that cannot run, with why (besides those disabled at load).
     pub problems: Vec<(usize, String)>,
@@ -80,11 +82,13 @@ impl Engine {
             .collect();
         let silent = correlator.silent_bases();
         let alerts = (0..rules.len()).map(|i| !silent.contains(&i)).collect();
+        let feeds = (0..rules.len()).map(|i| correlator.uses(i)).collect();
         Engine {
             rules,
             by_format,
             scratch: Vec::new(),
             alerts,
+            feeds,
             correlator,
             problems,
         }
@@ -132,6 +136,7 @@ impl Engine {
         }
         let rules = &self.rules;
         let alerts = &self.alerts;
+        let feeds = &self.feeds;
         let correlator = &mut self.correlator;
         let mut fed = false;
         let mut matched = Vec::new();
@@ -156,7 +161,7 @@ impl Engine {
                     }
                 }
             }
-            if matched.iter().any(|i| correlator.uses(*i)) {
+            if matched.iter().any(|i| feeds[*i]) {
                 fed = true;
                 for f in correlator.observe(time, id, &matched, doc) {
                     out.push(Detection {
