@@ -1,7 +1,7 @@
 //! `trailwarden alerts` (list, show, triage) and `trailwarden detect` (re-run rules over stored
 //! events).
 
-use crate::detector::{Detector, RuleArgs};
+use crate::detector::RuleArgs;
 use crate::output::{OutputFormat, Table};
 use crate::{store, Cli};
 use anyhow::{Context, Result};
@@ -406,7 +406,7 @@ pub fn detect(cli: &Cli, a: &DetectArgs) -> Result<u8> {
             return Ok(crate::EXIT_CANNOT_RUN);
         }
     };
-    let mut det = Detector::open(cli, &a.rules, false)?;
+    let mut det = crate::detector::open(cli, &a.rules, false)?;
     let size = reader.size()?;
     let mut failure: Option<anyhow::Error> = None;
     reader.for_each(0, size, |r| {
@@ -424,7 +424,7 @@ pub fn detect(cli: &Cli, a: &DetectArgs) -> Result<u8> {
             return Ok(true);
         }
         if let Err(e) = det.check(r.index, r.received, &ev, &r.raw) {
-            failure = Some(e);
+            failure = Some(e.into());
             return Ok(false);
         }
         Ok(true)

@@ -144,8 +144,8 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
 
     // detection runs on records once they are durable (after each commit)
     let mut detector = if ledger.is_some() && !a.no_detect {
-        let mut d = Detector::open(cli, &a.rules, true)?;
-        if let Err(e) = d.rebuild(cli) {
+        let mut d = crate::detector::open(cli, &a.rules, true)?;
+        if let Err(e) = d.rebuild(&cli.data_dir) {
             eprintln!("warning: correlation state could not be rebuilt from the ledger: {e:#}");
         }
         Some(d)

@@ -15,6 +15,7 @@ mod cmd_ingest;
 mod cmd_ledger;
 mod cmd_query;
 mod cmd_rules;
+mod cmd_serve;
 mod detector;
 mod output;
 mod store;
@@ -104,6 +105,8 @@ pub struct Cli {
 
 const EXAMPLES: &str = "\
 Examples:
+  trailwarden serve
+  trailwarden tokens create --role ingest --name kube-apiserver
   trailwarden gen --events 100000 --seed 7 -o audit.jsonl
   trailwarden ingest audit.jsonl /var/log/kubernetes/audit/audit.log.1.gz
   trailwarden ingest --format aks --output json insights-logs-kube-audit.json
@@ -155,6 +158,14 @@ pub enum Command {
     Alerts(cmd_alerts::AlertsCmd),
     /// Run detection rules over stored events of a time range (new rules on old data).
     Detect(cmd_alerts::DetectArgs),
+    /// Run the server: the audit webhook and ingest API, syslog, query and alert API, metrics.
+    Serve(cmd_serve::ServeArgs),
+    /// API tokens: create (prints the token once), list, revoke.
+    #[command(subcommand)]
+    Tokens(cmd_serve::TokensCmd),
+    /// The server's configuration file.
+    #[command(subcommand)]
+    Config(cmd_serve::ConfigCmd),
 }
 
 fn main() -> ExitCode {
@@ -182,6 +193,9 @@ fn main() -> ExitCode {
         Command::Rules(c) => cmd_rules::run(&cli, c),
         Command::Alerts(c) => cmd_alerts::run(&cli, c),
         Command::Detect(a) => cmd_alerts::detect(&cli, a),
+        Command::Serve(a) => cmd_serve::serve(&cli, a),
+        Command::Tokens(c) => cmd_serve::tokens(&cli, c),
+        Command::Config(c) => cmd_serve::config(&cli, c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,293 @@
+//! Detection in the pipeline: the rules (built-in pack, the data directory's `rules/`, and
+//! `--rules`), the alert store, and the ledger records of raised alerts.
+
+use crate::ServerError;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use trailwarden_alert::{AlertStore, NewAlert, Raised};
+use trailwarden_detect::{Detection, Engine, Rule};
+use trailwarden_ledger::reader::LedgerReader;
+use trailwarden_ledger::{Ledger, LedgerError};
+use trailwarden_model::{Event, RecordKind, Timestamp};
+
+type Result<T, E = ServerError> = std::result::Result<T, E>;
+
+/// Correlation groups kept in memory (the least recently updated are evicted beyond this, and
+/// counted).
+pub const CORRELATION_CAP: usize = 100_000;
+
+/// Which rules run, and how alerts are deduplicated.
+#[derive(Debug, Clone)]
+pub struct RuleConfig {
+    /// More Sigma rules: files or directories. The data directory's `rules/` is always loaded.
+    pub rules: Vec<PathBuf>,
+    /// Load the built-in pack.
+    pub builtin: bool,
+    /// Detections of the same rule and group within this window (ns) merge into one alert.
+    pub dedup_window_ns: i64,
+}
+
+/// Load the rules `a` asks for. Returns them and the warnings to show (a broken file never stops
+/// the others; disabled rules say why).
+pub fn load_rules(data_dir: &Path, a: &RuleConfig) -> (Vec<Rule>, Vec<String>) {
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    if a.builtin {
+        let (r, e) = trailwarden_detect::builtin_rules();
+        rules.extend(r);
+        errors.extend(e);
+    }
+    let mut paths = Vec::new();
+    let local = data_dir.join("rules");
+    if local.is_dir() {
+        paths.push(local);
+    }
+    paths.extend(a.rules.iter().cloned());
+    let (r, e) = trailwarden_detect::load_paths(&paths);
+    rules.extend(r);
+    errors.extend(e);
+    let mut warnings: Vec<String> = errors
+        .iter()
+        .map(|e| format!("rule not loaded: {e}"))
+        .collect();
+    warnings.extend(disabled_warnings(&rules));
+    (rules, warnings)
+}
+
+/// Which rules will not run, and why.
+pub fn disabled_warnings(rules: &[Rule]) -> Vec<String> {
+    rules
+        .iter()
+        .filter(|r| r.disabled.is_some())
+        .map(|r| {
+            format!(
+                "rule {} ({}) is disabled: {}",
+                r.title,
+                r.source,
+                r.disabled.as_deref().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// Counts of one detection run.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct DetectStats {
+    /// Rules loaded (enabled).
+    pub rules: usize,
+    /// Events checked.
+    pub events_checked: u64,
+    /// Detections (single-event matches and correlations met).
+    pub detections: u64,
+    /// New alerts.
+    pub alerts_new: u64,
+    /// Detections merged into an open alert.
+    pub alerts_merged: u64,
+    /// Events replayed to rebuild correlation state.
+    pub correlation_replayed: u64,
+    /// Correlation groups evicted because the cap was reached.
+    pub correlation_evicted: u64,
+}
+
+/// The engine, the alert store and what has to reach the ledger.
+pub struct Detector {
+    engine: Engine,
+    store: AlertStore,
+    window: i64,
+    /// Live detection keeps correlation inputs for the next start; a re-run does not.
+    live: bool,
+    inputs: Vec<(u64, i64)>,
+    found: Vec<Detection>,
+    latest: i64,
+    /// New alerts whose `raised` ledger record is still to be written.
+    pub unrecorded: Vec<(i64, NewAlert)>,
+    /// Counts.
+    pub stats: DetectStats,
+    /// Detections per rule id (for metrics).
+    pub matches: BTreeMap<String, u64>,
+}
+
+impl Detector {
+    /// Load rules and open the data directory's alert store. Returns the detector and the
+    /// warnings to show (rules not loaded, disabled, or unable to run).
+    pub fn open(data_dir: &Path, a: &RuleConfig, live: bool) -> Result<(Detector, Vec<String>)> {
+        let (rules, mut warnings) = load_rules(data_dir, a);
+        let enabled = rules.iter().filter(|r| r.disabled.is_none()).count();
+        let engine = Engine::new(rules, CORRELATION_CAP);
+        for (i, why) in &engine.problems {
+            warnings.push(format!(
+                "rule {} cannot run: {why}",
+                engine.rules()[*i].title
+            ));
+        }
+        std::fs::create_dir_all(data_dir).map_err(|e| ServerError::io(data_dir, e))?;
+        let store = AlertStore::open(data_dir.join("alerts.db"))?;
+        let d = Detector {
+            engine,
+            store,
+            window: a.dedup_window_ns,
+            live,
+            inputs: Vec::new(),
+            found: Vec::new(),
+            latest: i64::MIN,
+            unrecorded: Vec::new(),
+            stats: DetectStats {
+                rules: enabled,
+                ..DetectStats::default()
+            },
+            matches: BTreeMap::new(),
+        };
+        Ok((d, warnings))
+    }
+
+    /// Rebuild correlation state after a restart: replay, from the ledger, the events that fed
+    /// correlations within the longest correlation timespan before the last one seen. Their
+    /// detections were stored before; replaying them again only restores the windows (any
+    /// repeat merges into the alert it raised then).
+    pub fn rebuild(&mut self, data_dir: &Path) -> Result<()> {
+        let Some(latest) = self.store.latest_correlation_input()? else {
+            return Ok(());
+        };
+        let lookback = self.engine.lookback();
+        let want: BTreeSet<u64> = self
+            .store
+            .correlation_inputs(latest.saturating_sub(lookback))?
+            .into_iter()
+            .collect();
+        let (Some(&first), Some(&last)) = (want.first(), want.last()) else {
+            return Ok(());
+        };
+        let reader = LedgerReader::open(data_dir, None)?;
+        let mut sink = Vec::new();
+        let mut replayed = 0;
+        reader.for_each(first, last + 1, |r| {
+            if r.kind == RecordKind::Event && want.contains(&r.index) {
+                if let Some(ev) = r
+                    .format
+                    .and_then(|f| trailwarden_parse::reparse(f, &r.raw, r.received))
+                {
+                    let time = ev.time.unwrap_or(r.received).0;
+                    self.engine.check(r.index, time, &ev, &r.raw, &mut sink);
+                    replayed += 1;
+                }
+            }
+            Ok(true)
+        })?;
+        self.stats.correlation_replayed = replayed;
+        Ok(())
+    }
+
+    /// Check one durable event (ledger index `index`) and store what it raises.
+    pub fn check(&mut self, index: u64, received: Timestamp, ev: &Event, raw: &[u8]) -> Result<()> {
+        let time = ev.time.unwrap_or(received).0;
+        self.stats.events_checked += 1;
+        self.found.clear();
+        let fed = self.engine.check(index, time, ev, raw, &mut self.found);
+        if fed && self.live {
+            self.inputs.push((index, time));
+            self.latest = self.latest.max(time);
+        }
+        if self.found.is_empty() {
+            return Ok(());
+        }
+        let now = Timestamp::now().0;
+        for d in std::mem::take(&mut self.found) {
+            let rule = &self.engine.rules()[d.rule];
+            let (group_key, summary) = if d.group.is_empty() {
+                (
+                    trailwarden_alert::group_key(ev),
+                    trailwarden_alert::summarize(ev),
+                )
+            } else {
+                (
+                    format!("correlation|{}", d.group.join("|")),
+                    format!(
+                        "{} matching events for {}; the last: {}",
+                        d.count,
+                        d.group.join(", "),
+                        trailwarden_alert::summarize(ev)
+                    ),
+                )
+            };
+            let alert = NewAlert {
+                rule_id: rule.id.clone(),
+                title: rule.title.clone(),
+                level: rule.level.clone(),
+                tags: rule.tags.clone(),
+                group_key,
+                summary,
+                evidence: d.evidence,
+                time: d.time,
+                count: d.count,
+            };
+            self.stats.detections += 1;
+            *self.matches.entry(alert.rule_id.clone()).or_default() += 1;
+            match self.store.raise(&alert, self.window, now)? {
+                Raised::New(id) => {
+                    self.stats.alerts_new += 1;
+                    self.unrecorded.push((id, alert));
+                }
+                Raised::Merged(_) => self.stats.alerts_merged += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Append a `raised` ledger record for every new alert (committed with the ledger's next
+    /// commit), and keep the correlation inputs for the next start.
+    pub fn record(&mut self, l: &mut Ledger) -> Result<(), LedgerError> {
+        for (id, a) in self.unrecorded.drain(..) {
+            l.append_internal(
+                RecordKind::Alert,
+                &serde_json::json!({
+                    "action": "raised", "alert_id": id, "rule_id": a.rule_id,
+                    "title": a.title, "level": a.level, "group_key": a.group_key,
+                    "summary": a.summary, "evidence": a.evidence,
+                }),
+            )?;
+        }
+        self.flush_inputs()
+            .map_err(|e| LedgerError::Invalid(e.to_string()))
+    }
+
+    /// Keep the correlation inputs seen so far (and forget those older than any window).
+    pub fn flush_inputs(&mut self) -> Result<()> {
+        if self.inputs.is_empty() {
+            return Ok(());
+        }
+        let keep_from = self.latest.saturating_sub(self.engine.lookback());
+        self.store
+            .note_correlation_inputs(&self.inputs, keep_from)?;
+        self.inputs.clear();
+        self.stats.correlation_evicted = self.engine.evicted();
+        Ok(())
+    }
+
+    /// Raise a control-failure alert (PCI DSS 10.7.2: a critical security control failed, e.g.
+    /// ingest refused for backpressure or low disk). Recorded in the ledger by the next
+    /// [`Self::record`]; repeats within the dedup window merge.
+    pub fn raise_control(&mut self, kind: &str, title: &str, summary: &str) -> Result<Raised> {
+        let now = Timestamp::now().0;
+        let alert = NewAlert {
+            rule_id: format!("trailwarden-control-{kind}"),
+            title: title.to_string(),
+            level: "high".into(),
+            tags: vec!["pci_dss.10.7.2".into(), "pci_dss.10.7.3".into()],
+            group_key: format!("control|{kind}"),
+            summary: summary.to_string(),
+            evidence: Vec::new(),
+            time: now,
+            count: 1,
+        };
+        let r = self.store.raise(&alert, self.window, now)?;
+        if let Raised::New(id) = r {
+            self.unrecorded.push((id, alert));
+        }
+        Ok(r)
+    }
+
+    /// The alert store.
+    pub fn store_mut(&mut self) -> &mut AlertStore {
+        &mut self.store
+    }
+}

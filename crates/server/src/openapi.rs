@@ -1,0 +1,228 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`.
+
+use serde_json::{json, Value};
+
+fn err(desc: &str) -> Value {
+    json!({"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn std_errors(mut responses: Value) -> Value {
+    if let Some(m) = responses.as_object_mut() {
+        m.insert("401".into(), json!({"$ref": "#/components/responses/Unauthorized"}));
+        m.insert("403".into(), json!({"$ref": "#/components/responses/Forbidden"}));
+    }
+    responses
+}
+
+fn ingest(format: &str, example: &str) -> Value {
+    json!({
+        "post": {
+            "summary": format!("Ingest {format}"),
+            "description": "Answered 200 only once the batch is durable (fsync'd in the ledger). Items that cannot be parsed are quarantined with their raw bytes and the answer is 400, listing them; the valid items of the batch are stored either way. Needs role ingest or admin.",
+            "tags": ["ingest"],
+            "requestBody": {"required": true, "content": {
+                "application/json": {"schema": {}, "example": example},
+                "application/x-ndjson": {"schema": {"type": "string"}}
+            }},
+            "parameters": [{"name": "Content-Encoding", "in": "header", "required": false, "schema": {"type": "string", "enum": ["gzip", "identity"]}}],
+            "responses": std_errors(json!({
+                "200": {"description": "Stored and durable", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestResult"}}}},
+                "400": {"description": "Some items could not be parsed (quarantined); the rest is stored", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestResult"}}}},
+                "413": err("Body over http.max_body_bytes (or, decoded, http.max_decoded_bytes)"),
+                "415": err("Content-Type or Content-Encoding not accepted"),
+                "429": {"$ref": "#/components/responses/Retry"},
+                "503": {"$ref": "#/components/responses/Retry"}
+            }))
+        }
+    })
+}
+
+/// The document.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "trailwarden",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Tamper-evident audit trail and continuous monitoring for Kubernetes under PCI DSS 4.0.1 Requirement 10. Every endpoint but /healthz and /readyz needs a bearer token (or a mapped client certificate); every read of audit data and every refused request is recorded in the ledger."
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/healthz": {"get": {"summary": "Liveness", "security": [], "tags": ["operations"], "responses": {"200": {"description": "alive", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/readyz": {"get": {"summary": "Readiness (writer running, disk space above the threshold, not stopping)", "security": [], "tags": ["operations"], "responses": {"200": {"description": "ready", "content": {"text/plain": {"schema": {"type": "string"}}}}, "503": err("not ready, with the reason")}}},
+            "/openapi.json": {"get": {"summary": "This document", "tags": ["operations"], "responses": std_errors(json!({"200": {"description": "OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}}))}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (role viewer or above)", "tags": ["operations"], "responses": std_errors(json!({"200": {"description": "text exposition format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}}))}},
+            "/v1/ingest/k8s-audit": ingest("Kubernetes audit events: the API server's webhook backend (EventList), a single Event, a JSON array or JSON lines", "{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[]}"),
+            "/v1/ingest/aks": ingest("AKS diagnostic records ({\"records\":[…]}, JSON lines, AKSAudit rows)", "{\"records\":[]}"),
+            "/v1/ingest/app": ingest("application audit events", "{\"timestamp\":\"2026-01-05T10:00:00Z\",\"user_id\":\"alice\",\"action\":\"refund\",\"resource\":\"payment/42\",\"result\":\"success\",\"source_ip\":\"10.0.0.7\"}"),
+            "/v1/ingest/azure": ingest("Azure activity log and Entra ID sign-in records", "{\"records\":[]}"),
+            "/v1/query": {"post": {
+                "summary": "Run a KQL or SQL query (role analyst or above)",
+                "description": "Results stream as JSON lines: a {\"@columns\": […]} line per statement, one object per row, and a final {\"@summary\": …} line (rows, truncated, error). The query is recorded in the ledger before the first row is sent.",
+                "tags": ["query"],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueryRequest"}}}},
+                "responses": std_errors(json!({
+                    "200": {"description": "rows", "content": {"application/x-ndjson": {"schema": {"$ref": "#/components/schemas/QueryLine"}}}},
+                    "400": err("syntax or semantic error, with position"),
+                    "429": {"$ref": "#/components/responses/Retry"},
+                    "503": err("the read could not be recorded, so it was not run")
+                }))
+            }},
+            "/v1/alerts": {"get": {
+                "summary": "List alerts (role viewer or above)", "tags": ["alerts"],
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"type": "string"}, "description": "comma-separated: new, acknowledged, resolved, false-positive"},
+                    {"name": "level", "in": "query", "schema": {"type": "string"}, "description": "at least this level"},
+                    {"name": "rule_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}
+                ],
+                "responses": std_errors(json!({"200": {"description": "alerts, newest first", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}}}}}}))
+            }},
+            "/v1/alerts/{id}": {"get": {
+                "summary": "One alert with its history", "tags": ["alerts"],
+                "parameters": [{"$ref": "#/components/parameters/AlertId"}],
+                "responses": std_errors(json!({"200": {"description": "the alert", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Alert"}}}}, "404": err("no such alert")}))
+            }},
+            "/v1/alerts/{id}/ack": {"post": {
+                "summary": "Acknowledge (role analyst or above)", "tags": ["alerts"],
+                "parameters": [{"$ref": "#/components/parameters/AlertId"}],
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChangeRequest"}}}},
+                "responses": std_errors(json!({"200": {"description": "recorded in the ledger, then applied", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChangeResult"}}}}, "404": err("no such alert"), "409": err("not allowed from the current status")}))
+            }},
+            "/v1/alerts/{id}/resolve": {"post": {
+                "summary": "Resolve, or mark a false positive (role reviewer or above; a note is required)", "tags": ["alerts"],
+                "parameters": [{"$ref": "#/components/parameters/AlertId"}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChangeRequest"}}}},
+                "responses": std_errors(json!({"200": {"description": "recorded in the ledger, then applied", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChangeResult"}}}}, "400": err("no note"), "404": err("no such alert"), "409": err("not allowed from the current status")}))
+            }},
+            "/v1/verify": {
+                "get": {"summary": "Latest signed checkpoint and the last verification result (role viewer or above)", "tags": ["integrity"],
+                    "responses": std_errors(json!({"200": {"description": "status", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VerifyStatus"}}}}}))},
+                "post": {"summary": "Verify the whole ledger now (role reviewer or above)", "tags": ["integrity"],
+                    "responses": std_errors(json!({"200": {"description": "result", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VerifyRun"}}}}}))}
+            },
+            "/v1/proofs/inclusion/{index}": {"get": {
+                "summary": "Inclusion proof of one record in the latest checkpoint (tlog-proof text; check offline with `trailwarden verify-proof`)", "tags": ["integrity"],
+                "parameters": [{"name": "index", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0}}],
+                "responses": std_errors(json!({"200": {"description": "proof", "content": {"text/plain": {"schema": {"type": "string"}}}}, "404": err("not in the signed tree")}))
+            }},
+            "/v1/proofs/consistency": {"get": {
+                "summary": "Consistency proof between two signed sizes", "tags": ["integrity"],
+                "parameters": [
+                    {"name": "from", "in": "query", "required": true, "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "to", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}}
+                ],
+                "responses": std_errors(json!({"200": {"description": "proof", "content": {"text/plain": {"schema": {"type": "string"}}}}, "404": err("no checkpoint at that size")}))
+            }},
+            "/v1/sources": {"get": {
+                "summary": "What each source has sent since the server started: events, last event time, rate", "tags": ["operations"],
+                "responses": std_errors(json!({"200": {"description": "sources", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Sources"}}}}}))
+            }}
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "`trailwarden tokens create --role ROLE`, or an OIDC JWT when [oidc] is configured"}
+            },
+            "parameters": {
+                "AlertId": {"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}
+            },
+            "responses": {
+                "Unauthorized": err("no or invalid credentials (recorded in the ledger)"),
+                "Forbidden": err("the role may not do this (recorded in the ledger)"),
+                "Retry": {"description": "backpressure, low disk or stopping: nothing was stored; retry after Retry-After seconds",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            },
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "ItemError": {"type": "object", "properties": {
+                    "item": {"type": "integer", "description": "position of the record in the batch"},
+                    "line": {"type": ["integer", "null"]}, "offset": {"type": ["integer", "null"]},
+                    "format": {"type": ["string", "null"]}, "reason": {"type": "string"}}},
+                "IngestResult": {"type": "object", "required": ["stored", "quarantined"], "properties": {
+                    "stored": {"type": "integer"}, "quarantined": {"type": "integer"},
+                    "first_index": {"type": ["integer", "null"]}, "last_index": {"type": ["integer", "null"]},
+                    "errors": {"type": "array", "items": {"$ref": "#/components/schemas/ItemError"}},
+                    "error": {"type": "string"}}},
+                "QueryRequest": {"type": "object", "properties": {
+                    "kql": {"type": "string"}, "sql": {"type": "string"},
+                    "since": {"type": "string", "description": "RFC 3339 or a duration ago (24h)"},
+                    "until": {"type": "string"},
+                    "limit": {"type": "integer", "minimum": 1}, "timeout_seconds": {"type": "integer", "minimum": 1}}},
+                "QueryLine": {"type": "object", "description": "a row, or {\"@columns\": […]}, or {\"@summary\": {…}}"},
+                "Change": {"type": "object", "properties": {
+                    "at": {"type": "integer"}, "actor": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"}, "note": {"type": "string"}}},
+                "Alert": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "rule_id": {"type": "string"}, "title": {"type": "string"},
+                    "level": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
+                    "status": {"type": "string", "enum": ["new", "acknowledged", "resolved", "false-positive"]},
+                    "group_key": {"type": "string"}, "summary": {"type": "string"},
+                    "evidence": {"type": "array", "items": {"type": "integer"}, "description": "ledger indexes"},
+                    "count": {"type": "integer"}, "first_seen": {"type": "integer"}, "last_seen": {"type": "integer"},
+                    "history": {"type": "array", "items": {"$ref": "#/components/schemas/Change"}}}},
+                "ChangeRequest": {"type": "object", "properties": {"note": {"type": "string"}, "false_positive": {"type": "boolean"}}},
+                "ChangeResult": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "status": {"type": "string"}, "from": {"type": "string"},
+                    "actor": {"type": "string"}, "note": {"type": "string"}, "ledger_index": {"type": "integer"}}},
+                "VerifyRun": {"type": "object", "properties": {
+                    "at": {"type": "string"}, "status": {"type": "string", "enum": ["ok", "warnings", "failed", "error"]},
+                    "summary": {"type": "string"}, "size": {"type": "integer"}, "elapsed_seconds": {"type": "number"},
+                    "failures": {"type": "array", "items": {"type": "object"}}}},
+                "VerifyStatus": {"type": "object", "properties": {
+                    "checkpoint": {"type": ["object", "null"], "properties": {"size": {"type": "integer"}, "root": {"type": "string"}, "note": {"type": "string"}}},
+                    "last_verify": {"oneOf": [{"$ref": "#/components/schemas/VerifyRun"}, {"type": "null"}]}}},
+                "Source": {"type": "object", "properties": {
+                    "endpoint": {"type": "string"}, "sender": {"type": "string"}, "events": {"type": "integer"},
+                    "quarantined": {"type": "integer"}, "last_event_time": {"type": ["string", "null"]},
+                    "last_received": {"type": ["string", "null"]}, "rate_per_second": {"type": "number"}}},
+                "Sources": {"type": "object", "properties": {"sources": {"type": "array", "items": {"$ref": "#/components/schemas/Source"}}}}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "$ref" {
+                        if let Some(s) = x.as_str() {
+                            out.push(s);
+                        }
+                    }
+                    refs(x, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_schema_reference_resolves() {
+        let doc = super::document();
+        let mut rs = Vec::new();
+        refs(&doc, &mut rs);
+        assert!(rs.len() > 20, "the document uses references: {}", rs.len());
+        for r in rs {
+            let ptr = r.strip_prefix('#').unwrap_or_else(|| panic!("external reference {r}"));
+            assert!(doc.pointer(ptr).is_some(), "{r} does not resolve");
+        }
+    }
+
+    #[test]
+    fn every_route_of_the_contract_is_documented() {
+        let doc = super::document();
+        for p in [
+            "/v1/ingest/k8s-audit", "/v1/ingest/aks", "/v1/ingest/app", "/v1/ingest/azure",
+            "/v1/query", "/v1/alerts", "/v1/alerts/{id}/ack", "/v1/alerts/{id}/resolve",
+            "/v1/verify", "/v1/sources", "/metrics", "/healthz", "/readyz", "/openapi.json",
+        ] {
+            assert!(doc["paths"].get(p).is_some(), "{p} missing");
+        }
+    }
+}

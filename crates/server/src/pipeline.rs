@@ -1,0 +1,636 @@
+//! The ledger writer thread: the one owner of the ledger and the detector. Everything that has to
+//! reach the ledger — ingest batches, access records, alert changes, control-failure alerts — is
+//! a [`Job`] on its queue. It appends what is waiting, commits once (one `fdatasync` for every
+//! batch waiting: group commit), answers each job, and then runs detection over the events that
+//! just became durable.
+
+use crate::detector::Detector;
+use crate::metrics::{BatchCounts, Metrics};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use trailwarden_alert::{AlertError, Change, Status};
+use trailwarden_ledger::note::SignedCheckpoint;
+use trailwarden_ledger::record::Access;
+use trailwarden_ledger::Ledger;
+use trailwarden_model::{Body, Record, RecordKind, Timestamp};
+
+/// Where a stored batch landed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// First ledger index of the batch.
+    pub first: Option<u64>,
+    /// Last ledger index of the batch.
+    pub last: Option<u64>,
+}
+
+/// Records to store, from one request or one syslog batch.
+pub struct Batch {
+    /// Endpoint or listener (`k8s-audit`, `syslog`, …).
+    pub endpoint: String,
+    /// Who sent it.
+    pub sender: String,
+    /// The records (quarantined ones included).
+    pub records: Vec<Record>,
+    /// Answered once the batch is durable.
+    pub reply: Option<oneshot::Sender<Result<Stored, String>>>,
+}
+
+/// Why an alert change was not made.
+#[derive(Debug, Clone)]
+pub enum ChangeError {
+    /// No such alert.
+    NotFound,
+    /// The alert cannot move to that status.
+    Transition(String),
+    /// The ledger or the store failed.
+    Storage(String),
+}
+
+/// A request to an alert's status.
+pub struct AlertChange {
+    /// Alert id.
+    pub id: i64,
+    /// New status.
+    pub to: Status,
+    /// Who.
+    pub actor: String,
+    /// Why.
+    pub note: String,
+    /// Answered once recorded and applied: the ledger index and the change.
+    pub reply: oneshot::Sender<Result<(u64, Change), ChangeError>>,
+}
+
+/// Work for the writer.
+pub enum Job {
+    /// Store records.
+    Batch(Batch),
+    /// Record a read (or a refused request) of audit data; answered with its ledger index.
+    Access(Access, Option<oneshot::Sender<Result<u64, String>>>),
+    /// Change an alert's status: recorded in the ledger first, applied after.
+    AlertChange(AlertChange),
+    /// Raise a control-failure alert (10.7).
+    Control {
+        /// Short kind (`backpressure`, `disk-low`, …).
+        kind: String,
+        /// Title.
+        title: String,
+        /// What happened.
+        summary: String,
+    },
+    /// Stop: drain, stop record, final checkpoint.
+    Stop {
+        /// Why.
+        reason: String,
+        /// Answered with the final checkpoint.
+        reply: oneshot::Sender<Result<SignedCheckpoint, String>>,
+    },
+}
+
+/// Why a batch was refused before reaching the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue holds too much: retry later.
+    Backpressure,
+    /// The writer stopped (failure or shutdown).
+    Stopped(String),
+}
+
+/// The handle the server holds.
+pub struct Pipeline {
+    tx: Mutex<Option<Sender<Job>>>,
+    metrics: Arc<Metrics>,
+    max_events: u64,
+    max_bytes: u64,
+    failed: Arc<Mutex<Option<String>>>,
+    stopping: AtomicBool,
+    last_control: Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl Pipeline {
+    /// Start the writer thread over an open ledger.
+    pub fn start(
+        ledger: Ledger,
+        detector: Detector,
+        detect: bool,
+        metrics: Arc<Metrics>,
+        max_events: u64,
+        max_bytes: u64,
+    ) -> (Arc<Pipeline>, std::thread::JoinHandle<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let failed = Arc::new(Mutex::new(None));
+        metrics
+            .ledger_size
+            .store(ledger.size(), Ordering::Relaxed);
+        let w = Writer {
+            ledger: Some(ledger),
+            detector,
+            detect,
+            detect_failed: false,
+            metrics: metrics.clone(),
+            failed: failed.clone(),
+            last_heartbeat: Instant::now(),
+            last_spool: Instant::now(),
+        };
+        let h = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || w.run(rx))
+            .unwrap_or_else(|e| panic!("cannot start the ledger writer thread: {e}"));
+        (
+            Arc::new(Pipeline {
+                tx: Mutex::new(Some(tx)),
+                metrics,
+                max_events,
+                max_bytes,
+                failed,
+                stopping: AtomicBool::new(false),
+                last_control: Mutex::new(Default::default()),
+            }),
+            h,
+        )
+    }
+
+    fn send(&self, j: Job) -> Result<(), Refused> {
+        let g = match self.tx.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match g.as_ref() {
+            Some(tx) => tx
+                .send(j)
+                .map_err(|_| Refused::Stopped(self.failure().unwrap_or("stopped".into()))),
+            None => Err(Refused::Stopped("the server is stopping".into())),
+        }
+    }
+
+    /// Why the writer stopped, if it did.
+    pub fn failure(&self) -> Option<String> {
+        match self.failed.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Whether new data is refused because the server stops.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Queue a batch, unless the queue is over its limits (then the caller answers 429). A
+    /// refused batch is handed back.
+    pub fn submit(&self, b: Batch) -> Result<(), (Refused, Batch)> {
+        if self.stopping() {
+            return Err((Refused::Stopped("the server is stopping".into()), b));
+        }
+        if let Some(f) = self.failure() {
+            return Err((Refused::Stopped(f), b));
+        }
+        let n = b.records.len() as u64;
+        let bytes: u64 = b.records.iter().map(|r| r.raw.len() as u64).sum();
+        let qe = self.metrics.queue_events.load(Ordering::Relaxed);
+        let qb = self.metrics.queue_bytes.load(Ordering::Relaxed);
+        // an oversized batch is still taken when the queue is empty (never refused forever)
+        if qe > 0 && (qe + n > self.max_events || qb + bytes > self.max_bytes) {
+            return Err((Refused::Backpressure, b));
+        }
+        self.metrics.queue_events.fetch_add(n, Ordering::Relaxed);
+        self.metrics.queue_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let g = match self.tx.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let sent = match g.as_ref() {
+            Some(tx) => tx.send(Job::Batch(b)).map_err(|e| e.0),
+            None => Err(Job::Batch(b)),
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            Err(Job::Batch(b)) => {
+                self.metrics.queue_events.fetch_sub(n, Ordering::Relaxed);
+                self.metrics.queue_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                Err((Refused::Stopped(self.failure().unwrap_or_else(|| "stopped".into())), b))
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Record an access and wait until it is durable (its ledger index).
+    pub async fn access(&self, a: Access) -> Result<u64, String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Access(a, Some(tx)))
+            .map_err(|e| format!("{e:?}"))?;
+        rx.await
+            .map_err(|_| "the ledger writer stopped".to_string())?
+    }
+
+    /// Record an access without waiting (refused requests: the answer does not wait for it).
+    pub fn access_nowait(&self, a: Access) {
+        let _ = self.send(Job::Access(a, None));
+    }
+
+    /// Change an alert (recorded in the ledger, then applied).
+    pub async fn change_alert(
+        &self,
+        id: i64,
+        to: Status,
+        actor: String,
+        note: String,
+    ) -> Result<(u64, Change), ChangeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::AlertChange(AlertChange {
+            id,
+            to,
+            actor,
+            note,
+            reply: tx,
+        }))
+        .map_err(|e| ChangeError::Storage(format!("{e:?}")))?;
+        rx.await
+            .map_err(|_| ChangeError::Storage("the ledger writer stopped".into()))?
+    }
+
+    /// Raise a control-failure alert, at most once per 10 s per kind (the store merges
+    /// repeats into the open alert anyway).
+    pub fn control(&self, kind: &str, title: &str, summary: String) {
+        let now = Timestamp::now().0;
+        {
+            let mut g = match self.last_control.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            let last = g.entry(kind.to_string()).or_insert(i64::MIN / 2);
+            if now - *last < 10_000_000_000 {
+                return;
+            }
+            *last = now;
+        }
+        let _ = self.send(Job::Control {
+            kind: kind.into(),
+            title: title.into(),
+            summary,
+        });
+    }
+
+    /// Stop accepting batches, drain the queue, write the stop record and the final checkpoint.
+    pub async fn stop(&self, reason: &str) -> Result<SignedCheckpoint, String> {
+        self.stopping.store(true, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Stop {
+            reason: reason.into(),
+            reply: tx,
+        })
+        .map_err(|e| format!("{e:?}"))?;
+        let r = rx
+            .await
+            .map_err(|_| "the ledger writer stopped".to_string())?;
+        if let Ok(mut g) = self.tx.lock() {
+            *g = None;
+        }
+        r
+    }
+}
+
+struct Writer {
+    ledger: Option<Ledger>,
+    detector: Detector,
+    detect: bool,
+    detect_failed: bool,
+    metrics: Arc<Metrics>,
+    failed: Arc<Mutex<Option<String>>>,
+    last_heartbeat: Instant,
+    last_spool: Instant,
+}
+
+/// Most jobs (or bytes) taken into one commit.
+const GROUP_JOBS: usize = 512;
+const GROUP_BYTES: u64 = 32 << 20;
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Job>) {
+        loop {
+            let first = match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(j) => j,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.idle();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.stop("the server dropped the writer", None);
+                    return;
+                }
+            };
+            let mut jobs = vec![first];
+            let mut bytes = 0u64;
+            while jobs.len() < GROUP_JOBS && bytes < GROUP_BYTES {
+                match rx.try_recv() {
+                    Ok(j) => {
+                        if let Job::Batch(b) = &j {
+                            bytes += b.records.iter().map(|r| r.raw.len() as u64).sum::<u64>();
+                        }
+                        let stop = matches!(j, Job::Stop { .. });
+                        jobs.push(j);
+                        if stop {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            if self.process(jobs) {
+                // drain whatever raced in after the stop, answering it
+                while let Ok(j) = rx.try_recv() {
+                    self.refuse(j, "the server stopped");
+                }
+                return;
+            }
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        if let Ok(mut g) = self.failed.lock() {
+            if g.is_none() {
+                *g = Some(why.clone());
+            }
+        }
+        let _ = self.detector.raise_control(
+            "ledger-write",
+            "Ledger write failed: audit events are refused",
+            &format!("the ledger writer stopped: {why}"),
+        );
+    }
+
+    fn refuse(&mut self, j: Job, why: &str) {
+        match j {
+            Job::Batch(b) => {
+                self.dequeued(&b);
+                if let Some(r) = b.reply {
+                    let _ = r.send(Err(why.to_string()));
+                }
+            }
+            Job::Access(_, Some(r)) => {
+                let _ = r.send(Err(why.to_string()));
+            }
+            Job::AlertChange(c) => {
+                let _ = c.reply.send(Err(ChangeError::Storage(why.to_string())));
+            }
+            Job::Stop { reply, .. } => {
+                let _ = reply.send(Err(why.to_string()));
+            }
+            _ => {}
+        }
+    }
+
+    fn dequeued(&self, b: &Batch) {
+        let n = b.records.len() as u64;
+        let bytes: u64 = b.records.iter().map(|r| r.raw.len() as u64).sum();
+        self.metrics.queue_events.fetch_sub(n, Ordering::Relaxed);
+        self.metrics.queue_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Append, commit once, answer, detect. Returns true when the writer stopped.
+    fn process(&mut self, jobs: Vec<Job>) -> bool {
+        let Some(mut ledger) = self.ledger.take() else {
+            for j in jobs {
+                self.refuse(j, "the ledger writer has stopped");
+            }
+            return false;
+        };
+        let l = &mut ledger;
+        let mut batch_replies = Vec::new();
+        let mut access_replies = Vec::new();
+        let mut changes = Vec::new();
+        let mut detect_queue: Vec<(u64, Record)> = Vec::new();
+        let mut stop = None;
+        let mut error: Option<String> = None;
+        for j in jobs {
+            if let Some(e) = &error {
+                // the ledger failed: answer the rest with the error
+                let e = e.clone();
+                self.refuse(j, &e);
+                continue;
+            }
+            match j {
+                Job::Batch(b) => {
+                    self.dequeued(&b);
+                    let mut stored = Stored::default();
+                    let mut counts = BatchCounts::default();
+                    for rec in b.records {
+                        match l.append(&rec) {
+                            Ok(i) => {
+                                stored.first.get_or_insert(i);
+                                stored.last = Some(i);
+                            }
+                            Err(e) => {
+                                error = Some(e.to_string());
+                                break;
+                            }
+                        }
+                        match &rec.body {
+                            Body::Event(ev) => {
+                                *counts.by_format.entry(ev.format.as_str().to_string()).or_default() += 1;
+                                if let Some(t) = ev.time {
+                                    counts.last_event = Some(counts.last_event.map_or(t, |x| x.max(t)));
+                                }
+                                if self.detect && !self.detect_failed {
+                                    if let Some(i) = stored.last {
+                                        detect_queue.push((i, rec));
+                                    }
+                                }
+                            }
+                            Body::Quarantine(_) => counts.quarantined += 1,
+                            Body::Internal => {}
+                        }
+                    }
+                    batch_replies.push((b.reply, stored, b.endpoint, b.sender, counts));
+                }
+                Job::Access(a, reply) => match l.append_internal(RecordKind::Access, &a) {
+                    Ok(i) => access_replies.push((reply, i)),
+                    Err(e) => {
+                        if let Some(r) = reply {
+                            let _ = r.send(Err(e.to_string()));
+                        }
+                        error = Some(e.to_string());
+                    }
+                },
+                Job::AlertChange(c) => {
+                    let store = self.detector.store_mut();
+                    match store.prepare(c.id, c.to, &c.actor, &c.note, Timestamp::now().0) {
+                        Ok(ch) => {
+                            let rec = serde_json::json!({
+                                "action": c.to.as_str(), "alert_id": c.id, "from": ch.from,
+                                "to": ch.to, "actor": ch.actor, "note": ch.note,
+                                "at": Timestamp(ch.at),
+                            });
+                            match l.append_internal(RecordKind::Alert, &rec) {
+                                Ok(i) => changes.push((c, ch, i)),
+                                Err(e) => {
+                                    let _ = c.reply.send(Err(ChangeError::Storage(e.to_string())));
+                                    error = Some(e.to_string());
+                                }
+                            }
+                        }
+                        Err(AlertError::NotFound(_)) => {
+                            let _ = c.reply.send(Err(ChangeError::NotFound));
+                        }
+                        Err(e @ AlertError::Transition { .. }) => {
+                            let _ = c.reply.send(Err(ChangeError::Transition(e.to_string())));
+                        }
+                        Err(e) => {
+                            let _ = c.reply.send(Err(ChangeError::Storage(e.to_string())));
+                        }
+                    }
+                }
+                Job::Control {
+                    kind,
+                    title,
+                    summary,
+                } => {
+                    let _ = self.detector.raise_control(&kind, &title, &summary);
+                }
+                Job::Stop { reason, reply } => stop = Some((reason, reply)),
+            }
+        }
+        if error.is_none() {
+            let _ = self.detector.record(l);
+            let t = Instant::now();
+            match l.commit() {
+                Ok(size) => {
+                    self.metrics.fsync(t.elapsed().as_secs_f64());
+                    self.metrics.ledger_size.store(size, Ordering::Relaxed);
+                }
+                Err(e) => error = Some(e.to_string()),
+            }
+        }
+        // answer: durable now, or the error
+        for (reply, stored, endpoint, sender, counts) in batch_replies {
+            if error.is_none() {
+                self.metrics.stored(&endpoint, &sender, &counts);
+            }
+            if let Some(r) = reply {
+                let _ = r.send(match &error {
+                    None => Ok(stored),
+                    Some(e) => Err(e.clone()),
+                });
+            }
+        }
+        for (reply, i) in access_replies {
+            if let Some(r) = reply {
+                let _ = r.send(match &error {
+                    None => Ok(i),
+                    Some(e) => Err(e.clone()),
+                });
+            }
+        }
+        for (c, ch, i) in changes {
+            let r = match &error {
+                None => self
+                    .detector
+                    .store_mut()
+                    .apply(c.id, &ch)
+                    .map(|_| (i, ch))
+                    .map_err(|e| {
+                        ChangeError::Storage(format!("recorded as ledger record {i}, but: {e}"))
+                    }),
+                Some(e) => Err(ChangeError::Storage(e.clone())),
+            };
+            let _ = c.reply.send(r);
+        }
+        if let Some(e) = error {
+            self.fail(e.clone());
+            if let Some((_, reply)) = stop {
+                let _ = reply.send(Err(e));
+                return true;
+            }
+            return false;
+        }
+        self.ledger = Some(ledger);
+        // detection over what just became durable; its alerts are committed right away
+        if !detect_queue.is_empty() {
+            self.run_detection(detect_queue);
+        }
+        if let Some((reason, reply)) = stop {
+            self.stop(&reason, Some(reply));
+            return true;
+        }
+        false
+    }
+
+    fn run_detection(&mut self, events: Vec<(u64, Record)>) {
+        let mut result = Ok(());
+        for (i, rec) in &events {
+            if let Body::Event(ev) = &rec.body {
+                if let Err(e) = self.detector.check(*i, rec.received, ev, &rec.raw) {
+                    result = Err(e.to_string());
+                    break;
+                }
+            }
+        }
+        self.metrics.rule_matches(&self.detector.matches);
+        if let Err(e) = result {
+            self.detect_failed = true;
+            let _ = self.detector.raise_control(
+                "detection",
+                "Detection stopped: events are stored but not checked",
+                &format!("detection failed ({e}); restart the server, then run `trailwarden detect --since` over the gap"),
+            );
+        }
+        if let Some(l) = self.ledger.as_mut() {
+            let r = self.detector.record(l).and_then(|_| {
+                if l.pending_records() > 0 {
+                    l.commit().map(|_| ())
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = r {
+                self.fail(e.to_string());
+                self.ledger = None;
+            }
+        }
+    }
+
+    fn idle(&mut self) {
+        let Some(l) = self.ledger.as_mut() else {
+            return;
+        };
+        let mut r = Ok(());
+        if self.last_spool.elapsed() >= Duration::from_secs(2) {
+            self.last_spool = Instant::now();
+            r = l.drain_access_spool().map(|_| ());
+        }
+        if r.is_ok() && self.last_heartbeat.elapsed() >= Duration::from_secs(60) {
+            self.last_heartbeat = Instant::now();
+            r = l.heartbeat();
+        }
+        // sign what the last commit left unsigned, so a quiet ledger has a current checkpoint
+        if r.is_ok() && l.latest_checkpoint().map(|c| c.checkpoint.size) != Some(l.size()) {
+            r = l.checkpoint().map(|_| ());
+        }
+        if r.is_ok() {
+            let _ = self.detector.record(l);
+            if l.pending_records() > 0 {
+                r = l.commit().map(|_| ());
+            }
+        }
+        if let Err(e) = r {
+            self.fail(e.to_string());
+            self.ledger = None;
+        }
+    }
+
+    fn stop(&mut self, reason: &str, reply: Option<oneshot::Sender<Result<SignedCheckpoint, String>>>) {
+        let r = match self.ledger.take() {
+            Some(mut l) => {
+                let _ = self.detector.record(&mut l);
+                let _ = self.detector.flush_inputs();
+                l.close(reason).map_err(|e| e.to_string())
+            }
+            None => Err(self.failed.lock().ok().and_then(|g| g.clone()).unwrap_or_else(|| "the ledger writer had stopped".into())),
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(r);
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Starting and stopping the server: the data directory's first-start setup (TLS certificate,
+//! admin token), the ledger writer, listeners, background checks, graceful shutdown.
+
+use crate::auth::{Authenticator, Role};
+use crate::config::Config;
+use crate::detector::{Detector, RuleConfig};
+use crate::http::{AppState, ConnInfo, VerifyStatus};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::tokens::TokenStore;
+use crate::ServerError;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use trailwarden_alert::AlertStore;
+use trailwarden_ledger::note::SignedCheckpoint;
+use trailwarden_ledger::{Ledger, LedgerError};
+use trailwarden_model::Timestamp;
+
+/// What a started server tells its operator.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// Where the API listens.
+    pub http: SocketAddr,
+    /// `https` or `http`.
+    pub scheme: &'static str,
+    /// The admin token created on this (first) start: shown once.
+    pub admin_token: Option<String>,
+    /// The TLS certificate in use, and whether it was created now.
+    pub tls_cert: Option<(PathBuf, bool)>,
+    /// Its SHA-256 fingerprint.
+    pub tls_fingerprint: Option<String>,
+    /// Syslog listeners (tcp, udp, tls).
+    pub syslog: Vec<(String, SocketAddr)>,
+    /// Warnings (rules not loaded, …).
+    pub warnings: Vec<String>,
+    /// Ledger size at start.
+    pub ledger_size: u64,
+}
+
+/// Create the first admin token when the data directory has no token at all.
+fn first_token(data_dir: &Path) -> Result<Option<String>, ServerError> {
+    let mut store = TokenStore::open(data_dir)?;
+    if !store.entries().is_empty() {
+        return Ok(None);
+    }
+    let (tok, _) = store.create("initial-admin", Role::Admin, None)?;
+    Ok(Some(tok))
+}
+
+/// Free bytes on the file system holding `p`.
+pub fn free_bytes(p: &Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(p).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Run a verification of the whole ledger now, and remember its result.
+pub async fn run_verify(s: &AppState) -> VerifyStatus {
+    let _one = s.verify_running.lock().await;
+    let data_dir = s.data_dir.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        trailwarden_ledger::verify::verify(
+            &data_dir,
+            trailwarden_ledger::verify::VerifyOptions {
+                now: Timestamp::now(),
+                threads: 1,
+                ..Default::default()
+            },
+        )
+    })
+    .await;
+    let st = match r {
+        Ok(Ok(rep)) => VerifyStatus {
+            at: Timestamp::now(),
+            status: format!("{:?}", rep.status).to_lowercase(),
+            summary: trailwarden_ledger::verify::summary(&rep),
+            size: rep.size,
+            elapsed_seconds: rep.elapsed_seconds,
+            failures: rep
+                .failures
+                .iter()
+                .take(20)
+                .filter_map(|f| serde_json::to_value(f).ok())
+                .collect(),
+        },
+        Ok(Err(e)) => VerifyStatus {
+            at: Timestamp::now(),
+            status: "error".into(),
+            summary: e.to_string(),
+            size: 0,
+            elapsed_seconds: 0.0,
+            failures: Vec::new(),
+        },
+        Err(e) => VerifyStatus {
+            at: Timestamp::now(),
+            status: "error".into(),
+            summary: e.to_string(),
+            size: 0,
+            elapsed_seconds: 0.0,
+            failures: Vec::new(),
+        },
+    };
+    s.metrics.verified(st.at, st.status == "ok" || st.status == "warnings");
+    if st.status == "failed" || st.status == "error" {
+        s.pipeline.control(
+            "verify",
+            "Ledger verification failed",
+            format!("background verification: {}", st.summary),
+        );
+    }
+    if let Ok(mut g) = s.verify.lock() {
+        *g = Some(st.clone());
+    }
+    st
+}
+
+/// Run the server until `shutdown` completes (or SIGTERM / SIGINT). `ledger_opts` are the
+/// writer's options (the binary builds them, with the anchor and segment settings).
+pub fn serve(
+    cfg: Config,
+    data_dir: PathBuf,
+    ledger_opts: trailwarden_ledger::Options,
+    on_started: impl FnOnce(&Started),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<SignedCheckpoint, ServerError> {
+    std::fs::create_dir_all(&data_dir).map_err(|e| ServerError::io(&data_dir, e))?;
+    // the ledger first: it creates the data directory's keys (and refuses a busy directory)
+    let (ledger, _recovery) = Ledger::open(&data_dir, ledger_opts).map_err(|e| match e {
+        LedgerError::Locked(m) => ServerError::Config(format!(
+            "the data directory {} is in use by another trailwarden process ({m}); stop it first",
+            data_dir.display()
+        )),
+        e => ServerError::Ledger(e),
+    })?;
+    let admin_token = first_token(&data_dir)?;
+    let mut tls_cert = None;
+    let mut fingerprint = None;
+    let tls = if cfg.http.tls {
+        let created = if cfg.http.cert.is_none() {
+            crate::tls::ensure_self_signed(&data_dir)?
+        } else {
+            false
+        };
+        let (crt, _) = crate::tls::cert_paths(&cfg.http, &data_dir);
+        fingerprint = crate::tls::fingerprint(&crt).ok();
+        tls_cert = Some((crt, created));
+        Some(crate::tls::server_config(&cfg.http, &data_dir)?)
+    } else {
+        None
+    };
+    let auth = Authenticator::new(
+        data_dir.clone(),
+        &cfg.oidc,
+        cfg.http.client_roles.clone(),
+    )?;
+    let rules = RuleConfig {
+        rules: cfg.detection.rules.clone(),
+        builtin: cfg.detection.builtin_rules && cfg.detection.enabled,
+        dedup_window_ns: cfg.dedup_window_ns().unwrap_or(15 * 60 * 1_000_000_000),
+    };
+    let (mut detector, warnings) = Detector::open(&data_dir, &rules, true)?;
+    if cfg.detection.enabled {
+        detector.rebuild(&data_dir)?;
+    }
+    let metrics = Arc::new(Metrics::default());
+    let ledger_size = ledger.size();
+    let (pipeline, writer) = Pipeline::start(
+        ledger,
+        detector,
+        cfg.detection.enabled,
+        metrics.clone(),
+        cfg.ingest.queue_events,
+        cfg.ingest.queue_bytes,
+    );
+    let alerts = AlertStore::open(data_dir.join("alerts.db"))?;
+    let state = Arc::new(AppState {
+        classifier: crate::http::classifier(&cfg),
+        queries: Arc::new(tokio::sync::Semaphore::new(cfg.query.max_concurrent)),
+        cfg: cfg.clone(),
+        data_dir: data_dir.clone(),
+        auth,
+        pipeline: pipeline.clone(),
+        metrics: metrics.clone(),
+        alerts: Mutex::new(alerts),
+        verify: Mutex::new(None),
+        verify_running: tokio::sync::Mutex::new(()),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("trailwarden-io")
+        .build()
+        .map_err(|e| ServerError::Config(format!("starting the runtime: {e}")))?;
+    let result = rt.block_on(async move {
+        let listener = TcpListener::bind(&cfg.http.listen)
+            .await
+            .map_err(|e| ServerError::Bind {
+                addr: cfg.http.listen.clone(),
+                source: e,
+            })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|e| ServerError::io(&data_dir, e))?;
+        let syslog = crate::syslog::start(&cfg, tls.clone(), state.clone()).await?;
+        let started = Started {
+            http: http_addr,
+            scheme: if tls.is_some() { "https" } else { "http" },
+            admin_token,
+            tls_cert,
+            tls_fingerprint: fingerprint,
+            syslog: syslog.addrs.clone(),
+            warnings,
+            ledger_size,
+        };
+        on_started(&started);
+        let app = crate::http::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+            metrics.clone(),
+            crate::http::count_responses,
+        ));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let conns = Arc::new(tokio::sync::Semaphore::new(cfg.http.max_connections));
+        background(state.clone());
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| ServerError::Config(format!("installing the SIGTERM handler: {e}")))?;
+        let reason = loop {
+            let permit = tokio::select! {
+                p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break "semaphore closed".to_string() },
+                _ = &mut shutdown => break "serve stopped".to_string(),
+                _ = sigterm.recv() => break "serve stopped: SIGTERM".to_string(),
+                _ = tokio::signal::ctrl_c() => break "serve stopped: SIGINT".to_string(),
+            };
+            let (sock, peer) = tokio::select! {
+                r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                _ = &mut shutdown => break "serve stopped".to_string(),
+                _ = sigterm.recv() => break "serve stopped: SIGTERM".to_string(),
+                _ = tokio::signal::ctrl_c() => break "serve stopped: SIGINT".to_string(),
+            };
+            let _ = sock.set_nodelay(true);
+            let app = app.clone();
+            let tls = tls.clone();
+            let watcher = graceful.watcher();
+            let hs_timeout = Duration::from_secs(cfg.http.tls_handshake_timeout_seconds);
+            let hdr_timeout = Duration::from_secs(cfg.http.header_timeout_seconds);
+            tokio::spawn(async move {
+                let _permit = permit;
+                match tls {
+                    Some(cfg) => {
+                        let acc = tokio_rustls::TlsAcceptor::from(cfg);
+                        let stream = match tokio::time::timeout(hs_timeout, acc.accept(sock)).await {
+                            Ok(Ok(s)) => s,
+                            _ => return, // failed or too slow: the connection is closed
+                        };
+                        let cn = crate::tls::peer_cn(stream.get_ref().1);
+                        serve_conn(TokioIo::new(stream), app, ConnInfo { peer, cert_cn: cn }, watcher, hdr_timeout).await;
+                    }
+                    None => {
+                        serve_conn(TokioIo::new(sock), app, ConnInfo { peer, cert_cn: None }, watcher, hdr_timeout).await;
+                    }
+                }
+            });
+        };
+        drop(listener);
+        syslog.stop();
+        let grace = Duration::from_secs(cfg.http.shutdown_grace_seconds);
+        let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+        syslog.drain(grace).await;
+        pipeline.stop(&reason).await.map_err(ServerError::Stopped)
+    });
+    drop(rt);
+    let _ = writer.join();
+    result
+}
+
+async fn serve_conn<I>(
+    io: I,
+    app: axum::Router,
+    info: ConnInfo,
+    watcher: hyper_util::server::graceful::Watcher,
+    header_timeout: Duration,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    use tower::ServiceExt;
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(info.clone());
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    b.http2().timer(TokioTimer::new());
+    let conn = b.serve_connection_with_upgrades(io, svc);
+    let _ = watcher.watch(conn.into_owned()).await;
+}
+
+/// Disk-space watch and periodic verification.
+fn background(s: Arc<AppState>) {
+    let d = s.clone();
+    tokio::spawn(async move {
+        let mut low = false;
+        loop {
+            if let Some(free) = free_bytes(&d.data_dir) {
+                d.metrics.disk_free.store(free, Ordering::Relaxed);
+                let now_low = free < d.cfg.ingest.min_free_disk_bytes;
+                d.metrics.disk_low.store(u64::from(now_low), Ordering::Relaxed);
+                if now_low && !low {
+                    d.pipeline.control(
+                        "disk-low",
+                        "Free disk space low: ingest refused (503)",
+                        format!(
+                            "{free} bytes free on the data directory's file system, under ingest.min_free_disk_bytes ({}); senders are told to retry",
+                            d.cfg.ingest.min_free_disk_bytes
+                        ),
+                    );
+                }
+                low = now_low;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let every = s.cfg.verify_interval_ns().unwrap_or(0);
+    if every > 0 {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            loop {
+                let _ = run_verify(&s).await;
+                tokio::time::sleep(Duration::from_nanos(every as u64)).await;
+            }
+        });
+    }
+}
