@@ -1153,3 +1153,4 @@ fn detect_reruns_new_rules_over_stored_events() {
     ]));
     assert_eq!(json(&out)[0]["n"], 3);
 }
+mod server;

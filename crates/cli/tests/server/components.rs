@@ -1,0 +1,1 @@
+//! Real components for the server tests: Prometheus and rsyslog.
