@@ -406,6 +406,16 @@ async fn ingest(
         s.metrics.rejected("disk");
         return retry_after(StatusCode::SERVICE_UNAVAILABLE, retry, json!({"error": "free disk space is under ingest.min_free_disk_bytes: events are refused, not dropped; retry later"}));
     }
+    let sent = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let bytes = match read_body(&s, body, &headers).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    s.metrics.bytes(&endpoint, sent.unwrap_or(bytes.len() as u64));
+    // checked after the body is read: an HTTP/2 answer before the request body is consumed
+    // resets the stream, and the client would see a protocol error instead of the reason
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -419,14 +429,6 @@ async fn ingest(
             )
         }
     }
-    let sent = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let bytes = match read_body(&s, body, &headers).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    s.metrics.bytes(&endpoint, sent.unwrap_or(bytes.len() as u64));
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return error(StatusCode::BAD_REQUEST, "the body is empty");
     }
@@ -792,6 +794,47 @@ async fn sources(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) 
         return r;
     }
     axum::Json(json!({ "sources": list })).into_response()
+}
+
+/// Bytes of a request body read before the handler runs.
+const PREREAD_BYTES: usize = 256 << 10;
+
+/// Read small request bodies completely before the handler runs. A handler that refuses a
+/// request (401, 403, 415) answers without reading the body; over HTTP/2 that resets the
+/// stream, and some clients (curl) then report a protocol error instead of the answer. Bodies
+/// up to 256 KiB are therefore read first; larger ones stream to the handler as before.
+pub async fn preread_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use futures_util::StreamExt;
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut prefix = Vec::new();
+    let mut ended = true;
+    let read = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => {
+                    prefix.extend_from_slice(&c);
+                    if prefix.len() > PREREAD_BYTES {
+                        ended = false;
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })
+    .await;
+    let body = match read {
+        Ok(Ok(())) if ended => Body::from(prefix),
+        Ok(Ok(())) | Err(_) => {
+            // large or slow: hand over what was read followed by the rest
+            let first = futures_util::stream::once(async move { Ok::<Bytes, axum::Error>(Bytes::from(prefix)) });
+            Body::from_stream(first.chain(stream))
+        }
+        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+    };
+    next.run(axum::extract::Request::from_parts(parts, body)).await
 }
 
 /// Count every answer per route (a layer over the router).

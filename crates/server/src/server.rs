@@ -217,10 +217,12 @@ pub fn serve(
             ledger_size,
         };
         on_started(&started);
-        let app = crate::http::router(state.clone()).layer(axum::middleware::from_fn_with_state(
-            metrics.clone(),
-            crate::http::count_responses,
-        ));
+        let app = crate::http::router(state.clone())
+            .layer(axum::middleware::from_fn(crate::http::preread_body))
+            .layer(axum::middleware::from_fn_with_state(
+                metrics.clone(),
+                crate::http::count_responses,
+            ));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let conns = Arc::new(tokio::sync::Semaphore::new(cfg.http.max_connections));
         background(state.clone());

@@ -167,7 +167,11 @@ impl Server {
         let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
         let mut t = tail.split_whitespace();
         let code = t.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-        (code, t.next().unwrap_or("").to_string(), body.to_string())
+        let mut body = body.to_string();
+        if code == 0 {
+            body.push_str(&String::from_utf8_lossy(&out.stderr));
+        }
+        (code, t.next().unwrap_or("").to_string(), body)
     }
 
     pub fn post_json(&self, token: &str, path: &str, body: &str) -> (u16, String) {
@@ -332,4 +336,352 @@ fn serve_corpus_eventlists_read_back_through_the_query_api() {
     assert!(rows.iter().any(|r| r["Subject"].as_str().unwrap().contains("analyst")), "{rows:?}");
     let (code, _) = s.stop();
     assert_eq!(code, 0);
+}
+
+/// Allowed (`A`), 401 (`U`) or 403 (`F`) for: no credentials, a bad token, then the roles ingest,
+/// viewer, analyst, reviewer, admin.
+const MATRIX: &[(&str, &str, &str, &str)] = &[
+    // method, path, body, expected
+    ("GET", "/healthz", "", "AAAAAAA"),
+    ("GET", "/readyz", "", "AAAAAAA"),
+    ("GET", "/openapi.json", "", "UUFAAAA"),
+    ("GET", "/metrics", "", "UUFAAAA"),
+    ("POST", "/v1/ingest/k8s-audit", "EVENT", "UUAFFFA"),
+    ("POST", "/v1/ingest/aks", "{\"records\":[]}", "UUAFFFA"),
+    ("POST", "/v1/ingest/app", "{\"timestamp\":\"2026-11-20T10:00:00Z\",\"user_id\":\"u1\",\"action\":\"refund\",\"resource\":\"payment/1\",\"result\":\"success\",\"source_ip\":\"10.1.1.1\"}", "UUAFFFA"),
+    ("POST", "/v1/ingest/azure", "{\"records\":[]}", "UUAFFFA"),
+    ("POST", "/v1/query", "{\"kql\":\"events | take 1\"}", "UUFFAAA"),
+    ("GET", "/v1/alerts", "", "UUFAAAA"),
+    ("GET", "/v1/alerts/1", "", "UUFAAAA"),
+    ("POST", "/v1/alerts/1/ack", "{\"note\":\"looking\"}", "UUFFAAA"),
+    ("POST", "/v1/alerts/1/resolve", "{\"note\":\"approved change\"}", "UUFFFAA"),
+    ("GET", "/v1/verify", "", "UUFAAAA"),
+    ("POST", "/v1/verify", "", "UUFFFAA"),
+    ("GET", "/v1/proofs/inclusion/0", "", "UUFFAAA"),
+    ("GET", "/v1/proofs/consistency?from=0", "", "UUFFAAA"),
+    ("GET", "/v1/sources", "", "UUFAAAA"),
+    ("GET", "/v1/no-such-route", "", "UUFAAAA"),
+];
+
+#[test]
+fn serve_role_matrix_every_endpoint_every_role() {
+    let data = tmpdir("roles");
+    let s = Server::start(&data, &[]);
+    let roles = ["ingest", "viewer", "analyst", "reviewer", "admin"];
+    let mut creds: Vec<Option<String>> = vec![None, Some("twk_not-a-real-token".into())];
+    for r in roles {
+        creds.push(Some(s.token(r)));
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let event = synthetic("matrix-1", "matrix").to_string();
+    let mut failures = Vec::new();
+    let mut denials = 0;
+    for (method, path, body, expect) in MATRIX {
+        let body = if *body == "EVENT" { event.as_str() } else { body };
+        for (i, want) in expect.chars().enumerate() {
+            let mut args = vec!["-X", method];
+            if !body.is_empty() {
+                args.extend(["-H", "Content-Type: application/json", "--data-binary", body]);
+            }
+            let url = s.url(path);
+            args.push(&url);
+            let (code, text) = s.curl(creds[i].as_deref(), &args);
+            let got = match code {
+                401 => 'U',
+                403 => 'F',
+                0 => '?',
+                _ => 'A',
+            };
+            if got != 'A' {
+                denials += 1;
+            }
+            if got != want {
+                let who = ["anonymous", "bad-token", "ingest", "viewer", "analyst", "reviewer", "admin"][i];
+                failures.push(format!("{method} {path} as {who}: expected {want}, got {code} {text}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "role matrix:\n{}", failures.join("\n"));
+    // every refusal is in the ledger (10.2.1.4), with who and from where
+    let admin = creds[6].clone().unwrap();
+    let (rows, _) = s.query(&admin, "TrailwardenAccess | where Outcome in ('forbidden', 'unauthenticated') | summarize n = count() by Outcome");
+    let total: i64 = rows.iter().map(|r| r["n"].as_i64().unwrap()).sum();
+    assert!(total >= denials, "{total} refusals recorded, {denials} made: {rows:?}");
+    let (rows, _) = s.query(&admin, "TrailwardenAccess | where Outcome == 'forbidden' and Action == 'query' | take 1 | project Subject, Origin, Target");
+    assert!(rows[0]["Subject"].as_str().unwrap().contains("(ingest)"), "{rows:?}");
+    assert_eq!(rows[0]["Origin"].as_str(), Some("127.0.0.1"));
+}
+
+#[test]
+fn serve_bad_input_is_answered_precisely_and_valid_items_are_kept() {
+    let data = tmpdir("badinput");
+    let s = Server::start(&data, &[("TRAILWARDEN_HTTP_MAX_BODY_BYTES", "65536"), ("TRAILWARDEN_HTTP_MAX_DECODED_BYTES", "131072")]);
+    let t = s.token("admin");
+    std::thread::sleep(Duration::from_millis(1100));
+    // JSON lines with one broken line: 400, the two valid ones stored, the broken one quarantined
+    let body = format!("{}\n{{\"kind\":\"Event\",\"auditID\":\"broken\n{}\n", synthetic("b1", "bad-input-ok"), synthetic("b2", "bad-input-ok"));
+    let (code, text) = s.post_json(&t, "/v1/ingest/k8s-audit", &body);
+    assert_eq!(code, 400, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((v["stored"].as_u64(), v["quarantined"].as_u64()), (Some(2), Some(1)), "{text}");
+    assert_eq!(v["errors"][0]["item"].as_u64(), Some(1));
+    assert_eq!(v["errors"][0]["line"].as_u64(), Some(2));
+    assert!(!v["errors"][0]["reason"].as_str().unwrap().is_empty());
+    assert_eq!(s.count(&t, "events | where user == 'bad-input-ok'"), 2);
+    assert_eq!(s.count(&t, "records | where kind == 'quarantine' and raw has 'broken'"), 1);
+    // an EventList whose second item is not an audit event
+    let el = format!("{{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[{},{{\"hello\":1}}]}}", synthetic("b3", "bad-input-ok"));
+    let (code, text) = s.post_json(&t, "/v1/ingest/k8s-audit", &el);
+    assert_eq!(code, 400, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((v["stored"].as_u64(), v["quarantined"].as_u64(), v["errors"][0]["item"].as_u64()), (Some(1), Some(1), Some(1)), "{text}");
+    // not JSON at all
+    let (code, text) = s.post_json(&t, "/v1/ingest/k8s-audit", "{not json");
+    assert_eq!(code, 400, "{text}");
+    // empty
+    let (code, _) = s.post_json(&t, "/v1/ingest/k8s-audit", "  \n");
+    assert_eq!(code, 400);
+    // over the body limit
+    let big = "x".repeat(70_000);
+    let (code, text) = s.post_json(&t, "/v1/ingest/k8s-audit", &big);
+    assert_eq!(code, 413, "{text}");
+    assert!(text.contains("max_body_bytes"), "{text}");
+    // gzip that decodes past the decoded limit, and gzip that is not gzip
+    let bomb = data.with_extension("bomb.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&vec![b' '; 1 << 20]).unwrap();
+    std::fs::write(&bomb, enc.finish().unwrap()).unwrap();
+    let (code, text) = s.curl(Some(&t), &["-H", "Content-Type: application/json", "-H", "Content-Encoding: gzip", "--data-binary", &format!("@{}", bomb.display()), &s.url("/v1/ingest/k8s-audit")]);
+    assert_eq!(code, 413, "{text}");
+    let (code, text) = s.curl(Some(&t), &["-H", "Content-Type: application/json", "-H", "Content-Encoding: gzip", "--data-binary", "not gzip", &s.url("/v1/ingest/k8s-audit")]);
+    assert_eq!(code, 400, "{text}");
+    let (code, _) = s.curl(Some(&t), &["-H", "Content-Type: application/json", "-H", "Content-Encoding: br", "--data-binary", "{}", &s.url("/v1/ingest/k8s-audit")]);
+    assert_eq!(code, 415);
+    // wrong content types (curl -d defaults to a form)
+    let (code, text) = s.curl(Some(&t), &["-d", &synthetic("b4", "x").to_string(), &s.url("/v1/ingest/k8s-audit")]);
+    assert_eq!(code, 415, "{text}");
+    let (code, _) = s.curl(Some(&t), &["-H", "Content-Type: text/xml", "--data-binary", "<a/>", &s.url("/v1/ingest/app")]);
+    assert_eq!(code, 415);
+    // unknown endpoint, bad query
+    let (code, _) = s.post_json(&t, "/v1/ingest/nope", "{}");
+    assert_eq!(code, 404);
+    let (code, text) = s.post_json(&t, "/v1/query", "{\"kql\": \"events | whre x\"}");
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("line 1"), "{text}");
+    let (code, _) = s.post_json(&t, "/v1/query", "{\"kql\": \"events\", \"sql\": \"select 1\"}");
+    assert_eq!(code, 400);
+    // the query API honours the row limit
+    let (rows, summary) = {
+        let (code, text) = s.post_json(&t, "/v1/query", "{\"kql\": \"records\", \"limit\": 2}");
+        assert_eq!(code, 200);
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let rows = lines.iter().filter(|l| l.get("@columns").is_none() && l.get("@summary").is_none()).count();
+        (rows, lines.last().unwrap()["@summary"].clone())
+    };
+    assert_eq!(rows, 2);
+    assert_eq!(summary["truncated"], true, "{summary}");
+}
+
+fn read_until_closed(sock: &mut std::net::TcpStream, limit: Duration) -> (Duration, Vec<u8>) {
+    sock.set_read_timeout(Some(limit)).unwrap();
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                panic!("the server kept a stalled connection open for {:?}", t.elapsed())
+            }
+            Err(_) => break, // reset
+        }
+    }
+    (t.elapsed(), got)
+}
+
+#[test]
+fn serve_slow_clients_and_truncated_tls_handshakes_are_cut_off() {
+    let timeouts = [
+        ("TRAILWARDEN_HTTP_HEADER_TIMEOUT_SECONDS", "1"),
+        ("TRAILWARDEN_HTTP_TLS_HANDSHAKE_TIMEOUT_SECONDS", "1"),
+        ("TRAILWARDEN_HTTP_BODY_TIMEOUT_SECONDS", "2"),
+    ];
+    let data = tmpdir("slow-tls");
+    let s = Server::start(&data, &timeouts);
+    // a TLS ClientHello cut off after the record header
+    let mut sock = std::net::TcpStream::connect(&s.addr).unwrap();
+    sock.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    // meanwhile the server answers others
+    let (code, _) = s.curl(None, &[&s.url("/healthz")]);
+    assert_eq!(code, 200);
+    let (took, _) = read_until_closed(&mut sock, Duration::from_secs(15));
+    assert!(took < Duration::from_secs(10), "closed after {took:?}");
+    // garbage instead of a handshake
+    let mut sock = std::net::TcpStream::connect(&s.addr).unwrap();
+    sock.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    read_until_closed(&mut sock, Duration::from_secs(15));
+    let (code, _) = s.curl(None, &[&s.url("/healthz")]);
+    assert_eq!(code, 200, "still serving");
+    drop(s);
+
+    // plain HTTP on loopback (TLS off) to play slowloris at the HTTP layer
+    let data = tmpdir("slow-http");
+    let mut env = timeouts.to_vec();
+    env.push(("TRAILWARDEN_HTTP_TLS", "false"));
+    let s = Server::start(&data, &env);
+    assert!(s.base.starts_with("http://"));
+    // headers that never end
+    let mut sock = std::net::TcpStream::connect(&s.addr).unwrap();
+    sock.write_all(b"POST /v1/ingest/k8s-audit HTTP/1.1\r\nHost: x\r\nX-Slow: 1").unwrap();
+    let (took, _) = read_until_closed(&mut sock, Duration::from_secs(15));
+    assert!(took < Duration::from_secs(10), "header slowloris held {took:?}");
+    // a body that never arrives: 408
+    let mut sock = std::net::TcpStream::connect(&s.addr).unwrap();
+    let req = format!(
+        "POST /v1/ingest/k8s-audit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"kind\"",
+        s.token
+    );
+    sock.write_all(req.as_bytes()).unwrap();
+    let (took, got) = read_until_closed(&mut sock, Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    let (code, _) = s.curl(None, &[&s.url("/healthz")]);
+    assert_eq!(code, 200);
+}
+
+#[test]
+fn serve_restart_mid_load_keeps_every_acknowledged_event() {
+    let data = tmpdir("restart");
+    let s = Server::start(&data, &[]);
+    let tok = s.token("ingest");
+    std::thread::sleep(Duration::from_millis(1100));
+    let base = s.url("/v1/ingest/k8s-audit");
+    let ca = data.join("keys/tls.crt");
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let (acked_tx, acked_rx) = mpsc::channel::<usize>();
+    let loader = std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for b in 0.. {
+            if stop_rx.try_recv().is_ok() {
+                break;
+            }
+            let items: Vec<serde_json::Value> = (0..50).map(|i| synthetic(&format!("r{b}-{i}"), &format!("restart-{b}"))).collect();
+            let out = Command::new("curl")
+                .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+                .arg(&ca)
+                .args(["-H", &format!("Authorization: Bearer {tok}"), "-H", "Content-Type: application/json", "--data-binary", &event_list(&items), &base])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout) == "200" {
+                acked.push(b);
+                let _ = acked_tx.send(b);
+            }
+        }
+        acked
+    });
+    // let some batches through, then kill the server in the middle of the load
+    for _ in 0..8 {
+        acked_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    }
+    s.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    stop_tx.send(()).unwrap();
+    let acked = loader.join().unwrap();
+    assert!(acked.len() >= 8);
+    let s = Server::start(&data, &[]);
+    let admin = s.token("admin");
+    std::thread::sleep(Duration::from_millis(1100));
+    let (rows, _) = s.query(&admin, "events | where user startswith 'restart-' | summarize n = count() by user");
+    let counts: std::collections::HashMap<String, i64> = rows.iter().map(|r| (r["user"].as_str().unwrap().to_string(), r["n"].as_i64().unwrap())).collect();
+    for b in &acked {
+        assert_eq!(counts.get(&format!("restart-{b}")), Some(&50), "acknowledged batch {b} incomplete after the restart");
+    }
+    // SIGTERM: drain, stop record, final checkpoint; the ledger verifies
+    let (code, lines) = s.stop();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("final checkpoint")), "{lines:?}");
+    // (kill -9 leaves an unclean-shutdown warning, never a failure)
+    let out = bin().arg("--data-dir").arg(&data).args(["--output", "json", "verify"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["failures"].as_array().unwrap().is_empty() && v["status"] != "failed", "{v}");
+    let out = bin().arg("--data-dir").arg(&data).args(["--output", "json", "query", "records | where kind == 'lifecycle' and raw has 'SIGTERM' | count"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"Count\":1"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn serve_low_disk_refuses_with_503_and_raises_a_control_alert() {
+    let data = tmpdir("disk");
+    let s = Server::start(&data, &[("TRAILWARDEN_INGEST_MIN_FREE_DISK_BYTES", "18446744073709551615"), ("TRAILWARDEN_INGEST_RETRY_AFTER_SECONDS", "7")]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--cacert"])
+        .arg(data.join("keys/tls.crt"))
+        .args(["-H", &format!("Authorization: Bearer {}", s.token), "-H", "Content-Type: application/json", "--data-binary", &synthetic("d1", "disk").to_string(), &s.url("/v1/ingest/k8s-audit")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.starts_with("http/2 503") || text.starts_with("http/1.1 503"), "{text}");
+    assert!(text.contains("retry-after: 7"), "{text}");
+    let (code, _) = s.curl(None, &[&s.url("/readyz")]);
+    assert_eq!(code, 503);
+    std::thread::sleep(Duration::from_millis(800));
+    let (code, text) = s.curl(Some(&s.token), &[&s.url("/v1/alerts")]);
+    assert_eq!(code, 200);
+    assert!(text.contains("trailwarden-control-disk-low"), "{text}");
+    assert!(text.contains("pci_dss.10.7.2"), "{text}");
+}
+
+#[test]
+fn serve_refuses_world_readable_keys_and_token_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tmpdir("perms");
+    let s = Server::start(&data, &[]);
+    let (code, _) = s.stop();
+    assert_eq!(code, 0);
+    for f in ["keys/tls.key", "tokens.json"] {
+        let p = data.join(f);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Server::try_start(&data, &[]).err().unwrap_or_else(|| panic!("started with {f} world-readable"));
+        assert!(e.contains("chmod 600"), "{f}: {e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let s = Server::start(&data, &[]);
+    assert!(s.token.is_empty(), "no second admin token on restart");
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let st = Command::new("openssl").current_dir(dir).args(args).stderr(Stdio::null()).status().unwrap();
+    assert!(st.success(), "openssl {args:?}");
+}
+
+#[test]
+fn serve_mtls_client_certificates_map_to_roles() {
+    let data = tmpdir("mtls");
+    let pki = tmpdir("mtls-pki");
+    openssl(&pki, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca"]);
+    std::fs::write(pki.join("client.ext"), "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n").unwrap();
+    for cn in ["kube-apiserver", "stranger"] {
+        openssl(&pki, &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &format!("{cn}.key"), "-out", &format!("{cn}.csr"), "-subj", &format!("/CN={cn}/O=system:masters")]);
+        openssl(&pki, &["x509", "-req", "-in", &format!("{cn}.csr"), "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-extfile", "client.ext", "-out", &format!("{cn}.crt"), "-days", "1"]);
+    }
+    let ca = pki.join("ca.crt").display().to_string();
+    let s = Server::start(&data, &[("TRAILWARDEN_HTTP_CLIENT_CA", &ca), ("TRAILWARDEN_HTTP_CLIENT_ROLES", "kube-apiserver=ingest")]);
+    let with_cert = |cn: &str, path: &str| {
+        let crt = pki.join(format!("{cn}.crt")).display().to_string();
+        let key = pki.join(format!("{cn}.key")).display().to_string();
+        s.curl(None, &["--cert", &crt, "--key", &key, "-H", "Content-Type: application/json", "--data-binary", &synthetic("m1", "mtls").to_string(), &s.url(path)])
+    };
+    let (code, text) = with_cert("kube-apiserver", "/v1/ingest/k8s-audit");
+    assert_eq!(code, 200, "{text}");
+    let (code, _) = with_cert("kube-apiserver", "/v1/query");
+    assert_eq!(code, 403, "an ingest certificate reads nothing");
+    let (code, _) = with_cert("stranger", "/v1/ingest/k8s-audit");
+    assert_eq!(code, 401);
+    // bearer tokens still work without a certificate (client certificates are optional)
+    let (code, _) = s.curl(Some(&s.token), &[&s.url("/v1/sources")]);
+    assert_eq!(code, 200);
+    let (rows, _) = s.query(&s.token, "TrailwardenAccess | where Subject has 'stranger' | project Outcome");
+    assert_eq!(rows[0]["Outcome"].as_str(), Some("unauthenticated"));
 }
