@@ -74,15 +74,22 @@ impl Server {
                 let _ = tx2.send(format!("O {l}"));
             }
         });
-        let mut base = None;
+        let mut base: Option<String> = None;
         let mut token = String::new();
         let mut syslog = Vec::new();
+        let first_start = !data.join("tokens.json").exists();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut seen = Vec::new();
-        while base.is_none() || (token.is_empty() && !data.join("tokens.json").exists()) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let l = match rx.recv_timeout(left) {
+        loop {
+            let done = base.is_some() && (!first_start || !token.is_empty());
+            let wait = if done {
+                Duration::from_millis(300)
+            } else {
+                deadline.saturating_duration_since(Instant::now())
+            };
+            let l = match rx.recv_timeout(wait) {
                 Ok(l) => l,
+                Err(_) if done => break,
                 Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -100,18 +107,6 @@ impl Server {
             } else if l.starts_with("E error") {
                 let _ = child.wait();
                 return Err(seen.join("\n"));
-            }
-            if base.is_some() && data.join("tokens.json").exists() && token.is_empty() {
-                // a restart: no new token is printed; wait briefly for late lines
-                while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-                    if let Some(rest) = l.strip_prefix("E syslog ") {
-                        let mut p = rest.split(" on ");
-                        syslog.push((p.next().unwrap().to_string(), p.next().unwrap().to_string()));
-                    } else if let Some(t) = l.strip_prefix("O ") {
-                        token = t.to_string();
-                    }
-                }
-                break;
             }
         }
         let base = base.unwrap();
