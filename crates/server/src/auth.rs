@@ -341,6 +341,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn oidc_jwts_are_checked_for_signature_issuer_audience_expiry_and_groups() {
+        use base64::Engine as _;
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kp.public_key_raw());
+        let dir = std::env::temp_dir().join(format!("tw-oidc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let jwks = dir.join("jwks.json");
+        let set = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1", "alg": "EdDSA", "use": "sig"}]});
+        std::fs::write(&jwks, set.to_string()).expect("write");
+        let mut cfg = Oidc {
+            issuer: Some("https://idp.example".into()),
+            audience: Some("trailwarden".into()),
+            jwks_file: Some(jwks),
+            ..Oidc::default()
+        };
+        cfg.roles.insert("pci-auditors".into(), Role::Reviewer);
+        cfg.roles.insert("sre".into(), Role::Viewer);
+        let v = OidcValidator::new(&cfg).expect("validator");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let sign = |key: &rcgen::KeyPair, claims: serde_json::Value| {
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+            h.kid = Some("k1".into());
+            let k = jsonwebtoken::EncodingKey::from_ed_der(&key.serialize_der());
+            jsonwebtoken::encode(&h, &claims, &k).expect("sign")
+        };
+        let good = serde_json::json!({"iss": "https://idp.example", "aud": "trailwarden", "sub": "alice",
+            "exp": now + 300, "groups": ["sre", "pci-auditors"]});
+        let p = v.validate(&sign(&kp, good.clone())).expect("valid token");
+        assert_eq!((p.subject.as_str(), p.role), ("oidc:alice", Role::Reviewer));
+        let mut wrong_aud = good.clone();
+        wrong_aud["aud"] = "someone-else".into();
+        assert!(v.validate(&sign(&kp, wrong_aud)).is_err());
+        let mut wrong_iss = good.clone();
+        wrong_iss["iss"] = "https://evil.example".into();
+        assert!(v.validate(&sign(&kp, wrong_iss)).is_err());
+        let mut expired = good.clone();
+        expired["exp"] = (now - 3600).into();
+        assert!(v.validate(&sign(&kp, expired)).is_err());
+        let mut skewed = good.clone();
+        skewed["exp"] = (now - 30).into(); // within the 60 s leeway
+        assert!(v.validate(&sign(&kp, skewed)).is_ok());
+        let mut no_role = good.clone();
+        no_role["groups"] = serde_json::json!(["interns"]);
+        assert!(v.validate(&sign(&kp, no_role)).is_err());
+        assert!(v.validate(&sign(&other, good)).is_err(), "signed by another key");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn role_lattice() {
         use Permission::*;
         assert!(Role::Ingest.allows(Ingest));

@@ -490,6 +490,13 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_file_is_the_defaults() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/deploy/trailwarden.toml");
+        let (c, _) = Config::load(Some(&p), &[]).expect("docs/deploy/trailwarden.toml loads");
+        assert_eq!(c.to_toml(), Config::default().to_toml());
+    }
+
+    #[test]
     fn plaintext_off_loopback_is_refused() {
         let env = vec![
             ("TRAILWARDEN_HTTP_LISTEN".to_string(), "0.0.0.0:8080".to_string()),
