@@ -70,7 +70,8 @@ pub enum ConfigCmd {
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
-    Role::parse(s).ok_or_else(|| format!("{s:?} is not a role (ingest, viewer, analyst, reviewer, admin)"))
+    Role::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a role (ingest, viewer, analyst, reviewer, admin)"))
 }
 
 fn env_vars() -> Vec<(String, String)> {
@@ -131,7 +132,11 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
                 eprintln!(
                     "TLS certificate {}{} sha256 {}",
                     crt.display(),
-                    if *created { " (self-signed, created now)" } else { "" },
+                    if *created {
+                        " (self-signed, created now)"
+                    } else {
+                        ""
+                    },
                     s.tls_fingerprint.as_deref().unwrap_or("?")
                 );
             }
@@ -149,10 +154,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
     );
     match r {
         Ok(cp) => {
-            eprintln!(
-                "stopped: final checkpoint at size {}",
-                cp.checkpoint.size
-            );
+            eprintln!("stopped: final checkpoint at size {}", cp.checkpoint.size);
             Ok(crate::EXIT_OK)
         }
         Err(e @ trailwarden_server::ServerError::Ledger(_))
@@ -193,7 +195,13 @@ pub fn tokens(cli: &Cli, c: &TokensCmd) -> Result<u8> {
             let (tok, e) = store_.create(&name, *role, expires)?;
             println!("{tok}");
             eprintln!("created {} ({}, role {})", e.id, e.name, e.role.as_str());
-            if let Some(w) = store::record_access(cli, "token-create", &format!("{} ({}) role {}", e.id, e.name, e.role.as_str()), 0, "success") {
+            if let Some(w) = store::record_access(
+                cli,
+                "token-create",
+                &format!("{} ({}) role {}", e.id, e.name, e.role.as_str()),
+                0,
+                "success",
+            ) {
                 eprintln!("warning: {w}");
             }
             Ok(crate::EXIT_OK)
@@ -221,7 +229,13 @@ pub fn tokens(cli: &Cli, c: &TokensCmd) -> Result<u8> {
         TokensCmd::Revoke { id } => match store_.revoke(id) {
             Ok(e) => {
                 eprintln!("revoked {} ({}, role {})", e.id, e.name, e.role.as_str());
-                if let Some(w) = store::record_access(cli, "token-revoke", &format!("{} ({})", e.id, e.name), 0, "success") {
+                if let Some(w) = store::record_access(
+                    cli,
+                    "token-revoke",
+                    &format!("{} ({})", e.id, e.name),
+                    0,
+                    "success",
+                ) {
                     eprintln!("warning: {w}");
                 }
                 Ok(crate::EXIT_OK)

@@ -75,8 +75,10 @@ fn connect(a: &Args, host: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> Box
     match tls {
         Some(cfg) => {
             let name = host.rsplit_once(':').map_or(host, |(h, _)| h).to_string();
-            let server = rustls::pki_types::ServerName::try_from(name).unwrap_or_else(|e| panic!("{e}"));
-            let c = rustls::ClientConnection::new(cfg.clone(), server).unwrap_or_else(|e| panic!("{e}"));
+            let server =
+                rustls::pki_types::ServerName::try_from(name).unwrap_or_else(|e| panic!("{e}"));
+            let c = rustls::ClientConnection::new(cfg.clone(), server)
+                .unwrap_or_else(|e| panic!("{e}"));
             let _ = a;
             Box::new(rustls::StreamOwned::new(c, tcp))
         }
@@ -92,7 +94,11 @@ fn post(r: &mut BufReader<Box<dyn Conn>>, head: &[u8], body: &[u8]) -> std::io::
     w.flush()?;
     let mut line = String::new();
     r.read_line(&mut line)?;
-    let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let mut len = 0usize;
     loop {
         line.clear();
@@ -136,16 +142,22 @@ fn main() {
         let mut roots = rustls::RootCertStore::empty();
         if let Some(ca) = &a.ca {
             use rustls::pki_types::pem::PemObject;
-            for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap_or_else(|e| panic!("{ca}: {e}")) {
-                roots.add(c.unwrap_or_else(|e| panic!("{ca}: {e}"))).unwrap_or_else(|e| panic!("{e}"));
+            for c in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+                .unwrap_or_else(|e| panic!("{ca}: {e}"))
+            {
+                roots
+                    .add(c.unwrap_or_else(|e| panic!("{ca}: {e}")))
+                    .unwrap_or_else(|e| panic!("{e}"));
             }
         }
         Arc::new(
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap_or_else(|e| panic!("{e}"))
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
         )
     });
     let a = Arc::new(a);
@@ -156,7 +168,16 @@ fn main() {
     let start = Instant::now();
     let mut hs = Vec::new();
     for c in 0..a.connections {
-        let (a, bodies, stop, sent, refused, lat, host, tls_cfg) = (a.clone(), bodies.clone(), stop.clone(), sent.clone(), refused.clone(), lat.clone(), host.clone(), tls_cfg.clone());
+        let (a, bodies, stop, sent, refused, lat, host, tls_cfg) = (
+            a.clone(),
+            bodies.clone(),
+            stop.clone(),
+            sent.clone(),
+            refused.clone(),
+            lat.clone(),
+            host.clone(),
+            tls_cfg.clone(),
+        );
         hs.push(std::thread::spawn(move || {
             let mut r = BufReader::with_capacity(64 << 10, connect(&a, &host, tls_cfg.as_ref()));
             let mut mine = Vec::new();
@@ -208,7 +229,12 @@ fn main() {
     let elapsed = start.elapsed().as_secs_f64();
     let mut l = lat.lock().map(|g| g.clone()).unwrap_or_default();
     l.sort_by(|x, y| x.total_cmp(y));
-    let pct = |p: f64| l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or(0.0) * 1000.0;
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+            * 1000.0
+    };
     let events = sent.load(Ordering::Relaxed);
     println!(
         "{}",

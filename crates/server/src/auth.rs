@@ -221,7 +221,11 @@ fn mtime(p: &std::path::Path) -> Option<SystemTime> {
 
 /// Validates OIDC JWTs against a JWKS, issuer, audience and clock skew.
 pub struct OidcValidator {
-    keys: Vec<(Option<String>, jsonwebtoken::DecodingKey, jsonwebtoken::Algorithm)>,
+    keys: Vec<(
+        Option<String>,
+        jsonwebtoken::DecodingKey,
+        jsonwebtoken::Algorithm,
+    )>,
     issuer: String,
     audience: String,
     leeway: u64,
@@ -243,7 +247,9 @@ impl OidcValidator {
         let mut keys = Vec::new();
         for k in &set.keys {
             let alg = match k.common.key_algorithm {
-                Some(a) => <jsonwebtoken::Algorithm as std::str::FromStr>::from_str(&format!("{a:?}")).ok(),
+                Some(a) => {
+                    <jsonwebtoken::Algorithm as std::str::FromStr>::from_str(&format!("{a:?}")).ok()
+                }
                 None => None,
             };
             let Some(alg) = alg.or(match &k.algorithm {
@@ -261,7 +267,11 @@ impl OidcValidator {
                 continue;
             };
             let key = jsonwebtoken::DecodingKey::from_jwk(k).map_err(|e| {
-                ServerError::Config(format!("{}: key {:?}: {e}", path.display(), k.common.key_id))
+                ServerError::Config(format!(
+                    "{}: key {:?}: {e}",
+                    path.display(),
+                    k.common.key_id
+                ))
             })?;
             keys.push((k.common.key_id.clone(), key, alg));
         }
@@ -300,8 +310,7 @@ impl OidcValidator {
             v.leeway = self.leeway;
             v.validate_nbf = true;
             v.set_required_spec_claims(&["exp", "iss", "aud"]);
-            match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(jwt, key, &v)
-            {
+            match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(jwt, key, &v) {
                 Ok(data) => {
                     let c = data.claims;
                     let user = c
@@ -389,7 +398,10 @@ mod tests {
         let mut no_role = good.clone();
         no_role["groups"] = serde_json::json!(["interns"]);
         assert!(v.validate(&sign(&kp, no_role)).is_err());
-        assert!(v.validate(&sign(&other, good)).is_err(), "signed by another key");
+        assert!(
+            v.validate(&sign(&other, good)).is_err(),
+            "signed by another key"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

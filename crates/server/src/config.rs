@@ -368,8 +368,7 @@ impl Config {
         if self.http.client_cert_required && self.http.client_ca.is_none() {
             return bad("http.client_cert_required needs http.client_ca".into());
         }
-        if self.http.max_body_bytes == 0 || self.http.max_decoded_bytes < self.http.max_body_bytes
-        {
+        if self.http.max_body_bytes == 0 || self.http.max_decoded_bytes < self.http.max_body_bytes {
             return bad("http.max_decoded_bytes must be at least http.max_body_bytes (> 0)".into());
         }
         for (name, a) in [
@@ -452,7 +451,12 @@ fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
         (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
             for (k, v) in o {
                 match b.get_mut(&k) {
-                    Some(slot) if slot.is_object() && v.is_object() && k != "client_roles" && k != "roles" => {
+                    Some(slot)
+                        if slot.is_object()
+                            && v.is_object()
+                            && k != "client_roles"
+                            && k != "roles" =>
+                    {
                         merge(slot, v)
                     }
                     _ => {
@@ -472,11 +476,20 @@ mod tests {
     #[test]
     fn env_overrides_typed_values_and_unknown_keys_fail() {
         let env = vec![
-            ("TRAILWARDEN_HTTP_LISTEN".to_string(), "127.0.0.1:9".to_string()),
+            (
+                "TRAILWARDEN_HTTP_LISTEN".to_string(),
+                "127.0.0.1:9".to_string(),
+            ),
             ("TRAILWARDEN_HTTP_TLS".to_string(), "false".to_string()),
             ("TRAILWARDEN_QUERY_MAX_ROWS".to_string(), "7".to_string()),
-            ("TRAILWARDEN_INGEST_CDE_NAMESPACES".to_string(), "pay, card".to_string()),
-            ("TRAILWARDEN_HTTP_CLIENT_ROLES".to_string(), "kube-apiserver=ingest".to_string()),
+            (
+                "TRAILWARDEN_INGEST_CDE_NAMESPACES".to_string(),
+                "pay, card".to_string(),
+            ),
+            (
+                "TRAILWARDEN_HTTP_CLIENT_ROLES".to_string(),
+                "kube-apiserver=ingest".to_string(),
+            ),
         ];
         let (c, applied) = Config::load(None, &env).expect("config");
         assert_eq!(applied.len(), 5);
@@ -484,7 +497,10 @@ mod tests {
         assert!(!c.http.tls);
         assert_eq!(c.query.max_rows, 7);
         assert_eq!(c.ingest.cde_namespaces, vec!["pay", "card"]);
-        assert_eq!(c.http.client_roles.get("kube-apiserver"), Some(&Role::Ingest));
+        assert_eq!(
+            c.http.client_roles.get("kube-apiserver"),
+            Some(&Role::Ingest)
+        );
         let bad = vec![("TRAILWARDEN_QUERY_MAX_ROWS".to_string(), "many".to_string())];
         assert!(Config::load(None, &bad).is_err());
     }
@@ -499,7 +515,10 @@ mod tests {
     #[test]
     fn plaintext_off_loopback_is_refused() {
         let env = vec![
-            ("TRAILWARDEN_HTTP_LISTEN".to_string(), "0.0.0.0:8080".to_string()),
+            (
+                "TRAILWARDEN_HTTP_LISTEN".to_string(),
+                "0.0.0.0:8080".to_string(),
+            ),
             ("TRAILWARDEN_HTTP_TLS".to_string(), "false".to_string()),
         ];
         let e = Config::load(None, &env).expect_err("must refuse");
@@ -514,7 +533,11 @@ mod tests {
         std::fs::write(&p, "[http]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n").expect("w");
         let e = Config::load(Some(&p), &[]).expect_err("unknown key");
         assert!(e.to_string().contains("listen_port"), "{e}");
-        std::fs::write(&p, "[http]\nlisten = \"127.0.0.1:1\"\n[http.client_roles]\napiserver = \"ingest\"\n").expect("w");
+        std::fs::write(
+            &p,
+            "[http]\nlisten = \"127.0.0.1:1\"\n[http.client_roles]\napiserver = \"ingest\"\n",
+        )
+        .expect("w");
         let (c, _) = Config::load(Some(&p), &[]).expect("ok");
         assert_eq!(c.http.listen, "127.0.0.1:1");
         assert!(c.to_toml().contains("apiserver"));

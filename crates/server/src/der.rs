@@ -68,7 +68,10 @@ mod tests {
             .push(rcgen::DnType::OrganizationName, "system:masters");
         let k = rcgen::KeyPair::generate().expect("key");
         let c = p.self_signed(&k).expect("cert");
-        assert_eq!(super::subject_cn(c.der()).as_deref(), Some("kube-apiserver"));
+        assert_eq!(
+            super::subject_cn(c.der()).as_deref(),
+            Some("kube-apiserver")
+        );
         assert_eq!(super::subject_cn(&c.der()[..40]), None);
     }
 }

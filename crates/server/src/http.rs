@@ -1,4 +1,7 @@
 //! The HTTP API: routes, authentication and authorization of every route, self-audit, ingest.
+// An early answer (`Err(Response)`) is the handler's result itself; boxing it would only add an
+// allocation on the refusal path.
+#![allow(clippy::result_large_err)]
 
 use crate::auth::{Authenticator, Permission, Principal};
 use crate::config::Config;
@@ -172,7 +175,12 @@ fn authorize(
                 Ok(p)
             } else {
                 let why = format!("role {} may not {action}", p.role.as_str());
-                Err(refuse(p.subject.clone(), "forbidden", why, StatusCode::FORBIDDEN))
+                Err(refuse(
+                    p.subject.clone(),
+                    "forbidden",
+                    why,
+                    StatusCode::FORBIDDEN,
+                ))
             }
         }
         Ok(None) => Err(refuse(
@@ -225,19 +233,32 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(s): St) -> Response {
     if let Some(f) = s.pipeline.failure() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, format!("ledger writer stopped: {f}"));
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("ledger writer stopped: {f}"),
+        );
     }
     if s.pipeline.stopping() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "stopping");
     }
     if s.metrics.disk_low.load(Ordering::Relaxed) == 1 {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "free disk space is under ingest.min_free_disk_bytes");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "free disk space is under ingest.min_free_disk_bytes",
+        );
     }
     (StatusCode::OK, "ready\n").into_response()
 }
 
 async fn openapi(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &c, &h, Permission::Read, "read-api-document", "/openapi.json") {
+    if let Err(r) = authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "read-api-document",
+        "/openapi.json",
+    ) {
         return r;
     }
     axum::Json(crate::openapi::document()).into_response()
@@ -254,21 +275,37 @@ async fn metrics(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) 
         };
         store
             .counts()
-            .map(|v| v.into_iter().map(|(st, n)| (st.as_str().to_string(), n)).collect())
+            .map(|v| {
+                v.into_iter()
+                    .map(|(st, n)| (st.as_str().to_string(), n))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.render(&counts),
     )
         .into_response()
 }
 
-async fn fallback(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap, m: Method, uri: axum::http::Uri) -> Response {
+async fn fallback(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    m: Method,
+    uri: axum::http::Uri,
+) -> Response {
     if let Err(r) = authorize(&s, &c, &h, Permission::Read, "request", uri.path()) {
         return r;
     }
-    error(StatusCode::NOT_FOUND, format!("no route {m} {}", uri.path()))
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no route {m} {}", uri.path()),
+    )
 }
 
 /// The format an ingest endpoint forces (`None`: detected per record).
@@ -292,11 +329,7 @@ const JSON_TYPES: [&str; 6] = [
 ];
 
 /// Read a body under a byte limit and a time limit, decoding gzip.
-async fn read_body(
-    s: &AppState,
-    body: Body,
-    headers: &HeaderMap,
-) -> Result<Bytes, Response> {
+async fn read_body(s: &AppState, body: Body, headers: &HeaderMap) -> Result<Bytes, Response> {
     let limit = s.cfg.http.max_body_bytes;
     let limited = http_body_util::Limited::new(body, limit);
     let collected = tokio::time::timeout(
@@ -305,12 +338,25 @@ async fn read_body(
     )
     .await;
     let bytes = match collected {
-        Err(_) => return Err(error(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {} s", s.cfg.http.body_timeout_seconds))),
+        Err(_) => {
+            return Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    s.cfg.http.body_timeout_seconds
+                ),
+            ))
+        }
         Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 return Err(error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than http.max_body_bytes ({limit} bytes); send smaller batches")));
             }
-            return Err(error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")));
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("reading the body: {e}"),
+            ));
         }
         Ok(Ok(c)) => c.to_bytes(),
     };
@@ -327,15 +373,26 @@ async fn read_body(
                 let mut out = Vec::with_capacity(bytes.len() * 4);
                 let mut d = flate2::read::MultiGzDecoder::new(&bytes[..]).take(max as u64 + 1);
                 match d.read_to_end(&mut out) {
-                    Ok(_) if out.len() > max => Err(error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body decodes to more than http.max_decoded_bytes ({max} bytes)"))),
+                    Ok(_) if out.len() > max => Err(error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "the body decodes to more than http.max_decoded_bytes ({max} bytes)"
+                        ),
+                    )),
                     Ok(_) => Ok(Bytes::from(out)),
-                    Err(e) => Err(error(StatusCode::BAD_REQUEST, format!("Content-Encoding gzip: the body is not valid gzip: {e}"))),
+                    Err(e) => Err(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("Content-Encoding gzip: the body is not valid gzip: {e}"),
+                    )),
                 }
             })
             .await
             .unwrap_or_else(|e| Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
         }
-        Some(other) => Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Encoding {other:?} is not supported (gzip or identity)"))),
+        Some(other) => Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Encoding {other:?} is not supported (gzip or identity)"),
+        )),
     }
 }
 
@@ -391,20 +448,35 @@ async fn ingest(
         Err(r) => return r,
     };
     let Some(format) = endpoint_format(&endpoint) else {
-        return error(StatusCode::NOT_FOUND, format!("no ingest endpoint {endpoint:?} (k8s-audit, aks, app, azure)"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no ingest endpoint {endpoint:?} (k8s-audit, aks, app, azure)"),
+        );
     };
     let retry = s.cfg.ingest.retry_after_seconds;
     if s.pipeline.stopping() {
         s.metrics.rejected("stopping");
-        return retry_after(StatusCode::SERVICE_UNAVAILABLE, retry, json!({"error": "the server is stopping; retry against the next instance"}));
+        return retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            retry,
+            json!({"error": "the server is stopping; retry against the next instance"}),
+        );
     }
     if let Some(f) = s.pipeline.failure() {
         s.metrics.rejected("ledger");
-        return retry_after(StatusCode::SERVICE_UNAVAILABLE, retry, json!({"error": format!("the ledger cannot store events: {f}")}));
+        return retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            retry,
+            json!({"error": format!("the ledger cannot store events: {f}")}),
+        );
     }
     if s.metrics.disk_low.load(Ordering::Relaxed) == 1 {
         s.metrics.rejected("disk");
-        return retry_after(StatusCode::SERVICE_UNAVAILABLE, retry, json!({"error": "free disk space is under ingest.min_free_disk_bytes: events are refused, not dropped; retry later"}));
+        return retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            retry,
+            json!({"error": "free disk space is under ingest.min_free_disk_bytes: events are refused, not dropped; retry later"}),
+        );
     }
     let sent = headers
         .get(header::CONTENT_LENGTH)
@@ -413,19 +485,30 @@ async fn ingest(
         Ok(b) => b,
         Err(r) => return r,
     };
-    s.metrics.bytes(&endpoint, sent.unwrap_or(bytes.len() as u64));
+    s.metrics
+        .bytes(&endpoint, sent.unwrap_or(bytes.len() as u64));
     // checked after the body is read: an HTTP/2 answer before the request body is consumed
     // resets the stream, and the client would see a protocol error instead of the reason
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     match ctype.as_deref() {
         Some(t) if JSON_TYPES.contains(&t) => {}
         other => {
             return error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("Content-Type {:?} is not accepted; send one of {}", other.unwrap_or("(none)"), JSON_TYPES.join(", ")),
+                format!(
+                    "Content-Type {:?} is not accepted; send one of {}",
+                    other.unwrap_or("(none)"),
+                    JSON_TYPES.join(", ")
+                ),
             )
         }
     }
@@ -441,7 +524,12 @@ async fn ingest(
     .await
     {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("parsing failed: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("parsing failed: {e}"),
+            )
+        }
     };
     let mut problems = Vec::new();
     for (i, r) in records.iter().enumerate() {
@@ -472,17 +560,37 @@ async fn ingest(
                 "Ingest refused under backpressure (429)",
                 format!("the ledger writer's queue is full ({} events, {} bytes); senders were told to retry", s.metrics.queue_events.load(Ordering::Relaxed), s.metrics.queue_bytes.load(Ordering::Relaxed)),
             );
-            return retry_after(StatusCode::TOO_MANY_REQUESTS, retry, json!({"error": "the ledger writer's queue is full; nothing of this batch was stored: retry after the given seconds"}));
+            return retry_after(
+                StatusCode::TOO_MANY_REQUESTS,
+                retry,
+                json!({"error": "the ledger writer's queue is full; nothing of this batch was stored: retry after the given seconds"}),
+            );
         }
         Err((Refused::Stopped(why), _)) => {
             s.metrics.rejected("stopped");
-            return retry_after(StatusCode::SERVICE_UNAVAILABLE, retry, json!({"error": format!("not stored: {why}")}));
+            return retry_after(
+                StatusCode::SERVICE_UNAVAILABLE,
+                retry,
+                json!({"error": format!("not stored: {why}")}),
+            );
         }
     }
     let stored = match rx.await {
         Ok(Ok(st)) => st,
-        Ok(Err(e)) => return retry_after(StatusCode::SERVICE_UNAVAILABLE, retry, json!({"error": format!("the batch could not be made durable, so it is not acknowledged: {e}")})),
-        Err(_) => return retry_after(StatusCode::SERVICE_UNAVAILABLE, retry, json!({"error": "the ledger writer stopped before the batch was durable"})),
+        Ok(Err(e)) => {
+            return retry_after(
+                StatusCode::SERVICE_UNAVAILABLE,
+                retry,
+                json!({"error": format!("the batch could not be made durable, so it is not acknowledged: {e}")}),
+            )
+        }
+        Err(_) => {
+            return retry_after(
+                StatusCode::SERVICE_UNAVAILABLE,
+                retry,
+                json!({"error": "the ledger writer stopped before the batch was durable"}),
+            )
+        }
     };
     let quarantined = problems.len();
     let body = json!({
@@ -504,22 +612,45 @@ async fn ingest(
     }
 }
 
-async fn query(State(s): St, Extension(c): Extension<ConnInfo>, headers: HeaderMap, body: Body) -> Response {
+async fn query(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let p = match authorize(&s, &c, &headers, Permission::Query, "query", "/v1/query") {
         Ok(p) => p,
         Err(r) => return r,
     };
     let bytes = match http_body_util::Limited::new(body, 1 << 20).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "a query request is at most 1 MiB"),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "a query request is at most 1 MiB",
+            )
+        }
     };
     let req: QueryRequest = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the body is not a query request ({{\"kql\": \"…\"}} or {{\"sql\": \"…\"}}): {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                "the body is not a query request ({{\"kql\": \"…\"}} or {{\"sql\": \"…\"}}): {e}"
+            ),
+            )
+        }
     };
     let permit = match s.queries.clone().try_acquire_owned() {
         Ok(p) => p,
-        Err(_) => return retry_after(StatusCode::TOO_MANY_REQUESTS, 5, json!({"error": format!("{} queries are running (query.max_concurrent); retry shortly", s.cfg.query.max_concurrent)})),
+        Err(_) => {
+            return retry_after(
+                StatusCode::TOO_MANY_REQUESTS,
+                5,
+                json!({"error": format!("{} queries are running (query.max_concurrent); retry shortly", s.cfg.query.max_concurrent)}),
+            )
+        }
     };
     let limits = Limits {
         max_rows: s.cfg.query.max_rows,
@@ -529,14 +660,36 @@ async fn query(State(s): St, Extension(c): Extension<ConnInfo>, headers: HeaderM
     };
     let (ptx, prx) = tokio::sync::oneshot::channel();
     let (ltx, lrx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-    query_api::spawn(s.data_dir.clone(), req, limits, s.pipeline.clone(), p.subject.clone(), c.peer.ip().to_string(), ptx, ltx, permit);
+    query_api::spawn(
+        s.data_dir.clone(),
+        req,
+        limits,
+        s.pipeline.clone(),
+        p.subject.clone(),
+        c.peer.ip().to_string(),
+        ptx,
+        ltx,
+        permit,
+    );
     match prx.await {
         Ok(Ok(())) => {}
-        Ok(Err((code, msg))) => return error(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), msg),
-        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the query stopped before it was planned"),
+        Ok(Err((code, msg))) => {
+            return error(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+                msg,
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the query stopped before it was planned",
+            )
+        }
     }
     let stream = futures_util::stream::unfold(lrx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(Bytes::from(b)), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::io::Error>(Bytes::from(b)), rx))
     });
     (
         [(header::CONTENT_TYPE, "application/x-ndjson")],
@@ -553,7 +706,12 @@ struct AlertQuery {
     limit: Option<usize>,
 }
 
-async fn alerts_list(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap, Query(q): Query<AlertQuery>) -> Response {
+async fn alerts_list(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Query(q): Query<AlertQuery>,
+) -> Response {
     let p = match authorize(&s, &c, &h, Permission::Read, "alerts-list", "/v1/alerts") {
         Ok(p) => p,
         Err(r) => return r,
@@ -568,7 +726,14 @@ async fn alerts_list(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderM
         for x in st.split(',') {
             match Status::parse(x.trim()) {
                 Some(v) => f.status.push(v),
-                None => return error(StatusCode::BAD_REQUEST, format!("status {x:?}: expected new, acknowledged, resolved, false-positive")),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "status {x:?}: expected new, acknowledged, resolved, false-positive"
+                        ),
+                    )
+                }
             }
         }
     }
@@ -583,7 +748,12 @@ async fn alerts_list(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderM
         Ok(l) => l,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let target = format!("alerts status={} level={} rule={}", q.status.as_deref().unwrap_or("*"), q.level.as_deref().unwrap_or("*"), q.rule_id.as_deref().unwrap_or("*"));
+    let target = format!(
+        "alerts status={} level={} rule={}",
+        q.status.as_deref().unwrap_or("*"),
+        q.level.as_deref().unwrap_or("*"),
+        q.rule_id.as_deref().unwrap_or("*")
+    );
     if let Err(r) = audited(&s, &p, &c, "alerts-list", target, list.len() as u64).await {
         return r;
     }
@@ -591,11 +761,28 @@ async fn alerts_list(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderM
 }
 
 fn parse_id(id: &str) -> Result<i64, Response> {
-    id.parse::<i64>().map_err(|_| error(StatusCode::BAD_REQUEST, format!("alert id {id:?} is not a number")))
+    id.parse::<i64>().map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("alert id {id:?} is not a number"),
+        )
+    })
 }
 
-async fn alerts_show(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap, Path(id): Path<String>) -> Response {
-    let p = match authorize(&s, &c, &h, Permission::Read, "alerts-show", &format!("/v1/alerts/{id}")) {
+async fn alerts_show(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "alerts-show",
+        &format!("/v1/alerts/{id}"),
+    ) {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -617,7 +804,9 @@ async fn alerts_show(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderM
             }
             axum::Json(json!(a)).into_response()
         }
-        Err(trailwarden_alert::AlertError::NotFound(_)) => error(StatusCode::NOT_FOUND, format!("no alert {id}")),
+        Err(trailwarden_alert::AlertError::NotFound(_)) => {
+            error(StatusCode::NOT_FOUND, format!("no alert {id}"))
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -631,7 +820,14 @@ struct ChangeBody {
     false_positive: bool,
 }
 
-async fn change(s: Arc<AppState>, c: ConnInfo, h: HeaderMap, id: String, body: Bytes, resolve: bool) -> Response {
+async fn change(
+    s: Arc<AppState>,
+    c: ConnInfo,
+    h: HeaderMap,
+    id: String,
+    body: Bytes,
+    resolve: bool,
+) -> Response {
     let (perm, action) = if resolve {
         (Permission::Resolve, "alerts-resolve")
     } else {
@@ -650,7 +846,12 @@ async fn change(s: Arc<AppState>, c: ConnInfo, h: HeaderMap, id: String, body: B
     } else {
         match serde_json::from_slice(&body) {
             Ok(b) => b,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e} (expected {{\"note\": \"…\", \"false_positive\": false}})")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("body: {e} (expected {{\"note\": \"…\", \"false_positive\": false}})"),
+                )
+            }
         }
     };
     let to = match (resolve, b.false_positive) {
@@ -659,7 +860,10 @@ async fn change(s: Arc<AppState>, c: ConnInfo, h: HeaderMap, id: String, body: B
         (true, true) => Status::FalsePositive,
     };
     if resolve && b.note.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "resolving needs a note saying why (the assessor reads it)");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "resolving needs a note saying why (the assessor reads it)",
+        );
     }
     match s.pipeline.change_alert(id, to, p.subject.clone(), b.note).await {
         Ok((index, ch)) => axum::Json(json!({"id": id, "status": to, "from": ch.from, "actor": ch.actor, "note": ch.note, "ledger_index": index})).into_response(),
@@ -669,11 +873,23 @@ async fn change(s: Arc<AppState>, c: ConnInfo, h: HeaderMap, id: String, body: B
     }
 }
 
-async fn alerts_ack(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+async fn alerts_ack(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     change(s, c, h, id, body, false).await
 }
 
-async fn alerts_resolve(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+async fn alerts_resolve(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     change(s, c, h, id, body, true).await
 }
 
@@ -684,7 +900,8 @@ async fn verify_get(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMa
     };
     let data_dir = s.data_dir.clone();
     let cp = tokio::task::spawn_blocking(move || {
-        trailwarden_ledger::reader::LedgerReader::open(&data_dir, None).and_then(|r| r.latest_checkpoint())
+        trailwarden_ledger::reader::LedgerReader::open(&data_dir, None)
+            .and_then(|r| r.latest_checkpoint())
     })
     .await;
     let cp = match cp {
@@ -709,32 +926,72 @@ async fn verify_run(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMa
         Err(r) => return r,
     };
     let st = crate::server::run_verify(&s).await;
-    if let Err(r) = audited(&s, &p, &c, "verify", format!("whole ledger: {}", st.status), st.size).await {
+    if let Err(r) = audited(
+        &s,
+        &p,
+        &c,
+        "verify",
+        format!("whole ledger: {}", st.status),
+        st.size,
+    )
+    .await
+    {
         return r;
     }
     axum::Json(json!(st)).into_response()
 }
 
-async fn proof_inclusion(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap, Path(index): Path<String>) -> Response {
-    let p = match authorize(&s, &c, &h, Permission::Query, "prove", &format!("/v1/proofs/inclusion/{index}")) {
+async fn proof_inclusion(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Path(index): Path<String>,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Query,
+        "prove",
+        &format!("/v1/proofs/inclusion/{index}"),
+    ) {
         Ok(p) => p,
         Err(r) => return r,
     };
     let Ok(index) = index.parse::<u64>() else {
-        return error(StatusCode::BAD_REQUEST, format!("index {index:?} is not a number"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("index {index:?} is not a number"),
+        );
     };
     let data_dir = s.data_dir.clone();
     let r = tokio::task::spawn_blocking(move || -> Result<(String, u64), String> {
         use trailwarden_ledger::proof;
-        let reader = trailwarden_ledger::reader::LedgerReader::open(&data_dir, None).map_err(|e| e.to_string())?;
-        let cp = reader.latest_checkpoint().map_err(|e| e.to_string())?.ok_or("the ledger has no signed checkpoint yet")?;
+        let reader = trailwarden_ledger::reader::LedgerReader::open(&data_dir, None)
+            .map_err(|e| e.to_string())?;
+        let cp = reader
+            .latest_checkpoint()
+            .map_err(|e| e.to_string())?
+            .ok_or("the ledger has no signed checkpoint yet")?;
         let (encoded, pf) = proof::inclusion(&reader, index, &cp).map_err(|e| e.to_string())?;
-        Ok((proof::inclusion_file(&encoded, index, &pf, &cp), cp.checkpoint.size))
+        Ok((
+            proof::inclusion_file(&encoded, index, &pf, &cp),
+            cp.checkpoint.size,
+        ))
     })
     .await;
     match r {
         Ok(Ok((text, size))) => {
-            if let Err(r) = audited(&s, &p, &c, "prove", format!("inclusion of record {index} at size {size}"), 1).await {
+            if let Err(r) = audited(
+                &s,
+                &p,
+                &c,
+                "prove",
+                format!("inclusion of record {index} at size {size}"),
+                1,
+            )
+            .await
+            {
                 return r;
             }
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
@@ -750,23 +1007,45 @@ struct ConsistencyQuery {
     to: Option<u64>,
 }
 
-async fn proof_consistency(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap, Query(q): Query<ConsistencyQuery>) -> Response {
-    let p = match authorize(&s, &c, &h, Permission::Query, "prove", "/v1/proofs/consistency") {
+async fn proof_consistency(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Query(q): Query<ConsistencyQuery>,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Query,
+        "prove",
+        "/v1/proofs/consistency",
+    ) {
         Ok(p) => p,
         Err(r) => return r,
     };
     let data_dir = s.data_dir.clone();
     let r = tokio::task::spawn_blocking(move || -> Result<String, String> {
         use trailwarden_ledger::proof;
-        let reader = trailwarden_ledger::reader::LedgerReader::open(&data_dir, None).map_err(|e| e.to_string())?;
+        let reader = trailwarden_ledger::reader::LedgerReader::open(&data_dir, None)
+            .map_err(|e| e.to_string())?;
         let new = match q.to {
-            Some(t) => reader.checkpoint_at(t).map_err(|e| e.to_string())?.ok_or(format!("no checkpoint was signed at size {t}"))?,
-            None => reader.latest_checkpoint().map_err(|e| e.to_string())?.ok_or("the ledger has no signed checkpoint yet")?,
+            Some(t) => reader
+                .checkpoint_at(t)
+                .map_err(|e| e.to_string())?
+                .ok_or(format!("no checkpoint was signed at size {t}"))?,
+            None => reader
+                .latest_checkpoint()
+                .map_err(|e| e.to_string())?
+                .ok_or("the ledger has no signed checkpoint yet")?,
         };
         let pf = if q.from == 0 {
             Vec::new()
         } else {
-            let old = reader.checkpoint_at(q.from).map_err(|e| e.to_string())?.ok_or(format!("no checkpoint was signed at size {}", q.from))?;
+            let old = reader
+                .checkpoint_at(q.from)
+                .map_err(|e| e.to_string())?
+                .ok_or(format!("no checkpoint was signed at size {}", q.from))?;
             proof::consistency(&reader, &old, &new).map_err(|e| e.to_string())?
         };
         Ok(proof::consistency_file(q.from, &pf, &new))
@@ -774,7 +1053,16 @@ async fn proof_consistency(State(s): St, Extension(c): Extension<ConnInfo>, h: H
     .await;
     match r {
         Ok(Ok(text)) => {
-            if let Err(r) = audited(&s, &p, &c, "prove", format!("consistency from size {}", q.from), 0).await {
+            if let Err(r) = audited(
+                &s,
+                &p,
+                &c,
+                "prove",
+                format!("consistency from size {}", q.from),
+                0,
+            )
+            .await
+            {
                 return r;
             }
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
@@ -790,7 +1078,16 @@ async fn sources(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) 
         Err(r) => return r,
     };
     let list = s.metrics.sources();
-    if let Err(r) = audited(&s, &p, &c, "sources", "/v1/sources".into(), list.len() as u64).await {
+    if let Err(r) = audited(
+        &s,
+        &p,
+        &c,
+        "sources",
+        "/v1/sources".into(),
+        list.len() as u64,
+    )
+    .await
+    {
         return r;
     }
     axum::Json(json!({ "sources": list })).into_response()
@@ -829,12 +1126,16 @@ pub async fn preread_body(req: axum::extract::Request, next: axum::middleware::N
         Ok(Ok(())) if ended => Body::from(prefix),
         Ok(Ok(())) | Err(_) => {
             // large or slow: hand over what was read followed by the rest
-            let first = futures_util::stream::once(async move { Ok::<Bytes, axum::Error>(Bytes::from(prefix)) });
+            let first =
+                futures_util::stream::once(
+                    async move { Ok::<Bytes, axum::Error>(Bytes::from(prefix)) },
+                );
             Body::from_stream(first.chain(stream))
         }
         Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
     };
-    next.run(axum::extract::Request::from_parts(parts, body)).await
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 /// Count every answer per route (a layer over the router).

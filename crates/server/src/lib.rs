@@ -10,8 +10,8 @@
 
 pub mod auth;
 pub mod config;
-pub mod detector;
 mod der;
+pub mod detector;
 mod http;
 pub mod metrics;
 pub mod openapi;

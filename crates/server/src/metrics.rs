@@ -175,12 +175,20 @@ impl Metrics {
 
     /// Count an HTTP answer.
     pub fn http(&self, route: &str, code: u16) {
-        *self.lock().http.entry((route.to_string(), code)).or_default() += 1;
+        *self
+            .lock()
+            .http
+            .entry((route.to_string(), code))
+            .or_default() += 1;
     }
 
     /// Count a refused authentication or authorization.
     pub fn auth_failure(&self, kind: &str) {
-        *self.lock().auth_failures.entry(kind.to_string()).or_default() += 1;
+        *self
+            .lock()
+            .auth_failures
+            .entry(kind.to_string())
+            .or_default() += 1;
     }
 
     /// Count a refused batch (`backpressure`, `disk`, `stopping`).
@@ -200,65 +208,215 @@ impl Metrics {
         let head = |o: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
-        head(&mut o, "trailwarden_ingest_events_total", "counter", "Events stored, per source endpoint and format.");
+        head(
+            &mut o,
+            "trailwarden_ingest_events_total",
+            "counter",
+            "Events stored, per source endpoint and format.",
+        );
         for ((s, f), n) in &g.events {
-            let _ = writeln!(o, "trailwarden_ingest_events_total{{source=\"{}\",format=\"{}\"}} {n}", esc(s), esc(f));
+            let _ = writeln!(
+                o,
+                "trailwarden_ingest_events_total{{source=\"{}\",format=\"{}\"}} {n}",
+                esc(s),
+                esc(f)
+            );
         }
-        head(&mut o, "trailwarden_ingest_bytes_total", "counter", "Request bytes received, per source endpoint (as sent, before decompression).");
+        head(
+            &mut o,
+            "trailwarden_ingest_bytes_total",
+            "counter",
+            "Request bytes received, per source endpoint (as sent, before decompression).",
+        );
         for (s, n) in &g.bytes {
-            let _ = writeln!(o, "trailwarden_ingest_bytes_total{{source=\"{}\"}} {n}", esc(s));
+            let _ = writeln!(
+                o,
+                "trailwarden_ingest_bytes_total{{source=\"{}\"}} {n}",
+                esc(s)
+            );
         }
-        head(&mut o, "trailwarden_quarantined_records_total", "counter", "Records that could not be parsed, stored in quarantine with their raw bytes.");
+        head(
+            &mut o,
+            "trailwarden_quarantined_records_total",
+            "counter",
+            "Records that could not be parsed, stored in quarantine with their raw bytes.",
+        );
         for (s, n) in &g.quarantined {
-            let _ = writeln!(o, "trailwarden_quarantined_records_total{{source=\"{}\"}} {n}", esc(s));
+            let _ = writeln!(
+                o,
+                "trailwarden_quarantined_records_total{{source=\"{}\"}} {n}",
+                esc(s)
+            );
         }
-        head(&mut o, "trailwarden_last_event_timestamp_seconds", "gauge", "Time of the newest event received, per source endpoint.");
+        head(
+            &mut o,
+            "trailwarden_last_event_timestamp_seconds",
+            "gauge",
+            "Time of the newest event received, per source endpoint.",
+        );
         for (s, t) in &g.last_event {
-            let _ = writeln!(o, "trailwarden_last_event_timestamp_seconds{{source=\"{}\"}} {}", esc(s), *t as f64 / 1e9);
+            let _ = writeln!(
+                o,
+                "trailwarden_last_event_timestamp_seconds{{source=\"{}\"}} {}",
+                esc(s),
+                *t as f64 / 1e9
+            );
         }
-        head(&mut o, "trailwarden_commit_fsync_seconds", "histogram", "Ledger commit latency (write + fdatasync).");
+        head(
+            &mut o,
+            "trailwarden_commit_fsync_seconds",
+            "histogram",
+            "Ledger commit latency (write + fdatasync).",
+        );
         for (i, b) in FSYNC_BUCKETS.iter().enumerate() {
-            let _ = writeln!(o, "trailwarden_commit_fsync_seconds_bucket{{le=\"{b}\"}} {}", g.fsync_counts[i]);
+            let _ = writeln!(
+                o,
+                "trailwarden_commit_fsync_seconds_bucket{{le=\"{b}\"}} {}",
+                g.fsync_counts[i]
+            );
         }
-        let _ = writeln!(o, "trailwarden_commit_fsync_seconds_bucket{{le=\"+Inf\"}} {}", g.fsync_count);
+        let _ = writeln!(
+            o,
+            "trailwarden_commit_fsync_seconds_bucket{{le=\"+Inf\"}} {}",
+            g.fsync_count
+        );
         let _ = writeln!(o, "trailwarden_commit_fsync_seconds_sum {}", g.fsync_sum);
-        let _ = writeln!(o, "trailwarden_commit_fsync_seconds_count {}", g.fsync_count);
-        head(&mut o, "trailwarden_queue_events", "gauge", "Events waiting for the ledger writer.");
-        let _ = writeln!(o, "trailwarden_queue_events {}", self.queue_events.load(Ordering::Relaxed));
-        head(&mut o, "trailwarden_queue_bytes", "gauge", "Bytes waiting for the ledger writer.");
-        let _ = writeln!(o, "trailwarden_queue_bytes {}", self.queue_bytes.load(Ordering::Relaxed));
+        let _ = writeln!(
+            o,
+            "trailwarden_commit_fsync_seconds_count {}",
+            g.fsync_count
+        );
+        head(
+            &mut o,
+            "trailwarden_queue_events",
+            "gauge",
+            "Events waiting for the ledger writer.",
+        );
+        let _ = writeln!(
+            o,
+            "trailwarden_queue_events {}",
+            self.queue_events.load(Ordering::Relaxed)
+        );
+        head(
+            &mut o,
+            "trailwarden_queue_bytes",
+            "gauge",
+            "Bytes waiting for the ledger writer.",
+        );
+        let _ = writeln!(
+            o,
+            "trailwarden_queue_bytes {}",
+            self.queue_bytes.load(Ordering::Relaxed)
+        );
         head(&mut o, "trailwarden_ingest_rejected_total", "counter", "Batches refused with 429/503 (backpressure, low disk, stopping); each raises a control-failure alert.");
         for (s, n) in &g.rejected {
-            let _ = writeln!(o, "trailwarden_ingest_rejected_total{{reason=\"{}\"}} {n}", esc(s));
+            let _ = writeln!(
+                o,
+                "trailwarden_ingest_rejected_total{{reason=\"{}\"}} {n}",
+                esc(s)
+            );
         }
-        head(&mut o, "trailwarden_rule_matches_total", "counter", "Detections per rule.");
+        head(
+            &mut o,
+            "trailwarden_rule_matches_total",
+            "counter",
+            "Detections per rule.",
+        );
         for (r, n) in &g.rule_matches {
-            let _ = writeln!(o, "trailwarden_rule_matches_total{{rule_id=\"{}\"}} {n}", esc(r));
+            let _ = writeln!(
+                o,
+                "trailwarden_rule_matches_total{{rule_id=\"{}\"}} {n}",
+                esc(r)
+            );
         }
         head(&mut o, "trailwarden_alerts", "gauge", "Alerts per state.");
         for (s, n) in alerts {
             let _ = writeln!(o, "trailwarden_alerts{{state=\"{}\"}} {n}", esc(s));
         }
-        head(&mut o, "trailwarden_alert_deliveries_total", "counter", "Alert notifications delivered (no delivery channel is built yet: always empty).");
-        head(&mut o, "trailwarden_ledger_records", "gauge", "Records in the ledger (durable).");
-        let _ = writeln!(o, "trailwarden_ledger_records {}", self.ledger_size.load(Ordering::Relaxed));
-        head(&mut o, "trailwarden_disk_free_bytes", "gauge", "Free bytes on the data directory's file system.");
-        let _ = writeln!(o, "trailwarden_disk_free_bytes {}", self.disk_free.load(Ordering::Relaxed));
-        head(&mut o, "trailwarden_disk_low", "gauge", "1 while free disk is under ingest.min_free_disk_bytes (ingest answers 503).");
-        let _ = writeln!(o, "trailwarden_disk_low {}", self.disk_low.load(Ordering::Relaxed));
-        head(&mut o, "trailwarden_last_verify_success", "gauge", "1 if the last integrity verification passed, 0 if it failed.");
-        head(&mut o, "trailwarden_last_verify_timestamp_seconds", "gauge", "When the last integrity verification finished.");
+        head(
+            &mut o,
+            "trailwarden_alert_deliveries_total",
+            "counter",
+            "Alert notifications delivered (no delivery channel is built yet: always empty).",
+        );
+        head(
+            &mut o,
+            "trailwarden_ledger_records",
+            "gauge",
+            "Records in the ledger (durable).",
+        );
+        let _ = writeln!(
+            o,
+            "trailwarden_ledger_records {}",
+            self.ledger_size.load(Ordering::Relaxed)
+        );
+        head(
+            &mut o,
+            "trailwarden_disk_free_bytes",
+            "gauge",
+            "Free bytes on the data directory's file system.",
+        );
+        let _ = writeln!(
+            o,
+            "trailwarden_disk_free_bytes {}",
+            self.disk_free.load(Ordering::Relaxed)
+        );
+        head(
+            &mut o,
+            "trailwarden_disk_low",
+            "gauge",
+            "1 while free disk is under ingest.min_free_disk_bytes (ingest answers 503).",
+        );
+        let _ = writeln!(
+            o,
+            "trailwarden_disk_low {}",
+            self.disk_low.load(Ordering::Relaxed)
+        );
+        head(
+            &mut o,
+            "trailwarden_last_verify_success",
+            "gauge",
+            "1 if the last integrity verification passed, 0 if it failed.",
+        );
+        head(
+            &mut o,
+            "trailwarden_last_verify_timestamp_seconds",
+            "gauge",
+            "When the last integrity verification finished.",
+        );
         if let Some((t, ok)) = g.last_verify {
             let _ = writeln!(o, "trailwarden_last_verify_success {}", u8::from(ok));
-            let _ = writeln!(o, "trailwarden_last_verify_timestamp_seconds {}", t as f64 / 1e9);
+            let _ = writeln!(
+                o,
+                "trailwarden_last_verify_timestamp_seconds {}",
+                t as f64 / 1e9
+            );
         }
-        head(&mut o, "trailwarden_http_requests_total", "counter", "HTTP answers per route and status code.");
+        head(
+            &mut o,
+            "trailwarden_http_requests_total",
+            "counter",
+            "HTTP answers per route and status code.",
+        );
         for ((r, c), n) in &g.http {
-            let _ = writeln!(o, "trailwarden_http_requests_total{{route=\"{}\",code=\"{c}\"}} {n}", esc(r));
+            let _ = writeln!(
+                o,
+                "trailwarden_http_requests_total{{route=\"{}\",code=\"{c}\"}} {n}",
+                esc(r)
+            );
         }
-        head(&mut o, "trailwarden_auth_failures_total", "counter", "Refused authentications (unauthenticated) and authorizations (forbidden).");
+        head(
+            &mut o,
+            "trailwarden_auth_failures_total",
+            "counter",
+            "Refused authentications (unauthenticated) and authorizations (forbidden).",
+        );
         for (k, n) in &g.auth_failures {
-            let _ = writeln!(o, "trailwarden_auth_failures_total{{kind=\"{}\"}} {n}", esc(k));
+            let _ = writeln!(
+                o,
+                "trailwarden_auth_failures_total{{kind=\"{}\"}} {n}",
+                esc(k)
+            );
         }
         o
     }
@@ -283,7 +441,10 @@ mod tests {
         c.by_format.insert("k8s-audit".into(), 3);
         m.stored("k8s\"x", "t", &c);
         let text = m.render(&[("new".into(), 2)]);
-        assert!(text.contains("trailwarden_commit_fsync_seconds_bucket{le=\"0.001\"} 1"), "{text}");
+        assert!(
+            text.contains("trailwarden_commit_fsync_seconds_bucket{le=\"0.001\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("trailwarden_commit_fsync_seconds_bucket{le=\"0.025\"} 2"));
         assert!(text.contains("trailwarden_commit_fsync_seconds_count 2"));
         assert!(text.contains("source=\"k8s\\\"x\",format=\"k8s-audit\"} 3"));

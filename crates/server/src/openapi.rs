@@ -8,8 +8,14 @@ fn err(desc: &str) -> Value {
 
 fn std_errors(mut responses: Value) -> Value {
     if let Some(m) = responses.as_object_mut() {
-        m.insert("401".into(), json!({"$ref": "#/components/responses/Unauthorized"}));
-        m.insert("403".into(), json!({"$ref": "#/components/responses/Forbidden"}));
+        m.insert(
+            "401".into(),
+            json!({"$ref": "#/components/responses/Unauthorized"}),
+        );
+        m.insert(
+            "403".into(),
+            json!({"$ref": "#/components/responses/Forbidden"}),
+        );
     }
     responses
 }
@@ -209,7 +215,9 @@ mod tests {
         refs(&doc, &mut rs);
         assert!(rs.len() > 20, "the document uses references: {}", rs.len());
         for r in rs {
-            let ptr = r.strip_prefix('#').unwrap_or_else(|| panic!("external reference {r}"));
+            let ptr = r
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("external reference {r}"));
             assert!(doc.pointer(ptr).is_some(), "{r} does not resolve");
         }
     }
@@ -218,9 +226,20 @@ mod tests {
     fn every_route_of_the_contract_is_documented() {
         let doc = super::document();
         for p in [
-            "/v1/ingest/k8s-audit", "/v1/ingest/aks", "/v1/ingest/app", "/v1/ingest/azure",
-            "/v1/query", "/v1/alerts", "/v1/alerts/{id}/ack", "/v1/alerts/{id}/resolve",
-            "/v1/verify", "/v1/sources", "/metrics", "/healthz", "/readyz", "/openapi.json",
+            "/v1/ingest/k8s-audit",
+            "/v1/ingest/aks",
+            "/v1/ingest/app",
+            "/v1/ingest/azure",
+            "/v1/query",
+            "/v1/alerts",
+            "/v1/alerts/{id}/ack",
+            "/v1/alerts/{id}/resolve",
+            "/v1/verify",
+            "/v1/sources",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
         ] {
             assert!(doc["paths"].get(p).is_some(), "{p} missing");
         }

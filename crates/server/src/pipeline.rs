@@ -121,9 +121,7 @@ impl Pipeline {
     ) -> (Arc<Pipeline>, std::thread::JoinHandle<()>) {
         let (tx, rx) = std::sync::mpsc::channel();
         let failed = Arc::new(Mutex::new(None));
-        metrics
-            .ledger_size
-            .store(ledger.size(), Ordering::Relaxed);
+        metrics.ledger_size.store(ledger.size(), Ordering::Relaxed);
         let w = Writer {
             ledger: Some(ledger),
             detector,
@@ -210,7 +208,10 @@ impl Pipeline {
             Err(Job::Batch(b)) => {
                 self.metrics.queue_events.fetch_sub(n, Ordering::Relaxed);
                 self.metrics.queue_bytes.fetch_sub(bytes, Ordering::Relaxed);
-                Err((Refused::Stopped(self.failure().unwrap_or_else(|| "stopped".into())), b))
+                Err((
+                    Refused::Stopped(self.failure().unwrap_or_else(|| "stopped".into())),
+                    b,
+                ))
             }
             Err(_) => Ok(()),
         }
@@ -429,9 +430,13 @@ impl Writer {
                         }
                         match &rec.body {
                             Body::Event(ev) => {
-                                *counts.by_format.entry(ev.format.as_str().to_string()).or_default() += 1;
+                                *counts
+                                    .by_format
+                                    .entry(ev.format.as_str().to_string())
+                                    .or_default() += 1;
                                 if let Some(t) = ev.time {
-                                    counts.last_event = Some(counts.last_event.map_or(t, |x| x.max(t)));
+                                    counts.last_event =
+                                        Some(counts.last_event.map_or(t, |x| x.max(t)));
                                 }
                                 if self.detect && !self.detect_failed {
                                     if let Some(i) = stored.last {
@@ -620,14 +625,23 @@ impl Writer {
         }
     }
 
-    fn stop(&mut self, reason: &str, reply: Option<oneshot::Sender<Result<SignedCheckpoint, String>>>) {
+    fn stop(
+        &mut self,
+        reason: &str,
+        reply: Option<oneshot::Sender<Result<SignedCheckpoint, String>>>,
+    ) {
         let r = match self.ledger.take() {
             Some(mut l) => {
                 let _ = self.detector.record(&mut l);
                 let _ = self.detector.flush_inputs();
                 l.close(reason).map_err(|e| e.to_string())
             }
-            None => Err(self.failed.lock().ok().and_then(|g| g.clone()).unwrap_or_else(|| "the ledger writer had stopped".into())),
+            None => Err(self
+                .failed
+                .lock()
+                .ok()
+                .and_then(|g| g.clone())
+                .unwrap_or_else(|| "the ledger writer had stopped".into())),
         };
         if let Some(reply) = reply {
             let _ = reply.send(r);

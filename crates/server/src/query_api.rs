@@ -65,16 +65,16 @@ pub fn spawn(
         let _permit = permit;
         let threads = limits.threads.max(1);
         let r = trailwarden_query::engine::block_on(threads, async move {
-            run(data_dir, req, limits, pipeline, subject, origin, planned, lines).await
+            run(
+                data_dir, req, limits, pipeline, subject, origin, planned, lines,
+            )
+            .await
         });
         if let Err(e) = r {
             eprintln!("error: query runtime: {e}");
         }
     };
-    if let Err(e) = std::thread::Builder::new()
-        .name("query".into())
-        .spawn(run)
-    {
+    if let Err(e) = std::thread::Builder::new().name("query".into()).spawn(run) {
         eprintln!("error: cannot start a query thread: {e}");
     }
 }
@@ -144,11 +144,14 @@ async fn run(
         now: None,
     };
     // plan everything before answering, so a syntax error is a 400, not a broken stream
-    let plans = (|| async {
+    let plans = async {
         let engine = Engine::open(&data_dir, opts).map_err(|e| (503u16, e.to_string()))?;
         let mut plans = Vec::new();
         if language == "kql" {
-            for p in engine.plan_kql(&text).map_err(|e| (400u16, e.to_string()))? {
+            for p in engine
+                .plan_kql(&text)
+                .map_err(|e| (400u16, e.to_string()))?
+            {
                 plans.push((p.plan, p.kinds));
             }
         } else {
@@ -167,19 +170,24 @@ async fn run(
             plans.push((plan, kinds));
         }
         Ok::<_, (u16, String)>((engine, plans))
-    })()
+    }
     .await;
     let (engine, plans) = match plans {
         Ok(p) => p,
         Err(e) => {
-            let _ = pipeline.access(access("failure", 0, format!("{target} ({})", e.1))).await;
+            let _ = pipeline
+                .access(access("failure", 0, format!("{target} ({})", e.1)))
+                .await;
             let _ = planned.send(Err(e));
             return;
         }
     };
     // the read is durable in the ledger before any row leaves
     if let Err(e) = pipeline.access(access("started", 0, target.clone())).await {
-        let _ = planned.send(Err((503, format!("the query could not be recorded in the ledger, so it was not run: {e}"))));
+        let _ = planned.send(Err((
+            503,
+            format!("the query could not be recorded in the ledger, so it was not run: {e}"),
+        )));
         return;
     }
     if planned.send(Ok(())).is_err() {
@@ -197,7 +205,11 @@ async fn run(
                 .zip(&kinds)
                 .map(|(n, k)| serde_json::json!({"name": n, "type": k.name()}))
                 .collect();
-            send(&lines, &serde_json::json!({"@columns": cols, "@statement": stmt})).await?;
+            send(
+                &lines,
+                &serde_json::json!({"@columns": cols, "@statement": stmt}),
+            )
+            .await?;
             while let Some(b) = stream.next().await {
                 let b = b.map_err(|e| e.to_string())?;
                 let mut buf = Vec::with_capacity(b.num_rows() * 256);
@@ -239,10 +251,7 @@ async fn run(
         )),
     };
     let outcome = if result.is_ok() { "success" } else { "failure" };
-    let recorded = pipeline
-        .access(access(outcome, rows, target))
-        .await
-        .ok();
+    let recorded = pipeline.access(access(outcome, rows, target)).await.ok();
     let mut summary = serde_json::json!({
         "rows": rows,
         "truncated": truncated,

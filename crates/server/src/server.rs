@@ -105,7 +105,8 @@ pub async fn run_verify(s: &AppState) -> VerifyStatus {
             failures: Vec::new(),
         },
     };
-    s.metrics.verified(st.at, st.status == "ok" || st.status == "warnings");
+    s.metrics
+        .verified(st.at, st.status == "ok" || st.status == "warnings");
     if st.status == "failed" || st.status == "error" {
         s.pipeline.control(
             "verify",
@@ -153,11 +154,7 @@ pub fn serve(
     } else {
         None
     };
-    let auth = Authenticator::new(
-        data_dir.clone(),
-        &cfg.oidc,
-        cfg.http.client_roles.clone(),
-    )?;
+    let auth = Authenticator::new(data_dir.clone(), &cfg.oidc, cfg.http.client_roles.clone())?;
     let rules = RuleConfig {
         rules: cfg.detection.rules.clone(),
         builtin: cfg.detection.builtin_rules && cfg.detection.enabled,
@@ -311,7 +308,9 @@ fn background(s: Arc<AppState>) {
             if let Some(free) = free_bytes(&d.data_dir) {
                 d.metrics.disk_free.store(free, Ordering::Relaxed);
                 let now_low = free < d.cfg.ingest.min_free_disk_bytes;
-                d.metrics.disk_low.store(u64::from(now_low), Ordering::Relaxed);
+                d.metrics
+                    .disk_low
+                    .store(u64::from(now_low), Ordering::Relaxed);
                 if now_low && !low {
                     d.pipeline.control(
                         "disk-low",

@@ -55,23 +55,33 @@ pub async fn start(
     };
     if let Some(a) = &cfg.syslog.tcp {
         let l = TcpListener::bind(a).await.map_err(|e| bind(a, e))?;
-        s.addrs.push(("tcp".into(), l.local_addr().map_err(|e| bind(a, e))?));
-        s.tasks.push(tokio::spawn(accept(l, None, state.clone(), rx.clone())));
+        s.addrs
+            .push(("tcp".into(), l.local_addr().map_err(|e| bind(a, e))?));
+        s.tasks
+            .push(tokio::spawn(accept(l, None, state.clone(), rx.clone())));
     }
     if let Some(a) = &cfg.syslog.tls {
         let l = TcpListener::bind(a).await.map_err(|e| bind(a, e))?;
-        s.addrs.push(("tls".into(), l.local_addr().map_err(|e| bind(a, e))?));
+        s.addrs
+            .push(("tls".into(), l.local_addr().map_err(|e| bind(a, e))?));
         let mut c = tls
             .as_ref()
             .map(|c| (**c).clone())
             .ok_or_else(|| ServerError::Config("syslog.tls needs http.tls".into()))?;
         c.alpn_protocols.clear();
-        s.tasks.push(tokio::spawn(accept(l, Some(Arc::new(c)), state.clone(), rx.clone())));
+        s.tasks.push(tokio::spawn(accept(
+            l,
+            Some(Arc::new(c)),
+            state.clone(),
+            rx.clone(),
+        )));
     }
     if let Some(a) = &cfg.syslog.udp {
         let u = UdpSocket::bind(a).await.map_err(|e| bind(a, e))?;
-        s.addrs.push(("udp".into(), u.local_addr().map_err(|e| bind(a, e))?));
-        s.tasks.push(tokio::spawn(udp(u, state.clone(), rx.clone())));
+        s.addrs
+            .push(("udp".into(), u.local_addr().map_err(|e| bind(a, e))?));
+        s.tasks
+            .push(tokio::spawn(udp(u, state.clone(), rx.clone())));
     }
     Ok(s)
 }
@@ -316,7 +326,9 @@ async fn store(state: &Arc<AppState>, kind: &str, peer: SocketAddr, msgs: Vec<Ve
     })
     .await
     .unwrap_or_default();
-    state.metrics.bytes("syslog", records.iter().map(|r| r.raw.len() as u64).sum());
+    state
+        .metrics
+        .bytes("syslog", records.iter().map(|r| r.raw.len() as u64).sum());
     submit_waiting(state, kind, peer, records).await;
 }
 

@@ -144,9 +144,9 @@ impl TokenStore {
             return None;
         }
         let d = digest(token);
-        self.entries.iter().find(|e| {
-            e.sha256 == d && e.revoked.is_none() && e.expires.is_none_or(|x| x.0 > now.0)
-        })
+        self.entries
+            .iter()
+            .find(|e| e.sha256 == d && e.revoked.is_none() && e.expires.is_none_or(|x| x.0 > now.0))
     }
 
     fn save(&self) -> Result<(), ServerError> {
@@ -176,7 +176,10 @@ mod tests {
         assert!(!text.contains(&tok), "the token itself must not be stored");
         assert!(text.contains(&e.sha256));
         let s2 = TokenStore::open(&dir).expect("reopen");
-        assert_eq!(s2.lookup(&tok, Timestamp::now()).map(|e| e.role), Some(Role::Ingest));
+        assert_eq!(
+            s2.lookup(&tok, Timestamp::now()).map(|e| e.role),
+            Some(Role::Ingest)
+        );
         assert!(s2.lookup("twk_nope", Timestamp::now()).is_none());
         let mut s3 = s2;
         s3.revoke(&e.id).expect("revoke");
@@ -184,9 +187,15 @@ mod tests {
         assert!(s4.lookup(&tok, Timestamp::now()).is_none());
         // world-readable token file is refused
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(TokenStore::path_in(&dir), std::fs::Permissions::from_mode(0o644))
-            .expect("chmod");
-        assert!(matches!(TokenStore::open(&dir), Err(ServerError::Permissions { .. })));
+        std::fs::set_permissions(
+            TokenStore::path_in(&dir),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+        assert!(matches!(
+            TokenStore::open(&dir),
+            Err(ServerError::Permissions { .. })
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

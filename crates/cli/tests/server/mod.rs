@@ -134,9 +134,16 @@ impl Server {
             .args(["tokens", "create", "--role", role])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let t = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        assert!(t.starts_with("twk_") && !t.contains('\n'), "stdout is only the token: {t:?}");
+        assert!(
+            t.starts_with("twk_") && !t.contains('\n'),
+            "stdout is only the token: {t:?}"
+        );
         t
     }
 
@@ -149,7 +156,15 @@ impl Server {
     /// curl; returns (status, HTTP version, body).
     pub fn curl_full(&self, token: Option<&str>, args: &[&str]) -> (u16, String, String) {
         let mut c = Command::new("curl");
-        c.args(["-sS", "--max-time", "60", "-o", "-", "-w", "\n%{http_code} %{http_version}"]);
+        c.args([
+            "-sS",
+            "--max-time",
+            "60",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code} %{http_version}",
+        ]);
         if self.base.starts_with("https") {
             c.arg("--cacert").arg(self.data.join("keys/tls.crt"));
         }
@@ -174,7 +189,13 @@ impl Server {
         std::fs::write(&f, body).unwrap();
         let r = self.curl(
             Some(token),
-            &["-H", "Content-Type: application/json", "--data-binary", &format!("@{}", f.display()), &self.url(path)],
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &format!("@{}", f.display()),
+                &self.url(path),
+            ],
         );
         let _ = std::fs::remove_file(&f);
         r
@@ -201,7 +222,9 @@ impl Server {
 
     pub fn count(&self, token: &str, kql: &str) -> i64 {
         let (rows, _) = self.query(token, &format!("{kql} | count"));
-        rows[0]["Count"].as_i64().unwrap_or_else(|| panic!("{:?}", rows))
+        rows[0]["Count"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{:?}", rows))
     }
 
     /// SIGTERM and wait; returns the exit code and the stderr lines seen after.
@@ -248,10 +271,11 @@ fn rand_suffix() -> String {
 /// Every Kubernetes audit event of the corpus (Falco's traces and audit2rbac's capture).
 pub fn corpus_events() -> Vec<serde_json::Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("falcosecurity-falco/test/trace_files/k8s_audit"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(root.join("falcosecurity-falco/test/trace_files/k8s_audit"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
     files.sort();
     files.push(root.join("liggitt-audit2rbac/testdata/demo.log"));
     let mut out = Vec::new();
@@ -309,26 +333,67 @@ fn serve_corpus_eventlists_read_back_through_the_query_api() {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(event_list(&[one]).as_bytes()).unwrap();
     std::fs::write(&gz, enc.finish().unwrap()).unwrap();
-    let (code, body) = s.curl(Some(&tok), &["-H", "Content-Type: application/json", "-H", "Content-Encoding: gzip", "--data-binary", &format!("@{}", gz.display()), &s.url("/v1/ingest/k8s-audit")]);
+    let (code, body) = s.curl(
+        Some(&tok),
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Content-Encoding: gzip",
+            "--data-binary",
+            &format!("@{}", gz.display()),
+            &s.url("/v1/ingest/k8s-audit"),
+        ],
+    );
     assert_eq!(code, 200, "gzip: {body}");
-    let jsonl = format!("{}\n{}\n", synthetic("jl-1", "bob-jl"), synthetic("jl-2", "bob-jl"));
+    let jsonl = format!(
+        "{}\n{}\n",
+        synthetic("jl-1", "bob-jl"),
+        synthetic("jl-2", "bob-jl")
+    );
     let (code, body) = s.post_json(&tok, "/v1/ingest/k8s-audit", &jsonl);
     assert_eq!(code, 200, "jsonl: {body}");
-    let (code, body) = s.post_json(&tok, "/v1/ingest/k8s-audit", &synthetic("single-1", "carol-single").to_string());
+    let (code, body) = s.post_json(
+        &tok,
+        "/v1/ingest/k8s-audit",
+        &synthetic("single-1", "carol-single").to_string(),
+    );
     assert_eq!(code, 200, "single event: {body}");
     acked += 4;
     // read back: every event, by count and by auditID
     let n = s.count(&analyst, "events | where format == 'k8s-audit'");
     assert_eq!(n as usize, acked);
     let (rows, _) = s.query(&analyst, "events | where user in ('alice-gz', 'bob-jl', 'carol-single') | summarize n = count() by user | order by user asc");
-    let got: Vec<(String, i64)> = rows.iter().map(|r| (r["user"].as_str().unwrap().to_string(), r["n"].as_i64().unwrap())).collect();
-    assert_eq!(got, [("alice-gz".to_string(), 1), ("bob-jl".to_string(), 2), ("carol-single".to_string(), 1)]);
+    let got: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["user"].as_str().unwrap().to_string(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("alice-gz".to_string(), 1),
+            ("bob-jl".to_string(), 2),
+            ("carol-single".to_string(), 1)
+        ]
+    );
     // HTTP/2 over ALPN
     let (code, version, body) = s.curl_full(Some(&analyst), &["--http2", &s.url("/v1/sources")]);
     assert_eq!((code, version.as_str()), (200, "2"), "{body}");
     // the query reads are in the ledger as access records
-    let (rows, _) = s.query(&analyst, "TrailwardenAccess | where Action == 'query' | project Subject, Outcome");
-    assert!(rows.iter().any(|r| r["Subject"].as_str().unwrap().contains("analyst")), "{rows:?}");
+    let (rows, _) = s.query(
+        &analyst,
+        "TrailwardenAccess | where Action == 'query' | project Subject, Outcome",
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["Subject"].as_str().unwrap().contains("analyst")),
+        "{rows:?}"
+    );
     let (code, _) = s.stop();
     assert_eq!(code, 0);
 }
@@ -372,11 +437,20 @@ fn serve_role_matrix_every_endpoint_every_role() {
     let mut failures = Vec::new();
     let mut denials = 0;
     for (method, path, body, expect) in MATRIX {
-        let body = if *body == "EVENT" { event.as_str() } else { body };
+        let body = if *body == "EVENT" {
+            event.as_str()
+        } else {
+            body
+        };
         for (i, want) in expect.chars().enumerate() {
             let mut args = vec!["-X", method];
             if !body.is_empty() {
-                args.extend(["-H", "Content-Type: application/json", "--data-binary", body]);
+                args.extend([
+                    "-H",
+                    "Content-Type: application/json",
+                    "--data-binary",
+                    body,
+                ]);
             }
             let url = s.url(path);
             args.push(&url);
@@ -391,8 +465,18 @@ fn serve_role_matrix_every_endpoint_every_role() {
                 denials += 1;
             }
             if got != want {
-                let who = ["anonymous", "bad-token", "ingest", "viewer", "analyst", "reviewer", "admin"][i];
-                failures.push(format!("{method} {path} as {who}: expected {want}, got {code} {text}"));
+                let who = [
+                    "anonymous",
+                    "bad-token",
+                    "ingest",
+                    "viewer",
+                    "analyst",
+                    "reviewer",
+                    "admin",
+                ][i];
+                failures.push(format!(
+                    "{method} {path} as {who}: expected {want}, got {code} {text}"
+                ));
             }
         }
     }
@@ -401,35 +485,69 @@ fn serve_role_matrix_every_endpoint_every_role() {
     let admin = creds[6].clone().unwrap();
     let (rows, _) = s.query(&admin, "TrailwardenAccess | where Outcome in ('forbidden', 'unauthenticated') | summarize n = count() by Outcome");
     let total: i64 = rows.iter().map(|r| r["n"].as_i64().unwrap()).sum();
-    assert!(total >= denials, "{total} refusals recorded, {denials} made: {rows:?}");
+    assert!(
+        total >= denials,
+        "{total} refusals recorded, {denials} made: {rows:?}"
+    );
     let (rows, _) = s.query(&admin, "TrailwardenAccess | where Outcome == 'forbidden' and Action == 'query' | take 1 | project Subject, Origin, Target");
-    assert!(rows[0]["Subject"].as_str().unwrap().contains("(ingest)"), "{rows:?}");
+    assert!(
+        rows[0]["Subject"].as_str().unwrap().contains("(ingest)"),
+        "{rows:?}"
+    );
     assert_eq!(rows[0]["Origin"].as_str(), Some("127.0.0.1"));
 }
 
 #[test]
 fn serve_bad_input_is_answered_precisely_and_valid_items_are_kept() {
     let data = tmpdir("badinput");
-    let s = Server::start(&data, &[("TRAILWARDEN_HTTP_MAX_BODY_BYTES", "65536"), ("TRAILWARDEN_HTTP_MAX_DECODED_BYTES", "131072")]);
+    let s = Server::start(
+        &data,
+        &[
+            ("TRAILWARDEN_HTTP_MAX_BODY_BYTES", "65536"),
+            ("TRAILWARDEN_HTTP_MAX_DECODED_BYTES", "131072"),
+        ],
+    );
     let t = s.token("admin");
     std::thread::sleep(Duration::from_millis(1100));
     // JSON lines with one broken line: 400, the two valid ones stored, the broken one quarantined
-    let body = format!("{}\n{{\"kind\":\"Event\",\"auditID\":\"broken\n{}\n", synthetic("b1", "bad-input-ok"), synthetic("b2", "bad-input-ok"));
+    let body = format!(
+        "{}\n{{\"kind\":\"Event\",\"auditID\":\"broken\n{}\n",
+        synthetic("b1", "bad-input-ok"),
+        synthetic("b2", "bad-input-ok")
+    );
     let (code, text) = s.post_json(&t, "/v1/ingest/k8s-audit", &body);
     assert_eq!(code, 400, "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!((v["stored"].as_u64(), v["quarantined"].as_u64()), (Some(2), Some(1)), "{text}");
+    assert_eq!(
+        (v["stored"].as_u64(), v["quarantined"].as_u64()),
+        (Some(2), Some(1)),
+        "{text}"
+    );
     assert_eq!(v["errors"][0]["item"].as_u64(), Some(1));
     assert_eq!(v["errors"][0]["line"].as_u64(), Some(2));
     assert!(!v["errors"][0]["reason"].as_str().unwrap().is_empty());
     assert_eq!(s.count(&t, "events | where user == 'bad-input-ok'"), 2);
-    assert_eq!(s.count(&t, "records | where kind == 'quarantine' and raw has 'broken'"), 1);
+    assert_eq!(
+        s.count(
+            &t,
+            "records | where kind == 'quarantine' and raw has 'broken'"
+        ),
+        1
+    );
     // an EventList whose second item is not an audit event
     let el = format!("{{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[{},{{\"hello\":1}}]}}", synthetic("b3", "bad-input-ok"));
     let (code, text) = s.post_json(&t, "/v1/ingest/k8s-audit", &el);
     assert_eq!(code, 400, "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!((v["stored"].as_u64(), v["quarantined"].as_u64(), v["errors"][0]["item"].as_u64()), (Some(1), Some(1), Some(1)), "{text}");
+    assert_eq!(
+        (
+            v["stored"].as_u64(),
+            v["quarantined"].as_u64(),
+            v["errors"][0]["item"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{text}"
+    );
     // not JSON at all
     let (code, text) = s.post_json(&t, "/v1/ingest/k8s-audit", "{not json");
     assert_eq!(code, 400, "{text}");
@@ -446,16 +564,65 @@ fn serve_bad_input_is_answered_precisely_and_valid_items_are_kept() {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     enc.write_all(&vec![b' '; 1 << 20]).unwrap();
     std::fs::write(&bomb, enc.finish().unwrap()).unwrap();
-    let (code, text) = s.curl(Some(&t), &["-H", "Content-Type: application/json", "-H", "Content-Encoding: gzip", "--data-binary", &format!("@{}", bomb.display()), &s.url("/v1/ingest/k8s-audit")]);
+    let (code, text) = s.curl(
+        Some(&t),
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Content-Encoding: gzip",
+            "--data-binary",
+            &format!("@{}", bomb.display()),
+            &s.url("/v1/ingest/k8s-audit"),
+        ],
+    );
     assert_eq!(code, 413, "{text}");
-    let (code, text) = s.curl(Some(&t), &["-H", "Content-Type: application/json", "-H", "Content-Encoding: gzip", "--data-binary", "not gzip", &s.url("/v1/ingest/k8s-audit")]);
+    let (code, text) = s.curl(
+        Some(&t),
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Content-Encoding: gzip",
+            "--data-binary",
+            "not gzip",
+            &s.url("/v1/ingest/k8s-audit"),
+        ],
+    );
     assert_eq!(code, 400, "{text}");
-    let (code, _) = s.curl(Some(&t), &["-H", "Content-Type: application/json", "-H", "Content-Encoding: br", "--data-binary", "{}", &s.url("/v1/ingest/k8s-audit")]);
+    let (code, _) = s.curl(
+        Some(&t),
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Content-Encoding: br",
+            "--data-binary",
+            "{}",
+            &s.url("/v1/ingest/k8s-audit"),
+        ],
+    );
     assert_eq!(code, 415);
     // wrong content types (curl -d defaults to a form)
-    let (code, text) = s.curl(Some(&t), &["-d", &synthetic("b4", "x").to_string(), &s.url("/v1/ingest/k8s-audit")]);
+    let (code, text) = s.curl(
+        Some(&t),
+        &[
+            "-d",
+            &synthetic("b4", "x").to_string(),
+            &s.url("/v1/ingest/k8s-audit"),
+        ],
+    );
     assert_eq!(code, 415, "{text}");
-    let (code, _) = s.curl(Some(&t), &["-H", "Content-Type: text/xml", "--data-binary", "<a/>", &s.url("/v1/ingest/app")]);
+    let (code, _) = s.curl(
+        Some(&t),
+        &[
+            "-H",
+            "Content-Type: text/xml",
+            "--data-binary",
+            "<a/>",
+            &s.url("/v1/ingest/app"),
+        ],
+    );
     assert_eq!(code, 415);
     // unknown endpoint, bad query
     let (code, _) = s.post_json(&t, "/v1/ingest/nope", "{}");
@@ -463,14 +630,24 @@ fn serve_bad_input_is_answered_precisely_and_valid_items_are_kept() {
     let (code, text) = s.post_json(&t, "/v1/query", "{\"kql\": \"events | whre x\"}");
     assert_eq!(code, 400, "{text}");
     assert!(text.contains("line 1"), "{text}");
-    let (code, _) = s.post_json(&t, "/v1/query", "{\"kql\": \"events\", \"sql\": \"select 1\"}");
+    let (code, _) = s.post_json(
+        &t,
+        "/v1/query",
+        "{\"kql\": \"events\", \"sql\": \"select 1\"}",
+    );
     assert_eq!(code, 400);
     // the query API honours the row limit
     let (rows, summary) = {
         let (code, text) = s.post_json(&t, "/v1/query", "{\"kql\": \"records\", \"limit\": 2}");
         assert_eq!(code, 200);
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        let rows = lines.iter().filter(|l| l.get("@columns").is_none() && l.get("@summary").is_none()).count();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let rows = lines
+            .iter()
+            .filter(|l| l.get("@columns").is_none() && l.get("@summary").is_none())
+            .count();
         (rows, lines.last().unwrap()["@summary"].clone())
     };
     assert_eq!(rows, 2);
@@ -486,8 +663,14 @@ fn read_until_closed(sock: &mut std::net::TcpStream, limit: Duration) -> (Durati
         match sock.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-                panic!("the server kept a stalled connection open for {:?}", t.elapsed())
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                panic!(
+                    "the server kept a stalled connection open for {:?}",
+                    t.elapsed()
+                )
             }
             Err(_) => break, // reset
         }
@@ -506,7 +689,8 @@ fn serve_slow_clients_and_truncated_tls_handshakes_are_cut_off() {
     let s = Server::start(&data, &timeouts);
     // a TLS ClientHello cut off after the record header
     let mut sock = std::net::TcpStream::connect(&s.addr).unwrap();
-    sock.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    sock.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
     // meanwhile the server answers others
     let (code, _) = s.curl(None, &[&s.url("/healthz")]);
     assert_eq!(code, 200);
@@ -528,9 +712,13 @@ fn serve_slow_clients_and_truncated_tls_handshakes_are_cut_off() {
     assert!(s.base.starts_with("http://"));
     // headers that never end
     let mut sock = std::net::TcpStream::connect(&s.addr).unwrap();
-    sock.write_all(b"POST /v1/ingest/k8s-audit HTTP/1.1\r\nHost: x\r\nX-Slow: 1").unwrap();
+    sock.write_all(b"POST /v1/ingest/k8s-audit HTTP/1.1\r\nHost: x\r\nX-Slow: 1")
+        .unwrap();
     let (took, _) = read_until_closed(&mut sock, Duration::from_secs(15));
-    assert!(took < Duration::from_secs(10), "header slowloris held {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "header slowloris held {took:?}"
+    );
     // a body that never arrives: 408
     let mut sock = std::net::TcpStream::connect(&s.addr).unwrap();
     let req = format!(
@@ -562,11 +750,30 @@ fn serve_restart_mid_load_keeps_every_acknowledged_event() {
             if stop_rx.try_recv().is_ok() {
                 break;
             }
-            let items: Vec<serde_json::Value> = (0..50).map(|i| synthetic(&format!("r{b}-{i}"), &format!("restart-{b}"))).collect();
+            let items: Vec<serde_json::Value> = (0..50)
+                .map(|i| synthetic(&format!("r{b}-{i}"), &format!("restart-{b}")))
+                .collect();
             let out = Command::new("curl")
-                .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "10",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--cacert",
+                ])
                 .arg(&ca)
-                .args(["-H", &format!("Authorization: Bearer {tok}"), "-H", "Content-Type: application/json", "--data-binary", &event_list(&items), &base])
+                .args([
+                    "-H",
+                    &format!("Authorization: Bearer {tok}"),
+                    "-H",
+                    "Content-Type: application/json",
+                    "--data-binary",
+                    &event_list(&items),
+                    &base,
+                ])
                 .output()
                 .unwrap();
             if String::from_utf8_lossy(&out.stdout) == "200" {
@@ -588,36 +795,96 @@ fn serve_restart_mid_load_keeps_every_acknowledged_event() {
     let s = Server::start(&data, &[]);
     let admin = s.token("admin");
     std::thread::sleep(Duration::from_millis(1100));
-    let (rows, _) = s.query(&admin, "events | where user startswith 'restart-' | summarize n = count() by user");
-    let counts: std::collections::HashMap<String, i64> = rows.iter().map(|r| (r["user"].as_str().unwrap().to_string(), r["n"].as_i64().unwrap())).collect();
+    let (rows, _) = s.query(
+        &admin,
+        "events | where user startswith 'restart-' | summarize n = count() by user",
+    );
+    let counts: std::collections::HashMap<String, i64> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["user"].as_str().unwrap().to_string(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
     for b in &acked {
-        assert_eq!(counts.get(&format!("restart-{b}")), Some(&50), "acknowledged batch {b} incomplete after the restart");
+        assert_eq!(
+            counts.get(&format!("restart-{b}")),
+            Some(&50),
+            "acknowledged batch {b} incomplete after the restart"
+        );
     }
     // SIGTERM: drain, stop record, final checkpoint; the ledger verifies
     let (code, lines) = s.stop();
     assert_eq!(code, 0, "{lines:?}");
-    assert!(lines.iter().any(|l| l.contains("final checkpoint")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("final checkpoint")),
+        "{lines:?}"
+    );
     // (kill -9 leaves an unclean-shutdown warning, never a failure)
-    let out = bin().arg("--data-dir").arg(&data).args(["--output", "json", "verify"]).output().unwrap();
+    let out = bin()
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--output", "json", "verify"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["failures"].as_array().unwrap().is_empty() && v["status"] != "failed", "{v}");
-    let out = bin().arg("--data-dir").arg(&data).args(["--output", "json", "query", "records | where kind == 'lifecycle' and raw has 'SIGTERM' | count"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\"Count\":1"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        v["failures"].as_array().unwrap().is_empty() && v["status"] != "failed",
+        "{v}"
+    );
+    let out = bin()
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "--output",
+            "json",
+            "query",
+            "records | where kind == 'lifecycle' and raw has 'SIGTERM' | count",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"Count\":1"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
 fn serve_low_disk_refuses_with_503_and_raises_a_control_alert() {
     let data = tmpdir("disk");
-    let s = Server::start(&data, &[("TRAILWARDEN_INGEST_MIN_FREE_DISK_BYTES", "18446744073709551615"), ("TRAILWARDEN_INGEST_RETRY_AFTER_SECONDS", "7")]);
+    let s = Server::start(
+        &data,
+        &[
+            (
+                "TRAILWARDEN_INGEST_MIN_FREE_DISK_BYTES",
+                "18446744073709551615",
+            ),
+            ("TRAILWARDEN_INGEST_RETRY_AFTER_SECONDS", "7"),
+        ],
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let out = Command::new("curl")
         .args(["-sS", "-i", "--cacert"])
         .arg(data.join("keys/tls.crt"))
-        .args(["-H", &format!("Authorization: Bearer {}", s.token), "-H", "Content-Type: application/json", "--data-binary", &synthetic("d1", "disk").to_string(), &s.url("/v1/ingest/k8s-audit")])
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {}", s.token),
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &synthetic("d1", "disk").to_string(),
+            &s.url("/v1/ingest/k8s-audit"),
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    assert!(text.starts_with("http/2 503") || text.starts_with("http/1.1 503"), "{text}");
+    assert!(
+        text.starts_with("http/2 503") || text.starts_with("http/1.1 503"),
+        "{text}"
+    );
     assert!(text.contains("retry-after: 7"), "{text}");
     let (code, _) = s.curl(None, &[&s.url("/readyz")]);
     assert_eq!(code, 503);
@@ -638,7 +905,9 @@ fn serve_refuses_world_readable_keys_and_token_files() {
     for f in ["keys/tls.key", "tokens.json"] {
         let p = data.join(f);
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = Server::try_start(&data, &[]).err().unwrap_or_else(|| panic!("started with {f} world-readable"));
+        let e = Server::try_start(&data, &[])
+            .err()
+            .unwrap_or_else(|| panic!("started with {f} world-readable"));
         assert!(e.contains("chmod 600"), "{f}: {e}");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
@@ -647,7 +916,12 @@ fn serve_refuses_world_readable_keys_and_token_files() {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let st = Command::new("openssl").current_dir(dir).args(args).stderr(Stdio::null()).status().unwrap();
+    let st = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert!(st.success(), "openssl {args:?}");
 }
 
@@ -655,18 +929,95 @@ fn openssl(dir: &Path, args: &[&str]) {
 fn serve_mtls_client_certificates_map_to_roles() {
     let data = tmpdir("mtls");
     let pki = tmpdir("mtls-pki");
-    openssl(&pki, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca"]);
-    std::fs::write(pki.join("client.ext"), "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        &pki,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+        ],
+    );
+    std::fs::write(
+        pki.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
     for cn in ["kube-apiserver", "stranger"] {
-        openssl(&pki, &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &format!("{cn}.key"), "-out", &format!("{cn}.csr"), "-subj", &format!("/CN={cn}/O=system:masters")]);
-        openssl(&pki, &["x509", "-req", "-in", &format!("{cn}.csr"), "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-extfile", "client.ext", "-out", &format!("{cn}.crt"), "-days", "1"]);
+        openssl(
+            &pki,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{cn}.key"),
+                "-out",
+                &format!("{cn}.csr"),
+                "-subj",
+                &format!("/CN={cn}/O=system:masters"),
+            ],
+        );
+        openssl(
+            &pki,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{cn}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                "client.ext",
+                "-out",
+                &format!("{cn}.crt"),
+                "-days",
+                "1",
+            ],
+        );
     }
     let ca = pki.join("ca.crt").display().to_string();
-    let s = Server::start(&data, &[("TRAILWARDEN_HTTP_CLIENT_CA", &ca), ("TRAILWARDEN_HTTP_CLIENT_ROLES", "kube-apiserver=ingest")]);
+    let s = Server::start(
+        &data,
+        &[
+            ("TRAILWARDEN_HTTP_CLIENT_CA", &ca),
+            ("TRAILWARDEN_HTTP_CLIENT_ROLES", "kube-apiserver=ingest"),
+        ],
+    );
     let with_cert = |cn: &str, path: &str| {
         let crt = pki.join(format!("{cn}.crt")).display().to_string();
         let key = pki.join(format!("{cn}.key")).display().to_string();
-        s.curl(None, &["--cert", &crt, "--key", &key, "-H", "Content-Type: application/json", "--data-binary", &synthetic("m1", "mtls").to_string(), &s.url(path)])
+        s.curl(
+            None,
+            &[
+                "--cert",
+                &crt,
+                "--key",
+                &key,
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &synthetic("m1", "mtls").to_string(),
+                &s.url(path),
+            ],
+        )
     };
     let (code, text) = with_cert("kube-apiserver", "/v1/ingest/k8s-audit");
     assert_eq!(code, 200, "{text}");
@@ -677,6 +1028,9 @@ fn serve_mtls_client_certificates_map_to_roles() {
     // bearer tokens still work without a certificate (client certificates are optional)
     let (code, _) = s.curl(Some(&s.token), &[&s.url("/v1/sources")]);
     assert_eq!(code, 200);
-    let (rows, _) = s.query(&s.token, "TrailwardenAccess | where Subject has 'stranger' | project Outcome");
+    let (rows, _) = s.query(
+        &s.token,
+        "TrailwardenAccess | where Subject has 'stranger' | project Outcome",
+    );
     assert_eq!(rows[0]["Outcome"].as_str(), Some("unauthenticated"));
 }
