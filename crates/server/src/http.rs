@@ -965,7 +965,7 @@ async fn proof_inclusion(
         );
     };
     let data_dir = s.data_dir.clone();
-    let r = tokio::task::spawn_blocking(move || -> Result<(String, u64), String> {
+    proof_answer(&s, &p, &c, move || {
         use trailwarden_ledger::proof;
         let reader = trailwarden_ledger::reader::LedgerReader::open(&data_dir, None)
             .map_err(|e| e.to_string())?;
@@ -976,22 +976,23 @@ async fn proof_inclusion(
         let (encoded, pf) = proof::inclusion(&reader, index, &cp).map_err(|e| e.to_string())?;
         Ok((
             proof::inclusion_file(&encoded, index, &pf, &cp),
-            cp.checkpoint.size,
+            format!("inclusion of record {index} at size {}", cp.checkpoint.size),
+            1,
         ))
     })
-    .await;
-    match r {
-        Ok(Ok((text, size))) => {
-            if let Err(r) = audited(
-                &s,
-                &p,
-                &c,
-                "prove",
-                format!("inclusion of record {index} at size {size}"),
-                1,
-            )
-            .await
-            {
+    .await
+}
+
+/// Build a proof off the runtime, record the read, answer the proof text (404: not provable).
+async fn proof_answer(
+    s: &AppState,
+    p: &Principal,
+    c: &ConnInfo,
+    work: impl FnOnce() -> Result<(String, String, u64), String> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok((text, target, records))) => {
+            if let Err(r) = audited(s, p, c, "prove", target, records).await {
                 return r;
             }
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
@@ -1025,7 +1026,7 @@ async fn proof_consistency(
         Err(r) => return r,
     };
     let data_dir = s.data_dir.clone();
-    let r = tokio::task::spawn_blocking(move || -> Result<String, String> {
+    proof_answer(&s, &p, &c, move || {
         use trailwarden_ledger::proof;
         let reader = trailwarden_ledger::reader::LedgerReader::open(&data_dir, None)
             .map_err(|e| e.to_string())?;
@@ -1048,28 +1049,16 @@ async fn proof_consistency(
                 .ok_or(format!("no checkpoint was signed at size {}", q.from))?;
             proof::consistency(&reader, &old, &new).map_err(|e| e.to_string())?
         };
-        Ok(proof::consistency_file(q.from, &pf, &new))
+        Ok((
+            proof::consistency_file(q.from, &pf, &new),
+            format!(
+                "consistency from size {} to {}",
+                q.from, new.checkpoint.size
+            ),
+            0,
+        ))
     })
-    .await;
-    match r {
-        Ok(Ok(text)) => {
-            if let Err(r) = audited(
-                &s,
-                &p,
-                &c,
-                "prove",
-                format!("consistency from size {}", q.from),
-                0,
-            )
-            .await
-            {
-                return r;
-            }
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-        }
-        Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+    .await
 }
 
 async fn sources(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {

@@ -59,6 +59,17 @@ pub fn free_bytes(p: &Path) -> Option<u64> {
     Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
+fn could_not_run(why: String) -> VerifyStatus {
+    VerifyStatus {
+        at: Timestamp::now(),
+        status: "error".into(),
+        summary: why,
+        size: 0,
+        elapsed_seconds: 0.0,
+        failures: Vec::new(),
+    }
+}
+
 /// Run a verification of the whole ledger now, and remember its result.
 pub async fn run_verify(s: &AppState) -> VerifyStatus {
     let _one = s.verify_running.lock().await;
@@ -88,22 +99,8 @@ pub async fn run_verify(s: &AppState) -> VerifyStatus {
                 .filter_map(|f| serde_json::to_value(f).ok())
                 .collect(),
         },
-        Ok(Err(e)) => VerifyStatus {
-            at: Timestamp::now(),
-            status: "error".into(),
-            summary: e.to_string(),
-            size: 0,
-            elapsed_seconds: 0.0,
-            failures: Vec::new(),
-        },
-        Err(e) => VerifyStatus {
-            at: Timestamp::now(),
-            status: "error".into(),
-            summary: e.to_string(),
-            size: 0,
-            elapsed_seconds: 0.0,
-            failures: Vec::new(),
-        },
+        Ok(Err(e)) => could_not_run(e.to_string()),
+        Err(e) => could_not_run(e.to_string()),
     };
     s.metrics
         .verified(st.at, st.status == "ok" || st.status == "warnings");
