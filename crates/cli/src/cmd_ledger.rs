@@ -19,12 +19,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// A time argument: RFC 3339, or a duration meaning "that long ago" (`24h`, `400d`).
 pub fn parse_time_arg(s: &str) -> Result<Timestamp> {
-    if let Ok(t) = Timestamp::parse(s) {
-        return Ok(t);
-    }
-    let d = parse_duration(s.trim_end_matches(" ago"))
-        .with_context(|| format!("{s:?} is neither an RFC 3339 time nor a duration like 24h"))?;
-    Ok(Timestamp(Timestamp::now().0 - d))
+    Ok(trailwarden_model::parse_time_or_ago(s, Timestamp::now())?)
 }
 
 /// A verifier key argument: the `NAME+ID+KEY` string or a file holding it.

@@ -21,7 +21,7 @@ pub use event::{
 };
 pub use pci::{Classifier, ClassifierConfig, PciCategories, PciCategory};
 pub use record::{Body, Location, Quarantine, Record, RecordKind};
-pub use time::{parse_duration, TimeError, Timestamp};
+pub use time::{parse_duration, parse_time_or_ago, TimeError, Timestamp};
 
 /// Lower-case hex SHA-256 of some bytes.
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -311,6 +311,17 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// A point in time given as RFC 3339 or as a duration ago (`24h`, `7d`, `30m ago`), relative to
+/// `now`.
+pub fn parse_time_or_ago(s: &str, now: Timestamp) -> Result<Timestamp, TimeError> {
+    if let Ok(t) = Timestamp::parse(s) {
+        return Ok(t);
+    }
+    let d = parse_duration(s.trim_end_matches(" ago"))
+        .map_err(|_| TimeError::new(s, "neither an RFC 3339 time nor a duration like 24h"))?;
+    Ok(Timestamp(now.0 - d))
+}
+
 /// Parse a duration such as `30s`, `5m`, `24h`, `7d`, `1w`, `250ms` into nanoseconds.
 pub fn parse_duration(s: &str) -> Result<i64, TimeError> {
     let t = s.trim();

@@ -180,10 +180,7 @@ impl Authenticator {
     }
 
     fn token(&self, tok: &str) -> Result<Principal, AuthFailure> {
-        let mut g = match self.tokens.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = crate::lock(&self.tokens);
         if g.2.elapsed() >= Duration::from_secs(1) {
             let path = TokenStore::path_in(&self.data_dir);
             let m = mtime(&path);

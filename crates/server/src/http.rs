@@ -269,10 +269,7 @@ async fn metrics(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) 
         return r;
     }
     let counts: Vec<(String, u64)> = {
-        let store = match s.alerts.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let store = crate::lock(&s.alerts);
         store
             .counts()
             .map(|v| {
@@ -545,12 +542,7 @@ async fn ingest(
     }
     let total = records.len();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let b = Batch {
-        endpoint: endpoint.clone(),
-        sender: p.subject.clone(),
-        records,
-        reply: Some(tx),
-    };
+    let b = Batch::new(endpoint.clone(), p.subject.clone(), records, Some(tx));
     match s.pipeline.submit(b) {
         Ok(()) => {}
         Err((Refused::Backpressure, _)) => {
@@ -660,17 +652,15 @@ async fn query(
     };
     let (ptx, prx) = tokio::sync::oneshot::channel();
     let (ltx, lrx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-    query_api::spawn(
-        s.data_dir.clone(),
+    let job = query_api::QueryJob {
+        data_dir: s.data_dir.clone(),
         req,
         limits,
-        s.pipeline.clone(),
-        p.subject.clone(),
-        c.peer.ip().to_string(),
-        ptx,
-        ltx,
-        permit,
-    );
+        pipeline: s.pipeline.clone(),
+        subject: p.subject.clone(),
+        origin: c.peer.ip().to_string(),
+    };
+    query_api::spawn(job, ptx, ltx, permit);
     match prx.await {
         Ok(Ok(())) => {}
         Ok(Err((code, msg))) => {
@@ -738,10 +728,7 @@ async fn alerts_list(
         }
     }
     let list = {
-        let store = match s.alerts.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let store = crate::lock(&s.alerts);
         store.list(&f)
     };
     let list = match list {
@@ -791,10 +778,7 @@ async fn alerts_show(
         Err(r) => return r,
     };
     let a = {
-        let store = match s.alerts.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let store = crate::lock(&s.alerts);
         store.get(id)
     };
     match a {

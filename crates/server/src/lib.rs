@@ -84,6 +84,15 @@ impl ServerError {
     }
 }
 
+/// Lock a mutex; a panic elsewhere while it was held does not make its data unusable here (the
+/// guarded values are counters, caches and connections that stay consistent per operation).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
 /// Refuse a secret file that group or others can read.
 pub fn check_private(path: &std::path::Path) -> Result<(), ServerError> {
     use std::os::unix::fs::PermissionsExt;

@@ -80,10 +80,7 @@ pub struct BatchCounts {
 
 impl Metrics {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::lock(&self.inner)
     }
 
     /// Count request bytes received on an endpoint.

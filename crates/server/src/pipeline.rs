@@ -36,6 +36,32 @@ pub struct Batch {
     pub records: Vec<Record>,
     /// Answered once the batch is durable.
     pub reply: Option<oneshot::Sender<Result<Stored, String>>>,
+    /// Raw bytes of the records (what the queue limit counts), computed once.
+    bytes: u64,
+}
+
+impl Batch {
+    /// A batch of records from `sender` through `endpoint`.
+    pub fn new(
+        endpoint: String,
+        sender: String,
+        records: Vec<Record>,
+        reply: Option<oneshot::Sender<Result<Stored, String>>>,
+    ) -> Batch {
+        let bytes = records.iter().map(|r| r.raw.len() as u64).sum();
+        Batch {
+            endpoint,
+            sender,
+            records,
+            reply,
+            bytes,
+        }
+    }
+
+    /// Raw bytes of the records.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
 }
 
 /// Why an alert change was not made.
@@ -151,10 +177,7 @@ impl Pipeline {
     }
 
     fn send(&self, j: Job) -> Result<(), Refused> {
-        let g = match self.tx.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let g = crate::lock(&self.tx);
         match g.as_ref() {
             Some(tx) => tx
                 .send(j)
@@ -165,10 +188,7 @@ impl Pipeline {
 
     /// Why the writer stopped, if it did.
     pub fn failure(&self) -> Option<String> {
-        match self.failed.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        crate::lock(&self.failed).clone()
     }
 
     /// Whether new data is refused because the server stops.
@@ -186,7 +206,7 @@ impl Pipeline {
             return Err((Refused::Stopped(f), b));
         }
         let n = b.records.len() as u64;
-        let bytes: u64 = b.records.iter().map(|r| r.raw.len() as u64).sum();
+        let bytes = b.bytes;
         let qe = self.metrics.queue_events.load(Ordering::Relaxed);
         let qb = self.metrics.queue_bytes.load(Ordering::Relaxed);
         // an oversized batch is still taken when the queue is empty (never refused forever)
@@ -195,10 +215,7 @@ impl Pipeline {
         }
         self.metrics.queue_events.fetch_add(n, Ordering::Relaxed);
         self.metrics.queue_bytes.fetch_add(bytes, Ordering::Relaxed);
-        let g = match self.tx.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let g = crate::lock(&self.tx);
         let sent = match g.as_ref() {
             Some(tx) => tx.send(Job::Batch(b)).map_err(|e| e.0),
             None => Err(Job::Batch(b)),
@@ -257,10 +274,7 @@ impl Pipeline {
     pub fn control(&self, kind: &str, title: &str, summary: String) {
         let now = Timestamp::now().0;
         {
-            let mut g = match self.last_control.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
+            let mut g = crate::lock(&self.last_control);
             let last = g.entry(kind.to_string()).or_insert(i64::MIN / 2);
             if now - *last < 10_000_000_000 {
                 return;
@@ -328,7 +342,7 @@ impl Writer {
                 match rx.try_recv() {
                     Ok(j) => {
                         if let Job::Batch(b) = &j {
-                            bytes += b.records.iter().map(|r| r.raw.len() as u64).sum::<u64>();
+                            bytes += b.bytes;
                         }
                         let stop = matches!(j, Job::Stop { .. });
                         jobs.push(j);
@@ -385,7 +399,7 @@ impl Writer {
 
     fn dequeued(&self, b: &Batch) {
         let n = b.records.len() as u64;
-        let bytes: u64 = b.records.iter().map(|r| r.raw.len() as u64).sum();
+        let bytes = b.bytes;
         self.metrics.queue_events.fetch_sub(n, Ordering::Relaxed);
         self.metrics.queue_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }

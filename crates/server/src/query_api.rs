@@ -47,56 +47,52 @@ pub struct Limits {
 /// What the caller learns before the stream starts.
 pub type Planned = Result<(), (u16, String)>;
 
+/// One query to run, and who asked.
+pub struct QueryJob {
+    /// The ledger's data directory.
+    pub data_dir: PathBuf,
+    /// The request.
+    pub req: QueryRequest,
+    /// Limits.
+    pub limits: Limits,
+    /// The writer (for the access records).
+    pub pipeline: Arc<Pipeline>,
+    /// Who.
+    pub subject: String,
+    /// From where.
+    pub origin: String,
+}
+
 /// Run a query on a new thread. `planned` says whether it could start (400 with the reason if
-/// not); then lines arrive on `lines`.
-#[allow(clippy::too_many_arguments)]
+/// not; dropped unanswered if the thread or its runtime could not start); then lines arrive on
+/// `lines`. The permit is held until the query ends.
 pub fn spawn(
-    data_dir: PathBuf,
-    req: QueryRequest,
-    limits: Limits,
-    pipeline: Arc<Pipeline>,
-    subject: String,
-    origin: String,
+    job: QueryJob,
     planned: oneshot::Sender<Planned>,
     lines: mpsc::Sender<Vec<u8>>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let run = move || {
         let _permit = permit;
-        let threads = limits.threads.max(1);
-        let r = trailwarden_query::engine::block_on(threads, async move {
-            run(
-                data_dir, req, limits, pipeline, subject, origin, planned, lines,
-            )
-            .await
-        });
-        if let Err(e) = r {
-            eprintln!("error: query runtime: {e}");
-        }
+        let threads = job.limits.threads.max(1);
+        let _ = trailwarden_query::engine::block_on(threads, run(job, planned, lines));
     };
-    if let Err(e) = std::thread::Builder::new().name("query".into()).spawn(run) {
-        eprintln!("error: cannot start a query thread: {e}");
-    }
+    let _ = std::thread::Builder::new().name("query".into()).spawn(run);
 }
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {
-    if let Ok(d) = trailwarden_model::parse_duration(s) {
-        return Ok(Timestamp(Timestamp::now().0 - d));
-    }
-    Timestamp::parse(s).map_err(|e| format!("{s:?}: {e}"))
+    trailwarden_model::parse_time_or_ago(s, Timestamp::now()).map_err(|e| e.to_string())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    data_dir: PathBuf,
-    req: QueryRequest,
-    limits: Limits,
-    pipeline: Arc<Pipeline>,
-    subject: String,
-    origin: String,
-    planned: oneshot::Sender<Planned>,
-    lines: mpsc::Sender<Vec<u8>>,
-) {
+async fn run(job: QueryJob, planned: oneshot::Sender<Planned>, lines: mpsc::Sender<Vec<u8>>) {
+    let QueryJob {
+        data_dir,
+        req,
+        limits,
+        pipeline,
+        subject,
+        origin,
+    } = job;
     let started = Instant::now();
     let (language, text) = match (&req.kql, &req.sql) {
         (Some(k), None) => ("kql", k.clone()),

@@ -219,12 +219,7 @@ async fn stream<S: AsyncRead + Unpin>(
     let mut deadline = None;
     let mut bad = None;
     loop {
-        let timeout = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        let timeout = until(deadline);
         tokio::select! {
             m = frame(&mut r, max) => match m {
                 Ok(Some(m)) => {
@@ -271,18 +266,21 @@ async fn stream<S: AsyncRead + Unpin>(
     }
 }
 
+/// Wait until the batch deadline (forever when no batch is open).
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn udp(u: UdpSocket, state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let mut buf = vec![0u8; 65_536];
     let window = Duration::from_millis(state.cfg.syslog.batch_ms.max(1));
     let mut pending: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
     let mut deadline = None;
     loop {
-        let timeout = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        let timeout = until(deadline);
         tokio::select! {
             r = u.recv_from(&mut buf) => if let Ok((n, peer)) = r {
                 let mut m = buf[..n].to_vec();
@@ -326,9 +324,6 @@ async fn store(state: &Arc<AppState>, kind: &str, peer: SocketAddr, msgs: Vec<Ve
     })
     .await
     .unwrap_or_default();
-    state
-        .metrics
-        .bytes("syslog", records.iter().map(|r| r.raw.len() as u64).sum());
     submit_waiting(state, kind, peer, records).await;
 }
 
@@ -341,12 +336,13 @@ async fn submit_waiting(
     records: Vec<trailwarden_model::Record>,
 ) {
     let (tx, mut rx) = tokio::sync::oneshot::channel();
-    let mut b = Batch {
-        endpoint: "syslog".into(),
-        sender: format!("{kind} {}", peer.ip()),
+    let mut b = Batch::new(
+        "syslog".into(),
+        format!("{kind} {}", peer.ip()),
         records,
-        reply: Some(tx),
-    };
+        Some(tx),
+    );
+    state.metrics.bytes("syslog", b.bytes());
     let mut warned = false;
     loop {
         match state.pipeline.submit(b) {
