@@ -8,8 +8,12 @@
 //! checked against it.
 #![warn(missing_docs)]
 
+pub mod outbox;
+pub mod route;
 mod summary;
 
+pub use outbox::{AlertMessage, Delivery, DeliveryFilter, DeliveryState, Finish, SinkStatus};
+pub use route::{Matcher, Route, Routing, Silence};
 pub use summary::{group_key, summarize};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -42,6 +46,22 @@ pub enum AlertError {
         from: Status,
         /// The status asked for.
         to: Status,
+    },
+    /// No delivery has this id.
+    #[error("no delivery with id {0}")]
+    NoDelivery(i64),
+    /// No active silence has this id.
+    #[error("no active silence with id {0}")]
+    NoSilence(i64),
+    /// The delivery cannot be retried in its state.
+    #[error(
+        "delivery {id} is {state}; only dead, delivered or silenced deliveries are queued again"
+    )]
+    DeliveryState {
+        /// The delivery.
+        id: i64,
+        /// Its state.
+        state: String,
     },
     /// A stored value could not be decoded.
     #[error("alert store {path}: alert {id}: {message}")]
@@ -136,6 +156,10 @@ pub struct NewAlert {
     pub time: i64,
     /// Events counted by this detection.
     pub count: u64,
+    /// Namespace of the triggering event (what routes match on).
+    pub namespace: Option<String>,
+    /// Source of the triggering event (`api:k8s-audit …`, `file:…`).
+    pub source: Option<String>,
 }
 
 /// One change of status.
@@ -186,6 +210,12 @@ pub struct Alert {
     pub last_seen: i64,
     /// When it was raised (ns, wall clock).
     pub created_at: i64,
+    /// Version: 1 when raised, +1 at every change that was sent to the sinks.
+    pub version: i64,
+    /// Namespace of the triggering event.
+    pub namespace: Option<String>,
+    /// Source of the triggering event.
+    pub source: Option<String>,
     /// Status changes, oldest first.
     pub history: Vec<Change>,
 }
@@ -233,10 +263,14 @@ pub fn level_rank(level: &str) -> u8 {
     }
 }
 
+/// id, evidence, last_seen, first_seen, evidence_truncated, level, notified_at of an open alert.
+type OpenAlertRow = (i64, String, i64, i64, i64, String, Option<i64>);
+
 /// The alert store.
 pub struct AlertStore {
     conn: Connection,
     path: PathBuf,
+    routing: Option<Routing>,
 }
 
 const SCHEMA: &str = "
@@ -293,7 +327,31 @@ impl AlertStore {
         )
         .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
-        Ok(AlertStore { conn, path })
+        conn.execute_batch(outbox::SCHEMA).map_err(db)?;
+        // columns added after the first release of the store
+        let cols: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('alerts')")
+            .and_then(|mut st| {
+                st.query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<_, _>>()
+            })
+            .map_err(db)?;
+        for (col, def) in [
+            ("version", "INTEGER NOT NULL DEFAULT 1"),
+            ("namespace", "TEXT"),
+            ("source", "TEXT"),
+            ("notified_at", "INTEGER"),
+        ] {
+            if !cols.iter().any(|c| c == col) {
+                conn.execute_batch(&format!("ALTER TABLE alerts ADD COLUMN {col} {def}"))
+                    .map_err(db)?;
+            }
+        }
+        Ok(AlertStore {
+            conn,
+            path,
+            routing: None,
+        })
     }
 
     /// The database file.
@@ -314,10 +372,14 @@ impl AlertStore {
     /// event is within `window_ns` of this one, else a new alert.
     pub fn raise(&mut self, a: &NewAlert, window_ns: i64, now: i64) -> Result<Raised, AlertError> {
         let db = self.db();
-        let tx = self.conn.transaction().map_err(&db)?;
-        let existing: Option<(i64, String, i64, i64, i64)> = tx
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&db)?;
+        let existing: Option<OpenAlertRow> = tx
             .query_row(
-                "SELECT id, evidence, last_seen, first_seen, evidence_truncated FROM alerts
+                "SELECT id, evidence, last_seen, first_seen, evidence_truncated, level, notified_at
+                 FROM alerts
                  WHERE rule_id = ?1 AND group_key = ?2 AND status IN ('new', 'acknowledged')
                    AND last_seen >= ?3 AND first_seen <= ?4
                  ORDER BY last_seen DESC LIMIT 1",
@@ -327,12 +389,22 @@ impl AlertStore {
                     a.time.saturating_sub(window_ns),
                     a.time.saturating_add(window_ns)
                 ],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
             )
             .optional()
             .map_err(&db)?;
         let out = match existing {
-            Some((id, ev, last, first, truncated)) => {
+            Some((id, ev, last, first, truncated, level, notified_at)) => {
                 let mut evidence: Vec<u64> = serde_json::from_str(&ev).unwrap_or_default();
                 let mut truncated = truncated != 0;
                 for e in &a.evidence {
@@ -358,6 +430,23 @@ impl AlertStore {
                     ],
                 )
                 .map_err(&db)?;
+                if let Some(routing) = &self.routing {
+                    // sent again when the level rises, or when it went quiet and came back
+                    let escalated = level_rank(&a.level) > level_rank(&level);
+                    let quiet = routing.renotify_after_ns > 0
+                        && notified_at.is_some_and(|t| now - t >= routing.renotify_after_ns);
+                    if escalated || quiet {
+                        tx.execute(
+                            "UPDATE alerts SET version = version + 1, notified_at = ?2,
+                                level = CASE WHEN ?3 THEN ?4 ELSE level END WHERE id = ?1",
+                            params![id, now, escalated, a.level],
+                        )
+                        .map_err(&db)?;
+                        let event = if escalated { "escalated" } else { "reraised" };
+                        let msg = outbox::snapshot(&tx, id, event, None).map_err(&db)?;
+                        outbox::enqueue(&tx, routing, &msg, now).map_err(&db)?;
+                    }
+                }
                 Raised::Merged(id)
             }
             None => {
@@ -366,8 +455,10 @@ impl AlertStore {
                 evidence.truncate(MAX_EVIDENCE);
                 tx.execute(
                     "INSERT INTO alerts (rule_id, title, level, tags, status, group_key, summary,
-                        evidence, evidence_truncated, count, detections, first_seen, last_seen, created_at)
-                     VALUES (?1, ?2, ?3, ?4, 'new', ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11)",
+                        evidence, evidence_truncated, count, detections, first_seen, last_seen,
+                        created_at, version, namespace, source, notified_at)
+                     VALUES (?1, ?2, ?3, ?4, 'new', ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, 1, ?12,
+                        ?13, ?11)",
                     params![
                         a.rule_id,
                         a.title,
@@ -379,11 +470,18 @@ impl AlertStore {
                         truncated,
                         a.count as i64,
                         a.time,
-                        now
+                        now,
+                        a.namespace,
+                        a.source
                     ],
                 )
                 .map_err(&db)?;
-                Raised::New(tx.last_insert_rowid())
+                let id = tx.last_insert_rowid();
+                if let Some(routing) = &self.routing {
+                    let msg = outbox::snapshot(&tx, id, "raised", None).map_err(&db)?;
+                    outbox::enqueue(&tx, routing, &msg, now).map_err(&db)?;
+                }
+                Raised::New(id)
             }
         };
         tx.commit().map_err(&db)?;
@@ -427,7 +525,8 @@ impl AlertStore {
             .conn
             .query_row(
                 "SELECT rule_id, title, level, tags, status, group_key, summary, evidence,
-                    evidence_truncated, count, detections, first_seen, last_seen, created_at
+                    evidence_truncated, count, detections, first_seen, last_seen, created_at,
+                    version, namespace, source
                  FROM alerts WHERE id = ?1",
                 params![id],
                 |r| {
@@ -450,13 +549,19 @@ impl AlertStore {
                             r.get::<_, i64>(12)?,
                             r.get::<_, i64>(13)?,
                         ),
+                        (
+                            r.get::<_, i64>(14)?,
+                            r.get::<_, Option<String>>(15)?,
+                            r.get::<_, Option<String>>(16)?,
+                        ),
                     ))
                 },
             )
             .optional()
             .map_err(&db)?
             .ok_or(AlertError::NotFound(id))?;
-        let ((rule_id, title, level, tags, status, group_key, summary), rest) = row;
+        let ((rule_id, title, level, tags, status, group_key, summary), rest, more) = row;
+        let (version, namespace, source) = more;
         let (evidence, truncated, count, detections, first_seen, last_seen, created_at) = rest;
         let corrupt = |message: String| AlertError::Corrupt {
             path: self.path.clone(),
@@ -507,6 +612,9 @@ impl AlertStore {
             first_seen,
             last_seen,
             created_at,
+            version,
+            namespace,
+            source,
             history,
         })
     }
@@ -541,11 +649,21 @@ impl AlertStore {
     /// Apply a change made by [`Self::prepare`] (fails if the status moved meanwhile).
     pub fn apply(&mut self, id: i64, c: &Change) -> Result<(), AlertError> {
         let db = self.db();
-        let tx = self.conn.transaction().map_err(&db)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&db)?;
         let n = tx
             .execute(
-                "UPDATE alerts SET status = ?2 WHERE id = ?1 AND status = ?3",
-                params![id, c.to.as_str(), c.from.as_str()],
+                "UPDATE alerts SET status = ?2, version = version + ?4, notified_at = ?5
+                 WHERE id = ?1 AND status = ?3",
+                params![
+                    id,
+                    c.to.as_str(),
+                    c.from.as_str(),
+                    i64::from(self.routing.is_some()),
+                    c.at
+                ],
             )
             .map_err(&db)?;
         if n == 0 {
@@ -561,6 +679,10 @@ impl AlertStore {
             params![id, c.at, c.actor, c.from.as_str(), c.to.as_str(), c.note],
         )
         .map_err(&db)?;
+        if let Some(routing) = &self.routing {
+            let msg = outbox::snapshot(&tx, id, c.to.as_str(), Some(c)).map_err(&db)?;
+            outbox::enqueue(&tx, routing, &msg, c.at).map_err(&db)?;
+        }
         tx.commit().map_err(&db)
     }
 
@@ -595,7 +717,10 @@ impl AlertStore {
         keep_from: i64,
     ) -> Result<(), AlertError> {
         let db = self.db();
-        let tx = self.conn.transaction().map_err(&db)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&db)?;
         {
             let mut ins = tx
                 .prepare("INSERT OR IGNORE INTO correlation_inputs (idx, time) VALUES (?1, ?2)")

@@ -38,6 +38,9 @@ pub enum AlertsCmd {
         trailwarden alerts resolve 42 --note 'approved change CHG-1234'\n  \
         trailwarden alerts resolve 43 --false-positive --note 'CI runner service account'")]
     Resolve(ResolveArgs),
+    /// Alert deliveries (the outbox): what was sent where, what waits, what was dead-lettered;
+    /// `--retry ID` queues a dead one again.
+    Deliveries(crate::cmd_alerting::DeliveriesArgs),
 }
 
 /// `alerts list` arguments.
@@ -106,6 +109,7 @@ pub fn run(cli: &Cli, cmd: &AlertsCmd) -> Result<u8> {
         AlertsCmd::List(a) => list(cli, a),
         AlertsCmd::Show { id } => show(cli, *id),
         AlertsCmd::Ack(a) => change(cli, a.id, Status::Acknowledged, &a.note),
+        AlertsCmd::Deliveries(a) => crate::cmd_alerting::deliveries(cli, a),
         AlertsCmd::Resolve(a) => {
             if a.note.trim().is_empty() {
                 eprintln!("error: --note must say how the alert was dealt with");
@@ -423,7 +427,7 @@ pub fn detect(cli: &Cli, a: &DetectArgs) -> Result<u8> {
         if t < since || t >= until {
             return Ok(true);
         }
-        if let Err(e) = det.check(r.index, r.received, &ev, &r.raw) {
+        if let Err(e) = det.check(r.index, r.received, &r.source, &ev, &r.raw) {
             failure = Some(e.into());
             return Ok(false);
         }

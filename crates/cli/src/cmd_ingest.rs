@@ -312,7 +312,7 @@ fn detect_durable(
     let mut run = || -> Result<()> {
         for (idx, rec) in pending.drain(..) {
             if let Body::Event(ev) = &rec.body {
-                d.check(idx, rec.received, ev, &rec.raw)?;
+                d.check(idx, rec.received, &rec.source, ev, &rec.raw)?;
             }
         }
         d.record(l)?;

@@ -74,7 +74,8 @@ fn parse_role(s: &str) -> Result<Role, String> {
         .ok_or_else(|| format!("{s:?} is not a role (ingest, viewer, analyst, reviewer, admin)"))
 }
 
-fn env_vars() -> Vec<(String, String)> {
+/// The `TRAILWARDEN_<SECTION>_<KEY>` overrides in the environment.
+pub fn env_vars() -> Vec<(String, String)> {
     std::env::vars()
         .filter(|(k, _)| {
             k.starts_with("TRAILWARDEN_")
@@ -257,6 +258,9 @@ pub fn config(_cli: &Cli, c: &ConfigCmd) -> Result<u8> {
                     eprintln!("{v} applied from the environment");
                 }
                 print!("{}", cfg.to_toml());
+                for l in cfg.alerting.describe() {
+                    eprintln!("{l}");
+                }
                 eprintln!("configuration ok");
                 Ok(crate::EXIT_OK)
             }

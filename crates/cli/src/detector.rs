@@ -1,4 +1,4 @@
-//! Detection flags of the CLI, over the pipeline's detector (`trailwarden_server::detector`).
+//! Detection flags of the CLI, over the pipeline's detector (`trailwarden_pipeline::detector`).
 
 use crate::Cli;
 use anyhow::Result;
@@ -6,7 +6,7 @@ use clap::Args;
 use std::path::PathBuf;
 use trailwarden_detect::correlation::parse_timespan;
 use trailwarden_detect::Rule;
-pub use trailwarden_server::detector::{DetectStats, Detector, RuleConfig, CORRELATION_CAP};
+pub use trailwarden_pipeline::detector::{DetectStats, Detector, RuleConfig, CORRELATION_CAP};
 
 /// Which rules run, and how alerts are deduplicated.
 #[derive(Args, Debug, Clone)]
@@ -47,14 +47,14 @@ fn warn(warnings: &[String]) {
 
 /// Load the rules `a` asks for; problems are printed (a broken file never stops the others).
 pub fn load_rules(cli: &Cli, a: &RuleArgs) -> Vec<Rule> {
-    let (rules, warnings) = trailwarden_server::detector::load_rules(&cli.data_dir, &a.config());
+    let (rules, warnings) = trailwarden_pipeline::detector::load_rules(&cli.data_dir, &a.config());
     warn(&warnings);
     rules
 }
 
 /// Say which rules will not run, and why.
 pub fn warn_disabled(rules: &[Rule]) {
-    warn(&trailwarden_server::detector::disabled_warnings(rules));
+    warn(&trailwarden_pipeline::detector::disabled_warnings(rules));
 }
 
 /// Open the detector for the data directory, printing its warnings.

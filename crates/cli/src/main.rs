@@ -9,6 +9,7 @@
 //! - 4: storage failure (a record could not be stored)
 #![warn(missing_docs)]
 
+mod cmd_alerting;
 mod cmd_alerts;
 mod cmd_gen;
 mod cmd_ingest;
@@ -156,6 +157,9 @@ pub enum Command {
     /// the ledger).
     #[command(subcommand)]
     Alerts(cmd_alerts::AlertsCmd),
+    /// Alert delivery: send a test alert to a sink.
+    #[command(subcommand)]
+    Alerting(cmd_alerting::AlertingCmd),
     /// Run detection rules over stored events of a time range (new rules on old data).
     Detect(cmd_alerts::DetectArgs),
     /// Run the server: the audit webhook and ingest API, syslog, query and alert API, metrics.
@@ -193,6 +197,7 @@ fn main() -> ExitCode {
         Command::Rules(c) => cmd_rules::run(&cli, c),
         Command::Alerts(c) => cmd_alerts::run(&cli, c),
         Command::Detect(a) => cmd_alerts::detect(&cli, a),
+        Command::Alerting(c) => cmd_alerting::run(&cli, c),
         Command::Serve(a) => cmd_serve::serve(&cli, a),
         Command::Tokens(c) => cmd_serve::tokens(&cli, c),
         Command::Config(c) => cmd_serve::config(&cli, c),

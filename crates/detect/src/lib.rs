@@ -40,6 +40,12 @@ pub fn builtin_rules() -> (Vec<Rule>, Vec<DetectError>) {
     (rules, errors)
 }
 
+/// The built-in pack's files: (path under `rules/`, text). Scheduled query rules
+/// (`rules/scheduled/`) are among them; [`rule::is_scheduled`] tells them apart.
+pub fn builtin_texts() -> &'static [(&'static str, &'static str)] {
+    builtin::BUILTIN
+}
+
 /// How many files the built-in pack has.
 pub fn builtin_files() -> usize {
     builtin::BUILTIN.len()

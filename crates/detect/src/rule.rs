@@ -256,6 +256,12 @@ pub fn load_file(path: &Path) -> Result<Vec<Rule>, DetectError> {
     load_str(&text, &path.display().to_string())
 }
 
+/// Is this file a scheduled query rule (`kind: scheduled` at the top level) rather than Sigma?
+pub fn is_scheduled(yaml: &str) -> bool {
+    yaml.lines()
+        .any(|l| l.trim_end() == "kind: scheduled" || l.trim_end() == "kind: Scheduled")
+}
+
 /// How deep YAML may nest (flow brackets, `- ` markers on one line) and how far a line may be
 /// indented: the YAML parser recurses per level, and a rule file must not be able to overflow
 /// the stack of whoever loads it.
@@ -313,6 +319,10 @@ fn check_nesting(yaml: &str) -> Result<(), String> {
 
 /// Load every rule in YAML text; `origin` names it in messages.
 pub fn load_str(yaml: &str, origin: &str) -> Result<Vec<Rule>, DetectError> {
+    // scheduled query rules live beside the Sigma rules; they are not Sigma
+    if is_scheduled(yaml) {
+        return Ok(Vec::new());
+    }
     check_nesting(yaml).map_err(|m| DetectError::Yaml {
         path: origin.into(),
         message: m,

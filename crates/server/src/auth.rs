@@ -66,6 +66,7 @@ impl Role {
             Permission::Read => rank(self) >= 1,
             Permission::Query | Permission::Acknowledge => rank(self) >= 2,
             Permission::Resolve | Permission::RunVerify => rank(self) >= 3,
+            Permission::Administer => matches!(self, Role::Admin),
         }
     }
 }
@@ -85,6 +86,8 @@ pub enum Permission {
     Resolve,
     /// Start a verification run.
     RunVerify,
+    /// Operate the server: replay dead-lettered deliveries.
+    Administer,
 }
 
 /// An authenticated caller.

@@ -27,6 +27,8 @@ pub struct Config {
     pub oidc: Oidc,
     /// Background integrity verification.
     pub verify: Verify,
+    /// Alert delivery: sinks and routes (`[[alerting.sink]]`, `[[alerting.route]]`).
+    pub alerting: trailwarden_notify::Alerting,
 }
 
 /// `[http]`.
@@ -408,6 +410,13 @@ impl Config {
         if self.query.max_concurrent == 0 || self.query.max_rows == 0 {
             return bad("query.max_concurrent and query.max_rows must be > 0".into());
         }
+        self.alerting.check().map_err(|e| {
+            ServerError::Config(
+                e.to_string()
+                    .trim_start_matches("configuration: ")
+                    .to_string(),
+            )
+        })?;
         Ok(())
     }
 

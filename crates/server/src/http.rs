@@ -5,8 +5,6 @@
 
 use crate::auth::{Authenticator, Permission, Principal};
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::pipeline::{Batch, ChangeError, Pipeline, Refused};
 use crate::query_api::{self, Limits, QueryRequest};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -22,9 +20,11 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use trailwarden_alert::{AlertStore, Filter, Status};
+use trailwarden_alert::{AlertStore, DeliveryFilter, DeliveryState, Filter, Status};
 use trailwarden_ledger::record::Access;
 use trailwarden_model::{Body as RecBody, Classifier, ClassifierConfig, Format, Record};
+use trailwarden_pipeline::metrics::Metrics;
+use trailwarden_pipeline::{Batch, ChangeError, Pipeline, Refused};
 
 /// What the connection tells about the caller.
 #[derive(Clone, Debug)]
@@ -64,6 +64,8 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Delivery counters.
+    pub notify: Arc<trailwarden_notify::Stats>,
     /// A read connection to the alert store.
     pub alerts: Mutex<AlertStore>,
     /// Query slots.
@@ -91,6 +93,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/alerts/{id}", get(alerts_show))
         .route("/v1/alerts/{id}/ack", post(alerts_ack))
         .route("/v1/alerts/{id}/resolve", post(alerts_resolve))
+        .route("/v1/deliveries", get(deliveries_list))
+        .route("/v1/deliveries/{id}/retry", post(deliveries_retry))
+        .route("/v1/silences", get(silences_list).post(silences_create))
+        .route("/v1/silences/{id}", axum::routing::delete(silences_expire))
         .route("/v1/verify", get(verify_get).post(verify_run))
         .route("/v1/proofs/inclusion/{index}", get(proof_inclusion))
         .route("/v1/proofs/consistency", get(proof_consistency))
@@ -121,6 +127,10 @@ fn route_label(path: &str) -> &'static str {
         "/v1/query" => "/v1/query",
         "/v1/alerts" => "/v1/alerts",
         "/v1/verify" => "/v1/verify",
+        "/v1/deliveries" => "/v1/deliveries",
+        "/v1/silences" => "/v1/silences",
+        p if p.starts_with("/v1/deliveries/") => "/v1/deliveries/{id}/retry",
+        p if p.starts_with("/v1/silences/") => "/v1/silences/{id}",
         "/v1/sources" => "/v1/sources",
         p if p.starts_with("/v1/ingest/") => "/v1/ingest/{endpoint}",
         p if p.starts_with("/v1/alerts/") => "/v1/alerts/{id}",
@@ -268,23 +278,31 @@ async fn metrics(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) 
     if let Err(r) = authorize(&s, &c, &h, Permission::Read, "read-metrics", "/metrics") {
         return r;
     }
-    let counts: Vec<(String, u64)> = {
+    let (counts, sinks): (Vec<(String, u64)>, _) = {
         let store = crate::lock(&s.alerts);
-        store
-            .counts()
-            .map(|v| {
-                v.into_iter()
-                    .map(|(st, n)| (st.as_str().to_string(), n))
-                    .collect()
-            })
-            .unwrap_or_default()
+        (
+            store
+                .counts()
+                .map(|v| {
+                    v.into_iter()
+                        .map(|(st, n)| (st.as_str().to_string(), n))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            store.sink_status().unwrap_or_default(),
+        )
     };
+    let mut text = s.metrics.render(&counts);
+    text.push_str(
+        &s.notify
+            .render(&sinks, trailwarden_model::Timestamp::now().0),
+    );
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(&counts),
+        text,
     )
         .into_response()
 }
@@ -852,8 +870,272 @@ async fn change(
     match s.pipeline.change_alert(id, to, p.subject.clone(), b.note).await {
         Ok((index, ch)) => axum::Json(json!({"id": id, "status": to, "from": ch.from, "actor": ch.actor, "note": ch.note, "ledger_index": index})).into_response(),
         Err(ChangeError::NotFound) => error(StatusCode::NOT_FOUND, format!("no alert {id}")),
-        Err(ChangeError::Transition(m)) => error(StatusCode::CONFLICT, m),
-        Err(ChangeError::Storage(m)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("the change could not be recorded in the ledger, so it was not made: {m}")),
+        Err(e) => change_error(e, "alert"),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DeliveryQuery {
+    state: Option<String>,
+    sink: Option<String>,
+    alert_id: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn deliveries_list(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Query(q): Query<DeliveryQuery>,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "deliveries-list",
+        "/v1/deliveries",
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let state = match q.state.as_deref().map(|x| (x, DeliveryState::parse(x))) {
+        None => None,
+        Some((_, Some(st))) => Some(st),
+        Some((x, None)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("state {x:?}: expected pending, delivered, dead, silenced"),
+            )
+        }
+    };
+    let f = DeliveryFilter {
+        state,
+        sink: q.sink.clone(),
+        alert_id: q.alert_id,
+        limit: Some(q.limit.unwrap_or(500).min(10_000)),
+    };
+    let (list, sinks) = {
+        let store = crate::lock(&s.alerts);
+        (store.deliveries(&f), store.sink_status())
+    };
+    let (list, sinks) = match (list, sinks) {
+        (Ok(l), Ok(st)) => (l, st),
+        (Err(e), _) | (_, Err(e)) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    };
+    let target = format!(
+        "deliveries state={} sink={} alert={}",
+        q.state.as_deref().unwrap_or("*"),
+        q.sink.as_deref().unwrap_or("*"),
+        q.alert_id.map_or("*".into(), |a| a.to_string())
+    );
+    if let Err(r) = audited(&s, &p, &c, "deliveries-list", target, list.len() as u64).await {
+        return r;
+    }
+    axum::Json(json!({"sinks": sinks, "deliveries": list})).into_response()
+}
+
+async fn deliveries_retry(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Administer,
+        "deliveries-retry",
+        &format!("/v1/deliveries/{id}/retry"),
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let id = match parse_id(&id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    if let Err(r) = audited(&s, &p, &c, "deliveries-retry", format!("delivery {id}"), 1).await {
+        return r;
+    }
+    let r = {
+        let mut store = crate::lock(&s.alerts);
+        store.retry_delivery(id, trailwarden_model::Timestamp::now().0)
+    };
+    match r {
+        Ok(d) => axum::Json(json!(d)).into_response(),
+        Err(trailwarden_alert::AlertError::NoDelivery(_)) => {
+            error(StatusCode::NOT_FOUND, format!("no delivery {id}"))
+        }
+        Err(e @ trailwarden_alert::AlertError::DeliveryState { .. }) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn silences_list(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "silences-list",
+        "/v1/silences",
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let list = {
+        let store = crate::lock(&s.alerts);
+        store.silences()
+    };
+    match list {
+        Ok(l) => {
+            if let Err(r) = audited(
+                &s,
+                &p,
+                &c,
+                "silences-list",
+                "silences".into(),
+                l.len() as u64,
+            )
+            .await
+            {
+                return r;
+            }
+            axum::Json(json!(l)).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceBody {
+    matcher: trailwarden_alert::Matcher,
+    /// RFC 3339 end, or a duration from now (`2h`).
+    ends: String,
+    reason: String,
+}
+
+async fn silences_create(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Resolve,
+        "silences-create",
+        "/v1/silences",
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let b: SilenceBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body: {e} (expected {{\"matcher\": {{\"rule_id\": \"…\"}}, \"ends\": \"2h\", \"reason\": \"…\"}})"),
+            )
+        }
+    };
+    match silence_end(&b.ends) {
+        Err(m) => error(StatusCode::BAD_REQUEST, m),
+        Ok(_) if b.reason.trim().is_empty() => {
+            error(StatusCode::BAD_REQUEST, "a silence needs a reason (it is recorded)")
+        }
+        Ok(_) if b.matcher == trailwarden_alert::Matcher::default() => error(
+            StatusCode::BAD_REQUEST,
+            "the matcher is empty: a silence of every alert is refused",
+        ),
+        Ok(ends) => match b.matcher.check() {
+            Err(m) => error(StatusCode::BAD_REQUEST, m),
+            Ok(()) => match s
+                .pipeline
+                .silence(Some((b.matcher, ends)), None, p.subject.clone(), b.reason)
+                .await
+            {
+                Ok((index, id)) => axum::Json(json!({"id": id, "ends_at": trailwarden_model::Timestamp(ends), "ledger_index": index})).into_response(),
+                Err(e) => change_error(e, "silence"),
+            },
+        },
+    }
+}
+
+/// The end of a silence: an RFC 3339 time or a duration from now; at most 30 days.
+pub fn silence_end(s: &str) -> Result<i64, String> {
+    let now = trailwarden_model::Timestamp::now().0;
+    let end = match trailwarden_model::Timestamp::parse(s) {
+        Ok(t) => t.0,
+        Err(_) => match trailwarden_model::parse_duration(s) {
+            Ok(d) => now.saturating_add(d),
+            Err(_) => {
+                return Err(format!(
+                    "ends {s:?}: neither an RFC 3339 time nor a duration like 2h"
+                ))
+            }
+        },
+    };
+    if end <= now {
+        return Err(format!("ends {s:?} is in the past"));
+    }
+    if end - now > 30 * 86_400 * 1_000_000_000 {
+        return Err(format!("ends {s:?} is more than 30 days away: silences are for maintenance windows, change the routes instead"));
+    }
+    Ok(end)
+}
+
+async fn silences_expire(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Resolve,
+        "silences-expire",
+        &format!("/v1/silences/{id}"),
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let id = match parse_id(&id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    match s
+        .pipeline
+        .silence(None, Some(id), p.subject.clone(), "expired".into())
+        .await
+    {
+        Ok((index, id)) => {
+            axum::Json(json!({"id": id, "expired": true, "ledger_index": index})).into_response()
+        }
+        Err(e) => change_error(e, "silence"),
+    }
+}
+
+fn change_error(e: ChangeError, what: &str) -> Response {
+    match e {
+        ChangeError::NotFound => error(StatusCode::NOT_FOUND, format!("no such active {what}")),
+        ChangeError::Transition(m) => error(StatusCode::CONFLICT, m),
+        ChangeError::Storage(m) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the change could not be recorded in the ledger, so it was not made: {m}"),
+        ),
     }
 }
 

@@ -2,20 +2,19 @@
 //! receiver, the authenticated API (query, alerts, verify, proofs, sources), self-audit of every
 //! read and change of audit data, and Prometheus metrics.
 //!
-//! The shape: one ledger writer thread ([`pipeline`]) owns the ledger and the detector; HTTP
+//! The shape: one ledger writer thread (`trailwarden-pipeline`) owns the ledger and the detector; HTTP
 //! handlers and syslog listeners parse what they receive and hand records to it through a bounded
 //! queue, and answer only once the writer says the batch is durable. Everything that reads audit
 //! data asks the writer to record the read first.
 #![warn(missing_docs)]
+// the OpenAPI document is one json! literal
+#![recursion_limit = "256"]
 
 pub mod auth;
 pub mod config;
 mod der;
-pub mod detector;
 mod http;
-pub mod metrics;
 pub mod openapi;
-pub mod pipeline;
 mod query_api;
 pub mod server;
 mod syslog;
@@ -23,6 +22,7 @@ pub mod tls;
 pub mod tokens;
 
 pub use config::Config;
+
 pub use server::{serve, Started};
 
 use std::path::PathBuf;
@@ -66,6 +66,9 @@ pub enum ServerError {
     /// The alert store failed.
     #[error("alert store: {0}")]
     Alert(#[from] trailwarden_alert::AlertError),
+    /// The pipeline (detector, alert store) failed.
+    #[error("{0}")]
+    Pipeline(#[from] trailwarden_pipeline::PipelineError),
     /// The token store is invalid.
     #[error("tokens: {0}")]
     Tokens(String),
@@ -84,14 +87,7 @@ impl ServerError {
     }
 }
 
-/// Lock a mutex; a panic elsewhere while it was held does not make its data unusable here (the
-/// guarded values are counters, caches and connections that stay consistent per operation).
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+pub(crate) use trailwarden_pipeline::lock;
 
 /// Refuse a secret file that group or others can read.
 pub fn check_private(path: &std::path::Path) -> Result<(), ServerError> {

@@ -120,6 +120,33 @@ pub fn document() -> Value {
                 ],
                 "responses": std_errors(json!({"200": {"description": "proof", "content": {"text/plain": {"schema": {"type": "string"}}}}, "404": err("no checkpoint at that size")}))
             }},
+            "/v1/deliveries": {"get": {
+                "summary": "Alert deliveries (the outbox) and the state of each sink (role viewer or above)", "tags": ["alerts"],
+                "parameters": [
+                    {"name": "state", "in": "query", "required": false, "schema": {"type": "string", "enum": ["pending", "delivered", "dead", "silenced"]}},
+                    {"name": "sink", "in": "query", "required": false, "schema": {"type": "string"}},
+                    {"name": "alert_id", "in": "query", "required": false, "schema": {"type": "integer"}},
+                    {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}
+                ],
+                "responses": std_errors(json!({"200": {"description": "deliveries, newest first", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Deliveries"}}}}, "400": err("unknown state")}))
+            }},
+            "/v1/deliveries/{id}/retry": {"post": {
+                "summary": "Queue a dead-lettered (or delivered, or silenced) delivery again (role admin)", "tags": ["alerts"],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
+                "responses": std_errors(json!({"200": {"description": "queued again", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Delivery"}}}}, "404": err("no such delivery"), "409": err("still pending")}))
+            }},
+            "/v1/silences": {
+                "get": {"summary": "Silences, newest first (role viewer or above)", "tags": ["alerts"],
+                    "responses": std_errors(json!({"200": {"description": "silences", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Silence"}}}}}}))},
+                "post": {"summary": "Hold back notifications of matching alerts until `ends` (role reviewer or above; recorded in the ledger)", "tags": ["alerts"],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SilenceRequest"}}}},
+                    "responses": std_errors(json!({"200": {"description": "recorded in the ledger, then in force", "content": {"application/json": {"schema": {"type": "object"}}}}, "400": err("empty matcher, no reason, end in the past or more than 30 days away")}))}
+            },
+            "/v1/silences/{id}": {"delete": {
+                "summary": "End a silence now (role reviewer or above; recorded in the ledger)", "tags": ["alerts"],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
+                "responses": std_errors(json!({"200": {"description": "ended", "content": {"application/json": {"schema": {"type": "object"}}}}, "404": err("no such active silence")}))
+            }},
             "/v1/sources": {"get": {
                 "summary": "What each source has sent since the server started: events, last event time, rate", "tags": ["operations"],
                 "responses": std_errors(json!({"200": {"description": "sources", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Sources"}}}}}))
@@ -181,7 +208,61 @@ pub fn document() -> Value {
                     "endpoint": {"type": "string"}, "sender": {"type": "string"}, "events": {"type": "integer"},
                     "quarantined": {"type": "integer"}, "last_event_time": {"type": ["string", "null"]},
                     "last_received": {"type": ["string", "null"]}, "rate_per_second": {"type": "number"}}},
-                "Sources": {"type": "object", "properties": {"sources": {"type": "array", "items": {"$ref": "#/components/schemas/Source"}}}}
+                "Sources": {"type": "object", "properties": {"sources": {"type": "array", "items": {"$ref": "#/components/schemas/Source"}}}},
+                "Matcher": {"type": "object", "description": "every field set must match", "properties": {
+                    "min_level": {"type": "string", "enum": ["informational", "low", "medium", "high", "critical"]},
+                    "tags": {"type": "array", "items": {"type": "string"}, "description": "any of these (globs)"},
+                    "rule_id": {"type": "string", "description": "glob"}, "namespace": {"type": "string", "description": "glob"},
+                    "source": {"type": "string", "description": "glob"}}},
+                "SilenceRequest": {"type": "object", "required": ["matcher", "ends", "reason"], "properties": {
+                    "matcher": {"$ref": "#/components/schemas/Matcher"},
+                    "ends": {"type": "string", "description": "RFC 3339, or a duration from now (2h); at most 30 days"},
+                    "reason": {"type": "string"}}},
+                "Silence": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "matcher": {"$ref": "#/components/schemas/Matcher"}, "author": {"type": "string"},
+                    "reason": {"type": "string"}, "created_at": {"type": "integer"}, "ends_at": {"type": "integer"},
+                    "expired_by": {"type": ["string", "null"]}}},
+                "AlertMessage": {"type": "object", "description": "the alert as it was at the change that is being sent", "properties": {
+                    "key": {"type": "string", "description": "idempotency key tw-alert-<id>-v<version>: receivers dedupe on it"},
+                    "event": {"type": "string", "enum": ["raised", "reraised", "escalated", "acknowledged", "resolved", "false-positive", "test"]},
+                    "alert_id": {"type": "integer"}, "version": {"type": "integer"}, "rule_id": {"type": "string"},
+                    "title": {"type": "string"}, "level": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
+                    "status": {"type": "string"}, "summary": {"type": "string"}, "group_key": {"type": "string"},
+                    "namespace": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},
+                    "evidence": {"type": "array", "items": {"type": "integer"}, "description": "ledger indexes"},
+                    "evidence_truncated": {"type": "boolean"}, "count": {"type": "integer"},
+                    "first_seen": {"type": "integer"}, "last_seen": {"type": "integer"}, "created_at": {"type": "integer"},
+                    "actor": {"type": ["string", "null"]}, "note": {"type": ["string", "null"]}}},
+                "Delivery": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "alert_id": {"type": "integer"}, "version": {"type": "integer"},
+                    "event": {"type": "string"}, "sink": {"type": "string"},
+                    "state": {"type": "string", "enum": ["pending", "delivered", "dead", "silenced"]},
+                    "attempts": {"type": "integer"}, "created_at": {"type": "integer"}, "queued_at": {"type": "integer"},
+                    "next_attempt_at": {"type": "integer"}, "delivered_at": {"type": ["integer", "null"]},
+                    "last_error": {"type": ["string", "null"]}, "silenced_by": {"type": ["integer", "null"]},
+                    "message": {"$ref": "#/components/schemas/AlertMessage"}}},
+                "SinkStatus": {"type": "object", "properties": {
+                    "sink": {"type": "string"}, "pending": {"type": "integer"}, "dead": {"type": "integer"},
+                    "delivered": {"type": "integer"}, "silenced": {"type": "integer"},
+                    "oldest_pending": {"type": ["integer", "null"]}, "last_success": {"type": ["integer", "null"]},
+                    "last_failure": {"type": ["integer", "null"]}, "last_error": {"type": ["string", "null"]}}},
+                "Deliveries": {"type": "object", "properties": {
+                    "sinks": {"type": "array", "items": {"$ref": "#/components/schemas/SinkStatus"}},
+                    "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}}}},
+                "AlertWebhook": {"type": "object", "description": "The body a `webhook` sink POSTs. Headers (Standard Webhooks 1.0): `webhook-id` = data.id (the idempotency key, stable across retries), `webhook-timestamp` (Unix seconds of the attempt), `webhook-signature` = `v1,` + base64(HMAC-SHA256(key, id + '.' + timestamp + '.' + body)) where key = base64-decode of the secret without `whsec_`. Reject timestamps more than 5 minutes off; dedupe on webhook-id.",
+                    "required": ["type", "timestamp", "data"], "properties": {
+                    "type": {"type": "string", "description": "alert.raised, alert.reraised, alert.escalated, alert.acknowledged, alert.resolved, alert.false-positive, alert.test"},
+                    "timestamp": {"type": "string", "format": "date-time"},
+                    "data": {"type": "object", "properties": {
+                        "id": {"type": "string"}, "event": {"type": "string"}, "alert_id": {"type": "integer"}, "version": {"type": "integer"},
+                        "rule_id": {"type": "string"}, "title": {"type": "string"}, "level": {"type": "string"},
+                        "tags": {"type": "array", "items": {"type": "string"}}, "status": {"type": "string"},
+                        "summary": {"type": "string"}, "group_key": {"type": "string"},
+                        "namespace": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]}, "cluster": {"type": ["string", "null"]},
+                        "evidence": {"type": "array", "items": {"type": "integer"}}, "evidence_truncated": {"type": "boolean"},
+                        "count": {"type": "integer"}, "first_seen": {"type": "string", "format": "date-time"},
+                        "last_seen": {"type": "string", "format": "date-time"}, "created_at": {"type": "string", "format": "date-time"},
+                        "actor": {"type": ["string", "null"]}, "note": {"type": ["string", "null"]}, "link": {"type": ["string", "null"]}}}}}
             }
         }
     })
@@ -214,6 +295,7 @@ mod tests {
         let mut rs = Vec::new();
         refs(&doc, &mut rs);
         assert!(rs.len() > 20, "the document uses references: {}", rs.len());
+        assert!(doc["components"]["schemas"].get("AlertWebhook").is_some());
         for r in rs {
             let ptr = r
                 .strip_prefix('#')
@@ -236,6 +318,9 @@ mod tests {
             "/v1/alerts/{id}/resolve",
             "/v1/verify",
             "/v1/sources",
+            "/v1/deliveries",
+            "/v1/deliveries/{id}/retry",
+            "/v1/silences",
             "/metrics",
             "/healthz",
             "/readyz",

@@ -2,7 +2,6 @@
 //! its own thread and runtime (DataFusion's CPU work never starves ingest), under the row, time
 //! and memory limits, and is recorded in the ledger before its first row leaves.
 
-use crate::pipeline::Pipeline;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -11,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use trailwarden_ledger::record::Access;
 use trailwarden_model::Timestamp;
+use trailwarden_pipeline::Pipeline;
 use trailwarden_query::{Engine, KType, QueryOptions};
 
 /// The request body.

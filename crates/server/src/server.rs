@@ -3,10 +3,7 @@
 
 use crate::auth::{Authenticator, Role};
 use crate::config::Config;
-use crate::detector::{Detector, RuleConfig};
 use crate::http::{AppState, ConnInfo, VerifyStatus};
-use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
 use crate::tokens::TokenStore;
 use crate::ServerError;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -21,6 +18,9 @@ use trailwarden_alert::AlertStore;
 use trailwarden_ledger::note::SignedCheckpoint;
 use trailwarden_ledger::{Ledger, LedgerError};
 use trailwarden_model::Timestamp;
+use trailwarden_pipeline::detector::{Detector, RuleConfig};
+use trailwarden_pipeline::metrics::Metrics;
+use trailwarden_pipeline::Pipeline;
 
 /// What a started server tells its operator.
 #[derive(Debug, Clone)]
@@ -158,8 +158,20 @@ pub fn serve(
         dedup_window_ns: cfg.dedup_window_ns().unwrap_or(15 * 60 * 1_000_000_000),
     };
     let (mut detector, warnings) = Detector::open(&data_dir, &rules, true)?;
+    // every alert change from now on queues its deliveries in the same transaction
+    detector
+        .store_mut()
+        .set_routing(Some(cfg.alerting.routing()));
+    let mut warnings = warnings;
     if cfg.detection.enabled {
         detector.rebuild(&data_dir)?;
+        // events committed before a crash but never checked: checked now
+        let n = detector.catch_up(&data_dir, ledger.size())?;
+        if n > 0 {
+            warnings.push(format!(
+                "detection caught up on {n} events stored before the last stop but not checked then"
+            ));
+        }
     }
     let metrics = Arc::new(Metrics::default());
     let ledger_size = ledger.size();
@@ -172,6 +184,23 @@ pub fn serve(
         cfg.ingest.queue_bytes,
     );
     let alerts = AlertStore::open(data_dir.join("alerts.db"))?;
+    let notify_stats = Arc::new(trailwarden_notify::Stats::default());
+    let p2 = pipeline.clone();
+    let control: trailwarden_notify::ControlFn = Arc::new(move |sink: &str, summary: String| {
+        p2.control_for(
+            "delivery",
+            Some(sink),
+            &format!("Alert delivery to {sink} failed"),
+            summary,
+        )
+    });
+    let worker = trailwarden_notify::Worker::new(
+        &cfg.alerting,
+        data_dir.join("alerts.db"),
+        control,
+        notify_stats.clone(),
+    )
+    .map_err(|e| ServerError::Config(e.to_string().trim_start_matches("configuration: ").into()))?;
     let state = Arc::new(AppState {
         classifier: crate::http::classifier(&cfg),
         queries: Arc::new(tokio::sync::Semaphore::new(cfg.query.max_concurrent)),
@@ -180,6 +209,7 @@ pub fn serve(
         auth,
         pipeline: pipeline.clone(),
         metrics: metrics.clone(),
+        notify: notify_stats,
         alerts: Mutex::new(alerts),
         verify: Mutex::new(None),
         verify_running: tokio::sync::Mutex::new(()),
@@ -210,6 +240,9 @@ pub fn serve(
             warnings,
             ledger_size,
         };
+        let deliveries = worker
+            .start()
+            .map_err(|e| ServerError::Config(format!("alert delivery: {e}")))?;
         on_started(&started);
         let app = crate::http::router(state.clone())
             .layer(axum::middleware::from_fn(crate::http::preread_body))
@@ -265,7 +298,11 @@ pub fn serve(
         let grace = Duration::from_secs(cfg.http.shutdown_grace_seconds);
         let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
         syslog.drain(grace).await;
-        pipeline.stop(&reason).await.map_err(ServerError::Stopped)
+        let r = pipeline.stop(&reason).await.map_err(ServerError::Stopped);
+        // deliveries queued by the last commits go out during the grace; the rest after the
+        // next start (the outbox is durable)
+        deliveries.stop(Duration::from_secs(2)).await;
+        r
     });
     drop(rt);
     let _ = writer.join();

@@ -4,7 +4,6 @@
 
 use crate::config::Config;
 use crate::http::AppState;
-use crate::pipeline::{Batch, Refused};
 use crate::ServerError;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use trailwarden_model::Format;
+use trailwarden_pipeline::{Batch, Refused};
 
 /// The running listeners.
 pub struct Syslog {

@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod components;
+mod delivery;
 
 /// A running server.
 pub struct Server {

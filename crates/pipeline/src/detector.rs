@@ -1,7 +1,7 @@
 //! Detection in the pipeline: the rules (built-in pack, the data directory's `rules/`, and
 //! `--rules`), the alert store, and the ledger records of raised alerts.
 
-use crate::ServerError;
+use crate::PipelineError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use trailwarden_alert::{AlertStore, NewAlert, Raised};
@@ -10,7 +10,10 @@ use trailwarden_ledger::reader::LedgerReader;
 use trailwarden_ledger::{Ledger, LedgerError};
 use trailwarden_model::{Event, RecordKind, Timestamp};
 
-type Result<T, E = ServerError> = std::result::Result<T, E>;
+type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+/// `alerts.db` meta key: the highest ledger index live detection has checked.
+const DETECTED_THROUGH: &str = "detected_through";
 
 /// Correlation groups kept in memory (the least recently updated are evicted beyond this, and
 /// counted).
@@ -99,6 +102,8 @@ pub struct Detector {
     inputs: Vec<(u64, i64)>,
     found: Vec<Detection>,
     latest: i64,
+    /// The highest ledger index checked (live detection), not yet stored.
+    through: Option<u64>,
     /// New alerts whose `raised` ledger record is still to be written.
     pub unrecorded: Vec<(i64, NewAlert)>,
     /// Counts.
@@ -120,7 +125,7 @@ impl Detector {
                 engine.rules()[*i].title
             ));
         }
-        std::fs::create_dir_all(data_dir).map_err(|e| ServerError::io(data_dir, e))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| PipelineError::io(data_dir, e))?;
         let store = AlertStore::open(data_dir.join("alerts.db"))?;
         let d = Detector {
             engine,
@@ -130,6 +135,7 @@ impl Detector {
             inputs: Vec::new(),
             found: Vec::new(),
             latest: i64::MIN,
+            through: None,
             unrecorded: Vec::new(),
             stats: DetectStats {
                 rules: enabled,
@@ -177,10 +183,65 @@ impl Detector {
         Ok(())
     }
 
-    /// Check one durable event (ledger index `index`) and store what it raises.
-    pub fn check(&mut self, index: u64, received: Timestamp, ev: &Event, raw: &[u8]) -> Result<()> {
+    /// After a crash between a commit and the detection that follows it, the events committed
+    /// but never checked are checked now (from the ledger, in index order). Returns how many.
+    /// A store that has no cursor yet (created before detection kept one) starts at `size`.
+    pub fn catch_up(&mut self, data_dir: &Path, size: u64) -> Result<u64> {
+        let from = match self.store.meta(DETECTED_THROUGH)? {
+            Some(v) => v.parse::<u64>().map_or(size, |t| t + 1),
+            None => {
+                if let Some(last) = size.checked_sub(1) {
+                    self.store.set_meta(DETECTED_THROUGH, &last.to_string())?;
+                }
+                size
+            }
+        };
+        if from >= size {
+            return Ok(0);
+        }
+        let reader = LedgerReader::open(data_dir, None)?;
+        let mut n = 0;
+        let mut failure = None;
+        reader.for_each(from, size, |r| {
+            if r.kind != RecordKind::Event {
+                return Ok(true);
+            }
+            let Some(ev) = r
+                .format
+                .and_then(|f| trailwarden_parse::reparse(f, &r.raw, r.received))
+            else {
+                return Ok(true);
+            };
+            if let Err(e) = self.check(r.index, r.received, &r.source, &ev, &r.raw) {
+                failure = Some(e);
+                return Ok(false);
+            }
+            n += 1;
+            Ok(true)
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        self.through = Some(size - 1);
+        self.flush_inputs()?;
+        Ok(n)
+    }
+
+    /// Check one durable event (ledger index `index`, received from `source`) and store what
+    /// it raises.
+    pub fn check(
+        &mut self,
+        index: u64,
+        received: Timestamp,
+        source: &str,
+        ev: &Event,
+        raw: &[u8],
+    ) -> Result<()> {
         let time = ev.time.unwrap_or(received).0;
         self.stats.events_checked += 1;
+        if self.live {
+            self.through = Some(self.through.map_or(index, |t| t.max(index)));
+        }
         self.found.clear();
         let fed = self.engine.check(index, time, ev, raw, &mut self.found);
         if fed && self.live {
@@ -219,6 +280,8 @@ impl Detector {
                 evidence: d.evidence,
                 time: d.time,
                 count: d.count,
+                namespace: ev.resource.namespace.clone(),
+                source: Some(source.to_string()),
             };
             self.stats.detections += 1;
             *self.matches.entry(alert.rule_id.clone()).or_default() += 1;
@@ -250,8 +313,12 @@ impl Detector {
             .map_err(|e| LedgerError::Invalid(e.to_string()))
     }
 
-    /// Keep the correlation inputs seen so far (and forget those older than any window).
+    /// Keep the correlation inputs seen so far (and forget those older than any window), and
+    /// how far detection got (the next start catches up from there).
     pub fn flush_inputs(&mut self) -> Result<()> {
+        if let Some(t) = self.through.take() {
+            self.store.set_meta(DETECTED_THROUGH, &t.to_string())?;
+        }
         if self.inputs.is_empty() {
             return Ok(());
         }
@@ -267,17 +334,34 @@ impl Detector {
     /// ingest refused for backpressure or low disk). Recorded in the ledger by the next
     /// [`Self::record`]; repeats within the dedup window merge.
     pub fn raise_control(&mut self, kind: &str, title: &str, summary: &str) -> Result<Raised> {
+        self.raise_control_for(kind, None, title, summary)
+    }
+
+    /// [`Self::raise_control`] for one subject of a kind (`delivery` of one sink: one alert per
+    /// sink, routed to the other sinks).
+    pub fn raise_control_for(
+        &mut self,
+        kind: &str,
+        subject: Option<&str>,
+        title: &str,
+        summary: &str,
+    ) -> Result<Raised> {
         let now = Timestamp::now().0;
         let alert = NewAlert {
             rule_id: format!("trailwarden-control-{kind}"),
             title: title.to_string(),
             level: "high".into(),
             tags: vec!["pci_dss.10.7.2".into(), "pci_dss.10.7.3".into()],
-            group_key: format!("control|{kind}"),
+            group_key: match subject {
+                Some(s) => format!("control|{kind}|{s}"),
+                None => format!("control|{kind}"),
+            },
             summary: summary.to_string(),
             evidence: Vec::new(),
             time: now,
             count: 1,
+            namespace: None,
+            source: Some("trailwarden".into()),
         };
         let r = self.store.raise(&alert, self.window, now)?;
         if let Raised::New(id) = r {

@@ -332,12 +332,6 @@ impl Metrics {
         }
         head(
             &mut o,
-            "trailwarden_alert_deliveries_total",
-            "counter",
-            "Alert notifications delivered (no delivery channel is built yet: always empty).",
-        );
-        head(
-            &mut o,
             "trailwarden_ledger_records",
             "gauge",
             "Records in the ledger (durable).",

@@ -89,6 +89,20 @@ pub struct AlertChange {
     pub reply: oneshot::Sender<Result<(u64, Change), ChangeError>>,
 }
 
+/// A silence to add or end (each is a security-relevant change: recorded in the ledger).
+pub struct SilenceChange {
+    /// Add this (`None`: end `expire`).
+    pub add: Option<(trailwarden_alert::Matcher, i64)>,
+    /// End the silence with this id.
+    pub expire: Option<i64>,
+    /// Who.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+    /// Answered once recorded and applied: the ledger index and the silence id.
+    pub reply: oneshot::Sender<Result<(u64, i64), ChangeError>>,
+}
+
 /// Work for the writer.
 pub enum Job {
     /// Store records.
@@ -101,11 +115,15 @@ pub enum Job {
     Control {
         /// Short kind (`backpressure`, `disk-low`, …).
         kind: String,
+        /// What failed within the kind (a sink's name), if the kind has several.
+        subject: Option<String>,
         /// Title.
         title: String,
         /// What happened.
         summary: String,
     },
+    /// Add or end a silence: recorded in the ledger first, applied after.
+    Silence(SilenceChange),
     /// Stop: drain, stop record, final checkpoint.
     Stop {
         /// Why.
@@ -272,10 +290,37 @@ impl Pipeline {
     /// Raise a control-failure alert, at most once per 10 s per kind (the store merges
     /// repeats into the open alert anyway).
     pub fn control(&self, kind: &str, title: &str, summary: String) {
+        self.control_for(kind, None, title, summary)
+    }
+
+    /// Add a silence (`add`) or end one (`expire`); recorded in the ledger, then applied.
+    pub async fn silence(
+        &self,
+        add: Option<(trailwarden_alert::Matcher, i64)>,
+        expire: Option<i64>,
+        actor: String,
+        reason: String,
+    ) -> Result<(u64, i64), ChangeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Silence(SilenceChange {
+            add,
+            expire,
+            actor,
+            reason,
+            reply: tx,
+        }))
+        .map_err(|e| ChangeError::Storage(format!("{e:?}")))?;
+        rx.await
+            .map_err(|_| ChangeError::Storage("the ledger writer stopped".into()))?
+    }
+
+    /// [`Self::control`] for one subject of a kind (e.g. the sink whose delivery failed).
+    pub fn control_for(&self, kind: &str, subject: Option<&str>, title: &str, summary: String) {
         let now = Timestamp::now().0;
         {
             let mut g = crate::lock(&self.last_control);
-            let last = g.entry(kind.to_string()).or_insert(i64::MIN / 2);
+            let key = format!("{kind}|{}", subject.unwrap_or(""));
+            let last = g.entry(key).or_insert(i64::MIN / 2);
             if now - *last < 10_000_000_000 {
                 return;
             }
@@ -283,6 +328,7 @@ impl Pipeline {
         }
         let _ = self.send(Job::Control {
             kind: kind.into(),
+            subject: subject.map(str::to_string),
             title: title.into(),
             summary,
         });
@@ -390,6 +436,9 @@ impl Writer {
             Job::AlertChange(c) => {
                 let _ = c.reply.send(Err(ChangeError::Storage(why.to_string())));
             }
+            Job::Silence(c) => {
+                let _ = c.reply.send(Err(ChangeError::Storage(why.to_string())));
+            }
             Job::Stop { reply, .. } => {
                 let _ = reply.send(Err(why.to_string()));
             }
@@ -416,6 +465,7 @@ impl Writer {
         let mut batch_replies = Vec::new();
         let mut access_replies = Vec::new();
         let mut changes = Vec::new();
+        let mut silences = Vec::new();
         let mut detect_queue: Vec<(u64, Record)> = Vec::new();
         let mut stop = None;
         let mut error: Option<String> = None;
@@ -503,10 +553,51 @@ impl Writer {
                 }
                 Job::Control {
                     kind,
+                    subject,
                     title,
                     summary,
                 } => {
-                    let _ = self.detector.raise_control(&kind, &title, &summary);
+                    let _ = self.detector.raise_control_for(
+                        &kind,
+                        subject.as_deref(),
+                        &title,
+                        &summary,
+                    );
+                }
+                Job::Silence(c) => {
+                    let known = match c.expire {
+                        Some(id) => self
+                            .detector
+                            .store_mut()
+                            .silences()
+                            .map(|v| v.iter().any(|s| s.id == id && s.expired_by.is_none())),
+                        None => Ok(true),
+                    };
+                    match known {
+                        Ok(false) => {
+                            let _ = c.reply.send(Err(ChangeError::NotFound));
+                            continue;
+                        }
+                        Err(e) => {
+                            let _ = c.reply.send(Err(ChangeError::Storage(e.to_string())));
+                            continue;
+                        }
+                        Ok(true) => {}
+                    }
+                    let rec = serde_json::json!({
+                        "action": if c.add.is_some() { "silence-created" } else { "silence-expired" },
+                        "matcher": c.add.as_ref().map(|a| &a.0),
+                        "ends_at": c.add.as_ref().map(|a| Timestamp(a.1)),
+                        "silence_id": c.expire, "actor": c.actor, "reason": c.reason,
+                        "at": Timestamp::now(),
+                    });
+                    match l.append_internal(RecordKind::Alert, &rec) {
+                        Ok(i) => silences.push((c, i)),
+                        Err(e) => {
+                            let _ = c.reply.send(Err(ChangeError::Storage(e.to_string())));
+                            error = Some(e.to_string());
+                        }
+                    }
                 }
                 Job::Stop { reason, reply } => stop = Some((reason, reply)),
             }
@@ -556,6 +647,27 @@ impl Writer {
             };
             let _ = c.reply.send(r);
         }
+        for (c, i) in silences {
+            let now = Timestamp::now().0;
+            let store = self.detector.store_mut();
+            let r = match (&error, &c.add, c.expire) {
+                (Some(e), _, _) => Err(ChangeError::Storage(e.clone())),
+                (None, Some((m, ends)), _) => store
+                    .add_silence(m, &c.actor, &c.reason, now, *ends)
+                    .map(|s| (i, s.id))
+                    .map_err(|e| {
+                        ChangeError::Storage(format!("recorded as ledger record {i}, but: {e}"))
+                    }),
+                (None, None, Some(id)) => store
+                    .expire_silence(id, &c.actor, now)
+                    .map(|_| (i, id))
+                    .map_err(|e| {
+                        ChangeError::Storage(format!("recorded as ledger record {i}, but: {e}"))
+                    }),
+                (None, None, None) => Err(ChangeError::Transition("nothing to do".into())),
+            };
+            let _ = c.reply.send(r);
+        }
         if let Some(e) = error {
             self.fail(e.clone());
             if let Some((_, reply)) = stop {
@@ -580,7 +692,10 @@ impl Writer {
         let mut result = Ok(());
         for (i, rec) in &events {
             if let Body::Event(ev) = &rec.body {
-                if let Err(e) = self.detector.check(*i, rec.received, ev, &rec.raw) {
+                if let Err(e) = self
+                    .detector
+                    .check(*i, rec.received, &rec.source, ev, &rec.raw)
+                {
                     result = Err(e.to_string());
                     break;
                 }
