@@ -363,8 +363,17 @@ impl Detector {
             namespace: None,
             source: Some("trailwarden".into()),
         };
+        self.raise_alert(alert)
+    }
+
+    /// Raise an alert found outside the event stream (a control failure, a scheduled rule):
+    /// into the store (its deliveries queued in the same transaction), its `raised` record
+    /// written by the next [`Self::record`].
+    pub fn raise_alert(&mut self, alert: NewAlert) -> Result<Raised> {
+        let now = Timestamp::now().0;
         let r = self.store.raise(&alert, self.window, now)?;
         if let Raised::New(id) = r {
+            *self.matches.entry(alert.rule_id.clone()).or_default() += 1;
             self.unrecorded.push((id, alert));
         }
         Ok(r)

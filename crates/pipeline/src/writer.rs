@@ -124,6 +124,12 @@ pub enum Job {
     },
     /// Add or end a silence: recorded in the ledger first, applied after.
     Silence(SilenceChange),
+    /// Raise alerts found outside the event stream (scheduled query rules); answered once the
+    /// alerts and their ledger records are durable.
+    Raise(
+        Vec<trailwarden_alert::NewAlert>,
+        oneshot::Sender<Result<usize, String>>,
+    ),
     /// Stop: drain, stop record, final checkpoint.
     Stop {
         /// Why.
@@ -258,6 +264,28 @@ impl Pipeline {
         self.send(Job::Access(a, Some(tx)))
             .map_err(|e| format!("{e:?}"))?;
         rx.await
+            .map_err(|_| "the ledger writer stopped".to_string())?
+    }
+
+    /// Record an access and wait, from a thread outside the async runtime (the scheduler).
+    pub fn access_blocking(&self, a: Access) -> Result<u64, String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Access(a, Some(tx)))
+            .map_err(|e| format!("{e:?}"))?;
+        rx.blocking_recv()
+            .map_err(|_| "the ledger writer stopped".to_string())?
+    }
+
+    /// Raise `alerts` and wait until they are durable (from a thread outside the runtime).
+    /// Returns how many were new (the others merged into open alerts).
+    pub fn raise_blocking(
+        &self,
+        alerts: Vec<trailwarden_alert::NewAlert>,
+    ) -> Result<usize, String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Raise(alerts, tx))
+            .map_err(|e| format!("{e:?}"))?;
+        rx.blocking_recv()
             .map_err(|_| "the ledger writer stopped".to_string())?
     }
 
@@ -439,6 +467,9 @@ impl Writer {
             Job::Silence(c) => {
                 let _ = c.reply.send(Err(ChangeError::Storage(why.to_string())));
             }
+            Job::Raise(_, reply) => {
+                let _ = reply.send(Err(why.to_string()));
+            }
             Job::Stop { reply, .. } => {
                 let _ = reply.send(Err(why.to_string()));
             }
@@ -466,6 +497,7 @@ impl Writer {
         let mut access_replies = Vec::new();
         let mut changes = Vec::new();
         let mut silences = Vec::new();
+        let mut raised = Vec::new();
         let mut detect_queue: Vec<(u64, Record)> = Vec::new();
         let mut stop = None;
         let mut error: Option<String> = None;
@@ -564,6 +596,21 @@ impl Writer {
                         &summary,
                     );
                 }
+                Job::Raise(alerts, reply) => {
+                    let mut new = 0;
+                    let mut failed = None;
+                    for a in alerts {
+                        match self.detector.raise_alert(a) {
+                            Ok(trailwarden_alert::Raised::New(_)) => new += 1,
+                            Ok(_) => {}
+                            Err(e) => {
+                                failed = Some(e.to_string());
+                                break;
+                            }
+                        }
+                    }
+                    raised.push((reply, new, failed));
+                }
                 Job::Silence(c) => {
                     let known = match c.expire {
                         Some(id) => self
@@ -646,6 +693,13 @@ impl Writer {
                 Some(e) => Err(ChangeError::Storage(e.clone())),
             };
             let _ = c.reply.send(r);
+        }
+        for (reply, new, failed) in raised {
+            let _ = reply.send(match (&error, failed) {
+                (Some(e), _) => Err(e.clone()),
+                (None, Some(e)) => Err(e),
+                (None, None) => Ok(new),
+            });
         }
         for (c, i) in silences {
             let now = Timestamp::now().0;

@@ -66,6 +66,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Delivery counters.
     pub notify: Arc<trailwarden_notify::Stats>,
+    /// Scheduled-rule counters.
+    pub scheduled: Arc<crate::scheduled::Stats>,
     /// A read connection to the alert store.
     pub alerts: Mutex<AlertStore>,
     /// Query slots.
@@ -297,6 +299,7 @@ async fn metrics(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) 
         &s.notify
             .render(&sinks, trailwarden_model::Timestamp::now().0),
     );
+    text.push_str(&s.scheduled.render());
     (
         [(
             header::CONTENT_TYPE,

@@ -16,6 +16,7 @@ mod der;
 mod http;
 pub mod openapi;
 mod query_api;
+pub mod scheduled;
 pub mod server;
 mod syslog;
 pub mod tls;

@@ -173,6 +173,31 @@ pub fn serve(
             ));
         }
     }
+    // scheduled query rules: the pack's, the data directory's, --rules; a query that does not
+    // plan against the tables loads disabled with the reason (and raises nothing)
+    let mut scheduled = Vec::new();
+    if cfg.detection.enabled {
+        let (rules, errors) = trailwarden_schedule::load_all(
+            &data_dir,
+            cfg.detection.builtin_rules,
+            &cfg.detection.rules,
+        );
+        for e in errors {
+            warnings.push(format!("scheduled rule not loaded: {e}"));
+        }
+        for mut r in rules {
+            if let Err(e) = trailwarden_schedule::check_plan(&r, &data_dir) {
+                r.disabled = Some(e);
+            }
+            if let Some(d) = &r.disabled {
+                warnings.push(format!(
+                    "scheduled rule {} ({}) is disabled: {d}",
+                    r.title, r.source
+                ));
+            }
+            scheduled.push(r);
+        }
+    }
     let metrics = Arc::new(Metrics::default());
     let ledger_size = ledger.size();
     let (pipeline, writer) = Pipeline::start(
@@ -185,6 +210,14 @@ pub fn serve(
     );
     let alerts = AlertStore::open(data_dir.join("alerts.db"))?;
     let notify_stats = Arc::new(trailwarden_notify::Stats::default());
+    let sched_stats = Arc::new(crate::scheduled::Stats::default());
+    let scheduler = crate::scheduled::Scheduler::start(
+        scheduled,
+        data_dir.clone(),
+        pipeline.clone(),
+        sched_stats.clone(),
+        cfg.query.threads.max(1),
+    );
     let p2 = pipeline.clone();
     let control: trailwarden_notify::ControlFn = Arc::new(move |sink: &str, summary: String| {
         p2.control_for(
@@ -210,6 +243,7 @@ pub fn serve(
         pipeline: pipeline.clone(),
         metrics: metrics.clone(),
         notify: notify_stats,
+        scheduled: sched_stats,
         alerts: Mutex::new(alerts),
         verify: Mutex::new(None),
         verify_running: tokio::sync::Mutex::new(()),
@@ -298,6 +332,7 @@ pub fn serve(
         let grace = Duration::from_secs(cfg.http.shutdown_grace_seconds);
         let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
         syslog.drain(grace).await;
+        let _ = tokio::task::spawn_blocking(move || scheduler.stop()).await;
         let r = pipeline.stop(&reason).await.map_err(ServerError::Stopped);
         // deliveries queued by the last commits go out during the grace; the rest after the
         // next start (the outbox is durable)

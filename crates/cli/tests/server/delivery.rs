@@ -897,3 +897,150 @@ fn invalid_sink_settings_are_named_by_config_check_and_serve() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("default route"));
 }
+
+/// An exec event happening `secs_ago` seconds ago.
+fn exec_now(n: usize, secs_ago: i64) -> serde_json::Value {
+    let mut v = exec_event(n);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - secs_ago;
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{t}"), "+%Y-%m-%dT%H:%M:%S.000000Z"])
+        .output()
+        .unwrap();
+    let ts = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    v["requestReceivedTimestamp"] = ts.clone().into();
+    v["stageTimestamp"] = ts.into();
+    v
+}
+
+#[test]
+fn serve_runs_scheduled_rules_window_after_window_and_catches_up_after_downtime() {
+    let data = tmpdir("scheduled");
+    let rules = data.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("exec.yml"),
+        "kind: scheduled\nid: 0f5c7a2e-1111-4a4a-9b9b-000000000001\ntitle: Exec sessions per user\nlevel: medium\ntags: [attack.t1609, pci_dss.10.2.1.2]\nfrequency: 1m\nperiod: 1m\ntrigger:\n  operator: gt\n  threshold: 0\ngrouping: per-row\nentities: [user]\nquery: |\n  AKSAudit\n  | where ObjectRef.subresource == \"exec\"\n  | summarize n = count(), set_LedgerIndex = make_set(_LedgerIndex) by user = tostring(User.username)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("broken.yml"),
+        "kind: scheduled\nid: 0f5c7a2e-1111-4a4a-9b9b-000000000002\ntitle: Broken query\nlevel: high\nfrequency: 1m\nperiod: 1m\nquery: NoSuchTable | where x == 1\n",
+    )
+    .unwrap();
+    // first start: the rule starts with the next window; the broken one loads disabled
+    let s = Server::start(&data, &[]);
+    let admin = s.token.clone();
+    let (code, _) = s.stop();
+    assert_eq!(code, 0);
+    // downtime: three windows were missed; events happened in them
+    let events = vec![exec_now(1, 150), exec_now(2, 150), exec_now(3, 100)];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let minute = 60_i64;
+    let last_end_ns = ((now - 60) / minute * minute - 4 * minute) * 1_000_000_000;
+    let db = data.join("alerts.db");
+    let st = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"INSERT OR REPLACE INTO meta (key, value) VALUES ('scheduled:0f5c7a2e-1111-4a4a-9b9b-000000000001:last_end', ?)\", (sys.argv[2],)); c.commit()",
+        ])
+        .arg(&db)
+        .arg(last_end_ns.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut s = Server::start(&data, &[("TRAILWARDEN_DETECTION_ENABLED", "false")]);
+    s.token = admin.clone();
+    let (code, body) = s.post_json(&admin, "/v1/ingest/k8s-audit", &super::event_list(&events));
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = s.stop();
+    assert_eq!(code, 0);
+    let mut s = Server::start(&data, &[]);
+    s.token = admin.clone();
+    // the missed windows run in order, each recorded as a read of audit data
+    let runs = wait_for("the catch-up runs", Duration::from_secs(60), || {
+        let (rows, _) = s.query(
+            &admin,
+            "TrailwardenAccess | where Action == 'scheduled-rule' | project Target, Records, Outcome | order by Target asc",
+        );
+        (rows.len() >= 4).then_some(rows)
+    });
+    let targets: Vec<&str> = runs.iter().map(|r| r["Target"].as_str().unwrap()).collect();
+    assert!(
+        targets.iter().all(|t| t.contains("Exec sessions per user")),
+        "{targets:?}"
+    );
+    assert!(
+        !targets.iter().any(|t| t.contains("Broken query")),
+        "{targets:?}"
+    );
+    // contiguous: each window starts where the previous ended
+    let bounds: Vec<(String, String)> = targets
+        .iter()
+        .map(|t| {
+            let w = t.split("window [").nth(1).unwrap().trim_end_matches(')');
+            let (a, b) = w.split_once(", ").unwrap();
+            (a.to_string(), b.to_string())
+        })
+        .collect();
+    for pair in bounds.windows(2) {
+        assert_eq!(pair[0].1, pair[1].0, "windows are contiguous: {bounds:?}");
+    }
+    // one alert per user who exec'd, with the ledger indexes as evidence
+    let ids = wait_for("the scheduled alerts", Duration::from_secs(30), || {
+        let ids = alert_ids(&s, "Exec sessions per user");
+        (ids.len() == 3).then_some(ids)
+    });
+    let (_, body) = s.curl(Some(&admin), &[&s.url(&format!("/v1/alerts/{}", ids[0]))]);
+    let a: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        a["summary"].as_str().unwrap().contains("user=operator-"),
+        "{a}"
+    );
+    assert_eq!(a["evidence"].as_array().unwrap().len(), 1, "{a}");
+    let (_, m) = s.curl(Some(&admin), &[&s.url("/metrics")]);
+    assert!(m.contains("trailwarden_scheduled_rule_runs_total{rule_id=\"0f5c7a2e-1111-4a4a-9b9b-000000000001\",outcome=\"fired\"}"), "{m}");
+    let (code, _) = s.stop();
+    assert_eq!(code, 0);
+    // `rules list` shows both, the broken one disabled with the reason, the other's last window
+    let out = super::bin()
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["rules", "list", "-O", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sched: Vec<&serde_json::Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["kind"] == "scheduled"
+                && r["source"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(data.to_str().unwrap())
+        })
+        .collect();
+    assert_eq!(sched.len(), 2, "{sched:?}");
+    let broken = sched.iter().find(|r| r["title"] == "Broken query").unwrap();
+    assert!(
+        broken["state"].as_str().unwrap().contains("NoSuchTable"),
+        "{broken}"
+    );
+    let exec = sched
+        .iter()
+        .find(|r| r["title"] == "Exec sessions per user")
+        .unwrap();
+    assert_eq!(exec["state"], "enabled");
+    assert!(
+        exec["last_window_end"].is_string() && exec["next_run"].is_string(),
+        "{exec}"
+    );
+}
