@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -15,7 +15,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Killed(Child);
+pub(super) struct Killed(pub(super) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -24,7 +24,7 @@ impl Drop for Killed {
     }
 }
 
-fn need(bin: &str) -> bool {
+pub(super) fn need(bin: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {bin}")])
         .stdout(Stdio::null())
@@ -39,7 +39,7 @@ fn need(bin: &str) -> bool {
     found
 }
 
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> Option<String>) -> String {
+pub(super) fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + limit;
     loop {
         if let Some(v) = f() {

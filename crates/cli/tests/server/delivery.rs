@@ -4,6 +4,7 @@
 //! `aiosmtpd`), a webhook receiver here that checks the Standard Webhooks signature — and a
 //! stand-in for Slack (it cannot run here) that speaks its webhook contract, 429 included.
 
+use super::components::{free_port, need, wait_for, Killed};
 use super::{tmpdir, Server};
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
@@ -11,54 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The signing secret of the webhook sinks in these tests.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn need(bin: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {bin}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found || std::env::var_os("TW_ALLOW_MISSING_COMPONENTS").is_some(),
-        "{bin} is not installed: run scripts/install-deps"
-    );
-    found
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// One request the recorder received.
 #[derive(Clone, Debug)]
@@ -783,6 +742,43 @@ sinks = ["flaky", "gone"]
         m.contains("trailwarden_alert_deliveries_total{sink=\"flaky\",outcome=\"retried\"}"),
         "{m}"
     );
+    // a silence: recorded in the ledger, holds matching alerts back (kept as `silenced`)
+    let reviewer = s.token("reviewer");
+    std::thread::sleep(Duration::from_millis(1100));
+    let body = r#"{"matcher": {"rule_id": "a77bd51c-*"}, "ends": "1h", "reason": "CHG-9 maintenance of web pods"}"#;
+    let (code, _) = s.post_json(&viewer, "/v1/silences", body);
+    assert_eq!(code, 403, "silences need the reviewer role");
+    let (code, answer) = s.post_json(
+        &reviewer,
+        "/v1/silences",
+        r#"{"matcher": {}, "ends": "1h", "reason": "x"}"#,
+    );
+    assert_eq!(code, 400, "an empty matcher is refused: {answer}");
+    let (code, answer) = s.post_json(&reviewer, "/v1/silences", body);
+    assert_eq!(code, 200, "{answer}");
+    let sil: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    send(31);
+    let held = wait_for("silenced deliveries", Duration::from_secs(20), || {
+        let (_, b) = s.curl(Some(&s.token), &[&s.url("/v1/deliveries?state=silenced")]);
+        let v: serde_json::Value = serde_json::from_str(&b).ok()?;
+        let n = v["deliveries"].as_array()?.len();
+        (n >= 20).then_some(n)
+    });
+    assert_eq!(held, 20, "10 new exec alerts × 2 sinks held back");
+    let (rows, _) = s.query(
+        &s.token,
+        "records | where kind == 'alert' and tostring(raw) contains 'silence-created' | count",
+    );
+    assert_eq!(rows[0]["Count"], 1, "the silence is a ledger record");
+    let (code, _) = s.curl(
+        Some(&reviewer),
+        &[
+            "-X",
+            "DELETE",
+            &s.url(&format!("/v1/silences/{}", sil["id"])),
+        ],
+    );
+    assert_eq!(code, 200);
 }
 
 #[test]
