@@ -322,10 +322,9 @@ impl AlertStore {
             source,
         };
         let conn = Connection::open(&path).map_err(db)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
-        )
-        .map_err(db)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(db)?;
+        conn.busy_handler(Some(wait_for_lock)).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         conn.execute_batch(outbox::SCHEMA).map_err(db)?;
         // columns added after the first release of the store
@@ -354,6 +353,17 @@ impl AlertStore {
         })
     }
 
+    /// Commit without waiting for the disk (`synchronous = NORMAL`; in WAL mode a crash of the
+    /// process loses nothing, a power loss the last commits). For the delivery worker only:
+    /// what it records (a claim, an attempt's outcome) is at-least-once already, and a lost
+    /// outcome means the delivery is sent again. Alerts and their deliveries are always
+    /// written by connections that wait for the disk.
+    pub fn relax_durability(&self) -> Result<(), AlertError> {
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL;")
+            .map_err(self.db())
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -376,114 +386,42 @@ impl AlertStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&db)?;
-        let existing: Option<OpenAlertRow> = tx
-            .query_row(
-                "SELECT id, evidence, last_seen, first_seen, evidence_truncated, level, notified_at
-                 FROM alerts
-                 WHERE rule_id = ?1 AND group_key = ?2 AND status IN ('new', 'acknowledged')
-                   AND last_seen >= ?3 AND first_seen <= ?4
-                 ORDER BY last_seen DESC LIMIT 1",
-                params![
-                    a.rule_id,
-                    a.group_key,
-                    a.time.saturating_sub(window_ns),
-                    a.time.saturating_add(window_ns)
-                ],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                },
-            )
-            .optional()
+        let out = raise_in(&tx, self.routing.as_ref(), a, window_ns, now).map_err(&db)?;
+        tx.commit().map_err(&db)?;
+        Ok(out)
+    }
+
+    /// Store many detections, and what detection keeps beside them, in one transaction (one
+    /// write lock, one fsync): each as [`Self::raise`] in order (a later one merges into an
+    /// earlier one of the same rule and group key), then `batch`'s settings and correlation
+    /// inputs. What detection found and how far it got stay consistent across a crash.
+    pub fn raise_batch(
+        &mut self,
+        alerts: &[NewAlert],
+        window_ns: i64,
+        now: i64,
+        batch: &Batch<'_>,
+    ) -> Result<Vec<Raised>, AlertError> {
+        let db = self.db();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&db)?;
-        let out = match existing {
-            Some((id, ev, last, first, truncated, level, notified_at)) => {
-                let mut evidence: Vec<u64> = serde_json::from_str(&ev).unwrap_or_default();
-                let mut truncated = truncated != 0;
-                for e in &a.evidence {
-                    if !evidence.contains(e) {
-                        if evidence.len() < MAX_EVIDENCE {
-                            evidence.push(*e);
-                        } else {
-                            truncated = true;
-                        }
-                    }
-                }
-                tx.execute(
-                    "UPDATE alerts SET evidence = ?2, evidence_truncated = ?3,
-                        count = count + ?4, detections = detections + 1,
-                        last_seen = ?5, first_seen = ?6 WHERE id = ?1",
-                    params![
-                        id,
-                        json(&evidence),
-                        truncated,
-                        a.count as i64,
-                        last.max(a.time),
-                        first.min(a.time)
-                    ],
-                )
-                .map_err(&db)?;
-                if let Some(routing) = &self.routing {
-                    // sent again when the level rises, or when it went quiet and came back
-                    let escalated = level_rank(&a.level) > level_rank(&level);
-                    let quiet = routing.renotify_after_ns > 0
-                        && notified_at.is_some_and(|t| now - t >= routing.renotify_after_ns);
-                    if escalated || quiet {
-                        tx.execute(
-                            "UPDATE alerts SET version = version + 1, notified_at = ?2,
-                                level = CASE WHEN ?3 THEN ?4 ELSE level END WHERE id = ?1",
-                            params![id, now, escalated, a.level],
-                        )
-                        .map_err(&db)?;
-                        let event = if escalated { "escalated" } else { "reraised" };
-                        let msg = outbox::snapshot(&tx, id, event, None).map_err(&db)?;
-                        outbox::enqueue(&tx, routing, &msg, now).map_err(&db)?;
-                    }
-                }
-                Raised::Merged(id)
-            }
-            None => {
-                let mut evidence = a.evidence.clone();
-                let truncated = evidence.len() > MAX_EVIDENCE;
-                evidence.truncate(MAX_EVIDENCE);
-                tx.execute(
-                    "INSERT INTO alerts (rule_id, title, level, tags, status, group_key, summary,
-                        evidence, evidence_truncated, count, detections, first_seen, last_seen,
-                        created_at, version, namespace, source, notified_at)
-                     VALUES (?1, ?2, ?3, ?4, 'new', ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, 1, ?12,
-                        ?13, ?11)",
-                    params![
-                        a.rule_id,
-                        a.title,
-                        a.level,
-                        json(&a.tags),
-                        a.group_key,
-                        a.summary,
-                        json(&evidence),
-                        truncated,
-                        a.count as i64,
-                        a.time,
-                        now,
-                        a.namespace,
-                        a.source
-                    ],
-                )
-                .map_err(&db)?;
-                let id = tx.last_insert_rowid();
-                if let Some(routing) = &self.routing {
-                    let msg = outbox::snapshot(&tx, id, "raised", None).map_err(&db)?;
-                    outbox::enqueue(&tx, routing, &msg, now).map_err(&db)?;
-                }
-                Raised::New(id)
-            }
-        };
+        let mut out = Vec::with_capacity(alerts.len());
+        for a in alerts {
+            out.push(raise_in(&tx, self.routing.as_ref(), a, window_ns, now).map_err(&db)?);
+        }
+        for (k, v) in batch.meta {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![k, v],
+            )
+            .map_err(&db)?;
+        }
+        if let Some((inputs, keep_from)) = batch.inputs {
+            note_inputs_in(&tx, inputs, keep_from).map_err(&db)?;
+        }
         tx.commit().map_err(&db)?;
         Ok(out)
     }
@@ -721,19 +659,7 @@ impl AlertStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&db)?;
-        {
-            let mut ins = tx
-                .prepare("INSERT OR IGNORE INTO correlation_inputs (idx, time) VALUES (?1, ?2)")
-                .map_err(&db)?;
-            for (i, t) in inputs {
-                ins.execute(params![*i as i64, t]).map_err(&db)?;
-            }
-        }
-        tx.execute(
-            "DELETE FROM correlation_inputs WHERE time < ?1",
-            params![keep_from],
-        )
-        .map_err(&db)?;
+        note_inputs_in(&tx, inputs, keep_from).map_err(&db)?;
         tx.commit().map_err(&db)
     }
 
@@ -780,6 +706,163 @@ impl AlertStore {
             .map(|_| ())
             .map_err(self.db())
     }
+}
+
+/// Waiting for another connection's write lock: short sleeps (the writer thread and the
+/// delivery worker hold it for a millisecond or two; SQLite's default handler backs off to
+/// 100 ms sleeps, which stalls ingest and delays deliveries), given up after about 10 s.
+fn wait_for_lock(tries: i32) -> bool {
+    let ms = match tries {
+        0..=49 => 1,
+        50..=199 => 5,
+        _ => 20,
+    };
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    // 50 × 1 ms + 150 × 5 ms + 460 × 20 ms ≈ 10 s
+    tries < 660
+}
+
+/// [`AlertStore::raise`] inside a transaction.
+fn raise_in(
+    tx: &rusqlite::Transaction<'_>,
+    routing: Option<&Routing>,
+    a: &NewAlert,
+    window_ns: i64,
+    now: i64,
+) -> rusqlite::Result<Raised> {
+    let existing: Option<OpenAlertRow> = tx
+        .query_row(
+            "SELECT id, evidence, last_seen, first_seen, evidence_truncated, level, notified_at
+             FROM alerts
+             WHERE rule_id = ?1 AND group_key = ?2 AND status IN ('new', 'acknowledged')
+               AND last_seen >= ?3 AND first_seen <= ?4
+             ORDER BY last_seen DESC LIMIT 1",
+            params![
+                a.rule_id,
+                a.group_key,
+                a.time.saturating_sub(window_ns),
+                a.time.saturating_add(window_ns)
+            ],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
+        )
+        .optional()?;
+    let out = match existing {
+        Some((id, ev, last, first, truncated, level, notified_at)) => {
+            let mut evidence: Vec<u64> = serde_json::from_str(&ev).unwrap_or_default();
+            let mut truncated = truncated != 0;
+            for e in &a.evidence {
+                if !evidence.contains(e) {
+                    if evidence.len() < MAX_EVIDENCE {
+                        evidence.push(*e);
+                    } else {
+                        truncated = true;
+                    }
+                }
+            }
+            tx.execute(
+                "UPDATE alerts SET evidence = ?2, evidence_truncated = ?3,
+                    count = count + ?4, detections = detections + 1,
+                    last_seen = ?5, first_seen = ?6 WHERE id = ?1",
+                params![
+                    id,
+                    json(&evidence),
+                    truncated,
+                    a.count as i64,
+                    last.max(a.time),
+                    first.min(a.time)
+                ],
+            )?;
+            if let Some(routing) = routing {
+                // sent again when the level rises, or when it went quiet and came back
+                let escalated = level_rank(&a.level) > level_rank(&level);
+                let quiet = routing.renotify_after_ns > 0
+                    && notified_at.is_some_and(|t| now - t >= routing.renotify_after_ns);
+                if escalated || quiet {
+                    tx.execute(
+                        "UPDATE alerts SET version = version + 1, notified_at = ?2,
+                            level = CASE WHEN ?3 THEN ?4 ELSE level END WHERE id = ?1",
+                        params![id, now, escalated, a.level],
+                    )?;
+                    let event = if escalated { "escalated" } else { "reraised" };
+                    let msg = outbox::snapshot(&tx, id, event, None)?;
+                    outbox::enqueue(&tx, routing, &msg, now)?;
+                }
+            }
+            Raised::Merged(id)
+        }
+        None => {
+            let mut evidence = a.evidence.clone();
+            let truncated = evidence.len() > MAX_EVIDENCE;
+            evidence.truncate(MAX_EVIDENCE);
+            tx.execute(
+                "INSERT INTO alerts (rule_id, title, level, tags, status, group_key, summary,
+                    evidence, evidence_truncated, count, detections, first_seen, last_seen,
+                    created_at, version, namespace, source, notified_at)
+                 VALUES (?1, ?2, ?3, ?4, 'new', ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, 1, ?12,
+                    ?13, ?11)",
+                params![
+                    a.rule_id,
+                    a.title,
+                    a.level,
+                    json(&a.tags),
+                    a.group_key,
+                    a.summary,
+                    json(&evidence),
+                    truncated,
+                    a.count as i64,
+                    a.time,
+                    now,
+                    a.namespace,
+                    a.source
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            if let Some(routing) = routing {
+                let msg = outbox::snapshot(&tx, id, "raised", None)?;
+                outbox::enqueue(&tx, routing, &msg, now)?;
+            }
+            Raised::New(id)
+        }
+    };
+    Ok(out)
+}
+
+/// [`AlertStore::note_correlation_inputs`] inside a transaction.
+fn note_inputs_in(
+    tx: &rusqlite::Transaction<'_>,
+    inputs: &[(u64, i64)],
+    keep_from: i64,
+) -> rusqlite::Result<()> {
+    let mut ins =
+        tx.prepare_cached("INSERT OR IGNORE INTO correlation_inputs (idx, time) VALUES (?1, ?2)")?;
+    for (i, t) in inputs {
+        ins.execute(params![*i as i64, t])?;
+    }
+    tx.execute(
+        "DELETE FROM correlation_inputs WHERE time < ?1",
+        params![keep_from],
+    )?;
+    Ok(())
+}
+
+/// What [`AlertStore::raise_batch`] stores beside the alerts.
+#[derive(Default)]
+pub struct Batch<'a> {
+    /// Settings (`meta` table) to set.
+    pub meta: &'a [(&'a str, String)],
+    /// Correlation inputs (ledger index, event time) to keep, and the time before which
+    /// inputs are forgotten.
+    pub inputs: Option<(&'a [(u64, i64)], i64)>,
 }
 
 fn json<T: Serialize>(v: &T) -> String {

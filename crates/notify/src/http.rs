@@ -1,11 +1,12 @@
-//! A small HTTP/1.1 client for the HTTP sinks: one request per connection over TCP or rustls,
-//! a deadline for the whole exchange, the answer's status, `Retry-After` and the start of its
-//! body (for the error message).
+//! A small HTTP/1.1 client for the HTTP sinks: kept-alive connections over TCP or rustls
+//! (idle ones pooled per sink and reused), a deadline for the whole exchange, the answer's
+//! status, `Retry-After` and the start of its body (for the error message).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -30,16 +31,51 @@ pub(crate) fn retry_after(v: &str) -> Option<Duration> {
     )
 }
 
+/// Idle connections kept per sink at most.
+const IDLE_MAX: usize = 64;
+
+/// Where a connection goes: (host, port, TLS).
+type Target = (String, u16, bool);
+
+/// Idle kept-alive connections of one sink.
+#[derive(Default)]
+pub(crate) struct Pool {
+    idle: Mutex<Vec<(Target, SendRequest<Full<Bytes>>)>>,
+}
+
+impl Pool {
+    fn take(&self, t: &Target) -> Option<SendRequest<Full<Bytes>>> {
+        let mut g = match self.idle.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.retain(|(_, s)| !s.is_closed());
+        let i = g.iter().rposition(|(k, _)| k == t)?;
+        Some(g.swap_remove(i).1)
+    }
+
+    fn put(&self, t: Target, s: SendRequest<Full<Bytes>>) {
+        let mut g = match self.idle.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if g.len() < IDLE_MAX && !s.is_closed() {
+            g.push((t, s));
+        }
+    }
+}
+
 /// POST `body` to `url` with `headers`; `Err` is a transport failure (connect, TLS, timeout,
 /// connection closed mid-request).
 pub(crate) async fn post(
     tls: &Arc<rustls::ClientConfig>,
+    pool: &Pool,
     url: &http::Uri,
     headers: &[(&str, String)],
     body: Bytes,
     timeout: Duration,
 ) -> Result<Answer, String> {
-    match tokio::time::timeout(timeout, exchange(tls, url, headers, body)).await {
+    match tokio::time::timeout(timeout, exchange(tls, pool, url, headers, body)).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
     }
@@ -47,6 +83,7 @@ pub(crate) async fn post(
 
 async fn exchange(
     tls: &Arc<rustls::ClientConfig>,
+    pool: &Pool,
     url: &http::Uri,
     headers: &[(&str, String)],
     body: Bytes,
@@ -54,57 +91,81 @@ async fn exchange(
     let host = url.host().ok_or("URL without host")?;
     let https = url.scheme_str() == Some("https");
     let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = TcpStream::connect((bare, port))
-        .await
-        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
     let path = url
         .path_and_query()
         .map_or("/".to_string(), |p| p.as_str().to_string());
     let authority = url
         .authority()
         .map_or(host.to_string(), |a| a.as_str().to_string());
-    let mut req = http::Request::post(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(
-            http::header::USER_AGENT,
-            concat!("trailwarden/", env!("CARGO_PKG_VERSION")),
-        );
-    for (k, v) in headers {
-        req = req.header(*k, v.as_str());
+    let request = || {
+        let mut req = http::Request::post(path.as_str())
+            .header(http::header::HOST, authority.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("trailwarden/", env!("CARGO_PKG_VERSION")),
+            );
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        req.body(Full::new(body.clone()))
+            .map_err(|e| format!("request: {e}"))
+    };
+    let target: Target = (host.to_string(), port, https);
+    // a kept-alive connection first; the receiver may have closed it meanwhile, so a failure
+    // before any answer goes to a new connection (deliveries carry an idempotency key)
+    if let Some(mut s) = pool.take(&target) {
+        if s.ready().await.is_ok() {
+            if let Ok(res) = s.send_request(request()?).await {
+                return answer(res, pool, target, s).await;
+            }
+        }
     }
-    let req = req
-        .body(Full::new(body))
-        .map_err(|e| format!("request: {e}"))?;
-    if https {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = TcpStream::connect((bare, port))
+        .await
+        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let mut s = if https {
         let name = rustls_pki_types::ServerName::try_from(bare.to_string())
             .map_err(|e| format!("TLS server name {bare:?}: {e}"))?;
         let stream = tokio_rustls::TlsConnector::from(tls.clone())
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
-        send(TokioIo::new(stream), req).await
+        handshake(TokioIo::new(stream)).await?
     } else {
-        send(TokioIo::new(tcp), req).await
-    }
+        handshake(TokioIo::new(tcp)).await?
+    };
+    let res = s
+        .send_request(request()?)
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    answer(res, pool, target, s).await
 }
 
-async fn send<I>(io: I, req: http::Request<Full<Bytes>>) -> Result<Answer, String>
+/// A new HTTP/1.1 connection; its driver runs until the connection closes (or its sender,
+/// idle in the pool, is dropped).
+async fn handshake<I>(io: I) -> Result<SendRequest<Full<Bytes>>, String>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| format!("HTTP handshake: {e}"))?;
-    let driver = tokio::spawn(async move {
+    tokio::spawn(async move {
         let _ = conn.await;
     });
-    let res = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
+    Ok(sender)
+}
+
+/// Read the answer; a connection whose answer was read to its end goes back to the pool.
+async fn answer(
+    res: http::Response<hyper::body::Incoming>,
+    pool: &Pool,
+    target: Target,
+    sender: SendRequest<Full<Bytes>>,
+) -> Result<Answer, String> {
     let status = res.status().as_u16();
     let retry_after = res
         .headers()
@@ -114,6 +175,7 @@ where
     // the body only matters for the error message: read at most 4 KiB of it
     let mut body = Vec::new();
     let mut b = res.into_body();
+    let mut complete = false;
     while body.len() < 4096 {
         match b.frame().await {
             Some(Ok(f)) => {
@@ -121,10 +183,16 @@ where
                     body.extend_from_slice(d);
                 }
             }
-            _ => break,
+            Some(Err(_)) => break,
+            None => {
+                complete = true;
+                break;
+            }
         }
     }
-    driver.abort();
+    if complete {
+        pool.put(target, sender);
+    }
     body.truncate(4096);
     Ok(Answer {
         status,

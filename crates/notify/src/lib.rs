@@ -292,7 +292,7 @@ async fn sink_loop(
     poll: Duration,
 ) {
     let name = sink.name().to_string();
-    let store = match AlertStore::open(&db) {
+    let store = match AlertStore::open(&db).and_then(|s| s.relax_durability().map(|_| s)) {
         Ok(s) => Arc::new(Mutex::new(s)),
         Err(e) => {
             control(

@@ -436,6 +436,7 @@ pub struct Sender {
     urls: Vec<http::Uri>,
     key: Option<Vec<u8>>,
     tls: Arc<rustls::ClientConfig>,
+    pool: Arc<crate::http::Pool>,
     smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
     hostname: String,
     external: Option<String>,
@@ -468,6 +469,7 @@ impl Sender {
             urls,
             key,
             tls,
+            pool: Arc::default(),
             smtp,
             hostname: hostname(),
             external,
@@ -529,7 +531,16 @@ impl Sender {
         let mut refused = true;
         let mut delivered = false;
         for u in &self.urls {
-            match post(&self.tls, u, headers, body.clone(), self.timeout).await {
+            match post(
+                &self.tls,
+                &self.pool,
+                u,
+                headers,
+                body.clone(),
+                self.timeout,
+            )
+            .await
+            {
                 Ok(a) => match http_outcome(a.status, a.retry_after, &a.body) {
                     Outcome::Delivered => delivered = true,
                     Outcome::Retry {
@@ -625,6 +636,7 @@ impl Sender {
             urls: self.urls.clone(),
             key: self.key.clone(),
             tls: self.tls.clone(),
+            pool: self.pool.clone(),
             smtp: None,
             hostname: self.hostname.clone(),
             external: self.external.clone(),

@@ -4,7 +4,7 @@
 use crate::PipelineError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use trailwarden_alert::{AlertStore, NewAlert, Raised};
+use trailwarden_alert::{AlertStore, Batch, NewAlert, Raised};
 use trailwarden_detect::{Detection, Engine, Rule};
 use trailwarden_ledger::reader::LedgerReader;
 use trailwarden_ledger::{Ledger, LedgerError};
@@ -14,6 +14,9 @@ type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
 /// `alerts.db` meta key: the highest ledger index live detection has checked.
 const DETECTED_THROUGH: &str = "detected_through";
+
+/// Detections held before they are stored anyway (a long catch-up stays bounded in memory).
+const FLUSH_AT: usize = 1000;
 
 /// Correlation groups kept in memory (the least recently updated are evicted beyond this, and
 /// counted).
@@ -104,6 +107,8 @@ pub struct Detector {
     latest: i64,
     /// The highest ledger index checked (live detection), not yet stored.
     through: Option<u64>,
+    /// Detections not yet stored: raised together by [`Self::flush`], in one transaction.
+    pending: Vec<NewAlert>,
     /// New alerts whose `raised` ledger record is still to be written.
     pub unrecorded: Vec<(i64, NewAlert)>,
     /// Counts.
@@ -136,6 +141,7 @@ impl Detector {
             found: Vec::new(),
             latest: i64::MIN,
             through: None,
+            pending: Vec::new(),
             unrecorded: Vec::new(),
             stats: DetectStats {
                 rules: enabled,
@@ -223,7 +229,7 @@ impl Detector {
             return Err(e);
         }
         self.through = Some(size - 1);
-        self.flush_inputs()?;
+        self.flush()?;
         Ok(n)
     }
 
@@ -251,7 +257,6 @@ impl Detector {
         if self.found.is_empty() {
             return Ok(());
         }
-        let now = Timestamp::now().0;
         for d in std::mem::take(&mut self.found) {
             let rule = &self.engine.rules()[d.rule];
             let (group_key, summary) = if d.group.is_empty() {
@@ -285,20 +290,20 @@ impl Detector {
             };
             self.stats.detections += 1;
             *self.matches.entry(alert.rule_id.clone()).or_default() += 1;
-            match self.store.raise(&alert, self.window, now)? {
-                Raised::New(id) => {
-                    self.stats.alerts_new += 1;
-                    self.unrecorded.push((id, alert));
-                }
-                Raised::Merged(_) => self.stats.alerts_merged += 1,
-            }
+            self.pending.push(alert);
+        }
+        if self.pending.len() >= FLUSH_AT {
+            self.flush()?;
         }
         Ok(())
     }
 
-    /// Append a `raised` ledger record for every new alert (committed with the ledger's next
-    /// commit), and keep the correlation inputs for the next start.
+    /// Store what was detected (one transaction: the alerts and their deliveries, how far
+    /// detection got, the correlation inputs), then append a `raised` ledger record for every
+    /// new alert (committed with the ledger's next commit).
     pub fn record(&mut self, l: &mut Ledger) -> Result<(), LedgerError> {
+        self.flush()
+            .map_err(|e| LedgerError::Invalid(e.to_string()))?;
         for (id, a) in self.unrecorded.drain(..) {
             l.append_internal(
                 RecordKind::Alert,
@@ -309,24 +314,39 @@ impl Detector {
                 }),
             )?;
         }
-        self.flush_inputs()
-            .map_err(|e| LedgerError::Invalid(e.to_string()))
+        Ok(())
     }
 
-    /// Keep the correlation inputs seen so far (and forget those older than any window), and
-    /// how far detection got (the next start catches up from there).
-    pub fn flush_inputs(&mut self) -> Result<()> {
-        if let Some(t) = self.through.take() {
-            self.store.set_meta(DETECTED_THROUGH, &t.to_string())?;
-        }
-        if self.inputs.is_empty() {
+    /// Store, in one transaction of the alert store, the detections not yet stored (each
+    /// merged or new, its deliveries queued), how far live detection got (the next start
+    /// catches up from there), and the correlation inputs seen (forgetting those older than
+    /// any window).
+    pub fn flush(&mut self) -> Result<()> {
+        let through = self.through.map(|t| [(DETECTED_THROUGH, t.to_string())]);
+        let keep_from = self.latest.saturating_sub(self.engine.lookback());
+        if self.pending.is_empty() && through.is_none() && self.inputs.is_empty() {
             return Ok(());
         }
-        let keep_from = self.latest.saturating_sub(self.engine.lookback());
-        self.store
-            .note_correlation_inputs(&self.inputs, keep_from)?;
+        let batch = Batch {
+            meta: through.as_ref().map_or(&[], |m| &m[..]),
+            inputs: (!self.inputs.is_empty()).then_some((&self.inputs[..], keep_from)),
+        };
+        let now = Timestamp::now().0;
+        let raised = self
+            .store
+            .raise_batch(&self.pending, self.window, now, &batch)?;
+        self.through = None;
         self.inputs.clear();
         self.stats.correlation_evicted = self.engine.evicted();
+        for (r, alert) in raised.into_iter().zip(self.pending.drain(..)) {
+            match r {
+                Raised::New(id) => {
+                    self.stats.alerts_new += 1;
+                    self.unrecorded.push((id, alert));
+                }
+                Raised::Merged(_) => self.stats.alerts_merged += 1,
+            }
+        }
         Ok(())
     }
 

@@ -816,7 +816,6 @@ impl Writer {
         let r = match self.ledger.take() {
             Some(mut l) => {
                 let _ = self.detector.record(&mut l);
-                let _ = self.detector.flush_inputs();
                 l.close(reason).map_err(|e| e.to_string())
             }
             None => Err(self
