@@ -345,7 +345,7 @@ fn print_summary(
     let first = ranges.iter().find_map(|r| r.first);
     let last = ranges.iter().rev().find_map(|r| r.last);
     match fmt {
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Sarif => {
             let mut v = serde_json::to_value(s)?;
             if let Some(m) = v.as_object_mut() {
                 m.insert("first_index".into(), serde_json::json!(first));

@@ -61,7 +61,7 @@ pub fn init(cli: &Cli) -> Result<u8> {
     let id = l.identity().clone();
     let cp = l.close("init")?;
     match cli.output {
-        OutputFormat::Json => println!(
+        OutputFormat::Json | OutputFormat::Sarif => println!(
             "{}",
             serde_json::json!({"data_dir": cli.data_dir, "created": !existed, "origin": id.origin, "vkey": id.vkey, "size": cp.checkpoint.size})
         ),
@@ -153,7 +153,7 @@ pub fn verify(cli: &Cli, a: &VerifyArgs) -> Result<u8> {
         Ok(r) => r,
         Err(e) => {
             match cli.output {
-                OutputFormat::Json => println!(
+                OutputFormat::Json | OutputFormat::Sarif => println!(
                     "{}",
                     serde_json::json!({"status": "error", "error": format!("{e:#}")})
                 ),
@@ -174,7 +174,7 @@ pub fn verify(cli: &Cli, a: &VerifyArgs) -> Result<u8> {
         outcome,
     );
     match cli.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        OutputFormat::Json | OutputFormat::Sarif => println!("{}", serde_json::to_string(&report)?),
         OutputFormat::Csv => {
             let mut t = Table::new(&["severity", "code", "index", "range", "file", "detail"]);
             for (sev, list) in [("failure", &report.failures), ("warning", &report.warnings)] {
@@ -483,7 +483,7 @@ pub fn export(cli: &Cli, a: &ExportArgs) -> Result<u8> {
         "success",
     ));
     match cli.output {
-        OutputFormat::Json => println!(
+        OutputFormat::Json | OutputFormat::Sarif => println!(
             "{}",
             serde_json::json!({"dir": a.out, "records": picked.len(), "tree_size": size})
         ),
@@ -501,7 +501,7 @@ pub fn checkpoint(cli: &Cli) -> Result<u8> {
     let reader = LedgerReader::open(&cli.data_dir, None)?;
     let cp = reader.latest_checkpoint()?;
     match cli.output {
-        OutputFormat::Json => println!(
+        OutputFormat::Json | OutputFormat::Sarif => println!(
             "{}",
             serde_json::json!({"origin": reader.identity.origin, "vkey": reader.verifier.vkey(), "size": cp.as_ref().map(|c| c.checkpoint.size), "checkpoint": cp.as_ref().map(|c| &c.note)})
         ),
@@ -604,7 +604,9 @@ fn retention_with(
         (RetentionCmd::Prune { .. }, Some(policy)) => {
             let done = retention::prune(l, policy)?;
             match cli.output {
-                OutputFormat::Json => println!("{}", serde_json::json!({"pruned": done})),
+                OutputFormat::Json | OutputFormat::Sarif => {
+                    println!("{}", serde_json::json!({"pruned": done}))
+                }
                 _ if done.is_empty() => println!("nothing to prune"),
                 _ => {
                     for (a, b) in &done {
@@ -630,7 +632,7 @@ fn retention_with(
             }
             match cli.output {
                 OutputFormat::Csv => t.print_csv(&mut io::stdout())?,
-                OutputFormat::Json => {
+                OutputFormat::Json | OutputFormat::Sarif => {
                     let v: Vec<_> = h
                         .iter()
                         .map(|(a, b)| serde_json::json!({"from": a, "to": b}))
@@ -678,7 +680,7 @@ pub fn key(cli: &Cli, c: &KeyCmd) -> Result<u8> {
             .and_then(|entry| dir.promote_next_key(&origin).map(|_| entry))
             .map(|e| {
                 match cli.output {
-                    OutputFormat::Json => println!(
+                    OutputFormat::Json | OutputFormat::Sarif => println!(
                         "{}",
                         serde_json::json!({"rotated": true, "vkey": e.new_vkey, "previous_vkey": e.old_vkey, "effective_from_size": e.effective_from_size, "record": e.index})
                     ),

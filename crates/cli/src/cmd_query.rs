@@ -163,7 +163,7 @@ pub fn run(cli: &Cli, a: &QueryArgs) -> Result<u8> {
     let mut out = io::stdout().lock();
     for o in &outputs {
         match cli.output {
-            OutputFormat::Json => {
+            OutputFormat::Json | OutputFormat::Sarif => {
                 let rows = render::json_rows(o);
                 writeln!(
                     out,
@@ -202,7 +202,7 @@ fn print_table(fmt: OutputFormat, t: &Table) -> Result<()> {
     let mut out = io::stdout().lock();
     match fmt {
         OutputFormat::Csv => t.print_csv(&mut out)?,
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Sarif => {
             let rows: Vec<serde_json::Value> = t
                 .rows
                 .iter()

@@ -221,7 +221,7 @@ pub fn tokens(cli: &Cli, c: &TokensCmd) -> Result<u8> {
             }
             let mut out = std::io::stdout().lock();
             match cli.output {
-                OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(store_.entries().iter().map(|e| serde_json::json!({"id": e.id, "name": e.name, "role": e.role, "created": e.created, "expires": e.expires, "revoked": e.revoked})).collect::<Vec<_>>().as_slice())?)?,
+                OutputFormat::Json | OutputFormat::Sarif => writeln!(out, "{}", serde_json::to_string(store_.entries().iter().map(|e| serde_json::json!({"id": e.id, "name": e.name, "role": e.role, "created": e.created, "expires": e.expires, "revoked": e.revoked})).collect::<Vec<_>>().as_slice())?)?,
                 OutputFormat::Csv => t.print_csv(&mut out)?,
                 OutputFormat::Table => t.print_text(&mut out)?,
             }

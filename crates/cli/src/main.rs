@@ -11,6 +11,7 @@
 
 mod cmd_alerting;
 mod cmd_alerts;
+mod cmd_check;
 mod cmd_gen;
 mod cmd_ingest;
 mod cmd_ledger;
@@ -118,6 +119,7 @@ Examples:
   trailwarden export --from 2026-01-05T00:00:00Z --to 2026-01-06T00:00:00Z -o evidence/
   trailwarden alerts list --status new --level high
   trailwarden alerts resolve 42 --note 'approved change CHG-1234'
+  trailwarden check docs/deploy/audit-policy.yaml /etc/kubernetes/manifests/kube-apiserver.yaml
   trailwarden query 'AKSAudit | where Verb == \"delete\" | summarize count() by tostring(User.username)'";
 
 /// Subcommands.
@@ -170,6 +172,9 @@ pub enum Command {
     /// The server's configuration file.
     #[command(subcommand)]
     Config(cmd_serve::ConfigCmd),
+    /// Check the logging configuration against PCI DSS Requirement 10: audit policy,
+    /// kube-apiserver flags, AKS diagnostic settings, trailwarden's config.
+    Check(cmd_check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -201,6 +206,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd_serve::serve(&cli, a),
         Command::Tokens(c) => cmd_serve::tokens(&cli, c),
         Command::Config(c) => cmd_serve::config(&cli, c),
+        Command::Check(a) => cmd_check::run(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

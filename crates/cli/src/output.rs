@@ -11,6 +11,8 @@ pub enum OutputFormat {
     Json,
     /// CSV (RFC 4180) for spreadsheets.
     Csv,
+    /// SARIF 2.1.0 for code-scanning tools (`check`; most other commands print JSON).
+    Sarif,
 }
 
 /// A table of rows with named columns.

@@ -1154,3 +1154,34 @@ fn detect_reruns_new_rules_over_stored_events() {
     assert_eq!(json(&out)[0]["n"], 3);
 }
 mod server;
+
+/// `check`: exit 0 clean, 1 findings, 3 unparseable (named with file and line, the other files
+/// still checked); SARIF for code-scanning tools.
+#[test]
+fn check_exit_codes_outputs_and_bad_input() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let fixtures = root.join("crates/compliance/tests/check");
+    let ok = run(bin()
+        .arg("check")
+        .arg(root.join("docs/deploy/audit-policy.yaml")));
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    let found = run(bin()
+        .args(["check", "--output", "json"])
+        .arg(fixtures.join("common-mistakes-policy.yaml"))
+        .arg(fixtures.join("kube-apiserver.yaml")));
+    assert_eq!(found.status.code(), Some(1));
+    let j = json(&found);
+    assert_eq!(j["files"][0]["kind"], "audit-policy");
+    assert_eq!(j["files"][1]["kind"], "apiserver-manifest");
+    assert!(j["findings"].as_u64().unwrap() >= 10, "{j}");
+    let bad = run(bin()
+        .args(["check", "--output", "sarif"])
+        .arg(fixtures.join("bad-level-policy.yaml"))
+        .arg(fixtures.join("kube-apiserver.yaml")));
+    assert_eq!(bad.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("bad-level-policy.yaml:8:"), "{err}");
+    let s = json(&bad);
+    assert_eq!(s["version"], "2.1.0");
+    assert_eq!(s["runs"][0]["results"][0]["ruleId"], "TW-API-03", "{s}");
+}
