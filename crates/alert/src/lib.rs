@@ -685,6 +685,52 @@ impl AlertStore {
             .map_err(self.db())
     }
 
+    /// Every status change of every alert, in the order made: (alert id, change).
+    pub fn all_changes(&self) -> Result<Vec<(i64, Change)>, AlertError> {
+        let db = self.db();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT alert_id, at, actor, from_status, to_status, note FROM changes ORDER BY rowid",
+            )
+            .map_err(&db)?;
+        let rows: Vec<(i64, i64, String, String, String, String)> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .map_err(&db)?
+            .collect::<Result<_, _>>()
+            .map_err(&db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, at, actor, from, to, note) in rows {
+            let parse = |s: &str| {
+                Status::parse(s).ok_or_else(|| AlertError::Corrupt {
+                    path: self.path.clone(),
+                    id,
+                    message: format!("status {s:?}"),
+                })
+            };
+            out.push((
+                id,
+                Change {
+                    at,
+                    actor,
+                    from: parse(&from)?,
+                    to: parse(&to)?,
+                    note,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
     /// A stored setting (the detection cursor, …).
     pub fn meta(&self, key: &str) -> Result<Option<String>, AlertError> {
         self.conn

@@ -16,6 +16,7 @@ mod cmd_gen;
 mod cmd_ingest;
 mod cmd_ledger;
 mod cmd_query;
+mod cmd_review;
 mod cmd_rules;
 mod cmd_serve;
 mod detector;
@@ -119,6 +120,7 @@ Examples:
   trailwarden export --from 2026-01-05T00:00:00Z --to 2026-01-06T00:00:00Z -o evidence/
   trailwarden alerts list --status new --level high
   trailwarden alerts resolve 42 --note 'approved change CHG-1234'
+  trailwarden review generate --date 2026-12-02 && trailwarden review sign-off daily-2026-12-02 --note 'SEC-812'
   trailwarden check docs/deploy/audit-policy.yaml /etc/kubernetes/manifests/kube-apiserver.yaml
   trailwarden query 'AKSAudit | where Verb == \"delete\" | summarize count() by tostring(User.username)'";
 
@@ -175,6 +177,9 @@ pub enum Command {
     /// Check the logging configuration against PCI DSS Requirement 10: audit policy,
     /// kube-apiserver flags, AKS diagnostic settings, trailwarden's config.
     Check(cmd_check::CheckArgs),
+    /// Log reviews (PCI DSS 10.4.1): generate, list, show, sign off.
+    #[command(subcommand)]
+    Review(cmd_review::ReviewCmd),
 }
 
 fn main() -> ExitCode {
@@ -207,6 +212,7 @@ fn main() -> ExitCode {
         Command::Tokens(c) => cmd_serve::tokens(&cli, c),
         Command::Config(c) => cmd_serve::config(&cli, c),
         Command::Check(a) => cmd_check::run(&cli, a),
+        Command::Review(c) => cmd_review::run(&cli, c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -6,9 +6,15 @@
 //!   kube-apiserver flags (static-pod manifest or flag list), AKS diagnostic settings as
 //!   `az monitor diagnostic-settings list` prints them, and trailwarden's own config — each
 //!   finding with the sub-requirement it breaks, a severity and the fix.
+//! - [`review`]: the daily review (10.4.1) and periodic reviews of other logs (10.4.2), built
+//!   from the ledger and the alert store, hashed, recorded in the ledger and signed off by a
+//!   reviewer; [`store`] keeps them (`compliance.db`), [`render`] prints them (HTML, CSV).
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod render;
+pub mod review;
+pub mod store;
 
 use std::path::PathBuf;
 
@@ -35,6 +41,31 @@ pub enum ComplianceError {
         /// What is wrong.
         message: String,
     },
+    /// A setting is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The ledger could not be read.
+    #[error("ledger: {0}")]
+    Ledger(String),
+    /// The compliance store failed.
+    #[error("compliance store {path}: {source}")]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// No review has this id.
+    #[error("no review {0}")]
+    NoReview(String),
+    /// The review cannot change in its state.
+    #[error("review {id}: {why}")]
+    ReviewState {
+        /// The review.
+        id: String,
+        /// Why not.
+        why: String,
+    },
     /// A file is none of the inputs `check` knows.
     #[error("{file}: {why}")]
     Unknown {
@@ -43,4 +74,11 @@ pub enum ComplianceError {
         /// Why it was not recognised.
         why: String,
     },
+}
+
+impl ComplianceError {
+    /// A ledger error, kept as text (the ledger crate's error is not `Sync`-bound here).
+    pub fn ledger(e: impl std::fmt::Display) -> ComplianceError {
+        ComplianceError::Ledger(e.to_string())
+    }
 }

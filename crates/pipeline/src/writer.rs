@@ -130,6 +130,13 @@ pub enum Job {
         Vec<trailwarden_alert::NewAlert>,
         oneshot::Sender<Result<usize, String>>,
     ),
+    /// Append an internal record (a review, a sign-off, a report's hash); answered with its
+    /// ledger index once durable.
+    Record(
+        RecordKind,
+        serde_json::Value,
+        oneshot::Sender<Result<u64, String>>,
+    ),
     /// Stop: drain, stop record, final checkpoint.
     Stop {
         /// Why.
@@ -284,6 +291,28 @@ impl Pipeline {
     ) -> Result<usize, String> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Raise(alerts, tx))
+            .map_err(|e| format!("{e:?}"))?;
+        rx.blocking_recv()
+            .map_err(|_| "the ledger writer stopped".to_string())?
+    }
+
+    /// Append an internal record and wait until it is durable; its ledger index.
+    pub async fn record(&self, kind: RecordKind, body: serde_json::Value) -> Result<u64, String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Record(kind, body, tx))
+            .map_err(|e| format!("{e:?}"))?;
+        rx.await
+            .map_err(|_| "the ledger writer stopped".to_string())?
+    }
+
+    /// [`Self::record`] from a thread outside the async runtime.
+    pub fn record_blocking(
+        &self,
+        kind: RecordKind,
+        body: serde_json::Value,
+    ) -> Result<u64, String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Record(kind, body, tx))
             .map_err(|e| format!("{e:?}"))?;
         rx.blocking_recv()
             .map_err(|_| "the ledger writer stopped".to_string())?
@@ -458,7 +487,7 @@ impl Writer {
                     let _ = r.send(Err(why.to_string()));
                 }
             }
-            Job::Access(_, Some(r)) => {
+            Job::Access(_, Some(r)) | Job::Record(_, _, r) => {
                 let _ = r.send(Err(why.to_string()));
             }
             Job::AlertChange(c) => {
@@ -552,6 +581,13 @@ impl Writer {
                         if let Some(r) = reply {
                             let _ = r.send(Err(e.to_string()));
                         }
+                        error = Some(e.to_string());
+                    }
+                },
+                Job::Record(kind, body, reply) => match l.append_internal(kind, &body) {
+                    Ok(i) => access_replies.push((Some(reply), i)),
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
                         error = Some(e.to_string());
                     }
                 },

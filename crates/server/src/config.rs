@@ -29,6 +29,9 @@ pub struct Config {
     pub verify: Verify,
     /// Alert delivery: sinks and routes (`[[alerting.sink]]`, `[[alerting.route]]`).
     pub alerting: trailwarden_notify::Alerting,
+    /// Log reviews (10.4): period time zone, alert SLAs, silent sources, clock skew, sign-off
+    /// delay, periodic reviews of other logs.
+    pub review: trailwarden_compliance::review::ReviewConfig,
 }
 
 /// `[http]`.
@@ -410,6 +413,9 @@ impl Config {
         if self.query.max_concurrent == 0 || self.query.max_rows == 0 {
             return bad("query.max_concurrent and query.max_rows must be > 0".into());
         }
+        self.review
+            .settings()
+            .map_err(|e| ServerError::Config(format!("review: {e}")))?;
         self.alerting.check().map_err(|e| {
             ServerError::Config(
                 e.to_string()

@@ -103,11 +103,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/proofs/inclusion/{index}", get(proof_inclusion))
         .route("/v1/proofs/consistency", get(proof_consistency))
         .route("/v1/sources", get(sources))
+        .route(
+            "/v1/reviews",
+            get(crate::compliance_api::reviews_list).post(crate::compliance_api::reviews_generate),
+        )
+        .route("/v1/reviews/{id}", get(crate::compliance_api::reviews_show))
+        .route(
+            "/v1/reviews/{id}/sign-off",
+            post(crate::compliance_api::reviews_sign_off),
+        )
         .fallback(fallback)
         .with_state(state)
 }
 
-fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+pub(crate) fn error(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, axum::Json(json!({ "error": msg.into() }))).into_response()
 }
 
@@ -134,6 +143,8 @@ fn route_label(path: &str) -> &'static str {
         p if p.starts_with("/v1/deliveries/") => "/v1/deliveries/{id}/retry",
         p if p.starts_with("/v1/silences/") => "/v1/silences/{id}",
         "/v1/sources" => "/v1/sources",
+        "/v1/reviews" => "/v1/reviews",
+        p if p.starts_with("/v1/reviews/") => "/v1/reviews/{id}",
         p if p.starts_with("/v1/ingest/") => "/v1/ingest/{endpoint}",
         p if p.starts_with("/v1/alerts/") => "/v1/alerts/{id}",
         p if p.starts_with("/v1/proofs/") => "/v1/proofs",
@@ -142,7 +153,7 @@ fn route_label(path: &str) -> &'static str {
 }
 
 /// Authenticate and authorize; a refusal is counted and recorded in the ledger (10.2.1.4).
-fn authorize(
+pub(crate) fn authorize(
     s: &AppState,
     conn: &ConnInfo,
     headers: &HeaderMap,
@@ -212,7 +223,7 @@ fn authorize(
 
 /// Record a read of audit data and wait until it is durable; a read that cannot be recorded is
 /// not served.
-async fn audited(
+pub(crate) async fn audited(
     s: &AppState,
     p: &Principal,
     conn: &ConnInfo,

@@ -11,11 +11,13 @@
 #![recursion_limit = "256"]
 
 pub mod auth;
+mod compliance_api;
 pub mod config;
 mod der;
 mod http;
 pub mod openapi;
 mod query_api;
+pub mod reviews;
 pub mod scheduled;
 pub mod server;
 mod syslog;

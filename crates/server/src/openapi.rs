@@ -147,6 +147,23 @@ pub fn document() -> Value {
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
                 "responses": std_errors(json!({"200": {"description": "ended", "content": {"application/json": {"schema": {"type": "object"}}}}, "404": err("no such active silence")}))
             }},
+            "/v1/reviews": {
+                "get": {"summary": "Log reviews (PCI DSS 10.4.1) with their sign-off state, newest period first (role viewer or above; the read is recorded)", "tags": ["compliance"],
+                    "responses": std_errors(json!({"200": {"description": "reviews", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}}))},
+                "post": {"summary": "Generate the review of a period now (role reviewer or above): `{\"date\": \"YYYY-MM-DD\", \"kind\": \"daily\", \"days\": 1, \"replace\": false}`; its hash is recorded in the ledger. `serve` generates each day's review by itself 15 minutes after the day ends", "tags": ["compliance"],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["date"], "properties": {"date": {"type": "string", "format": "date"}, "kind": {"type": "string"}, "days": {"type": "integer"}, "replace": {"type": "boolean"}}}}}},
+                    "responses": std_errors(json!({"200": {"description": "generated and recorded", "content": {"application/json": {"schema": {"type": "object"}}}}, "400": err("bad date or kind"), "409": err("exists (signed, or unsigned without replace)")}))}
+            },
+            "/v1/reviews/{id}": {"get": {
+                "summary": "One review: `?format=json` (default), `html` (self-contained, printable) or `csv` (role viewer or above; the read is recorded)", "tags": ["compliance"],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}, {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "html", "csv"]}}],
+                "responses": std_errors(json!({"200": {"description": "the review"}, "404": err("no such review")}))
+            }},
+            "/v1/reviews/{id}/sign-off": {"post": {
+                "summary": "Sign a review off (role reviewer or above): `{\"note\": \"…\"}`; a ledger record binds the review's hash, the caller and the note", "tags": ["compliance"],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": std_errors(json!({"200": {"description": "signed off", "content": {"application/json": {"schema": {"type": "object"}}}}, "404": err("no such review"), "409": err("already signed off, or no note")}))
+            }},
             "/v1/sources": {"get": {
                 "summary": "What each source has sent since the server started: events, last event time, rate", "tags": ["operations"],
                 "responses": std_errors(json!({"200": {"description": "sources", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Sources"}}}}}))
@@ -321,6 +338,9 @@ mod tests {
             "/v1/deliveries",
             "/v1/deliveries/{id}/retry",
             "/v1/silences",
+            "/v1/reviews",
+            "/v1/reviews/{id}",
+            "/v1/reviews/{id}/sign-off",
             "/metrics",
             "/healthz",
             "/readyz",

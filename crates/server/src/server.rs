@@ -248,6 +248,8 @@ pub fn serve(
         verify: Mutex::new(None),
         verify_running: tokio::sync::Mutex::new(()),
     });
+    // the automated daily review (10.4.1.1) and its sign-off reminder
+    let reviewer = crate::reviews::Reviewer::start(state.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("trailwarden-io")
@@ -333,6 +335,7 @@ pub fn serve(
         let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
         syslog.drain(grace).await;
         let _ = tokio::task::spawn_blocking(move || scheduler.stop()).await;
+        let _ = tokio::task::spawn_blocking(move || reviewer.stop()).await;
         let r = pipeline.stop(&reason).await.map_err(ServerError::Stopped);
         // deliveries queued by the last commits go out during the grace; the rest after the
         // next start (the outbox is durable)

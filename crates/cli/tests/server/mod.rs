@@ -421,6 +421,10 @@ const MATRIX: &[(&str, &str, &str, &str)] = &[
     ("GET", "/v1/proofs/inclusion/0", "", "UUFFAAA"),
     ("GET", "/v1/proofs/consistency?from=0", "", "UUFFAAA"),
     ("GET", "/v1/sources", "", "UUFAAAA"),
+    ("GET", "/v1/reviews", "", "UUFAAAA"),
+    ("GET", "/v1/reviews/daily-2000-01-01", "", "UUFAAAA"),
+    ("POST", "/v1/reviews", "{\"date\":\"2000-01-01\"}", "UUFFFAA"),
+    ("POST", "/v1/reviews/daily-2000-01-01/sign-off", "{\"note\":\"ok\"}", "UUFFFAA"),
     ("GET", "/v1/no-such-route", "", "UUFAAAA"),
 ];
 

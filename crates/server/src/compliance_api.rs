@@ -1,0 +1,280 @@
+//! The compliance endpoints: reviews (`/v1/reviews`), control-failure incidents
+//! (`/v1/controls`) and the Req 10 evidence report (`/v1/reports/pci`). The work is done by
+//! `trailwarden-compliance`; this is the HTTP edge (auth, audit of every read, the writer for
+//! ledger records).
+
+use crate::auth::Permission;
+use crate::http::{audited, authorize, error, AppState, ConnInfo};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use trailwarden_compliance::review::{self, Review};
+use trailwarden_compliance::store::{self as rstore, ReviewStore, SignOff};
+use trailwarden_compliance::{render, ComplianceError};
+use trailwarden_model::{RecordKind, Timestamp};
+
+type St = State<Arc<AppState>>;
+
+fn compliance_error(e: ComplianceError) -> Response {
+    match e {
+        ComplianceError::NoReview(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        ComplianceError::ReviewState { .. } => error(StatusCode::CONFLICT, e.to_string()),
+        ComplianceError::Config(_) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        e => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ComplianceError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(compliance_error),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// `GET /v1/reviews`.
+pub async fn reviews_list(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+) -> Response {
+    let p = match authorize(&s, &c, &h, Permission::Read, "reviews-list", "/v1/reviews") {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let dir = s.data_dir.clone();
+    let rows = match blocking(move || ReviewStore::open(&dir)?.list()).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if let Err(r) = audited(
+        &s,
+        &p,
+        &c,
+        "reviews-list",
+        "reviews".into(),
+        rows.len() as u64,
+    )
+    .await
+    {
+        return r;
+    }
+    axum::Json(json!(rows)).into_response()
+}
+
+/// `?format=` of `GET /v1/reviews/{id}`.
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    format: Option<String>,
+}
+
+fn typed(body: String, ct: &'static str) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
+/// `GET /v1/reviews/{id}?format=json|html|csv`.
+pub async fn reviews_show(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "review-show",
+        &format!("/v1/reviews/{id}"),
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let format = q.format.unwrap_or_else(|| "json".into());
+    if !matches!(format.as_str(), "json" | "html" | "csv") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("format {format:?}: json, html or csv"),
+        );
+    }
+    let (dir, id2) = (s.data_dir.clone(), id.clone());
+    let (row, r) = match blocking(move || ReviewStore::open(&dir)?.get(&id2)).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Err(r) = audited(&s, &p, &c, "review-show", id.clone(), 1).await {
+        return r;
+    }
+    match format.as_str() {
+        "html" => typed(render::review_html(&r, Some(&row)), "text/html; charset=utf-8"),
+        "csv" => typed(render::review_csv(&r), "text/csv; charset=utf-8"),
+        _ => axum::Json(json!({"review": r, "hash": row.hash, "ledger_index": row.ledger_index, "sign_off": row.sign_off})).into_response(),
+    }
+}
+
+/// Body of `POST /v1/reviews`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateBody {
+    date: String,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    days: Option<i64>,
+    #[serde(default)]
+    replace: bool,
+}
+
+/// Generate the review of a period, record its hash in the ledger, store it. Shared by the
+/// endpoint and the daily thread.
+pub fn generate_blocking(
+    s: &AppState,
+    kind: &str,
+    date: &str,
+    days: i64,
+    replace: bool,
+    by: &str,
+) -> Result<(Review, u64), ComplianceError> {
+    let settings = s.cfg.review.settings()?;
+    let period = review::period(kind, date, days, &settings)?;
+    let mut store = ReviewStore::open(&s.data_dir)?;
+    store.check_insert(&period.id(), replace)?;
+    let r = review::build(&s.data_dir, &period, &s.cfg.review, by, None)?;
+    let index = s
+        .pipeline
+        .record_blocking(RecordKind::Alert, rstore::generated_record(&r))
+        .map_err(ComplianceError::Ledger)?;
+    store.insert(&r, index)?;
+    Ok((r, index))
+}
+
+/// `POST /v1/reviews` (reviewer): `{"date": "2026-12-02", "kind": "daily", "days": 1}`.
+pub async fn reviews_generate(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Resolve,
+        "review-generate",
+        "/v1/reviews",
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let b: GenerateBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body: {e} (expected {{\"date\": \"YYYY-MM-DD\", \"kind\": \"daily\", \"days\": 1, \"replace\": false}})"),
+            )
+        }
+    };
+    let s2 = s.clone();
+    let by = p.subject.clone();
+    match blocking(move || {
+        generate_blocking(
+            &s2,
+            b.kind.as_deref().unwrap_or("daily"),
+            &b.date,
+            b.days.unwrap_or(1),
+            b.replace,
+            &by,
+        )
+    })
+    .await
+    {
+        Ok((r, index)) => axum::Json(json!({"id": r.id, "hash": r.hash(), "ledger_index": index,
+            "exceptions": r.exceptions.len(), "verification": r.verification.status}))
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Body of `POST /v1/reviews/{id}/sign-off`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignOffBody {
+    note: String,
+}
+
+/// `POST /v1/reviews/{id}/sign-off` (reviewer): a ledger record binding the review's hash, the
+/// caller and the note, then the store.
+pub async fn reviews_sign_off(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Resolve,
+        "review-sign-off",
+        &format!("/v1/reviews/{id}/sign-off"),
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let b: SignOffBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body: {e} (expected {{\"note\": \"…\"}})"),
+            )
+        }
+    };
+    let (dir, id2, note) = (s.data_dir.clone(), id.clone(), b.note.clone());
+    let row = match blocking(move || ReviewStore::open(&dir)?.check_sign_off(&id2, &note)).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let at = Timestamp::now();
+    let index = match s
+        .pipeline
+        .record(
+            RecordKind::Alert,
+            rstore::signed_record(&id, &row.hash, &p.subject, &b.note, at),
+        )
+        .await
+    {
+        Ok(i) => i,
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the sign-off could not be recorded in the ledger, so it was not made: {e}"
+                ),
+            )
+        }
+    };
+    let so = SignOff {
+        reviewer: p.subject.clone(),
+        at,
+        note: b.note,
+        ledger_index: index,
+    };
+    let (dir, id2, so2) = (s.data_dir.clone(), id.clone(), so.clone());
+    if let Err(r) = blocking(move || ReviewStore::open(&dir)?.sign_off(&id2, &so2)).await {
+        return r;
+    }
+    axum::Json(json!({"id": id, "hash": row.hash, "sign_off": so})).into_response()
+}

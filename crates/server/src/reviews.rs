@@ -1,0 +1,126 @@
+//! The reviewer thread of `serve` (PCI DSS 10.4.1.1: the review is automated): a while after each
+//! period ends it generates the review (the daily one and the periodic ones of `[review]`),
+//! records its hash in the ledger, and raises an alert for a review still unsigned after
+//! `review.sign_off_within`.
+
+use crate::http::AppState;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use trailwarden_compliance::review;
+use trailwarden_compliance::store::ReviewStore;
+use trailwarden_model::Timestamp;
+
+/// How long after a period's end its review is generated (late events land first; the audit
+/// webhook batches for up to 30 s by default).
+pub const GRACE_NS: i64 = 15 * 60 * 1_000_000_000;
+/// Missed periods generated after downtime, at most.
+const CATCH_UP_DAYS: i64 = 7;
+const DAY: i64 = 86_400 * 1_000_000_000;
+
+/// The running thread.
+pub struct Reviewer {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reviewer {
+    /// Start it.
+    pub fn start(state: Arc<AppState>) -> Reviewer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("reviews".into())
+            .spawn(move || {
+                while !s2.load(Ordering::Relaxed) {
+                    tick(&state, Timestamp::now().0);
+                    for _ in 0..50 {
+                        if s2.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            })
+            .ok();
+        Reviewer { stop, handle }
+    }
+
+    /// Stop after the work in progress.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One round: generate what is due, alert on what is unsigned too long.
+pub fn tick(s: &AppState, now: i64) {
+    let Ok(settings) = s.cfg.review.settings() else {
+        return;
+    };
+    let Ok(mut store) = ReviewStore::open(&s.data_dir) else {
+        return;
+    };
+    // no review of a period that ended before the ledger existed
+    let created = match trailwarden_ledger::reader::LedgerReader::open(&s.data_dir, None) {
+        Ok(r) => r.identity.created.0,
+        Err(_) => return,
+    };
+    let mut kinds: Vec<(String, i64)> = vec![("daily".into(), 1)];
+    for p in &s.cfg.review.periodic {
+        kinds.push((p.name.clone(), p.days.max(1)));
+    }
+    for (kind, days) in kinds {
+        // the periods that ended at least GRACE ago, the last CATCH_UP_DAYS of them
+        let today = review::date_of(now - GRACE_NS, &settings);
+        let Ok(current) = review::period(&kind, &today, 1, &settings) else {
+            continue;
+        };
+        let mut start = current.start - DAY * CATCH_UP_DAYS.max(days);
+        while start + days * DAY <= now - GRACE_NS {
+            let day_no = (start + settings.offset_ns()).div_euclid(DAY);
+            if day_no.rem_euclid(days) == 0 {
+                let date = review::date_of(start, &settings);
+                if let Ok(p) = review::period(&kind, &date, days, &settings) {
+                    if p.end <= now - GRACE_NS
+                        && p.end > created
+                        && matches!(store.state(&p.id()), Ok(None))
+                    {
+                        match crate::compliance_api::generate_blocking(s, &kind, &date, days, false, "trailwarden serve") {
+                            Ok(_) => {}
+                            Err(e) => s.pipeline.control_for(
+                                "review",
+                                Some(&p.id()),
+                                &format!("Review {} could not be generated", p.id()),
+                                format!("the automated log review failed: {e}; generate it with POST /v1/reviews or `trailwarden review generate --date {date}`"),
+                            ),
+                        }
+                    }
+                }
+            }
+            start += DAY;
+        }
+    }
+    // unsigned too long: one alert per review (10.4.1 is a daily obligation)
+    if let Ok(rows) = store.list() {
+        for r in rows.iter().filter(|r| r.sign_off.is_none()) {
+            if now > r.period_end.0 + settings.sign_off_within {
+                let key = format!("overdue-alerted:{}", r.id);
+                if matches!(store.meta(&key), Ok(None)) {
+                    s.pipeline.control_for(
+                        "review",
+                        Some(&r.id),
+                        &format!("Log review {} is not signed off", r.id),
+                        format!(
+                            "the review of {} to {} has {} exception(s) and no sign-off {} after its period ended; sign it off: `trailwarden review sign-off {} --note …` or POST /v1/reviews/{}/sign-off",
+                            r.period_start, r.period_end, r.exceptions, s.cfg.review.sign_off_within, r.id, r.id
+                        ),
+                    );
+                    let _ = store.set_meta(&key, &Timestamp(now).to_string());
+                }
+            }
+        }
+    }
+}
