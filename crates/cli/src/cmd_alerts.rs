@@ -92,7 +92,7 @@ fn parse_status(s: &str) -> Result<Status, String> {
 
 const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
 
-fn open_store(cli: &Cli) -> Result<AlertStore> {
+pub(crate) fn open_store(cli: &Cli) -> Result<AlertStore> {
     let p = cli.data_dir.join("alerts.db");
     if !p.exists() {
         anyhow::bail!(
@@ -302,7 +302,7 @@ fn show(cli: &Cli, id: i64) -> Result<u8> {
 }
 
 /// A status change: checked, recorded in the ledger (durably), then applied to the store.
-fn change(cli: &Cli, id: i64, to: Status, note: &str) -> Result<u8> {
+pub(crate) fn change(cli: &Cli, id: i64, to: Status, note: &str) -> Result<u8> {
     let mut store = open_store(cli)?;
     let actor = store::subject();
     let c = match store.prepare(id, to, &actor, note, Timestamp::now().0) {

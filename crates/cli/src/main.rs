@@ -12,10 +12,12 @@
 mod cmd_alerting;
 mod cmd_alerts;
 mod cmd_check;
+mod cmd_controls;
 mod cmd_gen;
 mod cmd_ingest;
 mod cmd_ledger;
 mod cmd_query;
+mod cmd_report;
 mod cmd_review;
 mod cmd_rules;
 mod cmd_serve;
@@ -121,6 +123,7 @@ Examples:
   trailwarden alerts list --status new --level high
   trailwarden alerts resolve 42 --note 'approved change CHG-1234'
   trailwarden review generate --date 2026-12-02 && trailwarden review sign-off daily-2026-12-02 --note 'SEC-812'
+  trailwarden report pci --from 30d --to 0s -o evidence/
   trailwarden check docs/deploy/audit-policy.yaml /etc/kubernetes/manifests/kube-apiserver.yaml
   trailwarden query 'AKSAudit | where Verb == \"delete\" | summarize count() by tostring(User.username)'";
 
@@ -180,6 +183,12 @@ pub enum Command {
     /// Log reviews (PCI DSS 10.4.1): generate, list, show, sign off.
     #[command(subcommand)]
     Review(cmd_review::ReviewCmd),
+    /// Control-failure incidents (PCI DSS 10.7): start, end, duration, cause, remediation.
+    #[command(subcommand)]
+    Controls(cmd_controls::ControlsCmd),
+    /// Evidence reports: `report pci` (PCI DSS 4.0.1 Requirement 10, 10.1.1–10.7.3).
+    #[command(subcommand)]
+    Report(cmd_report::ReportCmd),
 }
 
 fn main() -> ExitCode {
@@ -213,6 +222,8 @@ fn main() -> ExitCode {
         Command::Config(c) => cmd_serve::config(&cli, c),
         Command::Check(a) => cmd_check::run(&cli, a),
         Command::Review(c) => cmd_review::run(&cli, c),
+        Command::Controls(c) => cmd_controls::run(&cli, c),
+        Command::Report(c) => cmd_report::run(&cli, c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -9,10 +9,16 @@
 //! - [`review`]: the daily review (10.4.1) and periodic reviews of other logs (10.4.2), built
 //!   from the ledger and the alert store, hashed, recorded in the ledger and signed off by a
 //!   reviewer; [`store`] keeps them (`compliance.db`), [`render`] prints them (HTML, CSV).
+//! - [`controls`]: control-failure incidents (10.7.1–10.7.3) with start, end, duration, cause
+//!   and remediation, and when a failed control counts as working again.
+//! - [`report`]: the Requirement 10 evidence report, 10.1.1 through 10.7.3, each met / gap /
+//!   attest with its evidence.
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod controls;
 pub mod render;
+pub mod report;
 pub mod review;
 pub mod store;
 

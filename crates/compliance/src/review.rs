@@ -368,6 +368,10 @@ pub struct Review {
     pub events_by_source: BTreeMap<String, u64>,
     /// Events per 10.2.1.x category.
     pub categories: Vec<CategoryCount>,
+    /// Events with each PCI DSS 10.2.2 field present (user, event_type, time, outcome, origin,
+    /// resource).
+    #[serde(default)]
+    pub fields_present: BTreeMap<String, u64>,
     /// Admin actions by identity (10.2.1.2), most active first.
     pub admin_actions: Vec<AdminActions>,
     /// Accesses to audit logs (10.2.1.3) and refused requests.
@@ -466,6 +470,7 @@ pub fn generate(
         })
         .collect();
     let mut admin: HashMap<String, (u64, HashMap<String, u64>)> = HashMap::new();
+    let mut fields_present: BTreeMap<String, u64> = BTreeMap::new();
     let mut access = AccessSummary::default();
     let mut lifecycle: BTreeMap<String, u64> = BTreeMap::new();
     let mut quarantined: BTreeMap<String, u64> = BTreeMap::new();
@@ -512,6 +517,12 @@ pub fn generate(
                 first_index = Some(first_index.map_or(r.index, |f: u64| f.min(r.index)));
                 last_index = Some(last_index.map_or(r.index, |l: u64| l.max(r.index)));
                 *by_source.entry(r.source.clone()).or_default() += 1;
+                for (name, st) in ev.completeness().fields() {
+                    let n = fields_present.entry(name.to_string()).or_default();
+                    if st == trailwarden_model::event::FieldState::Present {
+                        *n += 1;
+                    }
+                }
                 for c in ev.pci.iter() {
                     let cc = &mut cats[c as usize];
                     cc.total += 1;
@@ -844,6 +855,7 @@ pub fn generate(
         ledger_records: (first_index, last_index, records),
         events_by_source: by_source,
         categories: cats,
+        fields_present,
         admin_actions,
         audit_log_access: access,
         lifecycle,

@@ -344,6 +344,27 @@ impl Pipeline {
             .map_err(|_| ChangeError::Storage("the ledger writer stopped".into()))?
     }
 
+    /// [`Self::change_alert`] from a thread outside the async runtime.
+    pub fn change_alert_blocking(
+        &self,
+        id: i64,
+        to: Status,
+        actor: String,
+        note: String,
+    ) -> Result<(u64, Change), ChangeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::AlertChange(AlertChange {
+            id,
+            to,
+            actor,
+            note,
+            reply: tx,
+        }))
+        .map_err(|e| ChangeError::Storage(format!("{e:?}")))?;
+        rx.blocking_recv()
+            .map_err(|_| ChangeError::Storage("the ledger writer stopped".into()))?
+    }
+
     /// Raise a control-failure alert, at most once per 10 s per kind (the store merges
     /// repeats into the open alert anyway).
     pub fn control(&self, kind: &str, title: &str, summary: String) {

@@ -15,7 +15,7 @@ use serde_json::json;
 use std::sync::Arc;
 use trailwarden_compliance::review::{self, Review};
 use trailwarden_compliance::store::{self as rstore, ReviewStore, SignOff};
-use trailwarden_compliance::{render, ComplianceError};
+use trailwarden_compliance::{controls, render, ComplianceError};
 use trailwarden_model::{RecordKind, Timestamp};
 
 type St = State<Arc<AppState>>;
@@ -277,4 +277,234 @@ pub async fn reviews_sign_off(
         return r;
     }
     axum::Json(json!({"id": id, "hash": row.hash, "sign_off": so})).into_response()
+}
+
+/// `GET /v1/controls`: control-failure incidents, newest first.
+pub async fn controls_list(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "controls-list",
+        "/v1/controls",
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let alerts = {
+        let store = crate::lock(&s.alerts);
+        store.list(&trailwarden_alert::Filter::default())
+    };
+    let alerts = match alerts {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let list = controls::incidents(&alerts, Timestamp::now().0);
+    if let Err(r) = audited(
+        &s,
+        &p,
+        &c,
+        "controls-list",
+        "incidents".into(),
+        list.len() as u64,
+    )
+    .await
+    {
+        return r;
+    }
+    axum::Json(json!(list)).into_response()
+}
+
+/// `POST /v1/controls/{id}/note` (reviewer): close an incident with its remediation note.
+pub async fn controls_note(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Resolve,
+        "controls-note",
+        &format!("/v1/controls/{id}/note"),
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("incident id {id:?} is not a number"),
+        );
+    };
+    let b: SignOffBody = match serde_json::from_slice::<SignOffBody>(&body) {
+        Ok(b) if !b.note.trim().is_empty() => b,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "the remediation note is required"),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body: {e} (expected {{\"note\": \"…\"}})"),
+            )
+        }
+    };
+    let alert = {
+        let store = crate::lock(&s.alerts);
+        store.get(id)
+    };
+    match alert
+        .ok()
+        .and_then(|a| controls::incident(&a, Timestamp::now().0))
+    {
+        None => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no control-failure incident {id}"),
+            )
+        }
+        Some(i) if i.state != "open" => {
+            return error(
+                StatusCode::CONFLICT,
+                format!("incident {id} is closed already"),
+            )
+        }
+        Some(_) => {}
+    }
+    match s
+        .pipeline
+        .change_alert(
+            id,
+            trailwarden_alert::Status::Resolved,
+            p.subject.clone(),
+            b.note,
+        )
+        .await
+    {
+        Ok((index, ch)) => {
+            axum::Json(json!({"id": id, "ledger_index": index, "change": ch})).into_response()
+        }
+        Err(e) => error(StatusCode::CONFLICT, format!("{e:?}")),
+    }
+}
+
+/// `?from=&to=&format=` of `GET /v1/reports/pci`.
+#[derive(Deserialize)]
+pub struct ReportQuery {
+    from: String,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /v1/reports/pci?from=30d&to=0s&format=json|html` (viewer): the Requirement 10
+/// evidence report; its hash is recorded in the ledger (prove it with
+/// `/v1/proofs/inclusion/{ledger_index}`).
+pub async fn reports_pci(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Query(q): Query<ReportQuery>,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "report-pci",
+        "/v1/reports/pci",
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let now = Timestamp::now();
+    let parse = |v: &str| trailwarden_model::parse_time_or_ago(v, now).map(|t| t.0);
+    let (from, to) = match (parse(&q.from), parse(q.to.as_deref().unwrap_or("0s"))) {
+        (Ok(f), Ok(t)) if t > f => (f, t),
+        (Ok(_), Ok(_)) => return error(StatusCode::BAD_REQUEST, "to must be after from"),
+        (Err(e), _) | (_, Err(e)) => {
+            return error(StatusCode::BAD_REQUEST, format!("from/to: {e}"))
+        }
+    };
+    let format = q.format.unwrap_or_else(|| "json".into());
+    if !matches!(format.as_str(), "json" | "html") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("format {format:?}: json or html"),
+        );
+    }
+    let cfg = &s.cfg;
+    let facts = trailwarden_compliance::report::ServerFacts {
+        detection: cfg.detection.enabled,
+        routes: cfg.alerting.routes.len(),
+        sinks: cfg.alerting.sinks.iter().map(|k| k.name.clone()).collect(),
+        verify_interval_ns: cfg.verify_interval_ns().unwrap_or(0),
+        periodic_reviews: cfg.review.periodic.iter().map(|r| r.name.clone()).collect(),
+    };
+    let (dir, by) = (s.data_dir.clone(), p.subject.clone());
+    let report = match blocking(move || {
+        let mut roles: std::collections::BTreeMap<String, u64> = Default::default();
+        if let Ok(t) = crate::tokens::TokenStore::open(&dir) {
+            for e in t.entries().iter().filter(|e| e.revoked.is_none()) {
+                *roles.entry(e.role.as_str().to_string()).or_default() += 1;
+            }
+        }
+        trailwarden_compliance::report::assemble(
+            &dir,
+            from,
+            to,
+            &[],
+            Some(facts),
+            roles.into_iter().collect(),
+            &by,
+            None,
+        )
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let text = match serde_json::to_string_pretty(&report) {
+        Ok(t) => t + "\n",
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let hash = trailwarden_compliance::report::sha256(text.as_bytes());
+    let index = match s
+        .pipeline
+        .record(
+            RecordKind::Alert,
+            trailwarden_compliance::report::record(&report, &hash),
+        )
+        .await
+    {
+        Ok(i) => i,
+        Err(e) => return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the report's hash could not be recorded in the ledger, so it is not served: {e}"
+            ),
+        ),
+    };
+    if format == "html" {
+        return typed(
+            trailwarden_compliance::report::html(&report, &hash, Some(index)),
+            "text/html; charset=utf-8",
+        );
+    }
+    let mut r = typed(text, "application/json");
+    for (k, v) in [
+        ("x-trailwarden-report-hash", hash),
+        ("x-trailwarden-ledger-index", index.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
 }

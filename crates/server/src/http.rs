@@ -112,6 +112,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/reviews/{id}/sign-off",
             post(crate::compliance_api::reviews_sign_off),
         )
+        .route("/v1/controls", get(crate::compliance_api::controls_list))
+        .route("/v1/reports/pci", get(crate::compliance_api::reports_pci))
+        .route(
+            "/v1/controls/{id}/note",
+            post(crate::compliance_api::controls_note),
+        )
         .fallback(fallback)
         .with_state(state)
 }
@@ -144,6 +150,9 @@ fn route_label(path: &str) -> &'static str {
         p if p.starts_with("/v1/silences/") => "/v1/silences/{id}",
         "/v1/sources" => "/v1/sources",
         "/v1/reviews" => "/v1/reviews",
+        "/v1/controls" => "/v1/controls",
+        "/v1/reports/pci" => "/v1/reports/pci",
+        p if p.starts_with("/v1/controls/") => "/v1/controls/{id}/note",
         p if p.starts_with("/v1/reviews/") => "/v1/reviews/{id}",
         p if p.starts_with("/v1/ingest/") => "/v1/ingest/{endpoint}",
         p if p.starts_with("/v1/alerts/") => "/v1/alerts/{id}",

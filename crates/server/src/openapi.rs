@@ -164,6 +164,20 @@ pub fn document() -> Value {
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": std_errors(json!({"200": {"description": "signed off", "content": {"application/json": {"schema": {"type": "object"}}}}, "404": err("no such review"), "409": err("already signed off, or no note")}))
             }},
+            "/v1/controls": {"get": {
+                "summary": "Control-failure incidents (PCI DSS 10.7): control, subject, start, end, duration, cause, remediation; closed by serve when the control works again, or by a person with a note (role viewer or above; the read is recorded)", "tags": ["compliance"],
+                "responses": std_errors(json!({"200": {"description": "incidents, newest first", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}}))
+            }},
+            "/v1/controls/{id}/note": {"post": {
+                "summary": "Close an incident with its remediation note `{\"note\": \"…\"}` (role reviewer or above; recorded in the ledger)", "tags": ["compliance"],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
+                "responses": std_errors(json!({"200": {"description": "closed", "content": {"application/json": {"schema": {"type": "object"}}}}, "400": err("no note"), "404": err("no such incident"), "409": err("closed already")}))
+            }},
+            "/v1/reports/pci": {"get": {
+                "summary": "The PCI DSS 4.0.1 Requirement 10 evidence report: 10.1.1–10.7.3, each met / gap / attest with its evidence (role viewer or above). The body (format=json) is report.json: its SHA-256 is recorded in the ledger (headers x-trailwarden-report-hash, x-trailwarden-ledger-index; prove it with /v1/proofs/inclusion/{index})", "tags": ["compliance"],
+                "parameters": [{"name": "from", "in": "query", "required": true, "schema": {"type": "string"}, "description": "RFC 3339 or a duration back from now (30d)"}, {"name": "to", "in": "query", "schema": {"type": "string"}}, {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "html"]}}],
+                "responses": std_errors(json!({"200": {"description": "the report", "content": {"application/json": {"schema": {"type": "object", "properties": {"requirements": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "status": {"type": "string", "enum": ["met", "gap", "attest"]}, "evidence": {"type": "array"}}}}}}}}}, "400": err("bad range")}))
+            }},
             "/v1/sources": {"get": {
                 "summary": "What each source has sent since the server started: events, last event time, rate", "tags": ["operations"],
                 "responses": std_errors(json!({"200": {"description": "sources", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Sources"}}}}}))
@@ -341,6 +355,9 @@ mod tests {
             "/v1/reviews",
             "/v1/reviews/{id}",
             "/v1/reviews/{id}/sign-off",
+            "/v1/controls",
+            "/v1/controls/{id}/note",
+            "/v1/reports/pci",
             "/metrics",
             "/healthz",
             "/readyz",

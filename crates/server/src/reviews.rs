@@ -7,8 +7,8 @@ use crate::http::AppState;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use trailwarden_compliance::review;
 use trailwarden_compliance::store::ReviewStore;
+use trailwarden_compliance::{controls, review};
 use trailwarden_model::Timestamp;
 
 /// How long after a period's end its review is generated (late events land first; the audit
@@ -55,7 +55,52 @@ impl Reviewer {
     }
 }
 
-/// One round: generate what is due, alert on what is unsigned too long.
+/// Close the incidents whose control works again (10.7.3: the end of a failure is recorded
+/// by the system, with the evidence, not left to someone remembering).
+pub fn close_recovered(s: &AppState, now: i64, signed: Vec<String>) {
+    let (alerts, sinks) = {
+        let store = crate::lock(&s.alerts);
+        let f = trailwarden_alert::Filter {
+            status: vec![
+                trailwarden_alert::Status::New,
+                trailwarden_alert::Status::Acknowledged,
+            ],
+            rule_id: None,
+            ..Default::default()
+        };
+        match (store.list(&f), store.sink_status()) {
+            (Ok(a), Ok(k)) => (a, k),
+            _ => return,
+        }
+    };
+    let verify = crate::lock(&s.verify)
+        .as_ref()
+        .map(|v| (v.at.0, v.status == "ok"));
+    let health = controls::Health {
+        now,
+        disk_ok: s.metrics.disk_low.load(Ordering::Relaxed) == 0,
+        last_backpressure: None,
+        sink_success: sinks
+            .iter()
+            .filter_map(|k| k.last_success.map(|t| (k.sink.clone(), t)))
+            .collect(),
+        verify,
+        signed_reviews: signed,
+    };
+    for i in controls::incidents(&alerts, now) {
+        if let Some(note) = controls::recovered(&i, &health) {
+            let _ = s.pipeline.change_alert_blocking(
+                i.id,
+                trailwarden_alert::Status::Resolved,
+                "trailwarden".into(),
+                note,
+            );
+        }
+    }
+}
+
+/// One round: generate what is due, alert on what is unsigned too long, close the incidents
+/// whose control works again.
 pub fn tick(s: &AppState, now: i64) {
     let Ok(settings) = s.cfg.review.settings() else {
         return;
@@ -104,7 +149,16 @@ pub fn tick(s: &AppState, now: i64) {
         }
     }
     // unsigned too long: one alert per review (10.4.1 is a daily obligation)
-    if let Ok(rows) = store.list() {
+    let rows = store.list().unwrap_or_default();
+    close_recovered(
+        s,
+        now,
+        rows.iter()
+            .filter(|r| r.sign_off.is_some())
+            .map(|r| r.id.clone())
+            .collect(),
+    );
+    {
         for r in rows.iter().filter(|r| r.sign_off.is_none()) {
             if now > r.period_end.0 + settings.sign_off_within {
                 let key = format!("overdue-alerted:{}", r.id);

@@ -425,6 +425,9 @@ const MATRIX: &[(&str, &str, &str, &str)] = &[
     ("GET", "/v1/reviews/daily-2000-01-01", "", "UUFAAAA"),
     ("POST", "/v1/reviews", "{\"date\":\"2000-01-01\"}", "UUFFFAA"),
     ("POST", "/v1/reviews/daily-2000-01-01/sign-off", "{\"note\":\"ok\"}", "UUFFFAA"),
+    ("GET", "/v1/controls", "", "UUFAAAA"),
+    ("POST", "/v1/controls/1/note", "{\"note\":\"fixed\"}", "UUFFFAA"),
+    ("GET", "/v1/reports/pci?from=1d", "", "UUFAAAA"),
     ("GET", "/v1/no-such-route", "", "UUFAAAA"),
 ];
 
