@@ -63,6 +63,7 @@ pub fn run(cli: &Cli, cmd: &ReportCmd) -> Result<u8> {
     let mut checks = Vec::new();
     let mut files: Vec<PathBuf> = a.checks.clone();
     let mut server = None;
+    let mut review = trailwarden_compliance::review::ReviewConfig::default();
     if let Some(c) = &a.config {
         let (cfg, _) = trailwarden_server::Config::load(Some(c), &crate::cmd_serve::env_vars())?;
         server = Some(ServerFacts {
@@ -72,6 +73,7 @@ pub fn run(cli: &Cli, cmd: &ReportCmd) -> Result<u8> {
             verify_interval_ns: cfg.verify_interval_ns().unwrap_or(0),
             periodic_reviews: cfg.review.periodic.iter().map(|p| p.name.clone()).collect(),
         });
+        review = cfg.review.clone();
         files.push(c.clone());
     }
     for f in &files {
@@ -109,6 +111,7 @@ pub fn run(cli: &Cli, cmd: &ReportCmd) -> Result<u8> {
         to,
         &checks,
         server,
+        &review,
         roles.into_iter().collect(),
         &store::subject(),
         cli.anchor_dir.as_deref(),

@@ -912,26 +912,28 @@ pub fn ledger_facts(
 }
 
 /// Everything the report needs from the data directory, then [`build`]: the whole range
-/// summarized like a review (which verifies the ledger), the reviews, the incidents, the
-/// ledger's facts.
+/// summarized like a review with `review`'s settings (SLAs, thresholds; it verifies the
+/// ledger), the reviews, the incidents, the ledger's facts.
+#[allow(clippy::too_many_arguments)]
 pub fn assemble(
     data_dir: &std::path::Path,
     from: i64,
     to: i64,
     checks: &[FileReport],
     server: Option<ServerFacts>,
+    review: &crate::review::ReviewConfig,
     tokens_by_role: Vec<(String, u64)>,
     generated_by: &str,
     anchor_dir: Option<&std::path::Path>,
 ) -> Result<Report, crate::ComplianceError> {
-    let cfg = crate::review::ReviewConfig::default();
+    let cfg = review;
     let period = crate::review::Period {
         kind: "report".into(),
         label: Timestamp(from).to_string(),
         start: from,
         end: to,
     };
-    let totals = crate::review::build(data_dir, &period, &cfg, generated_by, anchor_dir)?;
+    let totals = crate::review::build(data_dir, &period, cfg, generated_by, anchor_dir)?;
     let reviews = crate::store::ReviewStore::open(data_dir)?.list()?;
     let now = Timestamp::now().0;
     let alerts_db = data_dir.join("alerts.db");

@@ -498,6 +498,17 @@ pub fn generate(
                 // events belong to the period of their own time (backfills land where they
                 // happened); what has none goes by its receive time
                 let t = ev.time.map_or(received, |x| x.0);
+                // clock skew goes by when the event arrived (a clock ahead puts its events
+                // past the period)
+                if ev.time.is_some()
+                    && live(&r.source)
+                    && received >= p.start
+                    && received < p.end
+                {
+                    skew.entry((r.source.clone(), received - received.rem_euclid(HOUR)))
+                        .or_default()
+                        .push(t - received);
+                }
                 if t >= p.end {
                     return Ok(true);
                 }
@@ -547,11 +558,6 @@ pub fn generate(
                     let e = admin.entry(who).or_default();
                     e.0 += 1;
                     *e.1.entry(what.trim().to_string()).or_default() += 1;
-                }
-                if ev.time.is_some() && live(&r.source) {
-                    skew.entry((r.source.clone(), received - received.rem_euclid(HOUR)))
-                        .or_default()
-                        .push(t - received);
                 }
                 return Ok(true);
             }

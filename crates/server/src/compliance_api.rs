@@ -446,7 +446,7 @@ pub async fn reports_pci(
         verify_interval_ns: cfg.verify_interval_ns().unwrap_or(0),
         periodic_reviews: cfg.review.periodic.iter().map(|r| r.name.clone()).collect(),
     };
-    let (dir, by) = (s.data_dir.clone(), p.subject.clone());
+    let (dir, by, rcfg) = (s.data_dir.clone(), p.subject.clone(), cfg.review.clone());
     let report = match blocking(move || {
         let mut roles: std::collections::BTreeMap<String, u64> = Default::default();
         if let Ok(t) = crate::tokens::TokenStore::open(&dir) {
@@ -460,6 +460,7 @@ pub async fn reports_pci(
             to,
             &[],
             Some(facts),
+            &rcfg,
             roles.into_iter().collect(),
             &by,
             None,

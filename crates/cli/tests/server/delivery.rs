@@ -231,7 +231,7 @@ fn exec_event(n: usize) -> serde_json::Value {
     v
 }
 
-fn write_secret(dir: &Path) -> PathBuf {
+pub(super) fn write_secret(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let f = dir.join("hook.secret");
     std::fs::write(&f, format!("{SECRET}\n")).unwrap();
@@ -239,7 +239,7 @@ fn write_secret(dir: &Path) -> PathBuf {
     f
 }
 
-fn start_with_config(data: &Path, toml: &str) -> Server {
+pub(super) fn start_with_config(data: &Path, toml: &str) -> Server {
     let cfg = data.with_extension("toml");
     std::fs::write(&cfg, toml).unwrap();
     Server::start(data, &[("TRAILWARDEN_CONFIG", cfg.to_str().unwrap())])
@@ -895,7 +895,7 @@ fn invalid_sink_settings_are_named_by_config_check_and_serve() {
 }
 
 /// An exec event happening `secs_ago` seconds ago.
-fn exec_now(n: usize, secs_ago: i64) -> serde_json::Value {
+pub(super) fn exec_now(n: usize, secs_ago: i64) -> serde_json::Value {
     let mut v = exec_event(n);
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

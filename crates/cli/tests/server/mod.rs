@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod compliance;
 mod components;
 mod delivery;
 
@@ -22,7 +23,7 @@ pub struct Server {
     pub syslog: Vec<(String, String)>,
 }
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_trailwarden"));
     for (k, _) in std::env::vars() {
         if k.starts_with("TRAILWARDEN_") {
