@@ -840,8 +840,8 @@ fn raise_in(
                         params![id, now, escalated, a.level],
                     )?;
                     let event = if escalated { "escalated" } else { "reraised" };
-                    let msg = outbox::snapshot(&tx, id, event, None)?;
-                    outbox::enqueue(&tx, routing, &msg, now)?;
+                    let msg = outbox::snapshot(tx, id, event, None)?;
+                    outbox::enqueue(tx, routing, &msg, now)?;
                 }
             }
             Raised::Merged(id)
@@ -874,8 +874,8 @@ fn raise_in(
             )?;
             let id = tx.last_insert_rowid();
             if let Some(routing) = routing {
-                let msg = outbox::snapshot(&tx, id, "raised", None)?;
-                outbox::enqueue(&tx, routing, &msg, now)?;
+                let msg = outbox::snapshot(tx, id, "raised", None)?;
+                outbox::enqueue(tx, routing, &msg, now)?;
             }
             Raised::New(id)
         }

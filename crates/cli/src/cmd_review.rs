@@ -110,13 +110,25 @@ fn review_config(path: Option<&std::path::Path>) -> Result<ReviewConfig> {
     Ok(cfg.review)
 }
 
-fn locked(what: &str) -> u8 {
-    eprintln!(
-        "error: the ledger is in use by another trailwarden process (serve or ingest); {what} \
-         must be recorded in the ledger first, so it was not made. With serve running, use its API \
-         (GET/POST /v1/reviews, see docs/compliance.md), or stop serve and run this again."
-    );
-    crate::EXIT_CANNOT_RUN
+/// How long to wait for a running serve to record a spooled record.
+const SPOOL_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The ledger is held by serve: hand `record` over through the review spool and wait until it
+/// is in the ledger; its index. `None` (after a message) when it did not arrive.
+fn through_serve(cli: &Cli, record: &serde_json::Value, what: &str) -> Result<Option<u64>> {
+    let from = trailwarden_ledger::reader::LedgerReader::open(&cli.data_dir, None)?.size()?;
+    rstore::spool(&cli.data_dir, record)?;
+    eprintln!("the ledger is held by a running trailwarden (serve); {what} handed to it, waiting for the record…");
+    let want = record.clone();
+    let found = rstore::wait_for_record(&cli.data_dir, from, SPOOL_WAIT, move |v| *v == want)?;
+    if found.is_none() {
+        eprintln!(
+            "error: {what} was not recorded within {} s: is the process holding the ledger `serve` \
+             (an `ingest` does not take spooled records)? It stays in review.spool for serve's next start.",
+            SPOOL_WAIT.as_secs()
+        );
+    }
+    Ok(found)
 }
 
 fn generate(cli: &Cli, a: &GenerateArgs) -> Result<u8> {
@@ -139,9 +151,9 @@ fn generate(cli: &Cli, a: &GenerateArgs) -> Result<u8> {
         return Ok(crate::EXIT_PROBLEM);
     }
     // take the ledger first: nothing is generated that could not be recorded
-    let (mut l, _) = match store::open_writer(cli, "review generate") {
-        Ok(x) => x,
-        Err(LedgerError::Locked(_)) => return Ok(locked("a review")),
+    let writer = match store::open_writer(cli, "review generate") {
+        Ok((l, _)) => Some(l),
+        Err(LedgerError::Locked(_)) => None,
         Err(e) => {
             eprintln!("error: cannot open the ledger: {e}");
             return Ok(store::open_error_code(&e));
@@ -155,13 +167,23 @@ fn generate(cli: &Cli, a: &GenerateArgs) -> Result<u8> {
         &store::subject(),
         cli.anchor_dir.as_deref(),
     )?;
-    let index = l
-        .append_internal(RecordKind::Alert, &rstore::generated_record(&r))
-        .and_then(|i| l.commit().map(|_| i))
-        .context("recording the review in the ledger")?;
-    if let Err(e) = l.close("review generated") {
-        eprintln!("warning: {e}");
-    }
+    let record = rstore::generated_record(&r);
+    let index = match writer {
+        Some(mut l) => {
+            let i = l
+                .append_internal(RecordKind::Alert, &record)
+                .and_then(|i| l.commit().map(|_| i))
+                .context("recording the review in the ledger")?;
+            if let Err(e) = l.close("review generated") {
+                eprintln!("warning: {e}");
+            }
+            i
+        }
+        None => match through_serve(cli, &record, "the review")? {
+            Some(i) => i,
+            None => return Ok(crate::EXIT_CANNOT_RUN),
+        },
+    };
     rs.insert(&r, index)
         .with_context(|| format!("recorded as ledger record {index}, but compliance.db"))?;
     match cli.output {
@@ -310,24 +332,27 @@ fn sign_off(cli: &Cli, a: &SignOffArgs) -> Result<u8> {
     };
     let reviewer = store::subject();
     let at = Timestamp::now();
-    let (mut l, _) = match store::open_writer(cli, "review sign-off") {
-        Ok(x) => x,
-        Err(LedgerError::Locked(_)) => return Ok(locked("a sign-off")),
+    let record = rstore::signed_record(&a.id, &row.hash, &reviewer, &a.note, at);
+    let index = match store::open_writer(cli, "review sign-off") {
+        Ok((mut l, _)) => {
+            let i = l
+                .append_internal(RecordKind::Alert, &record)
+                .and_then(|i| l.commit().map(|_| i))
+                .context("recording the sign-off in the ledger")?;
+            if let Err(e) = l.close("review signed off") {
+                eprintln!("warning: {e}");
+            }
+            i
+        }
+        Err(LedgerError::Locked(_)) => match through_serve(cli, &record, "the sign-off")? {
+            Some(i) => i,
+            None => return Ok(crate::EXIT_CANNOT_RUN),
+        },
         Err(e) => {
             eprintln!("error: cannot open the ledger: {e}");
             return Ok(store::open_error_code(&e));
         }
     };
-    let index = l
-        .append_internal(
-            RecordKind::Alert,
-            &rstore::signed_record(&a.id, &row.hash, &reviewer, &a.note, at),
-        )
-        .and_then(|i| l.commit().map(|_| i))
-        .context("recording the sign-off in the ledger")?;
-    if let Err(e) = l.close("review signed off") {
-        eprintln!("warning: {e}");
-    }
     let s = SignOff {
         reviewer,
         at,

@@ -105,7 +105,7 @@ pub fn review_html(r: &Review, row: Option<&ReviewRow>) -> String {
     }
     o.push_str("</div>\n");
 
-    let _ = write!(o, "<h2>Exceptions ({})</h2>\n", r.exceptions.len());
+    let _ = writeln!(o, "<h2>Exceptions ({})</h2>", r.exceptions.len());
     let rows: Vec<Vec<String>> = r
         .exceptions
         .iter()
@@ -178,9 +178,7 @@ pub fn review_html(r: &Review, row: Option<&ReviewRow>) -> String {
     );
 
     let a = &r.audit_log_access;
-    let _ = write!(
-        o,
-        "<h2>Access to audit logs (10.2.1.3)</h2>\n<p>{} read(s) through trailwarden, {} refused.</p>\n",
+    let _ = writeln!(o, "<h2>Access to audit logs (10.2.1.3)</h2>\n<p>{} read(s) through trailwarden, {} refused.</p>",
         a.reads, a.refused
     );
     let rows: Vec<Vec<String>> = a
@@ -224,7 +222,7 @@ pub fn review_html(r: &Review, row: Option<&ReviewRow>) -> String {
         ("Identities first seen in the period", &r.new_identities),
         ("Source IPs first seen in the period", &r.new_source_ips),
     ] {
-        let _ = write!(o, "<h2>{} ({})</h2>\n", esc(title), list.len());
+        let _ = writeln!(o, "<h2>{} ({})</h2>", esc(title), list.len());
         let rows: Vec<Vec<String>> = list
             .iter()
             .take(200)
@@ -277,9 +275,7 @@ pub fn review_html(r: &Review, row: Option<&ReviewRow>) -> String {
         .collect();
     table(&mut o, &["quarantined from", "records"], &rows);
     let (first, last, count) = r.ledger_records;
-    let _ = write!(
-        o,
-        "<p class=meta>{count} ledger records received in the period (indexes {} to {}).</p>\n</body></html>\n",
+    let _ = writeln!(o, "<p class=meta>{count} ledger records received in the period (indexes {} to {}).</p>\n</body></html>",
         first.map_or("-".into(), |x| x.to_string()),
         last.map_or("-".into(), |x| x.to_string())
     );

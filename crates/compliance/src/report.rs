@@ -824,9 +824,9 @@ pub fn html(r: &Report, hash: &str, ledger_index: Option<u64>) -> String {
     if let Some(i) = ledger_index {
         let _ = write!(o, "<div>recorded as ledger record <code>{i}</code>; verify offline: <code>sha256sum report.json</code> and <code>trailwarden verify-proof report.tlog-proof --public-key …</code></div>");
     }
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<div>{}</div></div>\n",
+        "<div>{}</div></div>",
         r.summary
             .iter()
             .map(|(k, n)| format!("<span class={k}>{n} {k}</span>"))
@@ -839,7 +839,7 @@ pub fn html(r: &Report, hash: &str, ledger_index: Option<u64>) -> String {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        let _ = write!(o, "<tr><td><a href=\"#r{id}\">{id}</a> {t}</td><td class={st}>{st}</td><td>{why}</td></tr>\n", id = esc(&q.id), t = esc(&q.title), why = esc(&q.reason));
+        let _ = writeln!(o, "<tr><td><a href=\"#r{id}\">{id}</a> {t}</td><td class={st}>{st}</td><td>{why}</td></tr>", id = esc(&q.id), t = esc(&q.title), why = esc(&q.reason));
     }
     o.push_str("</table>\n");
     for q in &r.requirements {
@@ -847,9 +847,9 @@ pub fn html(r: &Report, hash: &str, ledger_index: Option<u64>) -> String {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        let _ = write!(
+        let _ = writeln!(
             o,
-            "<h2 id=\"r{id}\">{id} — {t} <span class={st}>[{st}]</span></h2>\n<p>{why}</p>\n<ul>\n",
+            "<h2 id=\"r{id}\">{id} — {t} <span class={st}>[{st}]</span></h2>\n<p>{why}</p>\n<ul>",
             id = esc(&q.id),
             t = esc(&q.title),
             why = esc(&q.reason)

@@ -157,7 +157,7 @@ impl ReviewConfig {
         for (k, v) in &self.expected_sources {
             expected.push((k.clone(), dur(&format!("expected_sources.{k:?}"), v)?));
         }
-        if !(self.silence_multiple >= 1.0) {
+        if self.silence_multiple.is_nan() || self.silence_multiple < 1.0 {
             return Err(ComplianceError::Config(format!(
                 "silence_multiple {} must be at least 1",
                 self.silence_multiple
@@ -500,11 +500,7 @@ pub fn generate(
                 let t = ev.time.map_or(received, |x| x.0);
                 // clock skew goes by when the event arrived (a clock ahead puts its events
                 // past the period)
-                if ev.time.is_some()
-                    && live(&r.source)
-                    && received >= p.start
-                    && received < p.end
-                {
+                if ev.time.is_some() && live(&r.source) && received >= p.start && received < p.end {
                     skew.entry((r.source.clone(), received - received.rem_euclid(HOUR)))
                         .or_default()
                         .push(t - received);

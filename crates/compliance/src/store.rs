@@ -351,3 +351,100 @@ pub fn signed_record(
         "reviewer": reviewer, "note": note, "at": at,
     })
 }
+
+/// The spool through which the CLI hands a review record to a running `serve` (the ledger is
+/// its then): one JSON record per line, appended under a file lock and fsynced.
+pub fn spool_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("review.spool")
+}
+
+/// Actions a spooled record may have.
+const SPOOLED: [&str; 2] = ["review-generated", "review-signed"];
+
+/// Hand `record` to the running writer (see [`drain_spool`]).
+pub fn spool(data_dir: &Path, record: &serde_json::Value) -> Result<(), ComplianceError> {
+    use std::io::Write;
+    let p = spool_path(data_dir);
+    let io = |source| ComplianceError::Io {
+        path: p.clone(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .map_err(io)?;
+    f.lock().map_err(io)?;
+    let mut line =
+        serde_json::to_vec(record).map_err(|e| ComplianceError::Config(e.to_string()))?;
+    line.push(b'\n');
+    f.write_all(&line).map_err(io)?;
+    f.sync_data().map_err(io)
+}
+
+/// Take what is spooled (the file is emptied): each line is a review record, or — anything
+/// else — a `spool-refused` record holding the line, so nothing is dropped silently.
+pub fn drain_spool(data_dir: &Path) -> Result<Vec<serde_json::Value>, ComplianceError> {
+    let p = spool_path(data_dir);
+    let io = |source| ComplianceError::Io {
+        path: p.clone(),
+        source,
+    };
+    let mut f = match std::fs::OpenOptions::new().read(true).write(true).open(&p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(e)),
+    };
+    f.lock().map_err(io)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut f, &mut text).map_err(io)?;
+    let out = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+            Ok(v) if v["action"].as_str().is_some_and(|a| SPOOLED.contains(&a)) => v,
+            _ => serde_json::json!({"action": "spool-refused", "spool": "review.spool", "line": l}),
+        })
+        .collect();
+    f.set_len(0).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(out)
+}
+
+/// Wait (up to `timeout`) until a ledger record at or after index `from` satisfies `found`;
+/// its index.
+pub fn wait_for_record(
+    data_dir: &Path,
+    from: u64,
+    timeout: std::time::Duration,
+    found: impl Fn(&serde_json::Value) -> bool,
+) -> Result<Option<u64>, ComplianceError> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut next = from;
+    loop {
+        let r = trailwarden_ledger::reader::LedgerReader::open(data_dir, None)
+            .map_err(ComplianceError::ledger)?;
+        let size = r.size().map_err(ComplianceError::ledger)?;
+        let mut hit = None;
+        r.for_each(next, size, |rec| {
+            if rec.kind == trailwarden_model::RecordKind::Alert {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&rec.raw) {
+                    if found(&v) {
+                        hit = Some(rec.index);
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        })
+        .map_err(ComplianceError::ledger)?;
+        if hit.is_some() {
+            return Ok(hit);
+        }
+        next = size;
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}

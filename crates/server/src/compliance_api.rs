@@ -485,12 +485,14 @@ pub async fn reports_pci(
         .await
     {
         Ok(i) => i,
-        Err(e) => return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
                 "the report's hash could not be recorded in the ledger, so it is not served: {e}"
             ),
-        ),
+            )
+        }
     };
     if format == "html" {
         return typed(

@@ -34,9 +34,12 @@ impl Reviewer {
             .spawn(move || {
                 while !s2.load(Ordering::Relaxed) {
                     tick(&state, Timestamp::now().0);
-                    for _ in 0..50 {
+                    for i in 0..50 {
                         if s2.load(Ordering::Relaxed) {
                             return;
+                        }
+                        if i % 5 == 0 {
+                            drain(&state);
                         }
                         std::thread::sleep(Duration::from_millis(200));
                     }
@@ -52,6 +55,32 @@ impl Reviewer {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// Record what `trailwarden review` handed over while serve holds the ledger; the CLI waits
+/// for the record and updates compliance.db itself.
+fn drain(s: &AppState) {
+    match trailwarden_compliance::store::drain_spool(&s.data_dir) {
+        Ok(records) => {
+            for r in records {
+                if let Err(e) = s
+                    .pipeline
+                    .record_blocking(trailwarden_model::RecordKind::Alert, r.clone())
+                {
+                    // kept for the next round
+                    let _ = trailwarden_compliance::store::spool(&s.data_dir, &r);
+                    s.pipeline.control(
+                        "review",
+                        "A review record could not be written to the ledger",
+                        format!("review.spool: {e}"),
+                    );
+                }
+            }
+        }
+        Err(e) => s
+            .pipeline
+            .control("review", "The review spool cannot be read", format!("{e}")),
     }
 }
 

@@ -43,7 +43,9 @@ fn compliance_three_day_scenario_shows_in_reviews_incidents_and_the_report() {
     // 1. three past days of traffic from one file source, with 10:00–12:00 of day 1 cut out
     let gen = dir.join("three-days.jsonl");
     let st = bin()
-        .args(["gen", "--events", "6000", "--seed", "11", "--span", "72h", "--start"])
+        .args([
+            "gen", "--events", "6000", "--seed", "11", "--span", "72h", "--start",
+        ])
         .arg(format!("{d0}T00:00:00Z"))
         .arg("-o")
         .arg(&gen)
@@ -70,7 +72,11 @@ fn compliance_three_day_scenario_shows_in_reviews_incidents_and_the_report() {
         .arg(&src)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // 2. serve with a sink nobody answers (one attempt, then dead) and 1 s SLAs
     let secret = write_secret(&dir);
@@ -94,9 +100,10 @@ sinks = ["soc-hook"]
     );
     let reviewer = s.token("reviewer");
     std::thread::sleep(Duration::from_millis(1100)); // the token file is re-read each second
-    // a live source whose clock runs 5 minutes ahead: exec into pods, event time now + 300 s
+                                                     // a live source whose clock runs 5 minutes ahead: exec into pods, event time now + 300 s
     let items: Vec<serde_json::Value> = (1..=5).map(|n| exec_now(n, -300)).collect();
-    let body = serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items});
+    let body =
+        serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items});
     let (code, text) = s.post_json(&s.token, "/v1/ingest/k8s-audit", &body.to_string());
     assert_eq!(code, 200, "{text}");
     // the exec alerts cannot be delivered: dead after one attempt → a delivery incident
@@ -113,7 +120,13 @@ sinks = ["soc-hook"]
     };
     assert_eq!(incident["subject"], "soc-hook");
     assert_eq!(incident["state"], "open");
-    assert!(incident["cause"].as_str().unwrap().contains("dead-lettered"), "{incident}");
+    assert!(
+        incident["cause"]
+            .as_str()
+            .unwrap()
+            .contains("dead-lettered"),
+        "{incident}"
+    );
     std::thread::sleep(Duration::from_millis(1500)); // past the 1 s SLAs
 
     // 3. reviews: day 0 signed, day 1 unsigned, day 2 never generated, today generated
@@ -125,8 +138,15 @@ sinks = ["soc-hook"]
         hashes.insert(d.clone(), v["hash"].as_str().unwrap().to_string());
     }
     let (code, text) = s.post_json(&reviewer, "/v1/reviews", &format!("{{\"date\":\"{d0}\"}}"));
-    assert_eq!(code, 409, "an existing review is not generated again: {text}");
-    let (code, text) = s.post_json(&reviewer, &format!("/v1/reviews/daily-{d0}/sign-off"), "{\"note\":\"\"}");
+    assert_eq!(
+        code, 409,
+        "an existing review is not generated again: {text}"
+    );
+    let (code, text) = s.post_json(
+        &reviewer,
+        &format!("/v1/reviews/daily-{d0}/sign-off"),
+        "{\"note\":\"\"}",
+    );
     assert_eq!(code, 409, "a sign-off needs a note: {text}");
     let (code, text) = s.post_json(
         &reviewer,
@@ -135,7 +155,10 @@ sinks = ["soc-hook"]
     );
     assert_eq!(code, 200, "{text}");
     let review = |d: &str| -> serde_json::Value {
-        let (code, text) = s.curl(Some(&reviewer), &[&s.url(&format!("/v1/reviews/daily-{d}"))]);
+        let (code, text) = s.curl(
+            Some(&reviewer),
+            &[&s.url(&format!("/v1/reviews/daily-{d}"))],
+        );
         assert_eq!(code, 200, "{text}");
         serde_json::from_str(&text).unwrap()
     };
@@ -144,16 +167,31 @@ sinks = ["soc-hook"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|x| (x["kind"].as_str().unwrap().to_string(), x["title"].as_str().unwrap().to_string()))
+            .map(|x| {
+                (
+                    x["kind"].as_str().unwrap().to_string(),
+                    x["title"].as_str().unwrap().to_string(),
+                )
+            })
             .collect()
     };
     let r1 = review(&d1);
-    let silent: Vec<_> = kinds(&r1).into_iter().filter(|(k, _)| k == "silent-source").collect();
+    let silent: Vec<_> = kinds(&r1)
+        .into_iter()
+        .filter(|(k, _)| k == "silent-source")
+        .collect();
     assert_eq!(silent.len(), 1, "one silence on day 1: {:?}", kinds(&r1));
-    assert!(silent[0].1.contains("cluster-a.jsonl") && silent[0].1.contains("2h0"), "{silent:?}");
+    assert!(
+        silent[0].1.contains("cluster-a.jsonl") && silent[0].1.contains("2h0"),
+        "{silent:?}"
+    );
     assert!(r1["sign_off"].is_null());
     let r0 = review(&d0);
-    assert!(kinds(&r0).iter().all(|(k, _)| k != "silent-source"), "{:?}", kinds(&r0));
+    assert!(
+        kinds(&r0).iter().all(|(k, _)| k != "silent-source"),
+        "{:?}",
+        kinds(&r0)
+    );
     assert_eq!(r0["sign_off"]["note"], "exceptions followed up in SEC-812");
     let cats = r0["review"]["categories"].as_array().unwrap();
     assert_eq!(cats.len(), 7);
@@ -161,17 +199,53 @@ sinks = ["soc-hook"]
     let rt = review(&today);
     let kt = kinds(&rt);
     for k in ["clock-skew", "overdue-alert", "control-failure"] {
-        assert!(kt.iter().any(|(x, _)| x == k), "{k} missing from today's review: {kt:?}");
+        assert!(
+            kt.iter().any(|(x, _)| x == k),
+            "{k} missing from today's review: {kt:?}"
+        );
     }
     let skew: Vec<_> = kt.iter().filter(|(k, _)| k == "clock-skew").collect();
     assert_eq!(skew.len(), 1, "only the live source is judged: {skew:?}");
-    assert!(skew[0].1.contains("ahead of") && skew[0].1.contains("api:k8s-audit"), "{skew:?}");
-    let (code, html) = s.curl(Some(&reviewer), &[&s.url(&format!("/v1/reviews/daily-{d1}?format=html"))]);
+    assert!(
+        skew[0].1.contains("ahead of") && skew[0].1.contains("api:k8s-audit"),
+        "{skew:?}"
+    );
+    let (code, html) = s.curl(
+        Some(&reviewer),
+        &[&s.url(&format!("/v1/reviews/daily-{d1}?format=html"))],
+    );
     assert_eq!(code, 200);
-    assert!(html.starts_with("<!doctype html>") && html.contains("Not signed off") && html.contains("silent-source"));
+    assert!(
+        html.starts_with("<!doctype html>")
+            && html.contains("Not signed off")
+            && html.contains("silent-source")
+    );
+
+    // the CLI signs off while serve holds the ledger: handed over through the review spool
+    let out = bin()
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "review",
+            "sign-off",
+            &format!("daily-{today}"),
+            "--note",
+            "checked from the CLI",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(review(&today)["sign_off"]["note"], "checked from the CLI");
 
     // 4. the report, through the API: statuses against the golden file (dates normalized)
-    let (code, text) = s.curl(Some(&reviewer), &[&s.url(&format!("/v1/reports/pci?from={d0}T00:00:00Z"))]);
+    let (code, text) = s.curl(
+        Some(&reviewer),
+        &[&s.url(&format!("/v1/reports/pci?from={d0}T00:00:00Z"))],
+    );
     assert_eq!(code, 200, "{text}");
     let report: serde_json::Value = serde_json::from_str(&text).unwrap();
     let norm = |t: &str| {
@@ -187,13 +261,19 @@ sinks = ["soc-hook"]
         .map(|q| serde_json::json!({"id": q["id"], "status": q["status"], "reason": norm(q["reason"].as_str().unwrap())}))
         .collect();
     let got = serde_json::to_string_pretty(&statuses).unwrap() + "\n";
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/server/golden/pci-report-scenario.json");
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/server/golden/pci-report-scenario.json");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
         std::fs::write(&golden, &got).unwrap();
     }
     let want = std::fs::read_to_string(&golden).unwrap_or_default();
-    assert_eq!(got, want, "report statuses differ from {} (UPDATE_GOLDEN=1 rewrites it)", golden.display());
+    assert_eq!(
+        got,
+        want,
+        "report statuses differ from {} (UPDATE_GOLDEN=1 rewrites it)",
+        golden.display()
+    );
     let ids: Vec<&str> = statuses.iter().map(|q| q["id"].as_str().unwrap()).collect();
     assert_eq!(ids.first(), Some(&"10.1.1"));
     assert_eq!(ids.last(), Some(&"10.7.3"));
@@ -201,13 +281,31 @@ sinks = ["soc-hook"]
 
     // 5. the sign-off and the incident are ledger records; the report via the CLI verifies offline
     let recs = alert_records(&data);
-    let signed: Vec<_> = recs.iter().filter(|r| r["action"] == "review-signed").collect();
-    assert_eq!(signed.len(), 1, "{signed:?}");
+    let signed: Vec<_> = recs
+        .iter()
+        .filter(|r| r["action"] == "review-signed")
+        .collect();
+    assert_eq!(signed.len(), 2, "{signed:?}");
     assert_eq!(signed[0]["review_id"], format!("daily-{d0}"));
-    assert_eq!(signed[0]["hash"].as_str(), hashes.get(&d0).map(String::as_str), "the sign-off binds the review's hash");
-    assert!(signed[0]["reviewer"].as_str().unwrap().contains("reviewer"), "{:?}", signed[0]);
-    assert_eq!(recs.iter().filter(|r| r["action"] == "review-generated").count(), 3);
-    assert!(recs.iter().any(|r| r["action"] == "raised" && r["rule_id"] == "trailwarden-control-delivery"));
+    assert_eq!(
+        signed[0]["hash"].as_str(),
+        hashes.get(&d0).map(String::as_str),
+        "the sign-off binds the review's hash"
+    );
+    assert!(
+        signed[0]["reviewer"].as_str().unwrap().contains("reviewer"),
+        "{:?}",
+        signed[0]
+    );
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r["action"] == "review-generated")
+            .count(),
+        3
+    );
+    assert!(recs
+        .iter()
+        .any(|r| r["action"] == "raised" && r["rule_id"] == "trailwarden-control-delivery"));
     let ev = dir.join("evidence");
     let out = bin()
         .arg("--data-dir")
@@ -220,33 +318,60 @@ sinks = ["soc-hook"]
         .arg(data.with_extension("toml"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "gaps → exit 1: {}", String::from_utf8_lossy(&out.stderr));
-    let cli_report: serde_json::Value = serde_json::from_slice(&std::fs::read(ev.join("report.json")).unwrap()).unwrap();
-    for (a, b) in cli_report["requirements"].as_array().unwrap().iter().zip(report["requirements"].as_array().unwrap()) {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "gaps → exit 1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli_report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ev.join("report.json")).unwrap()).unwrap();
+    for (a, b) in cli_report["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(report["requirements"].as_array().unwrap())
+    {
         // 10.3.4 cites serve's verification interval, which the test server runs with off (an
         // environment override the CLI does not see)
         if a["id"] != "10.3.4" {
             assert_eq!((&a["id"], &a["status"]), (&b["id"], &b["status"]));
         }
     }
-    let vkey = std::fs::read_to_string(data.join("keys/checkpoint.vkey")).unwrap_or_else(|_| {
-        std::fs::read_to_string(ev.join("checkpoint.vkey")).unwrap()
-    });
+    let vkey = std::fs::read_to_string(data.join("keys/checkpoint.vkey"))
+        .unwrap_or_else(|_| std::fs::read_to_string(ev.join("checkpoint.vkey")).unwrap());
     let out = bin()
         .args(["verify-proof", "--output", "json"])
         .arg(ev.join("report.tlog-proof"))
         .args(["--public-key", vkey.trim()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let payload: serde_json::Value = serde_json::from_str(v["proof"]["payload"].as_str().unwrap()).unwrap();
+    let payload: serde_json::Value =
+        serde_json::from_str(v["proof"]["payload"].as_str().unwrap()).unwrap();
     use sha2::Digest;
-    let digest = format!("sha256:{}", hex_lower(&sha2::Sha256::digest(std::fs::read(ev.join("report.json")).unwrap())));
-    assert_eq!(payload["hash"].as_str(), Some(digest.as_str()), "the proven record holds report.json's hash");
+    let digest = format!(
+        "sha256:{}",
+        hex_lower(&sha2::Sha256::digest(
+            std::fs::read(ev.join("report.json")).unwrap()
+        ))
+    );
+    assert_eq!(
+        payload["hash"].as_str(),
+        Some(digest.as_str()),
+        "the proven record holds report.json's hash"
+    );
     let html = std::fs::read_to_string(ev.join("report.html")).unwrap();
     for id in ["10.1.1", "10.2.1.1", "10.4.1", "10.5.1", "10.6.3", "10.7.3"] {
-        assert!(html.contains(&format!("id=\"r{id}\"")), "{id} missing from report.html");
+        assert!(
+            html.contains(&format!("id=\"r{id}\"")),
+            "{id} missing from report.html"
+        );
     }
 }
 
