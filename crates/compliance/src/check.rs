@@ -230,7 +230,11 @@ fn recognise(file: &str, text: &str) -> Result<(InputKind, Value), ComplianceErr
 
 /// 1-based (line, column) of byte `offset`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, col)
