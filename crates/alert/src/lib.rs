@@ -216,6 +216,12 @@ pub struct Alert {
     pub namespace: Option<String>,
     /// Source of the triggering event.
     pub source: Option<String>,
+    /// Who follows it up (10.4.3).
+    pub assignee: Option<String>,
+    /// When it must be resolved: raised + the SLA of its level, or set on assignment (ns).
+    pub due_at: Option<i64>,
+    /// When its overdue escalation was raised (ns).
+    pub escalated_at: Option<i64>,
     /// Status changes, oldest first.
     pub history: Vec<Change>,
 }
@@ -271,6 +277,7 @@ pub struct AlertStore {
     conn: Connection,
     path: PathBuf,
     routing: Option<Routing>,
+    sla: Option<std::collections::BTreeMap<String, i64>>,
 }
 
 const SCHEMA: &str = "
@@ -340,6 +347,9 @@ impl AlertStore {
             ("namespace", "TEXT"),
             ("source", "TEXT"),
             ("notified_at", "INTEGER"),
+            ("assignee", "TEXT"),
+            ("due_at", "INTEGER"),
+            ("escalated_at", "INTEGER"),
         ] {
             if !cols.iter().any(|c| c == col) {
                 conn.execute_batch(&format!("ALTER TABLE alerts ADD COLUMN {col} {def}"))
@@ -350,6 +360,7 @@ impl AlertStore {
             conn,
             path,
             routing: None,
+            sla: None,
         })
     }
 
@@ -386,7 +397,15 @@ impl AlertStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&db)?;
-        let out = raise_in(&tx, self.routing.as_ref(), a, window_ns, now).map_err(&db)?;
+        let out = raise_in(
+            &tx,
+            self.routing.as_ref(),
+            self.sla.as_ref(),
+            a,
+            window_ns,
+            now,
+        )
+        .map_err(&db)?;
         tx.commit().map_err(&db)?;
         Ok(out)
     }
@@ -409,7 +428,17 @@ impl AlertStore {
             .map_err(&db)?;
         let mut out = Vec::with_capacity(alerts.len());
         for a in alerts {
-            out.push(raise_in(&tx, self.routing.as_ref(), a, window_ns, now).map_err(&db)?);
+            out.push(
+                raise_in(
+                    &tx,
+                    self.routing.as_ref(),
+                    self.sla.as_ref(),
+                    a,
+                    window_ns,
+                    now,
+                )
+                .map_err(&db)?,
+            );
         }
         for (k, v) in batch.meta {
             tx.execute(
@@ -464,7 +493,7 @@ impl AlertStore {
             .query_row(
                 "SELECT rule_id, title, level, tags, status, group_key, summary, evidence,
                     evidence_truncated, count, detections, first_seen, last_seen, created_at,
-                    version, namespace, source
+                    version, namespace, source, assignee, due_at, escalated_at
                  FROM alerts WHERE id = ?1",
                 params![id],
                 |r| {
@@ -491,6 +520,9 @@ impl AlertStore {
                             r.get::<_, i64>(14)?,
                             r.get::<_, Option<String>>(15)?,
                             r.get::<_, Option<String>>(16)?,
+                            r.get::<_, Option<String>>(17)?,
+                            r.get::<_, Option<i64>>(18)?,
+                            r.get::<_, Option<i64>>(19)?,
                         ),
                     ))
                 },
@@ -499,7 +531,7 @@ impl AlertStore {
             .map_err(&db)?
             .ok_or(AlertError::NotFound(id))?;
         let ((rule_id, title, level, tags, status, group_key, summary), rest, more) = row;
-        let (version, namespace, source) = more;
+        let (version, namespace, source, assignee, due_at, escalated_at) = more;
         let (evidence, truncated, count, detections, first_seen, last_seen, created_at) = rest;
         let corrupt = |message: String| AlertError::Corrupt {
             path: self.path.clone(),
@@ -553,6 +585,9 @@ impl AlertStore {
             version,
             namespace,
             source,
+            assignee,
+            due_at,
+            escalated_at,
             history,
         })
     }
@@ -685,6 +720,73 @@ impl AlertStore {
             .map_err(self.db())
     }
 
+    /// Time to resolve a new alert, per level (ns): new alerts get `due_at` = raised + it.
+    pub fn set_sla(&mut self, sla: Option<std::collections::BTreeMap<String, i64>>) {
+        self.sla = sla;
+    }
+
+    /// Assign alert `id` to `assignee`, with a new due time if given (recorded in the ledger by
+    /// the caller first).
+    pub fn assign(
+        &mut self,
+        id: i64,
+        assignee: &str,
+        due_at: Option<i64>,
+    ) -> Result<(), AlertError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE alerts SET assignee = ?2, due_at = COALESCE(?3, due_at) WHERE id = ?1",
+                params![id, assignee, due_at],
+            )
+            .map_err(self.db())?;
+        if n == 0 {
+            return Err(AlertError::NotFound(id));
+        }
+        Ok(())
+    }
+
+    /// Open alerts past their due time and not escalated yet, as of `now`: the due time set on
+    /// the alert, else raised + `sla` of its level (alerts raised offline have none set).
+    /// trailwarden's own alerts (control failures, escalations) are not escalated.
+    pub fn overdue(
+        &self,
+        now: i64,
+        sla: &std::collections::BTreeMap<String, i64>,
+    ) -> Result<Vec<Alert>, AlertError> {
+        let db = self.db();
+        let rows: Vec<(i64, String, i64, Option<i64>)> = self
+            .conn
+            .prepare(
+                "SELECT id, level, created_at, due_at FROM alerts
+                 WHERE status IN ('new', 'acknowledged') AND escalated_at IS NULL
+                   AND rule_id NOT LIKE 'trailwarden-%'",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<Result<_, _>>()
+            })
+            .map_err(&db)?;
+        rows.into_iter()
+            .filter(|(_, level, created, due)| {
+                due.or_else(|| sla.get(level).map(|d| created.saturating_add(*d)))
+                    .is_some_and(|d| d < now)
+            })
+            .map(|(id, ..)| self.get(id))
+            .collect()
+    }
+
+    /// Remember that alert `id`'s overdue escalation was raised.
+    pub fn mark_escalated(&mut self, id: i64, at: i64) -> Result<(), AlertError> {
+        self.conn
+            .execute(
+                "UPDATE alerts SET escalated_at = ?2 WHERE id = ?1",
+                params![id, at],
+            )
+            .map(|_| ())
+            .map_err(self.db())
+    }
+
     /// Every status change of every alert, in the order made: (alert id, change).
     pub fn all_changes(&self) -> Result<Vec<(i64, Change)>, AlertError> {
         let db = self.db();
@@ -772,6 +874,7 @@ fn wait_for_lock(tries: i32) -> bool {
 fn raise_in(
     tx: &rusqlite::Transaction<'_>,
     routing: Option<&Routing>,
+    sla: Option<&std::collections::BTreeMap<String, i64>>,
     a: &NewAlert,
     window_ns: i64,
     now: i64,
@@ -853,9 +956,9 @@ fn raise_in(
             tx.execute(
                 "INSERT INTO alerts (rule_id, title, level, tags, status, group_key, summary,
                     evidence, evidence_truncated, count, detections, first_seen, last_seen,
-                    created_at, version, namespace, source, notified_at)
+                    created_at, version, namespace, source, notified_at, due_at)
                  VALUES (?1, ?2, ?3, ?4, 'new', ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, 1, ?12,
-                    ?13, ?11)",
+                    ?13, ?11, ?14)",
                 params![
                     a.rule_id,
                     a.title,
@@ -869,7 +972,9 @@ fn raise_in(
                     a.time,
                     now,
                     a.namespace,
-                    a.source
+                    a.source,
+                    sla.and_then(|m| m.get(&a.level))
+                        .map(|d| now.saturating_add(*d))
                 ],
             )?;
             let id = tx.last_insert_rowid();

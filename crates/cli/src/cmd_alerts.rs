@@ -41,6 +41,26 @@ pub enum AlertsCmd {
     /// Alert deliveries (the outbox): what was sent where, what waits, what was dead-lettered;
     /// `--retry ID` queues a dead one again.
     Deliveries(crate::cmd_alerting::DeliveriesArgs),
+    /// Assign an alert to someone who follows it up, optionally with a due time (10.4.3);
+    /// recorded in the ledger. Past its due time an open alert is an exception of the daily
+    /// review and `serve` raises an escalation.
+    #[command(after_help = "Examples:\n  \
+        trailwarden alerts assign 42 --to alice@payments.example\n  \
+        trailwarden alerts assign 42 --to bob --due 2026-12-04T12:00:00Z")]
+    Assign(AssignArgs),
+}
+
+/// `alerts assign` arguments.
+#[derive(Args, Debug)]
+pub struct AssignArgs {
+    /// Alert id.
+    pub id: i64,
+    /// Who follows it up.
+    #[arg(long)]
+    pub to: String,
+    /// When it must be resolved (RFC 3339); default: as set when raised (the SLA of its level).
+    #[arg(long)]
+    pub due: Option<String>,
 }
 
 /// `alerts list` arguments.
@@ -110,6 +130,7 @@ pub fn run(cli: &Cli, cmd: &AlertsCmd) -> Result<u8> {
         AlertsCmd::Show { id } => show(cli, *id),
         AlertsCmd::Ack(a) => change(cli, a.id, Status::Acknowledged, &a.note),
         AlertsCmd::Deliveries(a) => crate::cmd_alerting::deliveries(cli, a),
+        AlertsCmd::Assign(a) => assign(cli, a),
         AlertsCmd::Resolve(a) => {
             if a.note.trim().is_empty() {
                 eprintln!("error: --note must say how the alert was dealt with");
@@ -263,6 +284,8 @@ fn show(cli: &Cli, id: i64) -> Result<u8> {
                 ("first_seen", time(a.first_seen)),
                 ("last_seen", time(a.last_seen)),
                 ("group", a.group_key.clone()),
+                ("assignee", a.assignee.clone().unwrap_or_else(|| "-".into())),
+                ("due", a.due_at.map_or_else(|| "-".into(), time)),
                 (
                     "evidence",
                     format!(
@@ -366,6 +389,64 @@ pub(crate) fn change(cli: &Cli, id: i64, to: Status, note: &str) -> Result<u8> {
             c.from, to, c.actor
         ),
     }
+    Ok(crate::EXIT_OK)
+}
+
+/// An assignment: recorded in the ledger (durably), then applied to the store.
+fn assign(cli: &Cli, a: &AssignArgs) -> Result<u8> {
+    let mut store = open_store(cli)?;
+    if a.to.trim().is_empty() {
+        eprintln!("error: --to names who follows the alert up");
+        return Ok(crate::EXIT_USAGE);
+    }
+    let due = match &a.due {
+        Some(d) => Some(
+            Timestamp::parse(d)
+                .with_context(|| format!("--due {d:?} is not RFC 3339"))?
+                .0,
+        ),
+        None => None,
+    };
+    if let Err(e) = store.get(a.id) {
+        eprintln!("error: {e}");
+        return Ok(crate::EXIT_PROBLEM);
+    }
+    let (mut l, _) = match store::open_writer(cli, "alert assigned") {
+        Ok(x) => x,
+        Err(LedgerError::Locked(_)) => {
+            eprintln!(
+                "error: the ledger is in use by another trailwarden process (ingest or serve); \
+                 with serve running use POST /v1/alerts/{}/assign",
+                a.id
+            );
+            return Ok(crate::EXIT_CANNOT_RUN);
+        }
+        Err(e) => {
+            eprintln!("error: cannot open the ledger: {e}");
+            return Ok(store::open_error_code(&e));
+        }
+    };
+    let actor = store::subject();
+    let index = l
+        .append_internal(
+            RecordKind::Alert,
+            &serde_json::json!({
+                "action": "assigned", "alert_id": a.id, "assignee": a.to,
+                "due_at": due.map(Timestamp), "actor": actor, "at": Timestamp::now(),
+            }),
+        )
+        .and_then(|i| l.commit().map(|_| i))
+        .context("recording the assignment in the ledger")?;
+    if let Err(e) = l.close("alert assigned") {
+        eprintln!("warning: {e}");
+    }
+    store
+        .assign(a.id, &a.to, due)
+        .with_context(|| format!("recorded as ledger record {index}, but the alert store"))?;
+    println!(
+        "alert {} assigned to {} by {actor} (ledger record {index})",
+        a.id, a.to
+    );
     Ok(crate::EXIT_OK)
 }
 

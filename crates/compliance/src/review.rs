@@ -132,6 +132,11 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Time to resolve an alert per level (ns).
+    pub fn sla_ns(&self) -> &BTreeMap<String, i64> {
+        &self.sla
+    }
+
     /// The periods' UTC offset in nanoseconds.
     pub fn offset_ns(&self) -> i64 {
         self.offset_s * NANOS_PER_SEC
@@ -629,23 +634,30 @@ pub fn generate(
             && closed_at.get(&a.id).is_none_or(|c| *c >= p.end);
         if open_at_end {
             *alerts.open_at_end.entry(a.level.clone()).or_default() += 1;
-            if let Some(sla) = s.sla.get(&a.level) {
-                let age = p.end - a.created_at;
-                if age > *sla {
-                    exceptions.push(Exception {
-                        kind: "overdue-alert".into(),
-                        severity: a.level.clone(),
-                        title: format!(
-                            "alert {} ({}) open {} — SLA {}",
-                            a.id,
-                            a.title,
-                            fmt_dur(age),
-                            fmt_dur(*sla)
-                        ),
-                        detail: a.summary.clone(),
-                        refs: vec![format!("alert:{}", a.id)],
-                    });
-                }
+            // due: as set on the alert (raised + SLA, or on assignment), else raised + SLA now
+            let due = a
+                .due_at
+                .or_else(|| s.sla.get(&a.level).map(|d| a.created_at.saturating_add(*d)));
+            let as_of = p.end.min(inputs.now.0);
+            if let Some(due) = due.filter(|d| as_of > *d && !a.rule_id.starts_with("trailwarden-"))
+            {
+                exceptions.push(Exception {
+                    kind: "overdue-alert".into(),
+                    severity: a.level.clone(),
+                    title: format!(
+                        "alert {} ({}) open {} — due {} after it was raised{}",
+                        a.id,
+                        a.title,
+                        fmt_dur(as_of - a.created_at),
+                        fmt_dur(due - a.created_at),
+                        a.assignee
+                            .as_deref()
+                            .map(|w| format!(", assigned to {w}"))
+                            .unwrap_or_default()
+                    ),
+                    detail: a.summary.clone(),
+                    refs: vec![format!("alert:{}", a.id)],
+                });
             }
         }
         if a.rule_id.starts_with("trailwarden-control-")

@@ -511,3 +511,77 @@ pub async fn reports_pci(
     }
     r
 }
+
+/// Body of `POST /v1/alerts/{id}/assign`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignBody {
+    assignee: String,
+    #[serde(default)]
+    due: Option<String>,
+}
+
+/// `POST /v1/alerts/{id}/assign` (analyst): who follows the alert up and, optionally, by when
+/// (10.4.3); recorded in the ledger, then applied.
+pub async fn alerts_assign(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let p = match authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Acknowledge,
+        "alert-assign",
+        &format!("/v1/alerts/{id}/assign"),
+    ) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("alert id {id:?} is not a number"),
+        );
+    };
+    let b: AssignBody = match serde_json::from_slice::<AssignBody>(&body) {
+        Ok(b) if !b.assignee.trim().is_empty() => b,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "assignee is empty"),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body: {e} (expected {{\"assignee\": \"…\", \"due\": \"RFC 3339\"}})"),
+            )
+        }
+    };
+    let due = match &b.due {
+        None => None,
+        Some(d) => match Timestamp::parse(d) {
+            Ok(t) => Some(t.0),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("due: {e}")),
+        },
+    };
+    if let Err(e) = crate::lock(&s.alerts).get(id) {
+        return error(StatusCode::NOT_FOUND, e.to_string());
+    }
+    let rec = json!({"action": "assigned", "alert_id": id, "assignee": b.assignee,
+        "due_at": due.map(Timestamp), "actor": p.subject, "at": Timestamp::now()});
+    let index =
+        match s.pipeline.record(RecordKind::Alert, rec).await {
+            Ok(i) => i,
+            Err(e) => return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the assignment could not be recorded in the ledger, so it was not made: {e}"
+                ),
+            ),
+        };
+    let r = crate::lock(&s.alerts).assign(id, &b.assignee, due);
+    match r {
+        Ok(()) => axum::Json(json!({"id": id, "assignee": b.assignee, "due_at": due.map(Timestamp), "ledger_index": index})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("recorded as ledger record {index}, but: {e}")),
+    }
+}

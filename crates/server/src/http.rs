@@ -95,6 +95,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/alerts/{id}", get(alerts_show))
         .route("/v1/alerts/{id}/ack", post(alerts_ack))
         .route("/v1/alerts/{id}/resolve", post(alerts_resolve))
+        .route(
+            "/v1/alerts/{id}/assign",
+            post(crate::compliance_api::alerts_assign),
+        )
         .route("/v1/deliveries", get(deliveries_list))
         .route("/v1/deliveries/{id}/retry", post(deliveries_retry))
         .route("/v1/silences", get(silences_list).post(silences_create))

@@ -147,6 +147,11 @@ pub fn document() -> Value {
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
                 "responses": std_errors(json!({"200": {"description": "ended", "content": {"application/json": {"schema": {"type": "object"}}}}, "404": err("no such active silence")}))
             }},
+            "/v1/alerts/{id}/assign": {"post": {
+                "summary": "Assign an alert: `{\"assignee\": \"…\", \"due\": \"RFC 3339\"}` (role analyst or above; recorded in the ledger). New alerts are due within the SLA of their level ([review] sla); past it, an open alert is an exception of the daily review and serve raises a `trailwarden-overdue` escalation", "tags": ["alerts"],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
+                "responses": std_errors(json!({"200": {"description": "assigned", "content": {"application/json": {"schema": {"type": "object"}}}}, "400": err("no assignee, bad due time"), "404": err("no such alert")}))
+            }},
             "/v1/reviews": {
                 "get": {"summary": "Log reviews (PCI DSS 10.4.1) with their sign-off state, newest period first (role viewer or above; the read is recorded)", "tags": ["compliance"],
                     "responses": std_errors(json!({"200": {"description": "reviews", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}}))},
@@ -352,6 +357,7 @@ mod tests {
             "/v1/deliveries",
             "/v1/deliveries/{id}/retry",
             "/v1/silences",
+            "/v1/alerts/{id}/assign",
             "/v1/reviews",
             "/v1/reviews/{id}",
             "/v1/reviews/{id}/sign-off",

@@ -84,6 +84,49 @@ fn drain(s: &AppState) {
     }
 }
 
+/// Escalate open alerts past their due time (10.4.3): one `trailwarden-overdue` alert each,
+/// routed like any other.
+pub fn escalate_overdue(s: &AppState, now: i64, sla: &std::collections::BTreeMap<String, i64>) {
+    let overdue = {
+        let store = crate::lock(&s.alerts);
+        match store.overdue(now, sla) {
+            Ok(v) => v,
+            Err(_) => return,
+        }
+    };
+    for a in overdue {
+        let high = trailwarden_alert::level_rank(&a.level) >= trailwarden_alert::level_rank("high");
+        let alert = trailwarden_alert::NewAlert {
+            rule_id: "trailwarden-overdue".into(),
+            title: format!("Overdue: {}", a.title),
+            level: if high { "critical" } else { "high" }.into(),
+            tags: vec!["pci_dss.10.4.3".into()],
+            group_key: format!("overdue|{}", a.id),
+            summary: format!(
+                "alert {} ({}, {}) is still {} past its due time {}{}: {}",
+                a.id,
+                a.level,
+                a.rule_id,
+                a.status,
+                Timestamp(a.due_at.unwrap_or(now)),
+                a.assignee
+                    .as_deref()
+                    .map(|w| format!(" (assigned to {w})"))
+                    .unwrap_or_default(),
+                a.summary
+            ),
+            evidence: a.evidence.iter().take(10).copied().collect(),
+            time: now,
+            count: 1,
+            namespace: a.namespace.clone(),
+            source: Some("trailwarden".into()),
+        };
+        if s.pipeline.raise_blocking(vec![alert]).is_ok() {
+            let _ = crate::lock(&s.alerts).mark_escalated(a.id, now);
+        }
+    }
+}
+
 /// Close the incidents whose control works again (10.7.3: the end of a failure is recorded
 /// by the system, with the evidence, not left to someone remembering).
 pub fn close_recovered(s: &AppState, now: i64, signed: Vec<String>) {
@@ -179,6 +222,7 @@ pub fn tick(s: &AppState, now: i64) {
     }
     // unsigned too long: one alert per review (10.4.1 is a daily obligation)
     let rows = store.list().unwrap_or_default();
+    escalate_overdue(s, now, settings.sla_ns());
     close_recovered(
         s,
         now,

@@ -162,6 +162,12 @@ pub fn serve(
     detector
         .store_mut()
         .set_routing(Some(cfg.alerting.routing()));
+    // new alerts are due within the SLA of their level (10.4.3)
+    if let Ok(settings) = cfg.review.settings() {
+        detector
+            .store_mut()
+            .set_sla(Some(settings.sla_ns().clone()));
+    }
     let mut warnings = warnings;
     if cfg.detection.enabled {
         detector.rebuild(&data_dir)?;

@@ -128,6 +128,44 @@ sinks = ["soc-hook"]
         "{incident}"
     );
     std::thread::sleep(Duration::from_millis(1500)); // past the 1 s SLAs
+                                                     // an overdue alert gets an assignee (recorded), and serve escalates what is overdue
+    let (code, text) = s.curl(Some(&reviewer), &[&s.url("/v1/alerts?limit=10000")]);
+    assert_eq!(code, 200, "{text}");
+    let alerts: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let exec = alerts
+        .iter()
+        .find(|a| a["title"] == "Attach/Exec Pod")
+        .expect("an exec alert");
+    let exec_id = exec["id"].as_i64().unwrap();
+    assert!(
+        exec["due_at"].as_i64().is_some(),
+        "serve sets the due time from the SLA: {exec}"
+    );
+    let (code, text) = s.post_json(
+        &reviewer,
+        &format!("/v1/alerts/{exec_id}/assign"),
+        "{\"assignee\":\"alice\"}",
+    );
+    assert_eq!(code, 200, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, text) = s.curl(
+            Some(&reviewer),
+            &[&s.url("/v1/alerts?rule_id=trailwarden-overdue")],
+        );
+        let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        if list
+            .iter()
+            .any(|a| a["group_key"] == format!("overdue|{exec_id}"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no escalation of alert {exec_id}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // 3. reviews: day 0 signed, day 1 unsigned, day 2 never generated, today generated
     let mut hashes = std::collections::BTreeMap::new();
@@ -204,6 +242,12 @@ sinks = ["soc-hook"]
             "{k} missing from today's review: {kt:?}"
         );
     }
+    assert!(
+        kt.iter().any(|(k, t)| k == "overdue-alert"
+            && t.contains(&format!("alert {exec_id} "))
+            && t.contains("assigned to alice")),
+        "{kt:?}"
+    );
     let skew: Vec<_> = kt.iter().filter(|(k, _)| k == "clock-skew").collect();
     assert_eq!(skew.len(), 1, "only the live source is judged: {skew:?}");
     assert!(

@@ -417,6 +417,7 @@ const MATRIX: &[(&str, &str, &str, &str)] = &[
     ("GET", "/v1/alerts/1", "", "UUFAAAA"),
     ("POST", "/v1/alerts/1/ack", "{\"note\":\"looking\"}", "UUFFAAA"),
     ("POST", "/v1/alerts/1/resolve", "{\"note\":\"approved change\"}", "UUFFFAA"),
+    ("POST", "/v1/alerts/1/assign", "{\"assignee\":\"alice\"}", "UUFFAAA"),
     ("GET", "/v1/verify", "", "UUFAAAA"),
     ("POST", "/v1/verify", "", "UUFFFAA"),
     ("GET", "/v1/proofs/inclusion/0", "", "UUFFAAA"),
