@@ -105,6 +105,147 @@ pub struct Health {
     pub verify: Option<(i64, bool)>,
     /// Signed-off review ids.
     pub signed_reviews: Vec<String>,
+    /// Live sources and when each last sent (ns).
+    pub source_last: Vec<(String, i64)>,
+    /// Live sources whose recent batches are within the clock-skew threshold again.
+    pub skew_ok: Vec<String>,
+}
+
+/// Live sources watched between ticks of `serve`'s reviewer thread: arrivals (for the usual
+/// gap) and clock-skew samples, to open and close `silent-source` and `clock-skew` incidents
+/// as they happen (the daily review reports both over its whole period).
+#[derive(Default)]
+pub struct SourceWatch {
+    sources: std::collections::BTreeMap<String, Watched>,
+}
+
+#[derive(Default)]
+struct Watched {
+    last: i64,
+    gaps: std::collections::VecDeque<i64>,
+    /// Consecutive samples past the threshold (> 0) or within it (< 0).
+    skew_run: i32,
+    silent: bool,
+    skewed: bool,
+}
+
+/// A source's last batches: (arrival ns, latest event time of the batch ns), oldest first.
+pub type Batches = Vec<(i64, Option<i64>)>;
+
+/// What [`SourceWatch::observe`] found: incidents to open (control, source, title, summary).
+pub type Openings = Vec<(&'static str, String, String, String)>;
+
+/// Gaps remembered per source.
+const GAPS: usize = 4096;
+/// Samples in a row that open or close a clock-skew incident.
+const SKEW_RUN: i32 = 3;
+
+impl SourceWatch {
+    /// Take one observation of every live source: (label, its last batches as (arrival ns,
+    /// latest event time of the batch ns), oldest first). Returns the incidents to open;
+    /// [`Self::health`] says which ones may close.
+    pub fn observe(
+        &mut self,
+        now: i64,
+        seen: &[(String, Batches)],
+        s: &crate::review::Settings,
+    ) -> Openings {
+        let mut out = Vec::new();
+        for (src, batches) in seen {
+            let w = self.sources.entry(src.clone()).or_default();
+            let seen_until = w.last;
+            for (last, event) in batches.iter().filter(|(t, _)| *t > seen_until) {
+                if w.last > 0 {
+                    w.gaps.push_back(*last - w.last);
+                    if w.gaps.len() > GAPS {
+                        w.gaps.pop_front();
+                    }
+                }
+                w.last = *last;
+                w.silent = false;
+                if let Some(e) = event {
+                    let skew = e - last;
+                    let limit = if skew < 0 {
+                        s.skew + s.allowance
+                    } else {
+                        s.skew
+                    };
+                    if skew.abs() > limit {
+                        w.skew_run = w.skew_run.max(0) + 1;
+                    } else {
+                        w.skew_run = w.skew_run.min(0) - 1;
+                    }
+                    if w.skew_run >= SKEW_RUN && !w.skewed {
+                        w.skewed = true;
+                        out.push((
+                            "clock-skew",
+                            src.clone(),
+                            format!("Clock skew on {src}"),
+                            format!(
+                                "event times {} arrival by {} s in {SKEW_RUN} batches in a row (threshold {} s, +{} s batching allowance when behind); check the sender's time synchronization (10.6.1)",
+                                if skew > 0 { "ahead of" } else { "behind" },
+                                skew.abs() / 1_000_000_000,
+                                s.skew / 1_000_000_000,
+                                s.allowance / 1_000_000_000
+                            ),
+                        ));
+                    }
+                    if w.skew_run <= -SKEW_RUN {
+                        w.skewed = false;
+                    }
+                }
+            }
+            let quiet = now - w.last;
+            let expected = s
+                .expected
+                .iter()
+                .find(|(g, _)| trailwarden_model::pci::glob_match(g, src))
+                .map(|(_, d)| *d);
+            let learned = (w.gaps.len() >= 20).then(|| {
+                let mut g: Vec<i64> = w.gaps.iter().copied().collect();
+                g.sort_unstable();
+                let p95 = g[((g.len() - 1) as f64 * 0.95).round() as usize];
+                ((p95 as f64 * s.silence_multiple) as i64).max(s.silence_min)
+            });
+            if let Some(limit) = expected.or(learned) {
+                if quiet > limit && !w.silent {
+                    w.silent = true;
+                    out.push((
+                        "silent-source",
+                        src.clone(),
+                        format!("{src} went silent"),
+                        format!(
+                            "nothing received since {} ({} s; threshold {} s, {})",
+                            Timestamp(w.last),
+                            quiet / 1_000_000_000,
+                            limit / 1_000_000_000,
+                            if expected.is_some() {
+                                "configured"
+                            } else {
+                                "learned from its usual gap"
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Sources as [`Health`] needs them: last arrivals, and those whose skew is fine again.
+    pub fn health(&self) -> (Vec<(String, i64)>, Vec<String>) {
+        (
+            self.sources
+                .iter()
+                .map(|(k, w)| (k.clone(), w.last))
+                .collect(),
+            self.sources
+                .iter()
+                .filter(|(_, w)| w.skew_run <= -SKEW_RUN)
+                .map(|(k, _)| k.clone())
+                .collect(),
+        )
+    }
 }
 
 /// Quiet time after which a refusal-type failure counts as over.
@@ -146,6 +287,20 @@ pub fn recovered(i: &Incident, h: &Health) -> Option<String> {
             )),
             _ => None,
         },
+        "silent-source" => {
+            let src = i.subject.as_deref()?;
+            let (_, t) = h.source_last.iter().find(|(s, t)| s == src && *t > last)?;
+            Some(format!(
+                "closed by trailwarden: {src} sent again at {}",
+                Timestamp(*t)
+            ))
+        }
+        "clock-skew" => {
+            let src = i.subject.as_deref()?;
+            h.skew_ok.iter().any(|s| s == src).then(|| {
+                format!("closed by trailwarden: {src}'s event times are back within the threshold")
+            })
+        }
         "review" => {
             let id = i.subject.as_deref()?;
             h.signed_reviews

@@ -122,11 +122,11 @@ pub fn parse_offset(s: &str) -> Result<i64, ComplianceError> {
 pub struct Settings {
     offset_s: i64,
     sla: BTreeMap<String, i64>,
-    silence_multiple: f64,
-    silence_min: i64,
-    expected: Vec<(String, i64)>,
-    skew: i64,
-    allowance: i64,
+    pub(crate) silence_multiple: f64,
+    pub(crate) silence_min: i64,
+    pub(crate) expected: Vec<(String, i64)>,
+    pub(crate) skew: i64,
+    pub(crate) allowance: i64,
     /// Sign-off due this long after a period's end.
     pub sign_off_within: i64,
 }

@@ -179,3 +179,134 @@ fn sarif_has_one_rule_per_check_and_a_result_per_finding() {
         .iter()
         .all(|x| x["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "p.yaml"));
 }
+
+mod controls_logic {
+    use trailwarden_compliance::controls::{recovered, Health, Incident, SourceWatch};
+    use trailwarden_compliance::review::ReviewConfig;
+    use trailwarden_model::Timestamp;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn clock_skew_opens_after_three_batches_and_clears_after_three_good_ones() {
+        let settings = ReviewConfig::default().settings().expect("defaults");
+        let mut w = SourceWatch::default();
+        let src = "api:k8s-audit token:a".to_string();
+        // two skewed batches: not yet; behind by 60 s is the batching allowance, not skew
+        let mut batches = vec![
+            (100 * S, Some(100 * S + 300 * S)),
+            (101 * S, Some(101 * S - 60 * S)),
+        ];
+        assert!(w
+            .observe(102 * S, &[(src.clone(), batches.clone())], &settings)
+            .is_empty());
+        batches.push((103 * S, Some(103 * S + 300 * S)));
+        batches.push((104 * S, Some(104 * S + 300 * S)));
+        assert!(w
+            .observe(105 * S, &[(src.clone(), batches.clone())], &settings)
+            .is_empty());
+        batches.push((106 * S, Some(106 * S + 299 * S)));
+        let open = w.observe(107 * S, &[(src.clone(), batches.clone())], &settings);
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(
+            (open[0].0, open[0].1.as_str()),
+            ("clock-skew", src.as_str())
+        );
+        assert!(open[0].3.contains("ahead of"), "{}", open[0].3);
+        // already open: not again
+        batches.push((108 * S, Some(108 * S + 300 * S)));
+        assert!(w
+            .observe(109 * S, &[(src.clone(), batches.clone())], &settings)
+            .is_empty());
+        assert!(w.health().1.is_empty());
+        for t in [110, 111, 112] {
+            batches.push((t * S, Some(t * S - S)));
+        }
+        assert!(w
+            .observe(113 * S, &[(src.clone(), batches)], &settings)
+            .is_empty());
+        assert_eq!(w.health().1, vec![src]);
+    }
+
+    #[test]
+    fn a_source_is_silent_past_its_learned_gap_and_the_minimum() {
+        let settings = ReviewConfig::default().settings().expect("defaults");
+        let mut w = SourceWatch::default();
+        let src = "syslog tcp 10.0.0.7".to_string();
+        let batches: Vec<(i64, Option<i64>)> = (0..30).map(|i| (i * 60 * S, None)).collect();
+        let last = 29 * 60 * S;
+        // usual gap 60 s × 10 = 10 min, but at least 30 min (silence_min)
+        assert!(w
+            .observe(
+                last + 20 * 60 * S,
+                &[(src.clone(), batches.clone())],
+                &settings
+            )
+            .is_empty());
+        let open = w.observe(
+            last + 31 * 60 * S,
+            &[(src.clone(), batches.clone())],
+            &settings,
+        );
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].0, "silent-source");
+        assert!(open[0].3.contains("learned"), "{}", open[0].3);
+        assert!(
+            w.observe(last + 40 * 60 * S, &[(src, batches)], &settings)
+                .is_empty(),
+            "once"
+        );
+    }
+
+    fn incident(control: &str, subject: Option<&str>, last_seen: i64) -> Incident {
+        Incident {
+            id: 1,
+            control: control.into(),
+            subject: subject.map(str::to_string),
+            state: "open".into(),
+            start: Timestamp(0),
+            last_seen: Timestamp(last_seen),
+            end: None,
+            duration_seconds: 0,
+            occurrences: 1,
+            cause: String::new(),
+            remediation: None,
+            closed_by: None,
+            title: String::new(),
+        }
+    }
+
+    #[test]
+    fn controls_close_only_on_evidence_after_the_last_failure() {
+        let h = Health {
+            now: 1_000 * S,
+            disk_ok: true,
+            sink_success: vec![("hook".into(), 500 * S)],
+            verify: Some((400 * S, true)),
+            signed_reviews: vec!["daily-2026-12-01".into()],
+            source_last: vec![("api:app t".into(), 600 * S)],
+            ..Health::default()
+        };
+        assert!(recovered(&incident("delivery", Some("hook"), 400 * S), &h).is_some());
+        assert!(
+            recovered(&incident("delivery", Some("hook"), 600 * S), &h).is_none(),
+            "success before the last failure"
+        );
+        assert!(recovered(&incident("delivery", Some("other"), 400 * S), &h).is_none());
+        assert!(recovered(&incident("verify", None, 300 * S), &h).is_some());
+        assert!(recovered(&incident("verify", None, 450 * S), &h).is_none());
+        assert!(recovered(&incident("review", Some("daily-2026-12-01"), 0), &h).is_some());
+        assert!(recovered(&incident("review", Some("daily-2026-12-02"), 0), &h).is_none());
+        assert!(recovered(&incident("silent-source", Some("api:app t"), 550 * S), &h).is_some());
+        assert!(recovered(&incident("disk-low", None, 900 * S), &h).is_some());
+        assert!(
+            recovered(&incident("disk-low", None, 990 * S), &h).is_none(),
+            "a minute of quiet first"
+        );
+        assert!(recovered(&incident("backpressure", None, 990 * S), &h).is_none());
+        assert!(recovered(&incident("backpressure", None, 600 * S), &h).is_some());
+        for needs_a_person in ["ledger-write", "detection"] {
+            assert!(recovered(&incident(needs_a_person, None, 0), &h).is_none());
+        }
+    }
+}

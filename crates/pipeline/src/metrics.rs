@@ -27,11 +27,17 @@ pub struct SourceStats {
     pub last_event_time: Option<Timestamp>,
     /// When the last batch arrived.
     pub last_received: Option<Timestamp>,
+    /// The latest event time of the last batch (its skew against `last_received` is the
+    /// sender's clock, 10.6).
+    pub last_batch_event_time: Option<Timestamp>,
     /// Events per second over the last minute.
     pub rate_per_second: f64,
     /// (second, events) of the last 60 seconds.
     #[serde(skip)]
     window: VecDeque<(i64, u64)>,
+    /// (arrival, latest event time of the batch) of the last batches, oldest first.
+    #[serde(skip)]
+    pub recent: VecDeque<(i64, Option<i64>)>,
 }
 
 #[derive(Default)]
@@ -119,7 +125,12 @@ impl Metrics {
         if let Some(t) = c.last_event {
             s.last_event_time = Some(s.last_event_time.map_or(t, |x| x.max(t)));
         }
+        s.last_batch_event_time = c.last_event;
         s.last_received = Some(now);
+        s.recent.push_back((now.0, c.last_event.map(|t| t.0)));
+        if s.recent.len() > 64 {
+            s.recent.pop_front();
+        }
         let sec = now.0 / 1_000_000_000;
         match s.window.back_mut() {
             Some((t, n)) if *t == sec => *n += total,

@@ -569,16 +569,17 @@ pub async fn alerts_assign(
     }
     let rec = json!({"action": "assigned", "alert_id": id, "assignee": b.assignee,
         "due_at": due.map(Timestamp), "actor": p.subject, "at": Timestamp::now()});
-    let index =
-        match s.pipeline.record(RecordKind::Alert, rec).await {
-            Ok(i) => i,
-            Err(e) => return error(
+    let index = match s.pipeline.record(RecordKind::Alert, rec).await {
+        Ok(i) => i,
+        Err(e) => {
+            return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
                     "the assignment could not be recorded in the ledger, so it was not made: {e}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     let r = crate::lock(&s.alerts).assign(id, &b.assignee, due);
     match r {
         Ok(()) => axum::Json(json!({"id": id, "assignee": b.assignee, "due_at": due.map(Timestamp), "ledger_index": index})).into_response(),

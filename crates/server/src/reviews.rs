@@ -32,8 +32,9 @@ impl Reviewer {
         let handle = std::thread::Builder::new()
             .name("reviews".into())
             .spawn(move || {
+                let mut watch = controls::SourceWatch::default();
                 while !s2.load(Ordering::Relaxed) {
-                    tick(&state, Timestamp::now().0);
+                    tick(&state, Timestamp::now().0, &mut watch);
                     for i in 0..50 {
                         if s2.load(Ordering::Relaxed) {
                             return;
@@ -129,7 +130,12 @@ pub fn escalate_overdue(s: &AppState, now: i64, sla: &std::collections::BTreeMap
 
 /// Close the incidents whose control works again (10.7.3: the end of a failure is recorded
 /// by the system, with the evidence, not left to someone remembering).
-pub fn close_recovered(s: &AppState, now: i64, signed: Vec<String>) {
+pub fn close_recovered(
+    s: &AppState,
+    now: i64,
+    signed: Vec<String>,
+    (source_last, skew_ok): (Vec<(String, i64)>, Vec<String>),
+) {
     let (alerts, sinks) = {
         let store = crate::lock(&s.alerts);
         let f = trailwarden_alert::Filter {
@@ -158,6 +164,8 @@ pub fn close_recovered(s: &AppState, now: i64, signed: Vec<String>) {
             .collect(),
         verify,
         signed_reviews: signed,
+        source_last,
+        skew_ok,
     };
     for i in controls::incidents(&alerts, now) {
         if let Some(note) = controls::recovered(&i, &health) {
@@ -171,9 +179,26 @@ pub fn close_recovered(s: &AppState, now: i64, signed: Vec<String>) {
     }
 }
 
-/// One round: generate what is due, alert on what is unsigned too long, close the incidents
-/// whose control works again.
-pub fn tick(s: &AppState, now: i64) {
+/// The live sources as the watch sees them: `api:<endpoint> <sender>` / `syslog <sender>`,
+/// with their last batches (arrival, latest event time).
+fn live_sources(s: &AppState) -> Vec<(String, controls::Batches)> {
+    s.metrics
+        .sources()
+        .into_iter()
+        .map(|x| {
+            let label = if x.endpoint == "syslog" {
+                format!("syslog {}", x.sender)
+            } else {
+                format!("api:{} {}", x.endpoint, x.sender)
+            };
+            (label, x.recent.iter().copied().collect())
+        })
+        .collect()
+}
+
+/// One round: generate what is due, alert on what is unsigned too long, open incidents for
+/// sources gone silent or skewed, close the incidents whose control works again.
+pub fn tick(s: &AppState, now: i64, watch: &mut controls::SourceWatch) {
     let Ok(settings) = s.cfg.review.settings() else {
         return;
     };
@@ -223,6 +248,9 @@ pub fn tick(s: &AppState, now: i64) {
     // unsigned too long: one alert per review (10.4.1 is a daily obligation)
     let rows = store.list().unwrap_or_default();
     escalate_overdue(s, now, settings.sla_ns());
+    // close first: a source that sent again and went quiet again is a new incident
+    let seen = live_sources(s);
+    let openings = watch.observe(now, &seen, &settings);
     close_recovered(
         s,
         now,
@@ -230,7 +258,11 @@ pub fn tick(s: &AppState, now: i64) {
             .filter(|r| r.sign_off.is_some())
             .map(|r| r.id.clone())
             .collect(),
+        watch.health(),
     );
+    for (control, src, title, summary) in openings {
+        s.pipeline.control_for(control, Some(&src), &title, summary);
+    }
     {
         for r in rows.iter().filter(|r| r.sign_off.is_none()) {
             if now > r.period_end.0 + settings.sign_off_within {

@@ -86,6 +86,7 @@ fn compliance_three_day_scenario_shows_in_reviews_incidents_and_the_report() {
             r#"
 [review]
 sla = {{ critical = "1s", high = "1s", medium = "1s", low = "1s" }}
+expected_sources = {{ "api:app*" = "3s" }}
 [[alerting.sink]]
 name = "soc-hook"
 kind = "webhook"
@@ -99,12 +100,30 @@ sinks = ["soc-hook"]
         ),
     );
     let reviewer = s.token("reviewer");
-    std::thread::sleep(Duration::from_millis(1100)); // the token file is re-read each second
-                                                     // a live source whose clock runs 5 minutes ahead: exec into pods, event time now + 300 s
-    let items: Vec<serde_json::Value> = (1..=5).map(|n| exec_now(n, -300)).collect();
-    let body =
-        serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items});
-    let (code, text) = s.post_json(&s.token, "/v1/ingest/k8s-audit", &body.to_string());
+    // the token file is re-read each second
+    std::thread::sleep(Duration::from_millis(1100));
+    // a live source whose clock runs 5 minutes ahead: exec into pods, event time now + 300 s,
+    // three batches in a row (a live clock-skew incident opens)
+    for batch in 0..3 {
+        let items: Vec<serde_json::Value> =
+            (1..=2).map(|n| exec_now(batch * 2 + n, -300)).collect();
+        let body = serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items});
+        let (code, text) = s.post_json(&s.token, "/v1/ingest/k8s-audit", &body.to_string());
+        assert_eq!(code, 200, "{text}");
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    // an expected source (api:app*, at most 3 s of silence) sends once, then goes quiet
+    let app_event = || {
+        let out = Command::new("date")
+            .args(["-u", "+%FT%TZ"])
+            .output()
+            .unwrap();
+        let now = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        serde_json::json!({"timestamp": now, "user_id": "u1", "action": "refund",
+            "resource": "payment/1", "result": "success", "source_ip": "10.1.1.1"})
+        .to_string()
+    };
+    let (code, text) = s.post_json(&s.token, "/v1/ingest/app", &app_event());
     assert_eq!(code, 200, "{text}");
     // the exec alerts cannot be delivered: dead after one attempt → a delivery incident
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -127,8 +146,82 @@ sinks = ["soc-hook"]
             .contains("dead-lettered"),
         "{incident}"
     );
-    std::thread::sleep(Duration::from_millis(1500)); // past the 1 s SLAs
-                                                     // an overdue alert gets an assignee (recorded), and serve escalates what is overdue
+    // live incidents: the skewed clock, and the expected source gone silent
+    let find = |control: &str| -> Option<serde_json::Value> {
+        let (_, text) = s.curl(Some(&reviewer), &[&s.url("/v1/controls")]);
+        let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        list.into_iter().find(|i| i["control"] == control)
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (skewed, silent) = loop {
+        if let (Some(a), Some(b)) = (find("clock-skew"), find("silent-source")) {
+            break (a, b);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no clock-skew and silent-source incidents"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        skewed["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("api:k8s-audit "),
+        "{skewed}"
+    );
+    assert!(
+        skewed["cause"].as_str().unwrap().contains("ahead of"),
+        "{skewed}"
+    );
+    assert!(
+        silent["subject"].as_str().unwrap().starts_with("api:app "),
+        "{silent}"
+    );
+    // the source sends again: serve closes the incident with the evidence
+    let (code, text) = s.post_json(&s.token, "/v1/ingest/app", &app_event());
+    assert_eq!(code, 200, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, text) = s.curl(Some(&reviewer), &[&s.url("/v1/controls")]);
+        let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        let i = list.into_iter().find(|i| i["id"] == silent["id"]).unwrap();
+        if i["state"] == "closed" {
+            assert!(
+                i["remediation"].as_str().unwrap().contains("sent again"),
+                "{i}"
+            );
+            assert_eq!(i["closed_by"], "trailwarden");
+            assert!(
+                i["end"].is_string() && i["duration_seconds"].as_i64().unwrap() >= 0,
+                "{i}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "silent-source incident not closed: {i}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // and quiet again past 3 s: a new incident, not the closed one reopened
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, text) = s.curl(Some(&reviewer), &[&s.url("/v1/controls")]);
+        let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        if list.iter().any(|i| {
+            i["control"] == "silent-source" && i["state"] == "open" && i["id"] != silent["id"]
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no second silent-source incident: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // past the 1 s SLAs by now; an overdue alert gets an assignee (recorded), and serve
+    // escalates what is overdue
     let (code, text) = s.curl(Some(&reviewer), &[&s.url("/v1/alerts?limit=10000")]);
     assert_eq!(code, 200, "{text}");
     let alerts: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
@@ -216,7 +309,7 @@ sinks = ["soc-hook"]
     let r1 = review(&d1);
     let silent: Vec<_> = kinds(&r1)
         .into_iter()
-        .filter(|(k, _)| k == "silent-source")
+        .filter(|(k, t)| k == "silent-source" && t.contains("cluster-a.jsonl"))
         .collect();
     assert_eq!(silent.len(), 1, "one silence on day 1: {:?}", kinds(&r1));
     assert!(
@@ -226,7 +319,9 @@ sinks = ["soc-hook"]
     assert!(r1["sign_off"].is_null());
     let r0 = review(&d0);
     assert!(
-        kinds(&r0).iter().all(|(k, _)| k != "silent-source"),
+        kinds(&r0)
+            .iter()
+            .all(|(k, t)| k != "silent-source" || !t.contains("cluster-a.jsonl")),
         "{:?}",
         kinds(&r0)
     );
