@@ -75,6 +75,9 @@ pub enum ChangeError {
     Storage(String),
 }
 
+/// The answer to an alert change: its ledger index and the change, or why not.
+pub type ChangeReply = Result<(u64, Change), ChangeError>;
+
 /// A request to an alert's status.
 pub struct AlertChange {
     /// Alert id.
@@ -86,7 +89,7 @@ pub struct AlertChange {
     /// Why.
     pub note: String,
     /// Answered once recorded and applied: the ledger index and the change.
-    pub reply: oneshot::Sender<Result<(u64, Change), ChangeError>>,
+    pub reply: oneshot::Sender<ChangeReply>,
 }
 
 /// A silence to add or end (each is a security-relevant change: recorded in the ledger).
@@ -323,14 +326,14 @@ impl Pipeline {
         let _ = self.send(Job::Access(a, None));
     }
 
-    /// Change an alert (recorded in the ledger, then applied).
-    pub async fn change_alert(
+    /// Queue an alert change; its answer comes on the receiver.
+    fn queue_change(
         &self,
         id: i64,
         to: Status,
         actor: String,
         note: String,
-    ) -> Result<(u64, Change), ChangeError> {
+    ) -> Result<oneshot::Receiver<ChangeReply>, ChangeError> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::AlertChange(AlertChange {
             id,
@@ -340,7 +343,19 @@ impl Pipeline {
             reply: tx,
         }))
         .map_err(|e| ChangeError::Storage(format!("{e:?}")))?;
-        rx.await
+        Ok(rx)
+    }
+
+    /// Change an alert (recorded in the ledger, then applied).
+    pub async fn change_alert(
+        &self,
+        id: i64,
+        to: Status,
+        actor: String,
+        note: String,
+    ) -> Result<(u64, Change), ChangeError> {
+        self.queue_change(id, to, actor, note)?
+            .await
             .map_err(|_| ChangeError::Storage("the ledger writer stopped".into()))?
     }
 
@@ -352,16 +367,8 @@ impl Pipeline {
         actor: String,
         note: String,
     ) -> Result<(u64, Change), ChangeError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::AlertChange(AlertChange {
-            id,
-            to,
-            actor,
-            note,
-            reply: tx,
-        }))
-        .map_err(|e| ChangeError::Storage(format!("{e:?}")))?;
-        rx.blocking_recv()
+        self.queue_change(id, to, actor, note)?
+            .blocking_recv()
             .map_err(|_| ChangeError::Storage("the ledger writer stopped".into()))?
     }
 

@@ -5,11 +5,12 @@
 //! review, the incidents and the report; the report's statuses are a golden file; the
 //! sign-off and the incident are records in the ledger.
 
+use super::components::wait_for;
 use super::delivery::{exec_now, start_with_config, write_secret};
 use super::{bin, tmpdir};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use trailwarden_ledger::reader::LedgerReader;
 use trailwarden_model::RecordKind;
 
@@ -126,17 +127,16 @@ sinks = ["soc-hook"]
     let (code, text) = s.post_json(&s.token, "/v1/ingest/app", &app_event());
     assert_eq!(code, 200, "{text}");
     // the exec alerts cannot be delivered: dead after one attempt → a delivery incident
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let incident = loop {
+    let incidents = || -> Vec<serde_json::Value> {
         let (code, text) = s.curl(Some(&reviewer), &[&s.url("/v1/controls")]);
         assert_eq!(code, 200, "{text}");
-        let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
-        if let Some(i) = list.iter().find(|i| i["control"] == "delivery") {
-            break i.clone();
-        }
-        assert!(Instant::now() < deadline, "no delivery incident: {text}");
-        std::thread::sleep(Duration::from_millis(300));
+        serde_json::from_str(&text).unwrap()
     };
+    let find = |f: &dyn Fn(&serde_json::Value) -> bool| incidents().into_iter().find(|i| f(i));
+    let wait = Duration::from_secs(40);
+    let incident = wait_for("a delivery incident", wait, || {
+        find(&|i| i["control"] == "delivery")
+    });
     assert_eq!(incident["subject"], "soc-hook");
     assert_eq!(incident["state"], "open");
     assert!(
@@ -147,22 +147,12 @@ sinks = ["soc-hook"]
         "{incident}"
     );
     // live incidents: the skewed clock, and the expected source gone silent
-    let find = |control: &str| -> Option<serde_json::Value> {
-        let (_, text) = s.curl(Some(&reviewer), &[&s.url("/v1/controls")]);
-        let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
-        list.into_iter().find(|i| i["control"] == control)
-    };
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let (skewed, silent) = loop {
-        if let (Some(a), Some(b)) = (find("clock-skew"), find("silent-source")) {
-            break (a, b);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no clock-skew and silent-source incidents"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let skewed = wait_for("a clock-skew incident", wait, || {
+        find(&|i| i["control"] == "clock-skew")
+    });
+    let silent = wait_for("a silent-source incident", wait, || {
+        find(&|i| i["control"] == "silent-source")
+    });
     assert!(
         skewed["subject"]
             .as_str()
@@ -181,45 +171,27 @@ sinks = ["soc-hook"]
     // the source sends again: serve closes the incident with the evidence
     let (code, text) = s.post_json(&s.token, "/v1/ingest/app", &app_event());
     assert_eq!(code, 200, "{text}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, text) = s.curl(Some(&reviewer), &[&s.url("/v1/controls")]);
-        let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
-        let i = list.into_iter().find(|i| i["id"] == silent["id"]).unwrap();
-        if i["state"] == "closed" {
-            assert!(
-                i["remediation"].as_str().unwrap().contains("sent again"),
-                "{i}"
-            );
-            assert_eq!(i["closed_by"], "trailwarden");
-            assert!(
-                i["end"].is_string() && i["duration_seconds"].as_i64().unwrap() >= 0,
-                "{i}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "silent-source incident not closed: {i}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let closed = wait_for("the silent-source incident closed", wait, || {
+        find(&|i| i["id"] == silent["id"] && i["state"] == "closed")
+    });
+    assert!(
+        closed["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("sent again"),
+        "{closed}"
+    );
+    assert_eq!(closed["closed_by"], "trailwarden");
+    assert!(
+        closed["end"].is_string() && closed["duration_seconds"].as_i64().unwrap() >= 0,
+        "{closed}"
+    );
     // and quiet again past 3 s: a new incident, not the closed one reopened
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, text) = s.curl(Some(&reviewer), &[&s.url("/v1/controls")]);
-        let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
-        if list.iter().any(|i| {
+    wait_for("a second silent-source incident", wait, || {
+        find(&|i| {
             i["control"] == "silent-source" && i["state"] == "open" && i["id"] != silent["id"]
-        }) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no second silent-source incident: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        })
+    });
     // past the 1 s SLAs by now; an overdue alert gets an assignee (recorded), and serve
     // escalates what is overdue
     let (code, text) = s.curl(Some(&reviewer), &[&s.url("/v1/alerts?limit=10000")]);
@@ -240,25 +212,16 @@ sinks = ["soc-hook"]
         "{\"assignee\":\"alice\"}",
     );
     assert_eq!(code, 200, "{text}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_for("the escalation of the assigned alert", wait, || {
         let (_, text) = s.curl(
             Some(&reviewer),
             &[&s.url("/v1/alerts?rule_id=trailwarden-overdue")],
         );
         let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
-        if list
-            .iter()
+        list.iter()
             .any(|a| a["group_key"] == format!("overdue|{exec_id}"))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no escalation of alert {exec_id}: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+            .then_some(())
+    });
 
     // 3. reviews: day 0 signed, day 1 unsigned, day 2 never generated, today generated
     let mut hashes = std::collections::BTreeMap::new();
