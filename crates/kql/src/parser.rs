@@ -848,8 +848,26 @@ impl<'a> Parser<'a> {
                 let r = self.additive()?;
                 Ok(Expr::Str(StrOp::Regex, false, Box::new(l), Box::new(r), at))
             }
-            "has_any" | "has_all" | "has_any~" | "hasprefix_cs" | "hassuffix_cs" | "like"
-            | "notlike" | "contains_any" => Err(KqlError::unsupported(self.text, at, &word, "")),
+            "has_any" | "has_all" => {
+                // `x has_any ("a", "b")` / `x has_all (dynamic([…]))`: an internal call the
+                // lowering expands (a dynamic array contributes its elements)
+                self.bump();
+                self.expect_sym("(")?;
+                let mut args = vec![l];
+                if !self.is_sym(")") {
+                    loop {
+                        args.push(self.expr()?);
+                        if !self.eat_sym(",") {
+                            break;
+                        }
+                    }
+                }
+                self.expect_sym(")")?;
+                Ok(Expr::Call(format!("${word}"), args, at))
+            }
+            "has_any~" | "hasprefix_cs" | "hassuffix_cs" | "like" | "notlike" | "contains_any" => {
+                Err(KqlError::unsupported(self.text, at, &word, ""))
+            }
             _ => Ok(l),
         }
     }

@@ -1257,6 +1257,58 @@ impl<'e> Lowerer<'e> {
         })
     }
 
+    /// `x has_any (…)` / `x has_all (…)`: `has` of each term (a dynamic array literal, or a
+    /// `let` bound to one, contributes its elements), or-ed / and-ed. An empty list matches
+    /// nothing (`has_any`) or everything (`has_all`), as in Kusto.
+    fn has_list(
+        &mut self,
+        args: &[ast::Expr],
+        all: bool,
+        at: usize,
+        f: &Frame,
+    ) -> R<(Expr, KType)> {
+        let Some((x, terms)) = args.split_first() else {
+            return Err(QueryError::semantic(
+                self.text,
+                at,
+                "has_any needs a value".to_string(),
+            ));
+        };
+        let (v, t) = self.expr(x, f)?;
+        let v = self.to_string_expr(v, t);
+        let mut items = Vec::new();
+        for term in terms {
+            let (e, et) = self.expr(term, f)?;
+            if et == KType::Dynamic {
+                if let Some(ScalarValue::Utf8(Some(j))) = literal(&e) {
+                    if let Some(elems) = crate::json::elements(j) {
+                        for el in elems {
+                            items.push(lit(crate::json::to_string(el).unwrap_or_default()));
+                        }
+                        continue;
+                    }
+                }
+                return Err(QueryError::semantic(
+                    self.text,
+                    term.at(),
+                    "has_any/has_all take scalars or a dynamic array literal (or a let bound to one)"
+                        .to_string(),
+                ));
+            }
+            items.push(self.to_string_expr(e, et));
+        }
+        let mut out: Option<Expr> = None;
+        for i in items {
+            let one = self.call("kql_has", vec![v.clone(), i]);
+            out = Some(match out {
+                None => one,
+                Some(acc) if all => acc.and(one),
+                Some(acc) => acc.or(one),
+            });
+        }
+        Ok((out.unwrap_or_else(|| lit(all)), KType::Bool))
+    }
+
     /// Append one step to a dynamic path, fusing chains into one `kql_dyn_path` call.
     ///
     /// A path into `parse_json(text)` walks the text itself: `parse_json` would validate and
@@ -1552,6 +1604,13 @@ impl<'e> Lowerer<'e> {
         at: usize,
         f: &Frame,
     ) -> R<(Expr, KType)> {
+        if let Some(all) = match name {
+            "$has_any" => Some(false),
+            "$has_all" => Some(true),
+            _ => None,
+        } {
+            return self.has_list(args, all, at, f);
+        }
         let mut lowered = Vec::new();
         let needs_args = !matches!(name, "now" | "ago");
         if needs_args {
