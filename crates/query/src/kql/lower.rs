@@ -13,7 +13,7 @@ use crate::QueryError;
 use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, TimeUnit};
 use datafusion::common::{Column, JoinType, ScalarValue, UnnestOptions};
 use datafusion::functions::core::expr_fn::{coalesce, get_field};
-use datafusion::functions::datetime::expr_fn::{date_bin, date_trunc};
+use datafusion::functions::datetime::expr_fn::{date_bin, date_part, date_trunc};
 use datafusion::functions::math::expr_fn::{abs, floor, round};
 use datafusion::functions::string::expr_fn::{concat, lower as sql_lower, upper};
 use datafusion::functions::unicode::expr_fn::{character_length, substr, substring};
@@ -1257,6 +1257,39 @@ impl<'e> Lowerer<'e> {
         })
     }
 
+    /// The `part` argument of datetime_add / datetime_diff: a constant Kusto part name.
+    fn date_part_arg(&self, e: &Expr, at: usize) -> R<String> {
+        let Some(ScalarValue::Utf8(Some(p))) = literal(e) else {
+            return Err(QueryError::semantic(
+                self.text,
+                at,
+                "the date part must be a constant string ('day', 'month', …)".to_string(),
+            ));
+        };
+        let p = p.to_ascii_lowercase();
+        const PARTS: [&str; 11] = [
+            "year",
+            "quarter",
+            "month",
+            "week",
+            "day",
+            "hour",
+            "minute",
+            "second",
+            "millisecond",
+            "microsecond",
+            "nanosecond",
+        ];
+        if !PARTS.contains(&p.as_str()) {
+            return Err(QueryError::semantic(
+                self.text,
+                at,
+                format!("date part {p:?}: one of {}", PARTS.join(", ")),
+            ));
+        }
+        Ok(p)
+    }
+
     /// `x has_any (…)` / `x has_all (…)`: `has` of each term (a dynamic array literal, or a
     /// `let` bound to one, contributes its elements), or-ed / and-ed. An empty list matches
     /// nothing (`has_any`) or everything (`has_all`), as in Kusto.
@@ -1909,6 +1942,80 @@ impl<'e> Lowerer<'e> {
                     KType::DateTime,
                 )
             }
+            "startofweek" => {
+                argc(1..=1)?;
+                let (v, t) = lowered.remove(0);
+                if t != KType::DateTime {
+                    return self.err(at, "startofweek() takes a datetime");
+                }
+                (start_of_week(v), KType::DateTime)
+            }
+            "datetime_add" => {
+                argc(3..=3)?;
+                let part = self.date_part_arg(&lowered[0].0, at)?;
+                let Some(n) = literal_i64(&lowered[1].0) else {
+                    return self.unsupported(
+                        at,
+                        "datetime_add() with an amount that is not a constant",
+                        "add a timespan: dt + amount * 1d",
+                    );
+                };
+                let (v, t) = lowered.remove(2);
+                if t != KType::DateTime {
+                    return self.err(at, "datetime_add() takes a datetime as its third argument");
+                }
+                let iv = match part.as_str() {
+                    "year" => IntervalMonthDayNano::new(12 * n as i32, 0, 0),
+                    "quarter" => IntervalMonthDayNano::new(3 * n as i32, 0, 0),
+                    "month" => IntervalMonthDayNano::new(n as i32, 0, 0),
+                    "week" => IntervalMonthDayNano::new(0, 7 * n as i32, 0),
+                    "day" => IntervalMonthDayNano::new(0, n as i32, 0),
+                    p => IntervalMonthDayNano::new(0, 0, n.saturating_mul(unit_ns(p))),
+                };
+                (
+                    cast(
+                        v + lit(ScalarValue::IntervalMonthDayNano(Some(iv))),
+                        datetime_type(),
+                    ),
+                    KType::DateTime,
+                )
+            }
+            "datetime_diff" => {
+                argc(3..=3)?;
+                let part = self.date_part_arg(&lowered[0].0, at)?;
+                let (b, bt) = lowered.remove(2);
+                let (a, at_) = lowered.remove(1);
+                if at_ != KType::DateTime || bt != KType::DateTime {
+                    return self.err(at, "datetime_diff() takes a part and two datetimes");
+                }
+                // Kusto counts the boundaries of `part` crossed between the two
+                let p = |x: Expr, what: &str| {
+                    cast(date_part(lit(what.to_string()), x), DataType::Int64)
+                };
+                let e = match part.as_str() {
+                    "year" => p(a, "year") - p(b, "year"),
+                    "quarter" => {
+                        (p(a.clone(), "year") * lit(4i64) + p(a, "quarter"))
+                            - (p(b.clone(), "year") * lit(4i64) + p(b, "quarter"))
+                    }
+                    "month" => {
+                        (p(a.clone(), "year") * lit(12i64) + p(a, "month"))
+                            - (p(b.clone(), "year") * lit(12i64) + p(b, "month"))
+                    }
+                    "week" => {
+                        (cast(start_of_week(a), DataType::Int64)
+                            - cast(start_of_week(b), DataType::Int64))
+                            / lit(7 * unit_ns("day"))
+                    }
+                    "nanosecond" => cast(a, DataType::Int64) - cast(b, DataType::Int64),
+                    unit => {
+                        let t =
+                            |x: Expr| cast(date_trunc(lit(unit.to_string()), x), DataType::Int64);
+                        (t(a) - t(b)) / lit(unit_ns(unit))
+                    }
+                };
+                (e, KType::Long)
+            }
             "abs" | "round" => {
                 argc(1..=2)?;
                 let (v, t) = lowered.remove(0);
@@ -1958,8 +2065,6 @@ impl<'e> Lowerer<'e> {
             | "parse_path"
             | "format_datetime"
             | "format_timespan"
-            | "datetime_add"
-            | "datetime_diff"
             | "dayofweek"
             | "hash"
             | "hash_sha256"
@@ -1987,6 +2092,44 @@ impl<'e> Lowerer<'e> {
             }
             _ => return self.err(at, format!("unknown function '{name}'")),
         })
+    }
+}
+
+/// Nanoseconds in one `part` (day and below).
+fn unit_ns(part: &str) -> i64 {
+    match part {
+        "day" => 86_400_000_000_000,
+        "hour" => 3_600_000_000_000,
+        "minute" => 60_000_000_000,
+        "second" => 1_000_000_000,
+        "millisecond" => 1_000_000,
+        "microsecond" => 1_000,
+        _ => 1,
+    }
+}
+
+/// Kusto's weeks start on Sunday (DataFusion's `date_trunc('week')` on Monday).
+fn start_of_week(v: Expr) -> Expr {
+    let day = lit(ScalarValue::IntervalMonthDayNano(Some(
+        IntervalMonthDayNano::new(0, 1, 0),
+    )));
+    cast(
+        cast(date_trunc(lit("week"), v + day.clone()), datetime_type()) - day,
+        datetime_type(),
+    )
+}
+
+/// A constant integer (a negative one lowers to a negated literal).
+fn literal_i64(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Literal(v, _) => match v {
+            ScalarValue::Int64(Some(n)) => Some(*n),
+            ScalarValue::Int32(Some(n)) => Some(i64::from(*n)),
+            _ => None,
+        },
+        Expr::Negative(x) => literal_i64(x).map(|n| -n),
+        Expr::Cast(c) => literal_i64(&c.expr),
+        _ => None,
     }
 }
 
