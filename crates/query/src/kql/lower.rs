@@ -15,7 +15,10 @@ use datafusion::common::{Column, JoinType, ScalarValue, UnnestOptions};
 use datafusion::functions::core::expr_fn::{coalesce, get_field};
 use datafusion::functions::datetime::expr_fn::{date_bin, date_part, date_trunc};
 use datafusion::functions::math::expr_fn::{abs, floor, round};
-use datafusion::functions::string::expr_fn::{concat, lower as sql_lower, upper};
+use datafusion::functions::regex::expr_fn::regexp_replace;
+use datafusion::functions::string::expr_fn::{
+    concat, lower as sql_lower, replace as sql_replace, upper,
+};
 use datafusion::functions::unicode::expr_fn::{character_length, substr, substring};
 use datafusion::functions_aggregate::expr_fn as agg;
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -1942,6 +1945,39 @@ impl<'e> Lowerer<'e> {
                     KType::DateTime,
                 )
             }
+            "replace_string" => {
+                // replace_string(text, lookup, rewrite): every occurrence, literally
+                argc(3..=3)?;
+                let mut v: Vec<Expr> = lowered
+                    .into_iter()
+                    .map(|(e, t)| self.to_string_expr(e, t))
+                    .collect();
+                let (text, lookup, rewrite) = (v.remove(0), v.remove(0), v.remove(0));
+                (sql_replace(text, lookup, rewrite), KType::String)
+            }
+            "replace_regex" | "replace" => {
+                // replace_regex(text, regex, rewrite); the legacy replace(regex, rewrite, text).
+                // Every match is replaced; \1 in the rewrite is the first group, as in Kusto.
+                argc(3..=3)?;
+                let mut v: Vec<Expr> = lowered
+                    .into_iter()
+                    .map(|(e, t)| self.to_string_expr(e, t))
+                    .collect();
+                let (text, re, rewrite) = if name == "replace" {
+                    let re = v.remove(0);
+                    let rewrite = v.remove(0);
+                    (v.remove(0), re, rewrite)
+                } else {
+                    (v.remove(0), v.remove(0), v.remove(0))
+                };
+                if literal(&re).is_none() {
+                    return self.err(at, format!("{name}() needs a constant regex"));
+                }
+                (
+                    regexp_replace(text, re, rewrite, Some(lit("g"))),
+                    KType::String,
+                )
+            }
             "startofweek" => {
                 argc(1..=1)?;
                 let (v, t) = lowered.remove(0);
@@ -2070,8 +2106,6 @@ impl<'e> Lowerer<'e> {
             | "hash_sha256"
             | "base64_decode_tostring"
             | "base64_encode_tostring"
-            | "replace_string"
-            | "replace_regex"
             | "trim"
             | "reverse"
             | "indexof"
