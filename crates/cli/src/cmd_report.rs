@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use trailwarden_compliance::check::{self, Options};
-use trailwarden_compliance::report::{self, ServerFacts};
+use trailwarden_compliance::report;
 use trailwarden_ledger::proof;
 use trailwarden_ledger::reader::LedgerReader;
 use trailwarden_ledger::LedgerError;
@@ -66,13 +66,7 @@ pub fn run(cli: &Cli, cmd: &ReportCmd) -> Result<u8> {
     let mut review = trailwarden_compliance::review::ReviewConfig::default();
     if let Some(c) = &a.config {
         let (cfg, _) = trailwarden_server::Config::load(Some(c), &crate::cmd_serve::env_vars())?;
-        server = Some(ServerFacts {
-            detection: cfg.detection.enabled,
-            routes: cfg.alerting.routes.len(),
-            sinks: cfg.alerting.sinks.iter().map(|s| s.name.clone()).collect(),
-            verify_interval_ns: cfg.verify_interval_ns().unwrap_or(0),
-            periodic_reviews: cfg.review.periodic.iter().map(|p| p.name.clone()).collect(),
-        });
+        server = Some(cfg.report_facts());
         review = cfg.review.clone();
         files.push(c.clone());
     }
@@ -85,12 +79,9 @@ pub fn run(cli: &Cli, cmd: &ReportCmd) -> Result<u8> {
             }
         }
     }
-    let mut roles: std::collections::BTreeMap<String, u64> = Default::default();
-    if let Ok(t) = trailwarden_server::tokens::TokenStore::open(&cli.data_dir) {
-        for e in t.entries().iter().filter(|e| e.revoked.is_none()) {
-            *roles.entry(e.role.as_str().to_string()).or_default() += 1;
-        }
-    }
+    let roles = trailwarden_server::tokens::TokenStore::open(&cli.data_dir)
+        .map(|t| t.count_by_role())
+        .unwrap_or_default();
     // take the ledger first: the report's hash must be recorded
     let (mut l, _) = match store::open_writer(cli, "report pci") {
         Ok(x) => x,
@@ -112,7 +103,7 @@ pub fn run(cli: &Cli, cmd: &ReportCmd) -> Result<u8> {
         &checks,
         server,
         &review,
-        roles.into_iter().collect(),
+        roles,
         &store::subject(),
         cli.anchor_dir.as_deref(),
     )?;

@@ -196,18 +196,9 @@ impl SourceWatch {
                 }
             }
             let quiet = now - w.last;
-            let expected = s
-                .expected
-                .iter()
-                .find(|(g, _)| trailwarden_model::pci::glob_match(g, src))
-                .map(|(_, d)| *d);
-            let learned = (w.gaps.len() >= 20).then(|| {
-                let mut g: Vec<i64> = w.gaps.iter().copied().collect();
-                g.sort_unstable();
-                let p95 = g[((g.len() - 1) as f64 * 0.95).round() as usize];
-                ((p95 as f64 * s.silence_multiple) as i64).max(s.silence_min)
-            });
-            if let Some(limit) = expected.or(learned) {
+            if let Some((limit, expected)) =
+                s.silence_threshold(src, w.gaps.iter().copied().collect())
+            {
                 if quiet > limit && !w.silent {
                     w.silent = true;
                     out.push((
@@ -219,7 +210,7 @@ impl SourceWatch {
                             Timestamp(w.last),
                             quiet / 1_000_000_000,
                             limit / 1_000_000_000,
-                            if expected.is_some() {
+                            if expected {
                                 "configured"
                             } else {
                                 "learned from its usual gap"

@@ -122,9 +122,9 @@ pub fn parse_offset(s: &str) -> Result<i64, ComplianceError> {
 pub struct Settings {
     offset_s: i64,
     sla: BTreeMap<String, i64>,
-    pub(crate) silence_multiple: f64,
-    pub(crate) silence_min: i64,
-    pub(crate) expected: Vec<(String, i64)>,
+    silence_multiple: f64,
+    silence_min: i64,
+    expected: Vec<(String, i64)>,
     pub(crate) skew: i64,
     pub(crate) allowance: i64,
     /// Sign-off due this long after a period's end.
@@ -132,6 +132,26 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// How long `source` may stay silent, and whether that is configured (`expected_sources`)
+    /// rather than learned: `silence_multiple` × the 95th percentile of its `gaps` (ns, at least
+    /// 20 of them), and at least `silence_min`. `None`: nothing configured, too little to learn.
+    pub(crate) fn silence_threshold(
+        &self,
+        source: &str,
+        mut gaps: Vec<i64>,
+    ) -> Option<(i64, bool)> {
+        if let Some((_, d)) = self.expected.iter().find(|(g, _)| glob_match(g, source)) {
+            return Some((*d, true));
+        }
+        if gaps.len() < 20 {
+            return None;
+        }
+        gaps.sort_unstable();
+        let usual = percentile(&gaps, 0.95);
+        let learned = ((usual as f64) * self.silence_multiple) as i64;
+        Some((learned.max(self.silence_min), false))
+    }
+
     /// Time to resolve an alert per level (ns).
     pub fn sla_ns(&self) -> &BTreeMap<String, i64> {
         &self.sla
@@ -732,21 +752,9 @@ pub fn generate(
             continue;
         };
         ts.sort_unstable();
-        let mut gaps: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
-        let expected = s
-            .expected
-            .iter()
-            .find(|(g, _)| glob_match(g, &src))
-            .map(|(_, d)| *d);
-        gaps.sort_unstable();
-        let learned = (gaps.len() >= 20).then(|| {
-            let usual = percentile(&gaps, 0.95);
-            ((usual as f64) * s.silence_multiple) as i64
-        });
-        let threshold = match (expected, learned) {
-            (Some(e), _) => e,
-            (None, Some(l)) => l.max(s.silence_min),
-            (None, None) => continue,
+        let gaps: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
+        let Some((threshold, expected)) = s.silence_threshold(&src, gaps) else {
+            continue;
         };
         // silences overlapping the period, the one running at its end included
         let mut bounds: Vec<i64> = ts.clone();
@@ -768,7 +776,7 @@ pub fn generate(
                             ""
                         },
                         fmt_dur(threshold),
-                        if expected.is_some() {
+                        if expected {
                             "configured"
                         } else {
                             "learned: a multiple of its usual gap"

@@ -2,9 +2,11 @@
 //! (`/v1/controls`) and the Req 10 evidence report (`/v1/reports/pci`). The work is done by
 //! `trailwarden-compliance`; this is the HTTP edge (auth, audit of every read, the writer for
 //! ledger records).
+// handlers answer early with a `Response` as their error, like the rest of the HTTP edge
+#![allow(clippy::result_large_err)]
 
 use crate::auth::Permission;
-use crate::http::{audited, authorize, error, AppState, ConnInfo};
+use crate::http::{audited, authorize, error, parse_id, AppState, ConnInfo};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -19,6 +21,16 @@ use trailwarden_compliance::{controls, render, ComplianceError};
 use trailwarden_model::{RecordKind, Timestamp};
 
 type St = State<Arc<AppState>>;
+
+/// A JSON body, or a 400 naming what was wrong and the shape `expected`.
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes, expected: &str) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("body: {e} (expected {expected})"),
+        )
+    })
+}
 
 fn compliance_error(e: ComplianceError) -> Response {
     match e {
@@ -176,14 +188,12 @@ pub async fn reviews_generate(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let b: GenerateBody = match serde_json::from_slice(&body) {
+    let b: GenerateBody = match json_body(
+        &body,
+        r#"{"date": "YYYY-MM-DD", "kind": "daily", "days": 1, "replace": false}"#,
+    ) {
         Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("body: {e} (expected {{\"date\": \"YYYY-MM-DD\", \"kind\": \"daily\", \"days\": 1, \"replace\": false}})"),
-            )
-        }
+        Err(r) => return r,
     };
     let s2 = s.clone();
     let by = p.subject.clone();
@@ -233,14 +243,9 @@ pub async fn reviews_sign_off(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let b: SignOffBody = match serde_json::from_slice(&body) {
+    let b: SignOffBody = match json_body(&body, r#"{"note": "…"}"#) {
         Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("body: {e} (expected {{\"note\": \"…\"}})"),
-            )
-        }
+        Err(r) => return r,
     };
     let (dir, id2, note) = (s.data_dir.clone(), id.clone(), b.note.clone());
     let row = match blocking(move || ReviewStore::open(&dir)?.check_sign_off(&id2, &note)).await {
@@ -339,22 +344,17 @@ pub async fn controls_note(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let Ok(id) = id.parse::<i64>() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("incident id {id:?} is not a number"),
-        );
+    let id = match parse_id(&id) {
+        Ok(i) => i,
+        Err(r) => return r,
     };
-    let b: SignOffBody = match serde_json::from_slice::<SignOffBody>(&body) {
-        Ok(b) if !b.note.trim().is_empty() => b,
-        Ok(_) => return error(StatusCode::BAD_REQUEST, "the remediation note is required"),
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("body: {e} (expected {{\"note\": \"…\"}})"),
-            )
-        }
+    let b: SignOffBody = match json_body(&body, r#"{"note": "…"}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
     };
+    if b.note.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "the remediation note is required");
+    }
     let alert = {
         let store = crate::lock(&s.alerts);
         store.get(id)
@@ -439,21 +439,12 @@ pub async fn reports_pci(
         );
     }
     let cfg = &s.cfg;
-    let facts = trailwarden_compliance::report::ServerFacts {
-        detection: cfg.detection.enabled,
-        routes: cfg.alerting.routes.len(),
-        sinks: cfg.alerting.sinks.iter().map(|k| k.name.clone()).collect(),
-        verify_interval_ns: cfg.verify_interval_ns().unwrap_or(0),
-        periodic_reviews: cfg.review.periodic.iter().map(|r| r.name.clone()).collect(),
-    };
+    let facts = cfg.report_facts();
     let (dir, by, rcfg) = (s.data_dir.clone(), p.subject.clone(), cfg.review.clone());
     let report = match blocking(move || {
-        let mut roles: std::collections::BTreeMap<String, u64> = Default::default();
-        if let Ok(t) = crate::tokens::TokenStore::open(&dir) {
-            for e in t.entries().iter().filter(|e| e.revoked.is_none()) {
-                *roles.entry(e.role.as_str().to_string()).or_default() += 1;
-            }
-        }
+        let roles = crate::tokens::TokenStore::open(&dir)
+            .map(|t| t.count_by_role())
+            .unwrap_or_default();
         trailwarden_compliance::report::assemble(
             &dir,
             from,
@@ -461,7 +452,7 @@ pub async fn reports_pci(
             &[],
             Some(facts),
             &rcfg,
-            roles.into_iter().collect(),
+            roles,
             &by,
             None,
         )
@@ -541,22 +532,17 @@ pub async fn alerts_assign(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let Ok(id) = id.parse::<i64>() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("alert id {id:?} is not a number"),
-        );
+    let id = match parse_id(&id) {
+        Ok(i) => i,
+        Err(r) => return r,
     };
-    let b: AssignBody = match serde_json::from_slice::<AssignBody>(&body) {
-        Ok(b) if !b.assignee.trim().is_empty() => b,
-        Ok(_) => return error(StatusCode::BAD_REQUEST, "assignee is empty"),
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("body: {e} (expected {{\"assignee\": \"…\", \"due\": \"RFC 3339\"}})"),
-            )
-        }
+    let b: AssignBody = match json_body(&body, r#"{"assignee": "…", "due": "RFC 3339"}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
     };
+    if b.assignee.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "assignee is empty");
+    }
     let due = match &b.due {
         None => None,
         Some(d) => match Timestamp::parse(d) {

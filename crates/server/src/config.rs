@@ -426,6 +426,22 @@ impl Config {
         Ok(())
     }
 
+    /// What the Requirement 10 report cites from this configuration.
+    pub fn report_facts(&self) -> trailwarden_compliance::report::ServerFacts {
+        trailwarden_compliance::report::ServerFacts {
+            detection: self.detection.enabled,
+            routes: self.alerting.routes.len(),
+            sinks: self.alerting.sinks.iter().map(|k| k.name.clone()).collect(),
+            verify_interval_ns: self.verify_interval_ns().unwrap_or(0),
+            periodic_reviews: self
+                .review
+                .periodic
+                .iter()
+                .map(|r| r.name.clone())
+                .collect(),
+        }
+    }
+
     /// The dedup window in nanoseconds.
     pub fn dedup_window_ns(&self) -> Option<i64> {
         trailwarden_detect::correlation::parse_timespan(&self.detection.dedup_window)

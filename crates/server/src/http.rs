@@ -792,7 +792,7 @@ async fn alerts_list(
     axum::Json(json!(list)).into_response()
 }
 
-fn parse_id(id: &str) -> Result<i64, Response> {
+pub(crate) fn parse_id(id: &str) -> Result<i64, Response> {
     id.parse::<i64>().map_err(|_| {
         error(
             StatusCode::BAD_REQUEST,

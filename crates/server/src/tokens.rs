@@ -83,6 +83,15 @@ impl TokenStore {
         &self.entries
     }
 
+    /// Tokens in force (not revoked) per role name — evidence for PCI DSS 10.1.2 / 10.3.1.
+    pub fn count_by_role(&self) -> Vec<(String, u64)> {
+        let mut m: std::collections::BTreeMap<String, u64> = Default::default();
+        for e in self.entries.iter().filter(|e| e.revoked.is_none()) {
+            *m.entry(e.role.as_str().to_string()).or_default() += 1;
+        }
+        m.into_iter().collect()
+    }
+
     /// Create a token; returns it (shown once) and its entry. The file is written before the
     /// token is returned.
     pub fn create(
