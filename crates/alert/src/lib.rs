@@ -253,6 +253,10 @@ pub struct Filter {
     pub min_level: Option<String>,
     /// Only this rule id.
     pub rule_id: Option<String>,
+    /// Only alerts raised by events of this namespace.
+    pub namespace: Option<String>,
+    /// Only alerts assigned to this person (`-`: only unassigned ones).
+    pub assignee: Option<String>,
     /// At most this many (newest first).
     pub limit: Option<usize>,
 }
@@ -474,6 +478,13 @@ impl AlertStore {
             if (!f.status.is_empty() && !f.status.contains(&a.status))
                 || min.is_some_and(|m| level_rank(&a.level) < m)
                 || f.rule_id.as_ref().is_some_and(|r| *r != a.rule_id)
+                || f.namespace
+                    .as_ref()
+                    .is_some_and(|n| a.namespace.as_ref() != Some(n))
+                || f.assignee.as_ref().is_some_and(|who| match who.as_str() {
+                    "-" => a.assignee.is_some(),
+                    _ => a.assignee.as_ref() != Some(who),
+                })
             {
                 continue;
             }
@@ -483,6 +494,30 @@ impl AlertStore {
             }
         }
         Ok(out)
+    }
+
+    /// Per rule: how many alerts it raised and when the newest was raised (ns), newest first.
+    pub fn rule_activity(&self) -> Result<Vec<(String, u64, i64)>, AlertError> {
+        let db = self.db();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT rule_id, COUNT(*), MAX(created_at) FROM alerts
+                 GROUP BY rule_id ORDER BY MAX(created_at) DESC",
+            )
+            .map_err(&db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get(2)?,
+                ))
+            })
+            .map_err(&db)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&db)?;
+        Ok(rows)
     }
 
     /// One alert with its history.

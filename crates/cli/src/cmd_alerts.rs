@@ -75,6 +75,12 @@ pub struct ListArgs {
     /// Only alerts of this rule id.
     #[arg(long)]
     pub rule: Option<String>,
+    /// Only alerts raised by events of this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only alerts assigned to this person (`-`: only unassigned ones).
+    #[arg(long)]
+    pub assignee: Option<String>,
     /// At most this many.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -194,6 +200,8 @@ fn list(cli: &Cli, a: &ListArgs) -> Result<u8> {
         status: a.status.clone(),
         min_level: a.level.clone(),
         rule_id: a.rule.clone(),
+        namespace: a.namespace.clone(),
+        assignee: a.assignee.clone(),
         limit: a.limit,
     })?;
     if let Some(w) =

@@ -114,10 +114,16 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
     let data_dir = cfg.data_dir.clone().unwrap_or_else(|| cli.data_dir.clone());
     let opts = store::writer_options(cli, "serve")?;
     let shutdown = std::future::pending::<()>();
-    let r = trailwarden_server::serve(
+    #[cfg(feature = "ui")]
+    let mount = Some(trailwarden_ui::mount());
+    #[cfg(not(feature = "ui"))]
+    let mount = None;
+    let ui_on = mount.is_some() && cfg.ui.enabled;
+    let r = trailwarden_server::serve_with(
         cfg,
         data_dir.clone(),
         opts,
+        mount,
         |s| {
             for w in &s.warnings {
                 eprintln!("warning: {w}");
@@ -129,6 +135,12 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
                 data_dir.display(),
                 s.ledger_size
             );
+            if ui_on {
+                eprintln!(
+                    "web UI at {}://{}/ui/ (sign in with a token)",
+                    s.scheme, s.http
+                );
+            }
             if let Some((crt, created)) = &s.tls_cert {
                 eprintln!(
                     "TLS certificate {}{} sha256 {}",

@@ -181,6 +181,11 @@ impl Metrics {
         }
     }
 
+    /// Rule matches per rule id since the start.
+    pub fn rule_match_totals(&self) -> BTreeMap<String, u64> {
+        self.lock().rule_matches.clone()
+    }
+
     /// Count an HTTP answer.
     pub fn http(&self, route: &str, code: u16) {
         *self

@@ -6,7 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 use crate::auth::Permission;
-use crate::http::{audited, authorize, error, parse_id, AppState, ConnInfo};
+use crate::http::{audited, authorize, error, json_body, parse_id, AppState, ConnInfo};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -21,16 +21,6 @@ use trailwarden_compliance::{controls, render, ComplianceError};
 use trailwarden_model::{RecordKind, Timestamp};
 
 type St = State<Arc<AppState>>;
-
-/// A JSON body, or a 400 naming what was wrong and the shape `expected`.
-fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes, expected: &str) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("body: {e} (expected {expected})"),
-        )
-    })
-}
 
 fn compliance_error(e: ComplianceError) -> Response {
     match e {
@@ -571,4 +561,87 @@ pub async fn alerts_assign(
         Ok(()) => axum::Json(json!({"id": id, "assignee": b.assignee, "due_at": due.map(Timestamp), "ledger_index": index})).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("recorded as ledger record {index}, but: {e}")),
     }
+}
+
+/// Body of `POST /v1/check`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    /// The file's name (its extension and contents say what it is).
+    file: String,
+    /// Its contents.
+    text: String,
+    /// Namespaces of the cardholder-data environment (default: `payments`).
+    #[serde(default)]
+    cde_namespaces: Option<Vec<String>>,
+}
+
+fn check_options(cde: Option<Vec<String>>) -> trailwarden_compliance::check::Options {
+    let mut o = trailwarden_compliance::check::Options::default();
+    if let Some(n) = cde.filter(|n| !n.is_empty()) {
+        o.cde_namespaces = n;
+    }
+    o
+}
+
+/// `GET /v1/check` (viewer): the posture checks of `trailwarden check` over the configuration
+/// this server runs with.
+pub async fn check_running(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+) -> Response {
+    let p = match authorize(&s, &c, &h, Permission::Read, "check", "/v1/check") {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let text = match toml::to_string(&s.cfg) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let report = match trailwarden_compliance::check::check_text(
+        "trailwarden.toml (running)",
+        &text,
+        &check_options(None),
+    ) {
+        Ok(r) => r,
+        Err(e) => return compliance_error(e),
+    };
+    if let Err(r) = audited(&s, &p, &c, "check", "running configuration".into(), 0).await {
+        return r;
+    }
+    axum::Json(json!([report])).into_response()
+}
+
+/// `POST /v1/check` (viewer): check one file sent in the body (an audit policy, an API server
+/// manifest or flags, AKS diagnostic settings, a trailwarden configuration).
+pub async fn check_file(
+    State(s): St,
+    Extension(c): Extension<ConnInfo>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = match authorize(&s, &c, &h, Permission::Read, "check", "/v1/check") {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let b: CheckBody = match json_body(
+        &body,
+        "{\"file\": \"audit-policy.yaml\", \"text\": \"…\", \"cde_namespaces\": [\"payments\"]}",
+    ) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let report = match trailwarden_compliance::check::check_text(
+        &b.file,
+        &b.text,
+        &check_options(b.cde_namespaces),
+    ) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    if let Err(r) = audited(&s, &p, &c, "check", format!("file {}", b.file), 0).await {
+        return r;
+    }
+    axum::Json(json!(report)).into_response()
 }

@@ -32,6 +32,30 @@ pub struct Config {
     /// Log reviews (10.4): period time zone, alert SLAs, silent sources, clock skew, sign-off
     /// delay, periodic reviews of other logs.
     pub review: trailwarden_compliance::review::ReviewConfig,
+    /// The web UI at `/ui/`.
+    pub ui: Ui,
+}
+
+/// `[ui]`: the web UI served next to the API.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ui {
+    /// Serve it (`false`: the API only).
+    pub enabled: bool,
+    /// Sign a session out after this many minutes without a request (PCI DSS 8.2.8: at most 15).
+    pub idle_timeout_minutes: u64,
+    /// Sign a session out after this many hours whatever happens.
+    pub session_max_hours: u64,
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        Ui {
+            enabled: true,
+            idle_timeout_minutes: 15,
+            session_max_hours: 12,
+        }
+    }
 }
 
 /// `[http]`.
@@ -358,6 +382,11 @@ impl Config {
     /// Check the values that types alone do not.
     pub fn check(&self) -> Result<(), ServerError> {
         let bad = |m: String| Err(ServerError::Config(m));
+        if self.ui.idle_timeout_minutes == 0 || self.ui.session_max_hours == 0 {
+            return bad(
+                "ui.idle_timeout_minutes and ui.session_max_hours must be at least 1".into(),
+            );
+        }
         let addr: std::net::SocketAddr = match self.http.listen.parse() {
             Ok(a) => a,
             Err(_) => return bad(format!("http.listen {:?} is not IP:PORT", self.http.listen)),

@@ -33,6 +33,21 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Subject CN of a verified client certificate.
     pub cert_cn: Option<String>,
+    /// The caller as the web UI's session established it. Set only by the UI on the requests it
+    /// makes to the API on a signed-in user's behalf (never taken from anything the client
+    /// sends), so a UI page and the API answer the same question with the same rules.
+    pub session: Option<Principal>,
+}
+
+impl ConnInfo {
+    /// The interface recorded in access records: `ui` for the web UI's requests, else `api`.
+    pub fn interface(&self) -> &'static str {
+        if self.session.is_some() {
+            "ui"
+        } else {
+            "api"
+        }
+    }
 }
 
 /// The last verification run.
@@ -78,6 +93,8 @@ pub struct AppState {
     pub verify_running: tokio::sync::Mutex<()>,
     /// The classifier for ingest.
     pub classifier: Classifier,
+    /// The rules detection runs (Sigma and scheduled), as `GET /v1/rules` lists them.
+    pub rules: Vec<Value>,
 }
 
 type St = State<Arc<AppState>>;
@@ -122,6 +139,21 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/controls/{id}/note",
             post(crate::compliance_api::controls_note),
         )
+        .route("/v1/tables", get(crate::admin_api::tables))
+        .route("/v1/rules", get(crate::admin_api::rules))
+        .route(
+            "/v1/tokens",
+            get(crate::admin_api::tokens_list).post(crate::admin_api::tokens_create),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            axum::routing::delete(crate::admin_api::tokens_revoke),
+        )
+        .route("/v1/config", get(crate::admin_api::config))
+        .route(
+            "/v1/check",
+            get(crate::compliance_api::check_running).post(crate::compliance_api::check_file),
+        )
         .fallback(fallback)
         .with_state(state)
 }
@@ -157,6 +189,13 @@ fn route_label(path: &str) -> &'static str {
         "/v1/controls" => "/v1/controls",
         "/v1/reports/pci" => "/v1/reports/pci",
         p if p.starts_with("/v1/controls/") => "/v1/controls/{id}/note",
+        "/v1/tables" => "/v1/tables",
+        "/v1/rules" => "/v1/rules",
+        "/v1/tokens" => "/v1/tokens",
+        p if p.starts_with("/v1/tokens/") => "/v1/tokens/{id}",
+        "/v1/config" => "/v1/config",
+        "/v1/check" => "/v1/check",
+        p if p.starts_with("/ui/") || p == "/ui" || p == "/" => "/ui",
         p if p.starts_with("/v1/reviews/") => "/v1/reviews/{id}",
         p if p.starts_with("/v1/ingest/") => "/v1/ingest/{endpoint}",
         p if p.starts_with("/v1/alerts/") => "/v1/alerts/{id}",
@@ -182,7 +221,7 @@ pub(crate) fn authorize(
         s.metrics.auth_failure(outcome);
         s.pipeline.access_nowait(Access {
             subject,
-            interface: "api".into(),
+            interface: conn.interface().into(),
             action: action.into(),
             target: format!("{resource} ({why})"),
             records: 0,
@@ -205,7 +244,11 @@ pub(crate) fn authorize(
         }
         r
     };
-    match s.auth.authenticate(authz, conn.cert_cn.as_deref()) {
+    let who = match &conn.session {
+        Some(p) => Ok(Some(p.clone())),
+        None => s.auth.authenticate(authz, conn.cert_cn.as_deref()),
+    };
+    match who {
         Ok(Some(p)) => {
             if p.role.allows(perm) {
                 Ok(p)
@@ -247,7 +290,7 @@ pub(crate) async fn audited(
     s.pipeline
         .access(Access {
             subject: p.subject.clone(),
-            interface: "api".into(),
+            interface: conn.interface().into(),
             action: action.into(),
             target,
             records,
@@ -704,6 +747,7 @@ async fn query(
         pipeline: s.pipeline.clone(),
         subject: p.subject.clone(),
         origin: c.peer.ip().to_string(),
+        interface: c.interface(),
     };
     query_api::spawn(job, ptx, ltx, permit);
     match prx.await {
@@ -738,6 +782,8 @@ struct AlertQuery {
     status: Option<String>,
     level: Option<String>,
     rule_id: Option<String>,
+    namespace: Option<String>,
+    assignee: Option<String>,
     limit: Option<usize>,
 }
 
@@ -754,6 +800,8 @@ async fn alerts_list(
     let mut f = Filter {
         min_level: q.level.clone(),
         rule_id: q.rule_id.clone(),
+        namespace: q.namespace.clone(),
+        assignee: q.assignee.clone(),
         limit: Some(q.limit.unwrap_or(500).min(10_000)),
         ..Filter::default()
     };
@@ -781,15 +829,30 @@ async fn alerts_list(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let target = format!(
-        "alerts status={} level={} rule={}",
+        "alerts status={} level={} rule={} namespace={} assignee={}",
         q.status.as_deref().unwrap_or("*"),
         q.level.as_deref().unwrap_or("*"),
-        q.rule_id.as_deref().unwrap_or("*")
+        q.rule_id.as_deref().unwrap_or("*"),
+        q.namespace.as_deref().unwrap_or("*"),
+        q.assignee.as_deref().unwrap_or("*")
     );
     if let Err(r) = audited(&s, &p, &c, "alerts-list", target, list.len() as u64).await {
         return r;
     }
     axum::Json(json!(list)).into_response()
+}
+
+/// A JSON body, or a 400 naming what was wrong and the shape `expected`.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    body: &Bytes,
+    expected: &str,
+) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("body: {e} (expected {expected})"),
+        )
+    })
 }
 
 pub(crate) fn parse_id(id: &str) -> Result<i64, Response> {

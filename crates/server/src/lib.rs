@@ -10,11 +10,12 @@
 // the OpenAPI document is one json! literal
 #![recursion_limit = "256"]
 
+mod admin_api;
 pub mod auth;
 mod compliance_api;
 pub mod config;
 mod der;
-mod http;
+pub mod http;
 pub mod openapi;
 mod query_api;
 pub mod reviews;
@@ -26,7 +27,8 @@ pub mod tokens;
 
 pub use config::Config;
 
-pub use server::{serve, Started};
+pub use http::{AppState, ConnInfo, VerifyStatus};
+pub use server::{serve, serve_with, Mount, Started};
 
 use std::path::PathBuf;
 

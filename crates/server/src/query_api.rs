@@ -61,6 +61,8 @@ pub struct QueryJob {
     pub subject: String,
     /// From where.
     pub origin: String,
+    /// Through which interface (`api`, `ui`), as recorded.
+    pub interface: &'static str,
 }
 
 /// Run a query on a new thread. `planned` says whether it could start (400 with the reason if
@@ -92,6 +94,7 @@ async fn run(job: QueryJob, planned: oneshot::Sender<Planned>, lines: mpsc::Send
         pipeline,
         subject,
         origin,
+        interface,
     } = job;
     let started = Instant::now();
     let (language, text) = match (&req.kql, &req.sql) {
@@ -105,7 +108,7 @@ async fn run(job: QueryJob, planned: oneshot::Sender<Planned>, lines: mpsc::Send
     let target = format!("{language}: {}", text.trim());
     let access = |outcome: &str, records: u64, target: String| Access {
         subject: subject.clone(),
-        interface: "api".into(),
+        interface: interface.into(),
         action: "query".into(),
         target,
         records,
@@ -148,7 +151,7 @@ async fn run(job: QueryJob, planned: oneshot::Sender<Planned>, lines: mpsc::Send
                 .plan_kql(&text)
                 .map_err(|e| (400u16, e.to_string()))?
             {
-                plans.push((p.plan, p.kinds));
+                plans.push((p.plan, p.kinds, p.render));
             }
         } else {
             let df = engine
@@ -163,7 +166,7 @@ async fn run(job: QueryJob, planned: oneshot::Sender<Planned>, lines: mpsc::Send
                 .iter()
                 .map(|f| KType::of_arrow(f.data_type()))
                 .collect();
-            plans.push((plan, kinds));
+            plans.push((plan, kinds, None));
         }
         Ok::<_, (u16, String)>((engine, plans))
     }
@@ -192,7 +195,7 @@ async fn run(job: QueryJob, planned: oneshot::Sender<Planned>, lines: mpsc::Send
     let mut rows = 0u64;
     let mut truncated = false;
     let work = async {
-        for (stmt, (plan, kinds)) in plans.into_iter().enumerate() {
+        for (stmt, (plan, kinds, render)) in plans.into_iter().enumerate() {
             let mut stream = engine.stream(plan).await.map_err(|e| e.to_string())?;
             let schema = stream.schema();
             let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -201,11 +204,12 @@ async fn run(job: QueryJob, planned: oneshot::Sender<Planned>, lines: mpsc::Send
                 .zip(&kinds)
                 .map(|(n, k)| serde_json::json!({"name": n, "type": k.name()}))
                 .collect();
-            send(
-                &lines,
-                &serde_json::json!({"@columns": cols, "@statement": stmt}),
-            )
-            .await?;
+            let mut head = serde_json::json!({"@columns": cols, "@statement": stmt});
+            if let Some(r) = render {
+                // `render timechart` and friends: a hint for the reader (the web UI draws it)
+                head["@render"] = serde_json::Value::String(r);
+            }
+            send(&lines, &head).await?;
             while let Some(b) = stream.next().await {
                 let b = b.map_err(|e| e.to_string())?;
                 let mut buf = Vec::with_capacity(b.num_rows() * 256);

@@ -117,12 +117,28 @@ pub async fn run_verify(s: &AppState) -> VerifyStatus {
     st
 }
 
+/// More routes served next to the API: given the shared state and the API's router (to call it
+/// on a user's behalf), a router of its own paths. The web UI (`trailwarden-ui`) is one.
+pub type Mount = Box<dyn FnOnce(Arc<AppState>, axum::Router) -> axum::Router + Send>;
+
 /// Run the server until `shutdown` completes (or SIGTERM / SIGINT). `ledger_opts` are the
 /// writer's options (the binary builds them, with the anchor and segment settings).
 pub fn serve(
     cfg: Config,
     data_dir: PathBuf,
     ledger_opts: trailwarden_ledger::Options,
+    on_started: impl FnOnce(&Started),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<SignedCheckpoint, ServerError> {
+    serve_with(cfg, data_dir, ledger_opts, None, on_started, shutdown)
+}
+
+/// [`serve`], with more routes mounted next to the API (the web UI).
+pub fn serve_with(
+    cfg: Config,
+    data_dir: PathBuf,
+    ledger_opts: trailwarden_ledger::Options,
+    mount: Option<Mount>,
     on_started: impl FnOnce(&Started),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<SignedCheckpoint, ServerError> {
@@ -158,6 +174,31 @@ pub fn serve(
         dedup_window_ns: cfg.dedup_window_ns().unwrap_or(15 * 60 * 1_000_000_000),
     };
     let (mut detector, warnings) = Detector::open(&data_dir, &rules, true)?;
+    // the catalogue `GET /v1/rules` lists (the detector keeps its compiled form to itself)
+    let mut catalogue: Vec<serde_json::Value> = if cfg.detection.enabled {
+        trailwarden_pipeline::detector::load_rules(&data_dir, &rules)
+            .0
+            .iter()
+            .map(|r| {
+                let logsource = [
+                    &r.logsource.category,
+                    &r.logsource.product,
+                    &r.logsource.service,
+                ]
+                .iter()
+                .filter_map(|x| x.as_deref())
+                .collect::<Vec<_>>()
+                .join("/");
+                serde_json::json!({
+                    "id": r.id, "title": r.title, "level": r.level, "kind": "sigma",
+                    "logsource": logsource, "tags": r.tags, "source": r.source,
+                    "state": r.disabled.as_ref().map(|d| format!("disabled: {d}")).unwrap_or_else(|| "enabled".into()),
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     // every alert change from now on queues its deliveries in the same transaction
     detector
         .store_mut()
@@ -201,6 +242,12 @@ pub fn serve(
                     r.title, r.source
                 ));
             }
+            catalogue.push(serde_json::json!({
+                "id": r.id, "title": r.title, "level": r.level, "kind": "scheduled",
+                "logsource": format!("every {}s over {}s", r.frequency_ns / 1_000_000_000, r.period_ns / 1_000_000_000),
+                "tags": r.tags, "source": r.source,
+                "state": r.disabled.as_ref().map(|d| format!("disabled: {d}")).unwrap_or_else(|| "enabled".into()),
+            }));
             scheduled.push(r);
         }
     }
@@ -253,6 +300,7 @@ pub fn serve(
         alerts: Mutex::new(alerts),
         verify: Mutex::new(None),
         verify_running: tokio::sync::Mutex::new(()),
+        rules: catalogue,
     });
     // the automated daily review (10.4.1.1) and its sign-off reminder
     let reviewer = crate::reviews::Reviewer::start(state.clone());
@@ -286,7 +334,12 @@ pub fn serve(
             .start()
             .map_err(|e| ServerError::Config(format!("alert delivery: {e}")))?;
         on_started(&started);
-        let app = crate::http::router(state.clone())
+        let api = crate::http::router(state.clone());
+        let app = match mount {
+            Some(m) => m(state.clone(), api.clone()).merge(api),
+            None => api,
+        };
+        let app = app
             .layer(axum::middleware::from_fn(crate::http::preread_body))
             .layer(axum::middleware::from_fn_with_state(
                 metrics.clone(),
@@ -327,10 +380,10 @@ pub fn serve(
                             _ => return, // failed or too slow: the connection is closed
                         };
                         let cn = crate::tls::peer_cn(stream.get_ref().1);
-                        serve_conn(TokioIo::new(stream), app, ConnInfo { peer, cert_cn: cn }, watcher, hdr_timeout).await;
+                        serve_conn(TokioIo::new(stream), app, ConnInfo { peer, cert_cn: cn, session: None }, watcher, hdr_timeout).await;
                     }
                     None => {
-                        serve_conn(TokioIo::new(sock), app, ConnInfo { peer, cert_cn: None }, watcher, hdr_timeout).await;
+                        serve_conn(TokioIo::new(sock), app, ConnInfo { peer, cert_cn: None, session: None }, watcher, hdr_timeout).await;
                     }
                 }
             });
