@@ -42,8 +42,9 @@ pub struct Config {
 pub struct Ui {
     /// Serve it (`false`: the API only).
     pub enabled: bool,
-    /// Sign a session out after this many minutes without a request (PCI DSS 8.2.8: at most 15).
-    pub idle_timeout_minutes: u64,
+    /// Sign a session out after this many seconds without a request (PCI DSS 8.2.8: at most
+    /// 15 minutes, the default).
+    pub idle_timeout_seconds: u64,
     /// Sign a session out after this many hours whatever happens.
     pub session_max_hours: u64,
 }
@@ -52,7 +53,7 @@ impl Default for Ui {
     fn default() -> Self {
         Ui {
             enabled: true,
-            idle_timeout_minutes: 15,
+            idle_timeout_seconds: 900,
             session_max_hours: 12,
         }
     }
@@ -382,9 +383,9 @@ impl Config {
     /// Check the values that types alone do not.
     pub fn check(&self) -> Result<(), ServerError> {
         let bad = |m: String| Err(ServerError::Config(m));
-        if self.ui.idle_timeout_minutes == 0 || self.ui.session_max_hours == 0 {
+        if self.ui.idle_timeout_seconds == 0 || self.ui.session_max_hours == 0 {
             return bad(
-                "ui.idle_timeout_minutes and ui.session_max_hours must be at least 1".into(),
+                "ui.idle_timeout_seconds and ui.session_max_hours must be at least 1".into(),
             );
         }
         let addr: std::net::SocketAddr = match self.http.listen.parse() {

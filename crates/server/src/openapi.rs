@@ -186,7 +186,44 @@ pub fn document() -> Value {
             "/v1/sources": {"get": {
                 "summary": "What each source has sent since the server started: events, last event time, rate", "tags": ["operations"],
                 "responses": std_errors(json!({"200": {"description": "sources", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Sources"}}}}}))
-            }}
+            }},
+            "/v1/tables": {"get": {
+                "summary": "The query tables and their columns with types and meaning (what `query --tables` prints; role viewer or above)", "tags": ["query"],
+                "responses": std_errors(json!({"200": {"description": "tables", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}}))
+            }},
+            "/v1/rules": {"get": {
+                "summary": "The rules detection runs (Sigma and scheduled): state, alerts raised, last alert, matches since the start (role viewer or above)", "tags": ["alerts"],
+                "responses": std_errors(json!({"200": {"description": "rules", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}}))
+            }},
+            "/v1/tokens": {
+                "get": {
+                    "summary": "API tokens: id, name, role, created, expires, revoked (never a token or its hash; role admin)", "tags": ["operations"],
+                    "responses": std_errors(json!({"200": {"description": "tokens", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}}))
+                },
+                "post": {
+                    "summary": "Create a token `{\"role\": \"viewer\", \"name\": \"alice\", \"expires\": \"90d\"}` (role admin); the answer carries the token, once; the creation is an access record in the ledger", "tags": ["operations"],
+                    "responses": std_errors(json!({"201": {"description": "created: the entry and `token`", "content": {"application/json": {"schema": {"type": "object"}}}}, "400": err("bad role or expiry")}))
+                }
+            },
+            "/v1/tokens/{id}": {"delete": {
+                "summary": "Revoke a token (role admin; effective within a second; recorded in the ledger)", "tags": ["operations"],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": std_errors(json!({"200": {"description": "revoked", "content": {"application/json": {"schema": {"type": "object"}}}}, "404": err("no such token")}))
+            }},
+            "/v1/config": {"get": {
+                "summary": "The configuration in force, secrets hidden (role admin)", "tags": ["operations"],
+                "responses": std_errors(json!({"200": {"description": "configuration", "content": {"application/json": {"schema": {"type": "object"}}}}}))
+            }},
+            "/v1/check": {
+                "get": {
+                    "summary": "The posture checks of `trailwarden check` over the running configuration (role viewer or above)", "tags": ["compliance"],
+                    "responses": std_errors(json!({"200": {"description": "one file report", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}}))
+                },
+                "post": {
+                    "summary": "Check one file `{\"file\": \"audit-policy.yaml\", \"text\": \"…\", \"cde_namespaces\": [\"payments\"]}`: an audit policy, kube-apiserver manifest or flags, AKS diagnostic settings, a trailwarden configuration (role viewer or above)", "tags": ["compliance"],
+                    "responses": std_errors(json!({"200": {"description": "findings", "content": {"application/json": {"schema": {"type": "object"}}}}, "400": err("not a file the checks know, or it does not parse")}))
+                }
+            }
         },
         "components": {
             "securitySchemes": {
@@ -364,6 +401,12 @@ mod tests {
             "/v1/controls",
             "/v1/controls/{id}/note",
             "/v1/reports/pci",
+            "/v1/tables",
+            "/v1/rules",
+            "/v1/tokens",
+            "/v1/tokens/{id}",
+            "/v1/config",
+            "/v1/check",
             "/metrics",
             "/healthz",
             "/readyz",

@@ -43,7 +43,6 @@ fn head(title: &str) -> Markup {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             meta name="color-scheme" content="light dark";
-            meta name="referrer" content="no-referrer";
             title { (title) " · trailwarden" }
             link rel="stylesheet" href=(assets::url("app.css"));
             link rel="icon" href=(assets::url("icon.svg")) type="image/svg+xml";

@@ -109,7 +109,7 @@ pub fn router(state: Arc<AppState>, api: Router) -> Router {
     let ui = Arc::new(Ui {
         secure: state.cfg.http.tls,
         sessions: Sessions::new(
-            Duration::from_secs(state.cfg.ui.idle_timeout_minutes.max(1) * 60),
+            Duration::from_secs(state.cfg.ui.idle_timeout_seconds.max(1)),
             Duration::from_secs(state.cfg.ui.session_max_hours.max(1) * 3600),
         ),
         state,
@@ -175,7 +175,7 @@ async fn security_headers(
     set(h, "content-security-policy", CSP);
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
-    set(h, "referrer-policy", "no-referrer");
+    set(h, "referrer-policy", "same-origin");
     set(h, "cross-origin-opener-policy", "same-origin");
     set(h, "cross-origin-resource-policy", "same-origin");
     set(
@@ -284,10 +284,12 @@ pub fn ctx(ui: &Ui, conn: &ConnInfo, headers: &HeaderMap, uri: &Uri) -> Result<C
 /// Whether a state-changing request comes from this site (Fetch Metadata, then Origin).
 fn same_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), String> {
     let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+    // a browser that sends Fetch Metadata says it itself; Origin is the fallback for older ones
     if let Some(site) = get("sec-fetch-site") {
-        if site != "same-origin" && site != "none" {
-            return Err(format!("Sec-Fetch-Site is {site:?}"));
-        }
+        return match site {
+            "same-origin" | "none" => Ok(()),
+            _ => Err(format!("Sec-Fetch-Site is {site:?}")),
+        };
     }
     if let Some(origin) = get("origin") {
         let host = get("host")
@@ -374,6 +376,13 @@ async fn not_found(
     )
 }
 
+fn idle_text(d: Duration) -> String {
+    match d.as_secs() {
+        s if s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    }
+}
+
 #[derive(serde::Deserialize, Default)]
 struct LoginQuery {
     #[serde(default)]
@@ -397,8 +406,8 @@ fn login_page(ui: &Ui, next: &str, message: Option<Markup>) -> Result<Response, 
         p.muted {
             "Paste the admin token `serve` printed at its first start, or a token from "
             code { "trailwarden tokens create --role analyst" } ". "
-            "Signing in opens a session of at most " (ui.sessions.idle.as_secs() / 60)
-            " idle minutes; the token is not kept in the browser."
+            "Signing in opens a session that ends after " (idle_text(ui.sessions.idle))
+            " without activity; the token is not kept in the browser."
         }
     };
     let mut r = respond(StatusCode::OK, html::bare("Sign in", body));
@@ -421,8 +430,8 @@ async fn login_form(
     }
     let msg = match q.why.as_str() {
         "idle" => Some(format!(
-            "Your session ended after {} minutes without activity. Sign in again.",
-            ui.sessions.idle.as_secs() / 60
+            "Your session ended after {} without activity. Sign in again.",
+            idle_text(ui.sessions.idle)
         )),
         "expired" => Some("Your session reached its maximum age. Sign in again.".into()),
         "ended" => Some(

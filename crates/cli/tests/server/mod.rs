@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 mod compliance;
 mod components;
 mod delivery;
+mod ui;
 
 /// A running server.
 pub struct Server {
@@ -430,6 +431,14 @@ const MATRIX: &[(&str, &str, &str, &str)] = &[
     ("GET", "/v1/controls", "", "UUFAAAA"),
     ("POST", "/v1/controls/1/note", "{\"note\":\"fixed\"}", "UUFFFAA"),
     ("GET", "/v1/reports/pci?from=1d", "", "UUFAAAA"),
+    ("GET", "/v1/tables", "", "UUFAAAA"),
+    ("GET", "/v1/rules", "", "UUFAAAA"),
+    ("GET", "/v1/tokens", "", "UUFFFFA"),
+    ("POST", "/v1/tokens", "{\"role\":\"viewer\",\"name\":\"matrix\"}", "UUFFFFA"),
+    ("DELETE", "/v1/tokens/tok-none", "", "UUFFFFA"),
+    ("GET", "/v1/config", "", "UUFFFFA"),
+    ("GET", "/v1/check", "", "UUFAAAA"),
+    ("POST", "/v1/check", "{\"file\":\"trailwarden.toml\",\"text\":\"\"}", "UUFAAAA"),
     ("GET", "/v1/no-such-route", "", "UUFAAAA"),
 ];
 

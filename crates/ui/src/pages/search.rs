@@ -214,7 +214,7 @@ fn editor(q: &HashMap<String, String>, tables: &Value) -> Markup {
             label for="q" { "Query" }
             textarea #q name="q" rows="6" spellcheck="false" autocomplete="off" required
                 aria-describedby="q-help" { (param(q, "q")) }
-            p #q-help .muted { "KQL (Log Analytics dialect) or SQL. The table list is beside the editor." }
+            p #q-help .muted { "KQL (Log Analytics dialect) or SQL; Ctrl+Enter runs it. The tables and their columns are listed under the editor." }
             div.row {
                 label { "Language "
                     select name="lang" {
