@@ -157,17 +157,7 @@ fn list(cli: &Cli, a: &ListArgs) -> Result<u8> {
     } else {
         load(&a.paths)
     };
-    let logsource = |r: &Rule| {
-        [
-            &r.logsource.category,
-            &r.logsource.product,
-            &r.logsource.service,
-        ]
-        .iter()
-        .filter_map(|x| x.as_deref())
-        .collect::<Vec<_>>()
-        .join("/")
-    };
+    let logsource = |r: &Rule| r.logsource.label();
     let state = |r: &Rule| match &r.disabled {
         None => "enabled".to_string(),
         Some(why) => format!("disabled: {why}"),

@@ -23,6 +23,15 @@ pub struct LogSource {
 }
 
 impl LogSource {
+    /// `category/product/service`, leaving out what is not set (how listings show it).
+    pub fn label(&self) -> String {
+        [&self.category, &self.product, &self.service]
+            .iter()
+            .filter_map(|x| x.as_deref())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
     /// The log source of events of a trailwarden input format.
     pub fn of_format(format: &str) -> LogSource {
         let (c, p, s) = match format {

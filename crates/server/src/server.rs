@@ -180,18 +180,9 @@ pub fn serve_with(
             .0
             .iter()
             .map(|r| {
-                let logsource = [
-                    &r.logsource.category,
-                    &r.logsource.product,
-                    &r.logsource.service,
-                ]
-                .iter()
-                .filter_map(|x| x.as_deref())
-                .collect::<Vec<_>>()
-                .join("/");
                 serde_json::json!({
                     "id": r.id, "title": r.title, "level": r.level, "kind": "sigma",
-                    "logsource": logsource, "tags": r.tags, "source": r.source,
+                    "logsource": r.logsource.label(), "tags": r.tags, "source": r.source,
                     "state": r.disabled.as_ref().map(|d| format!("disabled: {d}")).unwrap_or_else(|| "enabled".into()),
                 })
             })

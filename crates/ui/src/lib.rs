@@ -225,6 +225,64 @@ impl Ctx {
     }
 }
 
+/// A page request of a signed-in user (extracting it answers the redirect to the login when
+/// there is no session).
+pub struct Page {
+    /// The UI.
+    pub ui: Arc<Ui>,
+    /// The session and the API as its user.
+    pub c: Ctx,
+}
+
+fn conn_of(ext: &axum::http::Extensions) -> Result<ConnInfo, Response> {
+    ext.get::<ConnInfo>()
+        .cloned()
+        .ok_or_else(|| (StatusCode::INTERNAL_SERVER_ERROR, "no connection info").into_response())
+}
+
+impl axum::extract::FromRequestParts<Arc<Ui>> for Page {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        ui: &Arc<Ui>,
+    ) -> Result<Page, Response> {
+        let conn = conn_of(&parts.extensions)?;
+        let c = ctx(ui, &conn, &parts.headers, &parts.uri)?;
+        Ok(Page { ui: ui.clone(), c })
+    }
+}
+
+/// A form posted by a signed-in user, from this site, with the session's CSRF token (extracting
+/// it answers the refusal otherwise).
+pub struct Posted {
+    /// The UI.
+    pub ui: Arc<Ui>,
+    /// The session and the API as its user.
+    pub c: Ctx,
+    /// The form's fields.
+    pub form: HashMap<String, String>,
+}
+
+impl axum::extract::FromRequest<Arc<Ui>> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, ui: &Arc<Ui>) -> Result<Posted, Response> {
+        let conn = conn_of(req.extensions())?;
+        let (headers, uri) = (req.headers().clone(), req.uri().clone());
+        let axum::Form(form) =
+            <axum::Form<HashMap<String, String>> as axum::extract::FromRequest<Arc<Ui>>>::from_request(req, ui)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let c = post_ctx(ui, &conn, &headers, &uri, &form)?;
+        Ok(Posted {
+            ui: ui.clone(),
+            c,
+            form,
+        })
+    }
+}
+
 /// Where to go after signing in: only a path of the UI.
 fn safe_next(next: &str) -> &str {
     if next.starts_with("/ui/") && !next.starts_with("//") && !next.contains('\\') {
@@ -359,16 +417,7 @@ pub fn done(ui: &Ui, c: &Ctx, to: &str, msg: String) -> Response {
     Redirect::to(to).into_response()
 }
 
-async fn not_found(
-    State(ui): St,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let c = match ctx(&ui, &conn, &h, &uri) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn not_found(Page { c, .. }: Page, uri: Uri) -> Response {
     let body = html! { p { "There is no page " code { (uri.path()) } "." } };
     respond(
         StatusCode::NOT_FOUND,
@@ -556,20 +605,10 @@ async fn login(
     }
 }
 
-async fn logout(
-    State(ui): St,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    axum::Form(f): axum::Form<HashMap<String, String>>,
-) -> Response {
-    let c = match post_ctx(&ui, &conn, &h, &uri, &f) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn logout(Posted { ui, c, .. }: Posted) -> Response {
     ui.sessions.remove(&c.sid);
     ui.record(
-        &conn,
+        &c.conn,
         &c.session.principal.subject,
         "ui-logout",
         "session",

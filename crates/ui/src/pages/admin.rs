@@ -2,18 +2,15 @@
 //! detection runs with their state and last match, and the configuration in force with its
 //! secrets hidden (admin).
 
-use super::{api_error, param, posted, signed_in, Form, Params};
+use super::{api_error, param, Params};
 use crate::html::{self, badge, csrf, level, s, ts_text};
-use crate::{done, respond, Ctx, Ui};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use crate::{done, respond, Ctx, Page, Posted};
+use axum::extract::Path;
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use axum::Extension;
 use maud::{html, Markup};
 use serde_json::{json, Value};
-use std::sync::Arc;
 use trailwarden_server::auth::{Permission, Role};
-use trailwarden_server::ConnInfo;
 
 async fn render(c: &Ctx, created: Option<&Value>) -> Markup {
     let admin = c.may(Permission::Administer);
@@ -122,27 +119,13 @@ async fn render(c: &Ctx, created: Option<&Value>) -> Markup {
 }
 
 /// The page.
-pub async fn page(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    _q: Params,
-) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
+pub async fn page(Page { ui: _, c }: Page, _q: Params) -> Response {
     let body = render(&c, None).await;
     super::ok(&c, "/ui/admin", "Admin", body)
 }
 
 /// `POST /ui/admin/tokens` (admin): create a token and show it, once.
-pub async fn create_token(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    axum::Form(f): Form,
-) -> Response {
-    let c = posted!(ui, conn, h, uri, f);
+pub async fn create_token(Posted { ui: _, c, form: f }: Posted) -> Response {
     let body = json!({"name": param(&f, "name"), "role": param(&f, "role"), "expires": param(&f, "expires")});
     match c.api.json(Method::POST, "/v1/tokens", Some(body)).await {
         Ok(t) => {
@@ -157,15 +140,7 @@ pub async fn create_token(
 }
 
 /// `POST /ui/admin/tokens/{id}/revoke` (admin).
-pub async fn revoke_token(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-    axum::Form(f): Form,
-) -> Response {
-    let c = posted!(ui, conn, h, uri, f);
+pub async fn revoke_token(Path(id): Path<String>, Posted { ui, c, form: _f }: Posted) -> Response {
     let path = format!("/v1/tokens/{}", crate::api::enc(&id));
     match c.api.json(Method::DELETE, &path, None).await {
         Ok(_) => done(&ui, &c, "/ui/admin", format!("Token {id} revoked.")),

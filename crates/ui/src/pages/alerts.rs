@@ -3,19 +3,16 @@
 //! assign, resolve with a note). The forms a role may not use are not shown; one posted anyway
 //! is refused by the API (403) and recorded.
 
-use super::{api_error, ok, param, posted, signed_in, Form, Params};
+use super::{api_error, ok, param, Params};
 use crate::api::qs;
 use crate::html::{self, badge, csrf, level, s, ts, ts_text};
-use crate::{done, Ui};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
+use crate::{done, Page, Posted};
+use axum::extract::Path;
+use axum::http::Method;
 use axum::response::Response;
-use axum::Extension;
 use maud::html;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use trailwarden_server::auth::Permission;
-use trailwarden_server::ConnInfo;
 
 const STATUSES: &[(&str, &str)] = &[
     ("open", "Open (new or acknowledged)"),
@@ -29,14 +26,7 @@ const STATUSES: &[(&str, &str)] = &[
 const LEVELS: &[&str] = &["", "informational", "low", "medium", "high", "critical"];
 
 /// The queue.
-pub async fn list(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    axum::extract::Query(q): Params,
-) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
+pub async fn list(Page { ui: _, c }: Page, axum::extract::Query(q): Params) -> Response {
     let status = match param(&q, "status") {
         "" | "open" => "new,acknowledged",
         "all" => "",
@@ -124,14 +114,7 @@ fn rank(l: &str) -> u8 {
 }
 
 /// One alert.
-pub async fn show(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
+pub async fn show(Page { ui: _, c }: Page, Path(id): Path<String>) -> Response {
     let a = match c
         .api
         .get(&format!("/v1/alerts/{}", crate::api::enc(&id)))
@@ -313,14 +296,9 @@ pub async fn show(
 
 /// `POST /ui/alerts/{id}/{ack|assign|resolve}`.
 pub async fn change(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
     Path((id, action)): Path<(String, String)>,
-    axum::Form(f): Form,
+    Posted { ui, c, form: f }: Posted,
 ) -> Response {
-    let c = posted!(ui, conn, h, uri, f);
     let id = crate::api::enc(&id);
     let note = param(&f, "note").to_string();
     let (path, body, what) = match action.as_str() {
@@ -377,15 +355,7 @@ pub async fn change(
 }
 
 /// `POST /ui/deliveries/{id}/retry` (admin): replay a dead-lettered delivery.
-pub async fn retry(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-    axum::Form(f): Form,
-) -> Response {
-    let c = posted!(ui, conn, h, uri, f);
+pub async fn retry(Path(id): Path<String>, Posted { ui, c, form: f }: Posted) -> Response {
     let path = format!("/v1/deliveries/{}/retry", crate::api::enc(&id));
     match c.api.json(Method::POST, &path, None).await {
         Ok(_) => {

@@ -2,18 +2,14 @@
 //! evidence with the query that reproduces it), downloads of the report, and the posture
 //! checks of `trailwarden check` — over the running configuration, and over a file pasted here.
 
-use super::{api_error, ok, param, posted, signed_in, Form, Params};
+use super::{api_error, ok, param, Params};
 use crate::api::qs;
 use crate::html::{self, badge, csrf, s};
-use crate::{respond, Ui};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use crate::{respond, Page, Posted, Ui};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use maud::{html, Markup};
 use serde_json::{json, Value};
-use std::sync::Arc;
-use trailwarden_server::ConnInfo;
 
 const PERIODS: &[(&str, &str)] = &[
     ("1d", "Last day"),
@@ -144,14 +140,7 @@ async fn page_with(
 }
 
 /// The report page (and its downloads).
-pub async fn page(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    axum::extract::Query(q): Params,
-) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
+pub async fn page(Page { ui, c }: Page, axum::extract::Query(q): Params) -> Response {
     let from = match param(&q, "from") {
         "" => "30d",
         f if PERIODS.iter().any(|(v, _)| *v == f) => f,
@@ -187,14 +176,7 @@ pub async fn page(
 }
 
 /// `POST /ui/compliance/check`: check a pasted file (nothing is stored; the check is recorded).
-pub async fn check(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    axum::Form(f): Form,
-) -> Response {
-    let c = posted!(ui, conn, h, uri, f);
+pub async fn check(Posted { ui, c, form: f }: Posted) -> Response {
     let body =
         json!({"file": param(&f, "file"), "text": f.get("text").cloned().unwrap_or_default()});
     let res = c

@@ -2,28 +2,18 @@
 //! (reviewer) and proof downloads (inclusion of a record, consistency between two sizes) that
 //! `trailwarden verify-proof` checks offline with the public key shown here.
 
-use super::{api_error, ok, param, posted, signed_in, Form, Params};
+use super::{api_error, ok, param, Params};
 use crate::api::qs;
 use crate::html::{self, badge, csrf, s, ts_text};
-use crate::{done, Ui};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+use crate::{done, Page, Posted};
+use axum::extract::Path;
+use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use maud::html;
-use std::sync::Arc;
 use trailwarden_server::auth::Permission;
-use trailwarden_server::ConnInfo;
 
 /// The page.
-pub async fn page(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    _q: Params,
-) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
+pub async fn page(Page { ui, c }: Page, _q: Params) -> Response {
     let v = match c.api.get("/v1/verify").await {
         Ok(v) => v,
         Err(e) => return api_error(&c, "/ui/integrity", "Integrity", &e),
@@ -92,14 +82,7 @@ pub async fn page(
 }
 
 /// `POST /ui/integrity/verify` (reviewer).
-pub async fn verify(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    axum::Form(f): Form,
-) -> Response {
-    let c = posted!(ui, conn, h, uri, f);
+pub async fn verify(Posted { ui, c, form: _f }: Posted) -> Response {
     match c.api.json(Method::POST, "/v1/verify", None).await {
         Ok(v) => done(
             &ui,
@@ -126,14 +109,10 @@ fn attachment(bytes: Vec<u8>, name: &str) -> Response {
 
 /// `GET /ui/proofs/inclusion/{index}` (the form sends `?index=`): the proof file.
 pub async fn inclusion(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
+    Page { ui: _, c }: Page,
     Path(index): Path<String>,
     axum::extract::Query(q): Params,
 ) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
     let index = match param(&q, "index") {
         "" => index,
         i => i.to_string(),
@@ -146,14 +125,7 @@ pub async fn inclusion(
 }
 
 /// `GET /ui/proofs/consistency?from=&to=`.
-pub async fn consistency(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    axum::extract::Query(q): Params,
-) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
+pub async fn consistency(Page { ui: _, c }: Page, axum::extract::Query(q): Params) -> Response {
     let path = format!(
         "/v1/proofs/consistency{}",
         qs(&[("from", param(&q, "from")), ("to", param(&q, "to"))])

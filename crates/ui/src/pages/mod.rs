@@ -20,9 +20,6 @@ use maud::Markup;
 /// The query string of a page, as a map.
 pub type Params = axum::extract::Query<std::collections::HashMap<String, String>>;
 
-/// A form, as a map.
-pub type Form = axum::Form<std::collections::HashMap<String, String>>;
-
 /// The value of a parameter (empty when absent).
 pub fn param<'a>(q: &'a std::collections::HashMap<String, String>, k: &str) -> &'a str {
     q.get(k).map(|s| s.trim()).unwrap_or("")
@@ -54,25 +51,3 @@ pub fn api_error(c: &Ctx, active: &str, title: &str, e: &ApiError) -> Response {
 pub fn ok(c: &Ctx, active: &str, title: &str, body: Markup) -> Response {
     respond(StatusCode::OK, html::page(&c.viewer(), active, title, body))
 }
-
-/// The signed-in context of a GET page, or its redirect to the login page.
-macro_rules! signed_in {
-    ($ui:expr, $conn:expr, $h:expr, $uri:expr) => {
-        match crate::ctx(&$ui, &$conn, &$h, &$uri) {
-            Ok(c) => c,
-            Err(r) => return r,
-        }
-    };
-}
-
-/// The signed-in context of a form post (same site, CSRF token), or its refusal.
-macro_rules! posted {
-    ($ui:expr, $conn:expr, $h:expr, $uri:expr, $form:expr) => {
-        match crate::post_ctx(&$ui, &$conn, &$h, &$uri, &$form) {
-            Ok(c) => c,
-            Err(r) => return r,
-        }
-    };
-}
-
-pub(crate) use {posted, signed_in};

@@ -1,27 +1,15 @@
 //! `/ui/`: what needs attention — open alerts by level, the latest review, the last
 //! verification, sources and open control failures.
 
-use super::{ok, signed_in, Params};
+use super::{ok, Params};
 use crate::html::{self, badge, level, s, ts_text};
-use crate::Ui;
-use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use crate::Page;
 use axum::response::Response;
-use axum::Extension;
 use maud::html;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use trailwarden_server::ConnInfo;
 
 /// The overview.
-pub async fn page(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    _q: Params,
-) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
+pub async fn page(Page { ui: _, c }: Page, _q: Params) -> Response {
     let open = c
         .api
         .get("/v1/alerts?status=new,acknowledged&limit=10000")

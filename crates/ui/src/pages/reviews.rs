@@ -1,28 +1,18 @@
 //! `/ui/reviews`: the daily (and periodic) reviews, a review's exceptions and totals, and the
 //! reviewer's sign-off with a note (10.4.1).
 
-use super::{api_error, ok, param, posted, signed_in, Form, Params};
+use super::{api_error, ok, param, Params};
 use crate::html::{self, badge, csrf, s, ts_text};
-use crate::{done, Ui};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
+use crate::{done, Page, Posted};
+use axum::extract::Path;
+use axum::http::Method;
 use axum::response::Response;
-use axum::Extension;
 use maud::html;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use trailwarden_server::auth::Permission;
-use trailwarden_server::ConnInfo;
 
 /// The list.
-pub async fn list(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    _q: Params,
-) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
+pub async fn list(Page { ui: _, c }: Page, _q: Params) -> Response {
     let rows = match c.api.get("/v1/reviews").await {
         Ok(v) => v.as_array().cloned().unwrap_or_default(),
         Err(e) => return api_error(&c, "/ui/reviews", "Reviews", &e),
@@ -63,14 +53,7 @@ pub async fn list(
 }
 
 /// `POST /ui/reviews` (reviewer): generate a day's review now.
-pub async fn generate(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    axum::Form(f): Form,
-) -> Response {
-    let c = posted!(ui, conn, h, uri, f);
+pub async fn generate(Posted { ui, c, form: f }: Posted) -> Response {
     let body = json!({"date": param(&f, "date"), "replace": param(&f, "replace") == "true"});
     match c.api.json(Method::POST, "/v1/reviews", Some(body)).await {
         Ok(v) => {
@@ -96,14 +79,7 @@ fn map_rows(v: &Value) -> Vec<(String, String)> {
 }
 
 /// One review.
-pub async fn show(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
+pub async fn show(Page { ui: _, c }: Page, Path(id): Path<String>) -> Response {
     let v = match c
         .api
         .get(&format!("/v1/reviews/{}", crate::api::enc(&id)))
@@ -168,15 +144,7 @@ pub async fn show(
 }
 
 /// `POST /ui/reviews/{id}/sign-off` (reviewer).
-pub async fn sign_off(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-    axum::Form(f): Form,
-) -> Response {
-    let c = posted!(ui, conn, h, uri, f);
+pub async fn sign_off(Path(id): Path<String>, Posted { ui, c, form: f }: Posted) -> Response {
     let id = crate::api::enc(&id);
     let body = json!({"note": param(&f, "note")});
     match c

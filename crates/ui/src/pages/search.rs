@@ -2,22 +2,18 @@
 //! language, time range, page, sort), so the address is the permalink. Results: a grid with
 //! paging and column sort, a chart for `render`, CSV / JSON downloads of every row (streamed).
 
-use super::{ok, param, signed_in, Params};
+use super::{ok, param, Params};
 use crate::api::{qs, ApiError, Client};
 use crate::chart::{self, Column};
 use crate::html::{self, cell};
-use crate::{respond, Ui};
+use crate::{respond, Page};
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use futures_util::StreamExt;
 use maud::{html, Markup};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
-use trailwarden_server::ConnInfo;
 
 /// Rows a page of the grid shows.
 const PAGE_ROWS: usize = 100;
@@ -150,14 +146,7 @@ fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
 }
 
 /// The search page.
-pub async fn page(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    axum::extract::Query(q): Params,
-) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
+pub async fn page(Page { ui: _, c }: Page, axum::extract::Query(q): Params) -> Response {
     let tables = c.api.get("/v1/tables").await.unwrap_or(Value::Null);
     let text = param(&q, "q");
     let mut status = StatusCode::OK;
@@ -447,14 +436,7 @@ impl Convert {
 
 /// `GET /ui/search/export?format=csv|json&…`: every row of the query (up to the server's
 /// `query.max_rows`), streamed as it is read.
-pub async fn export(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    axum::extract::Query(q): Params,
-) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
+pub async fn export(Page { ui: _, c }: Page, axum::extract::Query(q): Params) -> Response {
     let csv = param(&q, "format") != "json";
     let fail = |code: StatusCode, msg: &str| {
         respond(

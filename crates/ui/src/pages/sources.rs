@@ -1,19 +1,16 @@
 //! `/ui/sources`: per source its last event, rate, clock skew and silence; the control-failure
 //! incidents (10.7) with the reviewer's remediation note that closes one.
 
-use super::{api_error, ok, param, posted, signed_in, Form, Params};
+use super::{api_error, ok, param, Params};
 use crate::html::{self, badge, csrf, s, ts_text};
-use crate::{done, Ui};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
+use crate::{done, Page, Posted};
+use axum::extract::Path;
+use axum::http::Method;
 use axum::response::Response;
-use axum::Extension;
 use maud::html;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use trailwarden_model::Timestamp;
 use trailwarden_server::auth::Permission;
-use trailwarden_server::ConnInfo;
 
 fn ns(v: &Value) -> Option<i64> {
     v.as_str()
@@ -32,14 +29,7 @@ fn secs(d: i64) -> String {
 }
 
 /// The page.
-pub async fn page(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    _q: Params,
-) -> Response {
-    let c = signed_in!(ui, conn, h, uri);
+pub async fn page(Page { ui: _, c }: Page, _q: Params) -> Response {
     let src = match c.api.get("/v1/sources").await {
         Ok(v) => v["sources"].as_array().cloned().unwrap_or_default(),
         Err(e) => return api_error(&c, "/ui/sources", "Sources & controls", &e),
@@ -135,15 +125,7 @@ pub async fn page(
 }
 
 /// `POST /ui/controls/{id}/note` (reviewer): close an incident with its remediation.
-pub async fn note(
-    State(ui): State<Arc<Ui>>,
-    Extension(conn): Extension<ConnInfo>,
-    h: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-    axum::Form(f): Form,
-) -> Response {
-    let c = posted!(ui, conn, h, uri, f);
+pub async fn note(Path(id): Path<String>, Posted { ui, c, form: f }: Posted) -> Response {
     let path = format!("/v1/controls/{}/note", crate::api::enc(&id));
     match c
         .api
