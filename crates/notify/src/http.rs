@@ -75,9 +75,37 @@ pub(crate) async fn post(
     body: Bytes,
     timeout: Duration,
 ) -> Result<Answer, String> {
-    match tokio::time::timeout(timeout, exchange(tls, pool, url, headers, body)).await {
+    let work = exchange(tls, pool, url, headers, body, 4096);
+    match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+    }
+}
+
+/// POST an HTML form (`application/x-www-form-urlencoded`) to `url` — an OAuth 2.0 token
+/// endpoint — trusting the system's roots and `ca_file`; the answer's status and body (at most
+/// 64 KiB).
+pub async fn post_form(
+    url: &str,
+    form: &[(&str, &str)],
+    ca_file: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("URL {url:?}: {e}"))?;
+    let tls = crate::tls::client_config(ca_file, true)?;
+    let body = serde_urlencoded::to_string(form).map_err(|e| e.to_string())?;
+    let headers = [
+        (
+            "content-type",
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+        ("accept", "application/json".to_string()),
+    ];
+    let pool = Pool::default();
+    let work = exchange(&tls, &pool, &uri, &headers, Bytes::from(body), 64 << 10);
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r.map(|a| (a.status, a.body)),
+        Err(_) => Err(format!("{url}: no answer within {}s", timeout.as_secs())),
     }
 }
 
@@ -87,6 +115,7 @@ async fn exchange(
     url: &http::Uri,
     headers: &[(&str, String)],
     body: Bytes,
+    limit: usize,
 ) -> Result<Answer, String> {
     let host = url.host().ok_or("URL without host")?;
     let https = url.scheme_str() == Some("https");
@@ -98,18 +127,24 @@ async fn exchange(
         .authority()
         .map_or(host.to_string(), |a| a.as_str().to_string());
     let request = || {
-        let mut req = http::Request::post(path.as_str())
+        let req = http::Request::post(path.as_str())
             .header(http::header::HOST, authority.as_str())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
                 http::header::USER_AGENT,
                 concat!("trailwarden/", env!("CARGO_PKG_VERSION")),
             );
+        let mut req = req
+            .body(Full::new(body.clone()))
+            .map_err(|e| format!("request: {e}"))?;
+        // the caller's headers win over the defaults (a form's content type)
         for (k, v) in headers {
-            req = req.header(*k, v.as_str());
+            let name = http::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| format!("header {k}: {e}"))?;
+            let value = http::HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?;
+            req.headers_mut().insert(name, value);
         }
-        req.body(Full::new(body.clone()))
-            .map_err(|e| format!("request: {e}"))
+        Ok::<_, String>(req)
     };
     let target: Target = (host.to_string(), port, https);
     // a kept-alive connection first; the receiver may have closed it meanwhile, so a failure
@@ -117,7 +152,7 @@ async fn exchange(
     if let Some(mut s) = pool.take(&target) {
         if s.ready().await.is_ok() {
             if let Ok(res) = s.send_request(request()?).await {
-                return answer(res, pool, target, s).await;
+                return answer(res, pool, target, s, limit).await;
             }
         }
     }
@@ -141,7 +176,7 @@ async fn exchange(
         .send_request(request()?)
         .await
         .map_err(|e| format!("HTTP: {e}"))?;
-    answer(res, pool, target, s).await
+    answer(res, pool, target, s, limit).await
 }
 
 /// A new HTTP/1.1 connection; its driver runs until the connection closes (or its sender,
@@ -165,6 +200,7 @@ async fn answer(
     pool: &Pool,
     target: Target,
     sender: SendRequest<Full<Bytes>>,
+    limit: usize,
 ) -> Result<Answer, String> {
     let status = res.status().as_u16();
     let retry_after = res
@@ -172,11 +208,11 @@ async fn answer(
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(retry_after);
-    // the body only matters for the error message: read at most 4 KiB of it
+    // a sink's body only matters for the error message: read at most `limit` of it
     let mut body = Vec::new();
     let mut b = res.into_body();
     let mut complete = false;
-    while body.len() < 4096 {
+    while body.len() < limit {
         match b.frame().await {
             Some(Ok(f)) => {
                 if let Some(d) = f.data_ref() {
@@ -193,7 +229,7 @@ async fn answer(
     if complete {
         pool.put(target, sender);
     }
-    body.truncate(4096);
+    body.truncate(limit);
     Ok(Answer {
         status,
         retry_after,

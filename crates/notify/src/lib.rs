@@ -20,6 +20,7 @@ pub mod sinks;
 mod tls;
 
 pub use config::{Alerting, Sink, SinkKind};
+pub use http::post_form;
 pub use sinks::{Outcome, Sender};
 
 use std::collections::BTreeMap;

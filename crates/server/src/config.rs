@@ -250,6 +250,22 @@ pub struct Oidc {
     pub roles_claim: String,
     /// Group → role. The highest role of the user's groups applies; no listed group, no access.
     pub roles: BTreeMap<String, Role>,
+    /// Sign-in to the web UI by redirect (authorization code with PKCE): the provider's
+    /// authorization endpoint. Unset: the UI takes a pasted JWT only.
+    pub authorization_endpoint: Option<String>,
+    /// The provider's token endpoint (where the UI exchanges the code for an ID token).
+    pub token_endpoint: Option<String>,
+    /// The UI's client id at the provider (default: `audience`, which the ID token's `aud` is).
+    pub client_id: Option<String>,
+    /// The client secret, for a confidential client (a file; a public client uses PKCE alone).
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes asked for (`openid` is always asked).
+    pub scopes: Vec<String>,
+    /// The redirect URL registered at the provider (default: `https://<host>/ui/login/oidc/callback`
+    /// from the request).
+    pub redirect_url: Option<String>,
+    /// CA certificates (PEM) to trust for the token endpoint, beyond the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for Oidc {
@@ -262,6 +278,13 @@ impl Default for Oidc {
             username_claim: "sub".into(),
             roles_claim: "groups".into(),
             roles: BTreeMap::new(),
+            authorization_endpoint: None,
+            token_endpoint: None,
+            client_id: None,
+            client_secret_file: None,
+            scopes: vec!["openid".into(), "profile".into()],
+            redirect_url: None,
+            ca_file: None,
         }
     }
 }
@@ -438,6 +461,12 @@ impl Config {
             }
             if self.oidc.audience.is_none() {
                 return bad("oidc.issuer needs oidc.audience".into());
+            }
+            if self.oidc.authorization_endpoint.is_some() != self.oidc.token_endpoint.is_some() {
+                return bad(
+                    "oidc.authorization_endpoint and oidc.token_endpoint go together (sign-in by redirect needs both)"
+                        .into(),
+                );
             }
         }
         if self.query.max_concurrent == 0 || self.query.max_rows == 0 {

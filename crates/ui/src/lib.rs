@@ -14,6 +14,7 @@ pub mod api;
 pub mod assets;
 pub mod chart;
 pub mod html;
+pub mod oidc;
 mod pages;
 pub mod session;
 
@@ -37,6 +38,8 @@ pub struct Ui {
     api: Router,
     /// Signed-in users.
     pub sessions: Sessions,
+    /// OIDC sign-ins under way.
+    pub flows: oidc::Flows,
     secure: bool,
 }
 
@@ -112,6 +115,7 @@ pub fn router(state: Arc<AppState>, api: Router) -> Router {
             Duration::from_secs(state.cfg.ui.idle_timeout_seconds.max(1)),
             Duration::from_secs(state.cfg.ui.session_max_hours.max(1) * 3600),
         ),
+        flows: oidc::Flows::default(),
         state,
         api,
     });
@@ -120,6 +124,8 @@ pub fn router(state: Arc<AppState>, api: Router) -> Router {
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(pages::overview::page))
         .route("/ui/login", get(login_form).post(login))
+        .route("/ui/login/oidc", get(oidc::start))
+        .route("/ui/login/oidc/callback", get(oidc::callback))
         .route("/ui/logout", post(logout))
         .route("/ui/assets/{name}", get(asset))
         .route("/ui/search", get(pages::search::page))
@@ -451,6 +457,9 @@ fn login_page(ui: &Ui, next: &str, message: Option<Markup>) -> Result<Response, 
             input #token type="password" name="token" autocomplete="off" required autofocus
                 placeholder="twk_…" spellcheck="false";
             button type="submit" { "Sign in" }
+        }
+        @if ui.state.cfg.oidc.authorization_endpoint.is_some() {
+            p { a.button #oidc href={"/ui/login/oidc" (api::qs(&[("next", safe_next(next))]))} { "Sign in with your identity provider" } }
         }
         p.muted {
             "Paste the admin token `serve` printed at its first start, or a token from "

@@ -50,9 +50,14 @@ impl Server {
 
     pub fn try_start(data: &Path, env: &[(&str, &str)]) -> Result<Server, String> {
         let mut c = bin();
+        // TW_TEST_LISTEN: a chosen address (a test that must know the port before the start)
+        let listen = env
+            .iter()
+            .find(|(k, _)| *k == "TW_TEST_LISTEN")
+            .map_or("127.0.0.1:0", |(_, v)| *v);
         c.arg("--data-dir")
             .arg(data)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .env("TRAILWARDEN_VERIFY_INTERVAL", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

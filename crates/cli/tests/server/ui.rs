@@ -126,12 +126,14 @@ async fn text(c: &Client, css: &str) -> String {
 /// Click what submits a form or follows a link, and wait until the next page replaced this one.
 async fn click(c: &Client, css: &str) {
     let old = c.find(Locator::Css("html")).await.unwrap();
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    let Ok(e) = c.find(Locator::Css(css)).await else {
+        let page = c.source().await.unwrap_or_default();
+        panic!(
+            "{css} is not on the page: {}",
+            &page[page.len().saturating_sub(6000)..]
+        );
+    };
+    e.click().await.unwrap();
     let end = Instant::now() + Duration::from_secs(20);
     while old.tag_name().await.is_ok() {
         assert!(Instant::now() < end, "{css}: no new page");
@@ -470,6 +472,106 @@ fn ui_session_idle_timeout_goes_back_to_the_login() {
         assert_eq!(c.current_url().await.unwrap().query(), Some("status=all"));
         c.close().await.unwrap();
     });
+    let (code, _) = s.stop();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn ui_oidc_sign_in_through_a_real_provider() {
+    let data = tmpdir("ui-oidc");
+    let dir = data.with_extension("oidc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (idp_port, port) = (free_port(), free_port());
+    let jwks = dir.join("jwks.json");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/oidc-provider/provider.mjs");
+    let mut idp = Command::new("node")
+        .arg(&script)
+        .arg(idp_port.to_string())
+        .arg(format!("https://127.0.0.1:{port}/ui/login/oidc/callback"))
+        .arg(&jwks)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("provider.log")).unwrap())
+        .spawn()
+        .expect("node (./scripts/install-deps installs nodejs and the provider)");
+    let mut line = String::new();
+    // the reader (the pipe) lives as long as the provider: a closed stdout could end it
+    let mut out = std::io::BufReader::new(idp.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let _idp = Killed(idp);
+    assert!(
+        line.starts_with("listening"),
+        "the OIDC provider did not start: {line:?}"
+    );
+    let cfg = dir.join("trailwarden.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[oidc]\nissuer = \"http://127.0.0.1:{idp_port}\"\naudience = \"trailwarden\"\njwks_file = \"{}\"\n\
+             authorization_endpoint = \"http://127.0.0.1:{idp_port}/auth\"\ntoken_endpoint = \"http://127.0.0.1:{idp_port}/token\"\n\
+             scopes = [\"openid\", \"profile\", \"groups\"]\nroles = {{ \"tw-analysts\" = \"analyst\" }}\n",
+            jwks.display()
+        ),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let s = Server::start(
+        &data,
+        &[
+            ("TRAILWARDEN_CONFIG", cfg.to_str().unwrap()),
+            ("TW_TEST_LISTEN", &listen),
+        ],
+    );
+    let (_driver, dport) = chromedriver();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = browser(dport, &dir).await;
+        c.goto(&format!("{}/ui/alerts", s.base)).await.unwrap();
+        click(&c, "#oidc").await;
+        // the provider's own sign-in and consent pages
+        let url = c.current_url().await.unwrap();
+        assert_eq!(url.port(), Some(idp_port), "not at the provider: {url}");
+        let Ok(login) = c.find(Locator::Css("input[name=login]")).await else {
+            panic!(
+                "the provider's page: {}",
+                c.source().await.unwrap_or_default()
+            );
+        };
+        login.send_keys("alice").await.unwrap();
+        c.find(Locator::Css("input[name=password]"))
+            .await
+            .unwrap()
+            .send_keys("any")
+            .await
+            .unwrap();
+        click(&c, "form button").await;
+        if c.current_url().await.unwrap().port() == Some(idp_port) {
+            click(&c, "form button").await; // consent
+        }
+        // back, signed in, where the user was going
+        assert_eq!(text(&c, "main h1").await, "Alerts");
+        assert!(text(&c, ".user").await.contains("oidc:alice"));
+        assert!(text(&c, ".user .role").await.contains("analyst"));
+        shot(&c, "oidc-signed-in").await;
+        // a callback with a state this browser did not start is refused
+        c.goto(&format!(
+            "{}/ui/login/oidc/callback?code=x&state=forged",
+            s.base
+        ))
+        .await
+        .unwrap();
+        assert!(text(&c, ".error")
+            .await
+            .contains("unknown or expired state"));
+        c.close().await.unwrap();
+    });
+    let analyst = s.token("analyst");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(s.count(&analyst, "TrailwardenAccess | where Action == 'ui-login' and Subject == 'oidc:alice' and Outcome == 'success'") == 1);
+    assert!(s.count(&analyst, "TrailwardenAccess | where Action == 'ui-login' and Target has 'unknown or expired state'") == 1);
     let (code, _) = s.stop();
     assert_eq!(code, 0);
 }
