@@ -159,15 +159,12 @@ pub fn level(l: &str) -> Markup {
 /// A status word with a colour that repeats its meaning.
 pub fn badge(s: &str) -> Markup {
     let class = match s {
-        "new" | "open" | "fail" | "failed" | "missing" | "error" | "overdue" | "dead" => {
-            "badge bad"
-        }
-        "acknowledged" | "warn" | "warnings" | "pending" | "partial" | "generated" | "retrying" => {
-            "badge warn"
-        }
-        "resolved" | "pass" | "ok" | "signed-off" | "delivered" | "closed" | "enabled" => {
-            "badge good"
-        }
+        "new" | "open" | "fail" | "failed" | "missing" | "error" | "overdue" | "dead" | "gap"
+        | "silent" => "badge bad",
+        "acknowledged" | "warn" | "warnings" | "pending" | "partial" | "generated" | "retrying"
+        | "attest" => "badge warn",
+        "resolved" | "pass" | "ok" | "signed-off" | "delivered" | "closed" | "enabled" | "met"
+        | "active" => "badge good",
         _ => "badge",
     };
     html! { span class=(class) { (s) } }

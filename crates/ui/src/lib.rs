@@ -300,12 +300,7 @@ fn safe_next(next: &str) -> &str {
 
 /// The session of a request, or a redirect to the login page that says why.
 pub fn ctx(ui: &Ui, conn: &ConnInfo, headers: &HeaderMap, uri: &Uri) -> Result<Ctx, Response> {
-    let cookies = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookies = session::cookie_header(headers);
     let sid = session::cookie(&cookies, ui.session_cookie()).map(str::to_string);
     let got = match &sid {
         Some(id) => ui.sessions.get(id),
@@ -462,7 +457,7 @@ fn login_page(ui: &Ui, next: &str, message: Option<Markup>) -> Result<Response, 
             p { a.button #oidc href={"/ui/login/oidc" (api::qs(&[("next", safe_next(next))]))} { "Sign in with your identity provider" } }
         }
         p.muted {
-            "Paste the admin token `serve` printed at its first start, or a token from "
+            "Paste the admin token " code { "serve" } " printed at its first start, or a token from "
             code { "trailwarden tokens create --role analyst" } ". "
             "Signing in opens a session that ends after " (idle_text(ui.sessions.idle))
             " without activity; the token is not kept in the browser."
@@ -536,12 +531,7 @@ async fn login(
             ),
         }
     };
-    let cookies = h
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookies = session::cookie_header(&h);
     let nonce_ok = match (session::cookie(&cookies, ui.login_cookie()), f.get("_csrf")) {
         (Some(a), Some(b)) => session::same(a, b),
         _ => false,

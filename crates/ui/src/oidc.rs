@@ -181,12 +181,7 @@ pub async fn callback(
         return refuse(format!("the provider answered {e} {d}"));
     }
     let state = q.get("state").map(String::as_str).unwrap_or("");
-    let cookies = h
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookies = crate::session::cookie_header(&h);
     let bound = crate::session::cookie(&cookies, cookie_name(&ui)).is_some_and(|c| same(c, state));
     let pending = ui.flows.lock().remove(state);
     let Some(p) = pending.filter(|p| p.started.elapsed() < PENDING_FOR) else {

@@ -144,6 +144,15 @@ impl Sessions {
     }
 }
 
+/// Every `Cookie` header of a request, as one (HTTP/2 may send several).
+pub fn cookie_header(h: &axum::http::HeaderMap) -> String {
+    h.get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The value of cookie `name` in a `Cookie` header.
 pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header.split(';').find_map(|kv| {
