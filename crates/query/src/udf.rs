@@ -712,6 +712,79 @@ fn k_extract(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     Ok(Arc::new(b.finish()))
 }
 
+/// `extract_all(regex, [groups,] text)`: every match's capture groups as a dynamic array —
+/// one string per match when one group is taken, an array per match otherwise; `groups` is a
+/// JSON array of group numbers or names (empty: every group). No match, or no text: null.
+fn k_extract_all(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let exec = |m: String| datafusion::error::DataFusionError::Execution(m);
+    let re_s = Strs::of(&a[0])?;
+    let groups_s = Strs::of(&a[1])?;
+    let text = Strs::of(&a[2])?;
+    let pattern = re_s.get(0).unwrap_or_default();
+    let re = regex::Regex::new(pattern)
+        .map_err(|e| exec(format!("extract_all(): bad regex {pattern:?}: {e}")))?;
+    let count = re.captures_len() - 1;
+    if count == 0 {
+        return Err(exec(format!(
+            "extract_all(): the regex {pattern:?} has no capture group (it needs 1 to 16)"
+        )));
+    }
+    // which groups, by index
+    let mut take: Vec<usize> = Vec::new();
+    let spec = groups_s.get(0).unwrap_or_default().trim();
+    if !spec.is_empty() {
+        let v: serde_json::Value = serde_json::from_str(spec)
+            .map_err(|e| exec(format!("extract_all(): capture groups {spec}: {e}")))?;
+        for g in v.as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            let idx = match g {
+                serde_json::Value::Number(x) => x.as_u64().map(|x| x as usize),
+                serde_json::Value::String(name) => {
+                    re.capture_names().position(|c| c == Some(name.as_str()))
+                }
+                _ => None,
+            };
+            match idx {
+                Some(i) if (1..=count).contains(&i) => take.push(i),
+                _ => return Err(exec(format!(
+                    "extract_all(): capture group {g} is not in the regex (1..{count} or a name)"
+                ))),
+            }
+        }
+    }
+    if take.is_empty() {
+        take = (1..=count).collect();
+    }
+    let mut b = StringBuilder::with_capacity(n, n * 16);
+    for i in 0..n {
+        let Some(t) = text.get(i) else {
+            b.append_null();
+            continue;
+        };
+        let mut out: Vec<serde_json::Value> = Vec::new();
+        for c in re.captures_iter(t) {
+            let cell = |g: usize| {
+                c.get(g)
+                    .map_or(serde_json::Value::String(String::new()), |m| {
+                        serde_json::Value::String(m.as_str().to_string())
+                    })
+            };
+            if take.len() == 1 {
+                out.push(cell(take[0]));
+            } else {
+                out.push(serde_json::Value::Array(
+                    take.iter().map(|g| cell(*g)).collect(),
+                ));
+            }
+        }
+        if out.is_empty() {
+            b.append_null();
+        } else {
+            b.append_value(serde_json::Value::Array(out).to_string());
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
 /// `array_sort_asc` / `array_sort_desc`: numbers before strings, each in order; nulls last.
 fn sort_json_array(text: &str, desc: bool) -> Option<String> {
     let mut v: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
@@ -797,6 +870,7 @@ pub fn all() -> Vec<ScalarUDF> {
             k_totimespan,
         ),
         udf("kql_extract", Exact(3), Utf8, k_extract),
+        udf("kql_extract_all", Exact(3), Utf8, k_extract_all),
         udf("kql_array_sort_asc", Exact(1), Utf8, k_sort_asc),
         udf("kql_array_sort_desc", Exact(1), Utf8, k_sort_desc),
     ]

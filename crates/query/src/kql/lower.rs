@@ -2076,6 +2076,45 @@ impl<'e> Lowerer<'e> {
                     KType::String,
                 )
             }
+            "extract_all" | "extractall" => {
+                argc(2..=3)?;
+                let (re, _) = lowered.remove(0);
+                let groups = if lowered.len() == 2 {
+                    let (g, _) = lowered.remove(0);
+                    match literal(&g) {
+                        Some(_) => g,
+                        None => {
+                            return self.err(
+                                at,
+                                format!("{name}() needs its capture groups as a constant dynamic array, e.g. dynamic([1, 3])"),
+                            )
+                        }
+                    }
+                } else {
+                    lit("")
+                };
+                let (src, st) = lowered.remove(0);
+                let Some(ScalarValue::Utf8(Some(pattern))) = literal(&re) else {
+                    return self.err(at, format!("{name}() needs a constant regex"));
+                };
+                match regex::Regex::new(pattern) {
+                    Err(e) => return self.err(at, format!("{name}(): bad regex: {e}")),
+                    Ok(r) if r.captures_len() < 2 => {
+                        return self.err(
+                            at,
+                            format!("{name}(): the regex has no capture group (it needs 1 to 16), e.g. @\"(\\d+)\""),
+                        )
+                    }
+                    Ok(_) => {}
+                }
+                (
+                    self.call(
+                        "kql_extract_all",
+                        vec![re, groups, self.to_string_expr(src, st)],
+                    ),
+                    KType::Dynamic,
+                )
+            }
             "typeof" | "gettype" => {
                 argc(1..=1)?;
                 (lit(lowered[0].1.name()), KType::String)
