@@ -400,7 +400,29 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
         coalesce(vec![c("category"), lit("")])
             .in_list(vec![lit("kube-audit"), lit("kube-audit-admin")], true),
     );
-    let (p3, _) = project(base.clone(), Some(other_aks), diag(c("category")))?;
+    let (p3, _) = project(base.clone(), Some(other_aks.clone()), diag(c("category")))?;
+    add(
+        "AKSControlPlane",
+        "The AKS resource logs that are not audit events (kube-apiserver, kube-controller-manager, kube-scheduler, cluster-autoscaler, cloud-controller-manager, guard, CSI drivers), in the columns of Azure's resource-specific AKSControlPlane table.",
+        project(
+            base.clone(),
+            Some(other_aks),
+            vec![
+                Out(time_generated(), "TimeGenerated", DateTime, "Time of the log line (its klog timestamp, else the record's time)."),
+                Out(c("category"), "Category", String, "The AKS log category: kube-apiserver, kube-controller-manager, kube-scheduler, cluster-autoscaler, guard, …"),
+                Out(c("level"), "Level", String, "Fatal, Error, Warning or Info (from the klog prefix)."),
+                Out(coalesce(vec![c("message"), k8("log_s")]), "Message", String, "The log line."),
+                Out(k8("pod_s"), "PodName", String, "The pod that logged it."),
+                Out(k8("stream_s"), "Stream", String, "stdout or stderr."),
+                Out(lit("Azure"), "SourceSystem", String, "Always Azure."),
+                Out(lit("AKSControlPlane"), "Type", String, "The table name."),
+                Out(lower(k8("ResourceId")), "_ResourceId", String, "The cluster's Azure resource id, in lower case."),
+                Out(k8("SubscriptionId"), "_SubscriptionId", String, "Subscription of the cluster."),
+                Out(null_str(), "TenantId", String, "Not known to trailwarden (null)."),
+                Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
+            ],
+        )?,
+    );
     let union = LogicalPlanBuilder::from(p1).union(p2)?.union(p3)?.build()?;
     add(
         "AzureDiagnostics",

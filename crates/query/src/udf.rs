@@ -745,9 +745,11 @@ fn k_extract_all(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
             };
             match idx {
                 Some(i) if (1..=count).contains(&i) => take.push(i),
-                _ => return Err(exec(format!(
+                _ => {
+                    return Err(exec(format!(
                     "extract_all(): capture group {g} is not in the regex (1..{count} or a name)"
-                ))),
+                )))
+                }
             }
         }
     }
