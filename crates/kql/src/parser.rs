@@ -139,6 +139,10 @@ impl<'a> Parser<'a> {
         }
     }
 
+    fn is_ident(&self) -> bool {
+        matches!(self.peek(), Tok::Ident(_))
+    }
+
     fn is_word(&self, w: &str) -> bool {
         matches!(self.peek(), Tok::Ident(x) if x == w)
     }
@@ -712,13 +716,28 @@ impl<'a> Parser<'a> {
         false
     }
 
+    /// Column names, each maybe a wildcard pattern (`User*`, `*Id`, `*Object*`).
     fn name_list(&mut self) -> Result<Vec<(String, usize)>, KqlError> {
         let mut v = Vec::new();
         loop {
-            let (mut n, at) = self.ident("a column name")?;
-            if self.is_sym("*") {
-                self.bump();
+            let at = self.pos();
+            let mut n = String::new();
+            if self.eat_sym("*") {
                 n.push('*');
+            }
+            if !n.is_empty() && !self.is_ident() {
+                // a lone `*`: every column
+            } else {
+                let (part, _) = self.ident("a column name")?;
+                n.push_str(&part);
+                while self.is_sym("*") {
+                    self.bump();
+                    n.push('*');
+                    if self.is_ident() {
+                        let (more, _) = self.ident("a column name")?;
+                        n.push_str(&more);
+                    }
+                }
             }
             v.push((n, at));
             if !self.eat_sym(",") {

@@ -121,6 +121,26 @@ fn null_of(t: KType) -> Expr {
 }
 
 /// The literal value of an expression, when it is one.
+/// A column-name pattern with `*` for any run of characters (case-sensitive, like Kusto's).
+fn glob(pat: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pat.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return pat == name;
+    }
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 fn literal(e: &Expr) -> Option<&ScalarValue> {
     match e {
         Expr::Literal(v, _) => Some(v),
@@ -376,12 +396,13 @@ impl<'e> Lowerer<'e> {
     fn match_names(&self, f: &Frame, names: &[(String, usize)]) -> R<Vec<String>> {
         let mut out = Vec::new();
         for (n, at) in names {
-            if let Some(prefix) = n.strip_suffix('*') {
+            if n.contains('*') {
                 out.extend(
                     f.cols
                         .iter()
-                        .filter(|(c, _)| c.starts_with(prefix))
-                        .map(|(c, _)| c.clone()),
+                        .filter(|(c, _)| glob(n, c) && !out.contains(c))
+                        .map(|(c, _)| c.clone())
+                        .collect::<Vec<_>>(),
                 );
             } else if f.ty(n).is_some() {
                 out.push(n.clone());
