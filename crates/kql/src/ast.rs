@@ -175,14 +175,10 @@ pub enum Op {
     },
     /// `union` as an operator: this table and others.
     Union(Vec<Tabular>, usize),
-    /// `mv-expand [name =] expr [to typeof(t)]`.
+    /// `mv-expand [name =] expr [to typeof(t)], …`: several arrays expand side by side.
     MvExpand {
-        /// Result column name.
-        name: Option<String>,
-        /// The array.
-        expr: Expr,
-        /// Element type.
-        to: Option<String>,
+        /// The arrays, in order.
+        items: Vec<MvItem>,
         /// Offset.
         at: usize,
     },
@@ -354,4 +350,15 @@ impl Expr {
             Expr::In { at, .. } | Expr::Between { at, .. } => *at,
         }
     }
+}
+
+/// One array of `mv-expand`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MvItem {
+    /// Result column name.
+    pub name: Option<String>,
+    /// The array.
+    pub expr: Expr,
+    /// Element type.
+    pub to: Option<String>,
 }

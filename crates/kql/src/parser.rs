@@ -428,31 +428,29 @@ impl<'a> Parser<'a> {
                         ));
                     }
                 }
-                let name = self.maybe_name();
-                let expr = self.expr()?;
-                if self.is_sym(",") {
-                    let cat = self.pos();
-                    return Err(KqlError::unsupported(
-                        self.text,
-                        cat,
-                        "mv-expand of several columns",
-                        "expand one column per mv-expand",
-                    ));
+                let mut items = Vec::new();
+                loop {
+                    let name = self.maybe_name();
+                    let expr = self.expr()?;
+                    let to = if self.eat_word("to") {
+                        self.expect_word("typeof")?;
+                        self.expect_sym("(")?;
+                        let (t, _) = self.ident("a type name")?;
+                        self.expect_sym(")")?;
+                        Some(t)
+                    } else {
+                        None
+                    };
+                    items.push(crate::ast::MvItem { name, expr, to });
+                    if !self.eat_sym(",") {
+                        break;
+                    }
                 }
-                let to = if self.eat_word("to") {
-                    self.expect_word("typeof")?;
-                    self.expect_sym("(")?;
-                    let (t, _) = self.ident("a type name")?;
-                    self.expect_sym(")")?;
-                    Some(t)
-                } else {
-                    None
-                };
                 if self.is_word("limit") {
                     let lat = self.pos();
                     return Err(KqlError::unsupported(self.text, lat, "mv-expand limit", ""));
                 }
-                Op::MvExpand { name, expr, to, at }
+                Op::MvExpand { items, at }
             }
             "parse" => {
                 if self.is_word("kind") {

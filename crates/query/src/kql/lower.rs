@@ -382,9 +382,7 @@ impl<'e> Lowerer<'e> {
                 }
                 self.union(frames)
             }
-            Op::MvExpand { name, expr, to, at } => {
-                self.mv_expand(f, name.as_deref(), expr, to.as_deref(), *at)
-            }
+            Op::MvExpand { items, at } => self.mv_expand(f, items, *at),
             Op::Parse { expr, pattern, at } => self.parse_op(f, expr, pattern, *at),
             Op::Render { chart, .. } => Ok(Frame {
                 render: Some(chart.clone()),
@@ -982,56 +980,68 @@ impl<'e> Lowerer<'e> {
         })
     }
 
-    fn mv_expand(
-        &mut self,
-        f: Frame,
-        name: Option<&str>,
-        expr: &ast::Expr,
-        to: Option<&str>,
-        at: usize,
-    ) -> R<Frame> {
-        let (e, t) = self.expr(expr, &f)?;
-        if t != KType::Dynamic {
-            return self.err(
-                at,
-                format!("mv-expand needs a dynamic array, not {}", t.name()),
-            );
-        }
-        let target = match (name, expr) {
-            (Some(n), _) => n.to_string(),
-            (None, ast::Expr::Name(n, _)) => n.clone(),
-            (None, _) => self.auto_name(expr, &f.cols),
-        };
-        let tmp = self.fresh("mv");
+    /// `mv-expand a, b, …`: the arrays expand side by side (row i takes element i of each; the
+    /// shorter ones give null), as Kusto does.
+    fn mv_expand(&mut self, f: Frame, items: &[ast::MvItem], at: usize) -> R<Frame> {
         let mut exprs: Vec<Expr> = f.cols.iter().map(|(n, _)| ucol(n)).collect();
-        exprs.push(self.call("kql_expand", vec![e]).alias(&tmp));
+        // (target column, temporary column, element type)
+        let mut targets: Vec<(String, String, KType)> = Vec::new();
+        for it in items {
+            let (e, t) = self.expr(&it.expr, &f)?;
+            if t != KType::Dynamic {
+                return self.err(
+                    at,
+                    format!("mv-expand needs a dynamic array, not {}", t.name()),
+                );
+            }
+            let target = match (&it.name, &it.expr) {
+                (Some(n), _) => n.clone(),
+                (None, ast::Expr::Name(n, _)) => n.clone(),
+                (None, e) => self.auto_name(e, &f.cols),
+            };
+            let elem_ty = match it.to.as_deref().map(KType::parse) {
+                Some(Some(k)) => k,
+                Some(None) => return self.err(at, "mv-expand to typeof(…): unknown type"),
+                None => KType::Dynamic,
+            };
+            let tmp = self.fresh("mv");
+            exprs.push(self.call("kql_expand", vec![e]).alias(&tmp));
+            targets.push((target, tmp, elem_ty));
+        }
         let opts = UnnestOptions::new().with_preserve_nulls(false);
+        let unnest: Vec<Column> = targets
+            .iter()
+            .map(|(_, tmp, _)| Column::new_unqualified(tmp.as_str()))
+            .collect();
         let plan = LogicalPlanBuilder::from(f.plan)
             .project(exprs)?
-            .unnest_column_with_options(Column::new_unqualified(tmp.as_str()), opts)?
+            .unnest_columns_with_options(unnest, opts)?
             .build()?;
-        let elem_ty = match to.map(KType::parse) {
-            Some(Some(k)) => k,
-            Some(None) => return self.err(at, "mv-expand to typeof(…): unknown type"),
-            None => KType::Dynamic,
-        };
-        let elem = self.convert(ucol(&tmp), KType::Dynamic, elem_ty, at)?;
         let mut out = Vec::new();
         let mut cols = Vec::new();
-        let mut placed = false;
+        let mut placed = vec![false; targets.len()];
         for (n, ty) in &f.cols {
-            if *n == target {
-                out.push(elem.clone().alias(n));
-                cols.push((n.clone(), elem_ty));
-                placed = true;
-            } else {
-                out.push(ucol(n));
-                cols.push((n.clone(), *ty));
+            match targets.iter().position(|(t, _, _)| t == n) {
+                Some(k) => {
+                    let (_, tmp, ety) = &targets[k];
+                    out.push(self.convert(ucol(tmp), KType::Dynamic, *ety, at)?.alias(n));
+                    cols.push((n.clone(), *ety));
+                    placed[k] = true;
+                }
+                None => {
+                    out.push(ucol(n));
+                    cols.push((n.clone(), *ty));
+                }
             }
         }
-        if !placed {
-            out.push(elem.alias(&target));
-            cols.push((target, elem_ty));
+        for (k, (target, tmp, ety)) in targets.iter().enumerate() {
+            if !placed[k] {
+                out.push(
+                    self.convert(ucol(tmp), KType::Dynamic, *ety, at)?
+                        .alias(target),
+                );
+                cols.push((target.clone(), *ety));
+            }
         }
         Ok(Frame {
             plan: LogicalPlanBuilder::from(plan).project(out)?.build()?,
