@@ -787,6 +787,52 @@ fn k_extract_all(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     Ok(Arc::new(b.finish()))
 }
 
+/// `percentile(x, p)` after `array_agg(x)`: the nearest-rank value (one of the inputs, as Kusto
+/// returns): the ⌈p/100 × n⌉-th smallest, the smallest for p = 0. No values: null.
+fn nearest_rank(a: &[ArrayRef], n: usize) -> Result<Vec<Option<f64>>> {
+    use datafusion::arrow::array::{Array, AsArray, Float64Array};
+    let lists = a[0].as_list_opt::<i32>().ok_or_else(|| {
+        datafusion::error::DataFusionError::Execution("percentile(): not a list".into())
+    })?;
+    let p = a[1].as_primitive_opt::<datafusion::arrow::datatypes::Float64Type>();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        if lists.is_null(i) {
+            out.push(None);
+            continue;
+        }
+        let pv = p.map_or(50.0, |p| if p.len() == 1 { p.value(0) } else { p.value(i) });
+        let vals = lists.value(i);
+        let Some(f) = vals.as_any().downcast_ref::<Float64Array>() else {
+            out.push(None);
+            continue;
+        };
+        let mut v: Vec<f64> = f.iter().flatten().collect();
+        if v.is_empty() {
+            out.push(None);
+            continue;
+        }
+        v.sort_by(|x, y| x.total_cmp(y));
+        let rank = ((pv / 100.0) * v.len() as f64).ceil() as usize;
+        out.push(Some(v[rank.clamp(1, v.len()) - 1]));
+    }
+    Ok(out)
+}
+
+fn k_percentile(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    Ok(Arc::new(datafusion::arrow::array::Float64Array::from(
+        nearest_rank(a, n)?,
+    )))
+}
+
+fn k_percentile_long(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let v: Vec<Option<i64>> = nearest_rank(a, n)?
+        .into_iter()
+        .map(|x| x.map(|x| x as i64))
+        .collect();
+    Ok(Arc::new(datafusion::arrow::array::Int64Array::from(v)))
+}
+
 /// `array_sort_asc` / `array_sort_desc`: numbers before strings, each in order; nulls last.
 fn sort_json_array(text: &str, desc: bool) -> Option<String> {
     let mut v: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
@@ -873,6 +919,8 @@ pub fn all() -> Vec<ScalarUDF> {
         ),
         udf("kql_extract", Exact(3), Utf8, k_extract),
         udf("kql_extract_all", Exact(3), Utf8, k_extract_all),
+        udf("kql_percentile", Exact(2), Float64, k_percentile),
+        udf("kql_percentile_long", Exact(2), Int64, k_percentile_long),
         udf("kql_array_sort_asc", Exact(1), Utf8, k_sort_asc),
         udf("kql_array_sort_desc", Exact(1), Utf8, k_sort_desc),
     ]

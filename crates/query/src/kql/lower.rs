@@ -121,6 +121,9 @@ fn null_of(t: KType) -> Expr {
 }
 
 /// The literal value of an expression, when it is one.
+/// A conversion after the aggregation: a UDF over the aggregate's column, with more arguments.
+type Post = (&'static str, Vec<Expr>);
+
 /// A column-name pattern with `*` for any run of characters (case-sensitive, like Kusto's).
 fn glob(pat: &str, name: &str) -> bool {
     let parts: Vec<&str> = pat.split('*').collect();
@@ -576,7 +579,10 @@ impl<'e> Lowerer<'e> {
                 }
                 for (name, e, t, conv) in hidden {
                     aggr.push(e.alias(&name));
-                    post.push((name.clone(), conv.map(|c| self.call(c, vec![ucol(&name)]))));
+                    post.push((
+                        name.clone(),
+                        conv.map(|(c, extra)| self.call(c, [vec![ucol(&name)], extra].concat())),
+                    ));
                     cols.push((name, t));
                 }
                 let taken = cols.clone();
@@ -601,7 +607,10 @@ impl<'e> Lowerer<'e> {
                 let name = unique(&name, &cols);
                 order.push(name.clone());
                 aggr.push(e.alias(&name));
-                post.push((name.clone(), conv.map(|c| self.call(c, vec![ucol(&name)]))));
+                post.push((
+                    name.clone(),
+                    conv.map(|(c, extra)| self.call(c, [vec![ucol(&name)], extra].concat())),
+                ));
                 cols.push((name, t));
             }
         }
@@ -654,7 +663,7 @@ impl<'e> Lowerer<'e> {
         &mut self,
         e: &ast::Expr,
         f: &Frame,
-        out: &mut Vec<(String, Expr, KType, Option<&'static str>)>,
+        out: &mut Vec<(String, Expr, KType, Option<Post>)>,
     ) -> R<ast::Expr> {
         Ok(match e {
             ast::Expr::Call(name, args, at) if is_aggregation(name) => {
@@ -711,7 +720,7 @@ impl<'e> Lowerer<'e> {
         name: Option<String>,
         at: usize,
         by: &[String],
-    ) -> R<Vec<(String, Expr, KType, Option<&'static str>)>> {
+    ) -> R<Vec<(String, Expr, KType, Option<Post>)>> {
         let arg_name = |i: usize| -> String {
             match args.get(i) {
                 Some(ast::Expr::Name(n, _)) => n.clone(),
@@ -792,7 +801,42 @@ impl<'e> Lowerer<'e> {
                     agg::array_agg(e)
                 };
                 let prefix = if set { "set" } else { "list" };
-                Ok(vec![(named(format!("{prefix}_{}", arg_name(0))), x, KType::Dynamic, Some("kql_list_json"))])
+                Ok(vec![(named(format!("{prefix}_{}", arg_name(0))), x, KType::Dynamic, Some(("kql_list_json", vec![])))])
+            }
+            "percentile" | "percentiles" => {
+                need(2)?;
+                let (e, t) = self.expr(&args[0], f)?;
+                if !t.numeric() && t != KType::Dynamic && t != KType::DateTime {
+                    return self.err(at, format!("{fname}() needs a number, not {}", t.name()));
+                }
+                let x = if t == KType::Dynamic {
+                    self.call("kql_dyn_todouble", vec![e])
+                } else {
+                    cast(e, DataType::Float64)
+                };
+                let values = agg::array_agg(x.clone()).filter(x.is_not_null()).build()?;
+                let rt = if matches!(t, KType::Long | KType::Int) { KType::Long } else { KType::Real };
+                let mut out = Vec::new();
+                for (i, pa) in args[1..].iter().enumerate() {
+                    let (pe, _) = self.expr(pa, f)?;
+                    let p = match literal(&pe) {
+                        Some(ScalarValue::Int64(Some(v))) => *v as f64,
+                        Some(ScalarValue::Float64(Some(v))) => *v,
+                        _ => return self.err(pa.at(), format!("{fname}(): the percentile must be a constant number")),
+                    };
+                    if !(0.0..=100.0).contains(&p) {
+                        return self.err(pa.at(), format!("{fname}(): the percentile {p} is not within 0..100"));
+                    }
+                    let label = format!("{p}").replace('.', "_");
+                    let default = format!("percentile_{}_{label}", arg_name(0));
+                    let col = if fname == "percentile" && i == 0 { named(default) } else { default };
+                    let conv = if rt == KType::Long { "kql_percentile_long" } else { "kql_percentile" };
+                    out.push((col, values.clone(), rt, Some((conv, vec![lit(p)]))));
+                }
+                if fname == "percentile" && out.len() != 1 {
+                    return self.err(at, "percentile() takes one percentile: percentiles() takes several");
+                }
+                Ok(out)
             }
             "any" | "take_any" => {
                 need(1)?;
@@ -834,7 +878,7 @@ impl<'e> Lowerer<'e> {
                 }
                 Ok(out)
             }
-            "percentile" | "percentiles" | "percentile_tdigest" | "tdigest" | "hll" | "hll_merge" | "make_bag" | "buildschema" | "binary_all_or" => {
+            "percentile_tdigest" | "tdigest" | "hll" | "hll_merge" | "make_bag" | "buildschema" | "binary_all_or" => {
                 self.unsupported(at, &format!("aggregation {fname}()"), "")
             }
             _ => self.err(at, format!("'{fname}' is not an aggregation function (count, countif, dcount, dcountif, sum, sumif, avg, avgif, min, max, stdev, variance, make_set, make_list, arg_max, arg_min, take_any)")),
