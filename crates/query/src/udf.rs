@@ -787,6 +787,100 @@ fn k_extract_all(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     Ok(Arc::new(b.finish()))
 }
 
+/// A JSON text of a row as a value (null for SQL null, the text itself when it does not parse).
+fn json_cell(s: &Strs, i: usize) -> serde_json::Value {
+    match s.get(i) {
+        None => serde_json::Value::Null,
+        Some(t) => {
+            serde_json::from_str(t).unwrap_or_else(|_| serde_json::Value::String(t.to_string()))
+        }
+    }
+}
+
+/// `pack(k1, v1, k2, v2, …)` / `bag_pack`: keys are strings, values JSON texts.
+fn k_pack(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let cols: Vec<Strs> = a.iter().map(Strs::of).collect::<Result<_>>()?;
+    let mut b = StringBuilder::with_capacity(n, n * 32);
+    for i in 0..n {
+        let mut m = serde_json::Map::new();
+        for pair in cols.chunks(2) {
+            if let (Some(k), Some(v)) = (pair[0].get(i), pair.get(1)) {
+                m.insert(k.to_string(), json_cell(v, i));
+            }
+        }
+        b.append_value(serde_json::Value::Object(m).to_string());
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// `pack_all([ignore_null_empty])`: the first argument says whether to leave out null and empty
+/// values, then name, value pairs of every column.
+fn k_pack_all(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    use datafusion::arrow::array::AsArray;
+    let drop_empty = a[0]
+        .as_boolean_opt()
+        .is_some_and(|b| b.len() > 0 && b.value(0));
+    let cols: Vec<Strs> = a[1..].iter().map(Strs::of).collect::<Result<_>>()?;
+    let mut b = StringBuilder::with_capacity(n, n * 64);
+    for i in 0..n {
+        let mut m = serde_json::Map::new();
+        for pair in cols.chunks(2) {
+            let (Some(k), Some(v)) = (pair[0].get(i), pair.get(1)) else {
+                continue;
+            };
+            let x = json_cell(v, i);
+            let empty = match &x {
+                serde_json::Value::Null => true,
+                serde_json::Value::String(s) => s.is_empty(),
+                _ => false,
+            };
+            if !(drop_empty && empty) {
+                m.insert(k.to_string(), x);
+            }
+        }
+        b.append_value(serde_json::Value::Object(m).to_string());
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// `pack_array(v1, v2, …)`: values as JSON texts.
+fn k_pack_array(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let cols: Vec<Strs> = a.iter().map(Strs::of).collect::<Result<_>>()?;
+    let mut b = StringBuilder::with_capacity(n, n * 16);
+    for i in 0..n {
+        let v: Vec<serde_json::Value> = cols.iter().map(|c| json_cell(c, i)).collect();
+        b.append_value(serde_json::Value::Array(v).to_string());
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// `make_bag(x)` after `array_agg(x)`: the property bags merged into one (the first value of a key
+/// kept; what is not a property bag left out), `{}` when there is none.
+fn k_make_bag(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    use datafusion::arrow::array::{Array, AsArray};
+    let lists = a[0].as_list_opt::<i32>().ok_or_else(|| {
+        datafusion::error::DataFusionError::Execution("make_bag(): not a list".into())
+    })?;
+    let mut b = StringBuilder::with_capacity(n, n * 32);
+    for i in 0..n {
+        let mut bag = serde_json::Map::new();
+        if !lists.is_null(i) {
+            let vals = lists.value(i);
+            let s = Strs::of(&vals)?;
+            for j in 0..vals.len() {
+                let Some(text) = s.get(j) else { continue };
+                if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(text) {
+                    for (k, v) in m {
+                        bag.entry(k).or_insert(v);
+                    }
+                }
+            }
+        }
+        b.append_value(serde_json::Value::Object(bag).to_string());
+    }
+    Ok(Arc::new(b.finish()))
+}
+
 /// `percentile(x, p)` after `array_agg(x)`: the nearest-rank value (one of the inputs, as Kusto
 /// returns): the ⌈p/100 × n⌉-th smallest, the smallest for p = 0. No values: null.
 fn nearest_rank(a: &[ArrayRef], n: usize) -> Result<Vec<Option<f64>>> {
@@ -920,6 +1014,10 @@ pub fn all() -> Vec<ScalarUDF> {
         udf("kql_extract", Exact(3), Utf8, k_extract),
         udf("kql_extract_all", Exact(3), Utf8, k_extract_all),
         udf("kql_percentile", Exact(2), Float64, k_percentile),
+        udf("kql_make_bag", Exact(1), Utf8, k_make_bag),
+        udf("kql_pack", Variadic, Utf8, k_pack),
+        udf("kql_pack_all", Variadic, Utf8, k_pack_all),
+        udf("kql_pack_array", Variadic, Utf8, k_pack_array),
         udf("kql_percentile_long", Exact(2), Int64, k_percentile_long),
         udf("kql_array_sort_asc", Exact(1), Utf8, k_sort_asc),
         udf("kql_array_sort_desc", Exact(1), Utf8, k_sort_desc),

@@ -803,6 +803,20 @@ impl<'e> Lowerer<'e> {
                 let prefix = if set { "set" } else { "list" };
                 Ok(vec![(named(format!("{prefix}_{}", arg_name(0))), x, KType::Dynamic, Some(("kql_list_json", vec![])))])
             }
+            "make_bag" | "make_bag_if" => {
+                need(if fname == "make_bag_if" { 2 } else { 1 })?;
+                let (e, t) = self.expr(&args[0], f)?;
+                if t != KType::Dynamic {
+                    return self.err(at, format!("{fname}() needs a dynamic property bag, not {}", t.name()));
+                }
+                let mut keep = e.clone().is_not_null();
+                if fname == "make_bag_if" {
+                    let (p, pt) = self.expr(&args[1], f)?;
+                    keep = keep.and(self.to_bool(p, pt, args[1].at())?);
+                }
+                let bags = agg::array_agg(e).filter(keep).build()?;
+                Ok(vec![(named(format!("bag_{}", arg_name(0))), bags, KType::Dynamic, Some(("kql_make_bag", vec![])))])
+            }
             "percentile" | "percentiles" => {
                 need(2)?;
                 let (e, t) = self.expr(&args[0], f)?;
@@ -878,7 +892,7 @@ impl<'e> Lowerer<'e> {
                 }
                 Ok(out)
             }
-            "percentile_tdigest" | "tdigest" | "hll" | "hll_merge" | "make_bag" | "buildschema" | "binary_all_or" => {
+            "percentile_tdigest" | "tdigest" | "hll" | "hll_merge" | "buildschema" | "binary_all_or" => {
                 self.unsupported(at, &format!("aggregation {fname}()"), "")
             }
             _ => self.err(at, format!("'{fname}' is not an aggregation function (count, countif, dcount, dcountif, sum, sumif, avg, avgif, min, max, stdev, variance, make_set, make_list, arg_max, arg_min, take_any)")),
@@ -1439,6 +1453,15 @@ impl<'e> Lowerer<'e> {
             }
         }
         self.call("kql_dyn_path", vec![base, step])
+    }
+
+    /// A value as dynamic JSON text for building a bag or an array: a string stays a string (it is
+    /// not parsed), a dynamic value stays as it is, others become JSON numbers, bools, times.
+    fn json_of(&self, e: Expr, t: KType) -> Expr {
+        match t {
+            KType::Dynamic => e,
+            _ => self.call("kql_to_dynamic", vec![e]),
+        }
     }
 
     fn as_dynamic(&self, e: Expr, t: KType, at: usize) -> R<Expr> {
@@ -2151,6 +2174,43 @@ impl<'e> Lowerer<'e> {
                     KType::String,
                 )
             }
+            "pack" | "bag_pack" => {
+                if lowered.len() % 2 != 0 {
+                    return self.err(at, format!("{name}() takes key, value pairs"));
+                }
+                let mut v = Vec::with_capacity(lowered.len());
+                for pair in lowered.chunks(2) {
+                    let (k, kt) = pair[0].clone();
+                    let (x, xt) = pair[1].clone();
+                    v.push(self.to_string_expr(k, kt));
+                    v.push(self.json_of(x, xt));
+                }
+                (self.call("kql_pack", v), KType::Dynamic)
+            }
+            "pack_all" => {
+                argc(0..=1)?;
+                let drop_empty = match lowered.first().map(|(e, _)| literal(e)) {
+                    None => false,
+                    Some(Some(ScalarValue::Boolean(Some(b)))) => *b,
+                    Some(_) => {
+                        return self.err(at, "pack_all(ignore_null_empty) takes a constant bool")
+                    }
+                };
+                let mut v = Vec::with_capacity(f.cols.len() * 2 + 1);
+                v.push(lit(drop_empty));
+                for (n, t) in &f.cols {
+                    v.push(lit(n.as_str()));
+                    v.push(self.json_of(ucol(n), *t));
+                }
+                (self.call("kql_pack_all", v), KType::Dynamic)
+            }
+            "pack_array" => {
+                let v: Vec<Expr> = lowered
+                    .into_iter()
+                    .map(|(e, t)| self.json_of(e, t))
+                    .collect();
+                (self.call("kql_pack_array", v), KType::Dynamic)
+            }
             "extract_all" | "extractall" => {
                 argc(2..=3)?;
                 let (re, _) = lowered.remove(0);
@@ -2202,10 +2262,6 @@ impl<'e> Lowerer<'e> {
                 );
             }
             "toscalar"
-            | "pack"
-            | "pack_all"
-            | "bag_pack"
-            | "pack_array"
             | "zip"
             | "series_stats"
             | "geo_distance_2points"
@@ -2315,6 +2371,7 @@ fn is_aggregation(name: &str) -> bool {
             | "hll"
             | "hll_merge"
             | "make_bag"
+            | "make_bag_if"
             | "buildschema"
             | "binary_all_or"
     )
