@@ -819,7 +819,7 @@ fn k_pack_all(a: &[ArrayRef], n: usize) -> Result<ArrayRef> {
     use datafusion::arrow::array::AsArray;
     let drop_empty = a[0]
         .as_boolean_opt()
-        .is_some_and(|b| b.len() > 0 && b.value(0));
+        .is_some_and(|b| !b.is_empty() && b.value(0));
     let cols: Vec<Strs> = a[1..].iter().map(Strs::of).collect::<Result<_>>()?;
     let mut b = StringBuilder::with_capacity(n, n * 64);
     for i in 0..n {
