@@ -8,6 +8,7 @@
 
 pub mod engine;
 mod error;
+mod fmt;
 pub mod kql;
 pub use trailwarden_kql::json;
 mod parse_op;

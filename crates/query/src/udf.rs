@@ -154,7 +154,11 @@ enum Arity {
 }
 
 /// Map each row's string to an optional string.
-fn map_str(a: &ArrayRef, n: usize, f: impl Fn(&str) -> Option<String>) -> Result<ArrayRef> {
+pub(crate) fn map_str(
+    a: &ArrayRef,
+    n: usize,
+    f: impl Fn(&str) -> Option<String>,
+) -> Result<ArrayRef> {
     let s = Strs::of(a)?;
     let mut b = StringBuilder::with_capacity(n, n * 16);
     for i in 0..n {
@@ -1015,6 +1019,45 @@ pub fn all() -> Vec<ScalarUDF> {
         udf("kql_extract_all", Exact(3), Utf8, k_extract_all),
         udf("kql_percentile", Exact(2), Float64, k_percentile),
         udf("kql_make_bag", Exact(1), Utf8, k_make_bag),
+        udf(
+            "kql_format_datetime",
+            Exact(2),
+            Utf8,
+            crate::fmt::k_format_datetime,
+        ),
+        udf(
+            "kql_dayofweek",
+            Exact(1),
+            DataType::Duration(datafusion::arrow::datatypes::TimeUnit::Nanosecond),
+            crate::fmt::k_dayofweek,
+        ),
+        udf("kql_trim", Exact(2), Utf8, crate::fmt::k_trim),
+        udf("kql_reverse", Exact(1), Utf8, crate::fmt::k_reverse),
+        udf("kql_hash_sha256", Exact(1), Utf8, crate::fmt::k_hash_sha256),
+        udf(
+            "kql_base64_encode",
+            Exact(1),
+            Utf8,
+            crate::fmt::k_base64_encode,
+        ),
+        udf(
+            "kql_base64_decode",
+            Exact(1),
+            Utf8,
+            crate::fmt::k_base64_decode,
+        ),
+        udf(
+            "kql_ipv4_is_private",
+            Exact(1),
+            DataType::Boolean,
+            crate::fmt::k_ipv4_is_private,
+        ),
+        udf(
+            "kql_ipv4_is_in_range",
+            Exact(2),
+            DataType::Boolean,
+            crate::fmt::k_ipv4_is_in_range,
+        ),
         udf("kql_pack", Variadic, Utf8, k_pack),
         udf("kql_pack_all", Variadic, Utf8, k_pack_all),
         udf("kql_pack_array", Variadic, Utf8, k_pack_array),

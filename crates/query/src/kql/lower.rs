@@ -2174,6 +2174,64 @@ impl<'e> Lowerer<'e> {
                     KType::String,
                 )
             }
+            "format_datetime" | "dayofweek" => {
+                argc(if name == "dayofweek" { 1..=1 } else { 2..=2 })?;
+                let (v, t) = lowered.remove(0);
+                if t != KType::DateTime {
+                    return self.err(at, format!("{name}() takes a datetime, not {}", t.name()));
+                }
+                if name == "dayofweek" {
+                    (self.call("kql_dayofweek", vec![v]), KType::TimeSpan)
+                } else {
+                    let (fmt, ft) = lowered.remove(0);
+                    let fmt = self.to_string_expr(fmt, ft);
+                    (
+                        self.call("kql_format_datetime", vec![v, fmt]),
+                        KType::String,
+                    )
+                }
+            }
+            "trim" => {
+                argc(2..=2)?;
+                let (re, _) = lowered.remove(0);
+                let Some(ScalarValue::Utf8(Some(pattern))) = literal(&re) else {
+                    return self.err(at, "trim() needs a constant regex");
+                };
+                if let Err(e) = regex::Regex::new(pattern) {
+                    return self.err(at, format!("trim(): bad regex: {e}"));
+                }
+                let (src, st) = lowered.remove(0);
+                (
+                    self.call("kql_trim", vec![re, self.to_string_expr(src, st)]),
+                    KType::String,
+                )
+            }
+            "reverse" | "hash_sha256" | "base64_encode_tostring" | "base64_decode_tostring" => {
+                argc(1..=1)?;
+                let (v, t) = lowered.remove(0);
+                let udf = match name {
+                    "reverse" => "kql_reverse",
+                    "hash_sha256" => "kql_hash_sha256",
+                    "base64_encode_tostring" => "kql_base64_encode",
+                    _ => "kql_base64_decode",
+                };
+                (
+                    self.call(udf, vec![self.to_string_expr(v, t)]),
+                    KType::String,
+                )
+            }
+            "ipv4_is_private" | "ipv4_is_in_range" => {
+                argc(if name == "ipv4_is_private" {
+                    1..=1
+                } else {
+                    2..=2
+                })?;
+                let args: Vec<Expr> = lowered
+                    .into_iter()
+                    .map(|(e, t)| self.to_string_expr(e, t))
+                    .collect();
+                (self.call(&format!("kql_{name}"), args), KType::Bool)
+            }
             "pack" | "bag_pack" => {
                 if lowered.len() % 2 != 0 {
                     return self.err(at, format!("{name}() takes key, value pairs"));
@@ -2265,19 +2323,10 @@ impl<'e> Lowerer<'e> {
             | "zip"
             | "series_stats"
             | "geo_distance_2points"
-            | "ipv4_is_in_range"
-            | "ipv4_is_private"
             | "parse_url"
             | "parse_path"
-            | "format_datetime"
             | "format_timespan"
-            | "dayofweek"
             | "hash"
-            | "hash_sha256"
-            | "base64_decode_tostring"
-            | "base64_encode_tostring"
-            | "trim"
-            | "reverse"
             | "indexof"
             | "countof"
             | "set_union"
