@@ -377,6 +377,45 @@ fn ui_in_chromium_login_search_triage_sign_off_proofs_and_refusals() {
         let v: Value = serde_json::from_str(&b).unwrap();
         assert_eq!(v["sign_off"]["note"], "exceptions followed up in the exec alert", "{b}");
 
+        // admin: a token created in the page works against the API at once and stops working
+        // when revoked in the page
+        c.goto(&format!("{base}/ui/admin")).await.unwrap();
+        c.find(Locator::Css("form[action='/ui/admin/tokens'] input[name=name]")).await.unwrap().send_keys("ui-made").await.unwrap();
+        c.find(Locator::Css("form[action='/ui/admin/tokens'] select[name=role]")).await.unwrap().select_by_value("analyst").await.unwrap();
+        click(&c, "form[action='/ui/admin/tokens'] button").await;
+        let made = text(&c, "#new-token").await;
+        assert!(made.starts_with("twk_"), "{made}");
+        shot(&c, "admin-token-created").await;
+        std::thread::sleep(Duration::from_millis(1100)); // the token file is reread each second
+        let (code, _) = s.curl(Some(&made), &[&s.url("/v1/alerts?limit=1")]);
+        assert_eq!(code, 200);
+        c.goto(&format!("{base}/ui/admin")).await.unwrap();
+        let row = c.find(Locator::XPath("//table[@id='tokens']//tr[td[2][normalize-space()='ui-made']]//button")).await.unwrap();
+        let old = c.find(Locator::Css("html")).await.unwrap();
+        row.click().await.unwrap();
+        while old.tag_name().await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(text(&c, ".flash").await.contains("revoked"));
+        std::thread::sleep(Duration::from_millis(1100));
+        let (code, _) = s.curl(Some(&made), &[&s.url("/v1/alerts?limit=1")]);
+        assert_eq!(code, 401);
+
+        // compliance: a pasted audit policy gets the check's findings
+        c.goto(&format!("{base}/ui/compliance")).await.unwrap();
+        c.find(Locator::Css("form[action='/ui/compliance/check'] input[name=file]")).await.unwrap().send_keys("audit-policy.yaml").await.unwrap();
+        let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: None\n";
+        c.execute("document.querySelector(\"form[action='/ui/compliance/check'] textarea\").value = arguments[0]", vec![json!(policy)]).await.unwrap();
+        click(&c, "form[action='/ui/compliance/check'] button").await;
+        let findings = c
+            .find_all(Locator::XPath("//h3[code='audit-policy.yaml']/following-sibling::table[1]//tbody/tr"))
+            .await
+            .unwrap();
+        assert!(!findings.is_empty(), "a policy that logs nothing has findings");
+        let first = findings[0].text().await.unwrap();
+        assert!(first.contains("10.2"), "{first}");
+        shot(&c, "compliance-check").await;
+
         // a forged POST without the CSRF token is refused (403 page) and recorded
         forge(&c, &format!("/ui/alerts/{alert_id}/resolve"), false).await;
         assert!(text(&c, ".error").await.contains("no CSRF token"));
