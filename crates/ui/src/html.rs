@@ -156,6 +156,17 @@ pub fn level(l: &str) -> Markup {
     html! { span class=(class) { (l) } }
 }
 
+/// How severe a Sigma level is (critical 4 … informational 0), for sorting.
+pub fn level_rank(l: &str) -> u8 {
+    match l {
+        "critical" => 4,
+        "high" => 3,
+        "medium" => 2,
+        "low" => 1,
+        _ => 0,
+    }
+}
+
 /// A status word with a colour that repeats its meaning.
 pub fn badge(s: &str) -> Markup {
     let class = match s {

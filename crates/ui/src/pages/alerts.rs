@@ -83,7 +83,7 @@ pub async fn list(Page { ui: _, c }: Page, axum::extract::Query(q): Params) -> R
                         @let id = a["id"].as_i64().unwrap_or(0);
                         tr {
                             td data-sort=(id) { a href={"/ui/alerts/" (id)} { (id) } }
-                            td data-sort=(rank(s(a, "level"))) { (level(s(a, "level"))) }
+                            td data-sort=(html::level_rank(s(a, "level"))) { (level(s(a, "level"))) }
                             td { a href={"/ui/alerts/" (id)} { (s(a, "title")) } }
                             td { (badge(s(a, "status"))) }
                             td { (s(a, "namespace")) }
@@ -101,16 +101,6 @@ pub async fn list(Page { ui: _, c }: Page, axum::extract::Query(q): Params) -> R
         }
     };
     ok(&c, "/ui/alerts", "Alerts", body)
-}
-
-fn rank(l: &str) -> u8 {
-    match l {
-        "critical" => 4,
-        "high" => 3,
-        "medium" => 2,
-        "low" => 1,
-        _ => 0,
-    }
 }
 
 /// One alert.

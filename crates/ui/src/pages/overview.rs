@@ -19,7 +19,7 @@ pub async fn page(Page { ui: _, c }: Page, _q: Params) -> Response {
             let mut by: BTreeMap<u8, (String, usize)> = BTreeMap::new();
             for a in &list {
                 let l = s(a, "level").to_string();
-                by.entry(5 - rank(&l)).or_insert((l, 0)).1 += 1;
+                by.entry(5 - html::level_rank(&l)).or_insert((l, 0)).1 += 1;
             }
             (list.len(), by)
         });
@@ -86,14 +86,4 @@ pub async fn page(Page { ui: _, c }: Page, _q: Params) -> Response {
         }
     };
     ok(&c, "/ui/", "Overview", body)
-}
-
-fn rank(l: &str) -> u8 {
-    match l {
-        "critical" => 4,
-        "high" => 3,
-        "medium" => 2,
-        "low" => 1,
-        _ => 0,
-    }
 }
