@@ -182,7 +182,29 @@ impl Authenticator {
         Ok(None)
     }
 
-    fn token(&self, tok: &str) -> Result<Principal, AuthFailure> {
+    /// Whether a principal that authenticated earlier still may: a token must still exist, not
+    /// revoked and not expired (a web session made from a token ends with it); OIDC users and
+    /// certificates are not rechecked here (the session's own limits apply).
+    pub fn still_valid(&self, p: &Principal) -> bool {
+        let Some(rest) = p.subject.strip_prefix("token:") else {
+            return true;
+        };
+        let id = rest.split('(').next().unwrap_or(rest);
+        let Ok(g) = self.tokens_now() else {
+            return false;
+        };
+        let now = Timestamp::now();
+        g.0.entries()
+            .iter()
+            .any(|e| e.id == id && e.revoked.is_none() && e.expires.is_none_or(|x| x.0 > now.0))
+    }
+
+    /// The token store, reread when its file changed (checked at most once a second).
+    #[allow(clippy::type_complexity)]
+    fn tokens_now(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, (TokenStore, Option<SystemTime>, Instant)>, AuthFailure>
+    {
         let mut g = crate::lock(&self.tokens);
         if g.2.elapsed() >= Duration::from_secs(1) {
             let path = TokenStore::path_in(&self.data_dir);
@@ -202,6 +224,11 @@ impl Authenticator {
             }
             g.2 = Instant::now();
         }
+        Ok(g)
+    }
+
+    fn token(&self, tok: &str) -> Result<Principal, AuthFailure> {
+        let g = self.tokens_now()?;
         match g.0.lookup(tok, Timestamp::now()) {
             Some(e) => Ok(Principal {
                 subject: format!("token:{}({})", e.id, e.name),

@@ -306,6 +306,16 @@ pub fn ctx(ui: &Ui, conn: &ConnInfo, headers: &HeaderMap, uri: &Uri) -> Result<C
         Some(id) => ui.sessions.get(id),
         None => Err(Missing::None),
     };
+    // a session made from a token ends when the token is revoked or expires
+    let got = match got {
+        Ok(s) if !ui.state.auth.still_valid(&s.principal) => {
+            if let Some(id) = &sid {
+                ui.sessions.remove(id);
+            }
+            Err(Missing::Revoked)
+        }
+        other => other,
+    };
     match got {
         Ok(session) => {
             let api = api::Client::new(ui.api.clone(), conn, session.principal.clone());
@@ -320,6 +330,7 @@ pub fn ctx(ui: &Ui, conn: &ConnInfo, headers: &HeaderMap, uri: &Uri) -> Result<C
             let why = match (why, sid.is_some()) {
                 (Missing::Idle, _) => "idle",
                 (Missing::Expired, _) => "expired",
+                (Missing::Revoked, _) => "revoked",
                 (Missing::None, true) => "ended",
                 (Missing::None, false) => "",
             };
@@ -491,6 +502,9 @@ async fn login_form(
             "Your session has ended (signed out, or the server restarted). Sign in again.".into(),
         ),
         "out" => Some("You are signed out.".into()),
+        "revoked" => Some(
+            "Your session ended: the token it was opened with was revoked or has expired.".into(),
+        ),
         _ => None,
     };
     match login_page(

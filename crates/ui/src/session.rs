@@ -32,6 +32,8 @@ pub enum Missing {
     Idle,
     /// It is older than the longest a session may live.
     Expired,
+    /// The token it was opened with is revoked or expired.
+    Revoked,
 }
 
 /// Every session of this process (a restart signs everybody out: sessions are not persisted).

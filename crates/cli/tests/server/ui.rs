@@ -509,6 +509,27 @@ fn ui_session_idle_timeout_goes_back_to_the_login() {
         click(&c, "form.login button").await;
         assert_eq!(text(&c, "main h1").await, "Alerts");
         assert_eq!(c.current_url().await.unwrap().query(), Some("status=all"));
+        // a session opened with a token ends when the token is revoked
+        click(&c, ".user form button").await;
+        let token = s.token("analyst");
+        std::thread::sleep(Duration::from_millis(1100));
+        login(&c, &s.base, &token).await;
+        let out = bin()
+            .arg("--data-dir")
+            .arg(&s.data)
+            .args(["tokens", "revoke"])
+            .arg(token_id(&c).await)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        c.goto(&format!("{}/ui/alerts", s.base)).await.unwrap();
+        assert_eq!(c.current_url().await.unwrap().path(), "/ui/login");
+        assert!(text(&c, ".flash").await.contains("was revoked"));
         c.close().await.unwrap();
     });
     let (code, _) = s.stop();
@@ -613,6 +634,16 @@ fn ui_oidc_sign_in_through_a_real_provider() {
     assert!(s.count(&analyst, "TrailwardenAccess | where Action == 'ui-login' and Target has 'unknown or expired state'") == 1);
     let (code, _) = s.stop();
     assert_eq!(code, 0);
+}
+
+/// The id of the token the signed-in session was opened with (`token:<id>(<name>)`).
+async fn token_id(c: &Client) -> String {
+    let who = text(c, ".user span").await;
+    who.trim_start_matches("token:")
+        .split('(')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn enc(s: &str) -> String {
