@@ -89,6 +89,18 @@
     });
   }
 
+  // Forms with data-confirm ask first (revoking a token); a "no" stops the post.
+  function confirmForms() {
+    document.querySelectorAll("form[data-confirm]").forEach(function (f) {
+      f.addEventListener("submit", function (e) {
+        if (!window.confirm(f.getAttribute("data-confirm"))) {
+          e.preventDefault();
+          e.stopImmediatePropagation();
+        }
+      });
+    });
+  }
+
   // Forms: a second click while the first is on its way does not post twice.
   function onceForms() {
     document.querySelectorAll("form[method=post]").forEach(function (f) {
@@ -104,6 +116,7 @@
     themeButton();
     document.querySelectorAll("table.sortable").forEach(sortable);
     editor();
+    confirmForms();
     onceForms();
   });
 })();

@@ -393,6 +393,10 @@ fn ui_in_chromium_login_search_triage_sign_off_proofs_and_refusals() {
         let row = c.find(Locator::XPath("//table[@id='tokens']//tr[td[2][normalize-space()='ui-made']]//button")).await.unwrap();
         let old = c.find(Locator::Css("html")).await.unwrap();
         row.click().await.unwrap();
+        // the page asks first
+        let question = c.get_alert_text().await.unwrap();
+        assert!(question.starts_with("Revoke tok-") && question.contains("ui-made"), "{question}");
+        c.accept_alert().await.unwrap();
         while old.tag_name().await.is_ok() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

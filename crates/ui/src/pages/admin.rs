@@ -62,7 +62,14 @@ async fn render(c: &Ctx, created: Option<&Value>) -> Markup {
                                         td { @if t["revoked"].is_null() { (badge("active")) } @else { (badge("revoked")) " " (ts_text(&t["revoked"])) } }
                                         td {
                                             @if t["revoked"].is_null() {
-                                                form.inline method="post" action={"/ui/admin/tokens/" (s(t, "id")) "/revoke"} {
+                                                @let own = c.session.principal.subject.starts_with(&format!("token:{}(", s(t, "id")));
+                                                @let ask = format!(
+                                                    "Revoke {} ({})? Whoever uses it is refused within a second.{}",
+                                                    s(t, "id"),
+                                                    s(t, "name"),
+                                                    if own { " It is the token you are signed in with: your session ends too." } else { "" }
+                                                );
+                                                form.inline method="post" action={"/ui/admin/tokens/" (s(t, "id")) "/revoke"} data-confirm=(ask) {
                                                     (csrf(&c.session.csrf))
                                                     button.danger type="submit" aria-label={"Revoke " (s(t, "id"))} { "Revoke" }
                                                 }
