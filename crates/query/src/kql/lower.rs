@@ -895,7 +895,7 @@ impl<'e> Lowerer<'e> {
             "percentile_tdigest" | "tdigest" | "hll" | "hll_merge" | "buildschema" | "binary_all_or" => {
                 self.unsupported(at, &format!("aggregation {fname}()"), "")
             }
-            _ => self.err(at, format!("'{fname}' is not an aggregation function (count, countif, dcount, dcountif, sum, sumif, avg, avgif, min, max, stdev, variance, make_set, make_list, arg_max, arg_min, take_any)")),
+            _ => self.err(at, format!("'{fname}' is not an aggregation function (count, countif, dcount, dcountif, sum, sumif, avg, avgif, min, minif, max, maxif, stdev, variance, make_set, make_set_if, make_list, make_list_if, make_bag, make_bag_if, arg_max, arg_min, take_any, percentile, percentiles)")),
         }
     }
 
