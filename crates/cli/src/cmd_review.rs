@@ -169,16 +169,13 @@ fn generate(cli: &Cli, a: &GenerateArgs) -> Result<u8> {
     )?;
     let record = rstore::generated_record(&r);
     let index = match writer {
-        Some(mut l) => {
-            let i = l
-                .append_internal(RecordKind::Alert, &record)
-                .and_then(|i| l.commit().map(|_| i))
-                .context("recording the review in the ledger")?;
-            if let Err(e) = l.close("review generated") {
-                eprintln!("warning: {e}");
-            }
-            i
-        }
+        Some(l) => store::record_and_close(
+            l,
+            RecordKind::Alert,
+            &record,
+            "the review",
+            "review generated",
+        )?,
         None => match through_serve(cli, &record, "the review")? {
             Some(i) => i,
             None => return Ok(crate::EXIT_CANNOT_RUN),
@@ -334,16 +331,13 @@ fn sign_off(cli: &Cli, a: &SignOffArgs) -> Result<u8> {
     let at = Timestamp::now();
     let record = rstore::signed_record(&a.id, &row.hash, &reviewer, &a.note, at);
     let index = match store::open_writer(cli, "review sign-off") {
-        Ok((mut l, _)) => {
-            let i = l
-                .append_internal(RecordKind::Alert, &record)
-                .and_then(|i| l.commit().map(|_| i))
-                .context("recording the sign-off in the ledger")?;
-            if let Err(e) = l.close("review signed off") {
-                eprintln!("warning: {e}");
-            }
-            i
-        }
+        Ok((l, _)) => store::record_and_close(
+            l,
+            RecordKind::Alert,
+            &record,
+            "the sign-off",
+            "review signed off",
+        )?,
         Err(LedgerError::Locked(_)) => match through_serve(cli, &record, "the sign-off")? {
             Some(i) => i,
             None => return Ok(crate::EXIT_CANNOT_RUN),

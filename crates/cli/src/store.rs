@@ -154,3 +154,23 @@ pub fn open_error_code(e: &LedgerError) -> u8 {
         _ => crate::EXIT_CANNOT_RUN,
     }
 }
+
+/// Append an internal record to a ledger this command opened, commit it, close the ledger
+/// (`closing` is the stop record's reason); the record's index. A failed close is a warning:
+/// the record is durable by then.
+pub fn record_and_close(
+    mut l: Ledger,
+    kind: RecordKind,
+    record: &serde_json::Value,
+    what: &str,
+    closing: &str,
+) -> Result<u64> {
+    let i = l
+        .append_internal(kind, record)
+        .and_then(|i| l.commit().map(|_| i))
+        .with_context(|| format!("recording {what} in the ledger"))?;
+    if let Err(e) = l.close(closing) {
+        eprintln!("warning: {e}");
+    }
+    Ok(i)
+}

@@ -871,15 +871,7 @@ impl<'a> Parser<'a> {
                 self.bump();
                 self.expect_sym("(")?;
                 let mut args = vec![l];
-                if !self.is_sym(")") {
-                    loop {
-                        args.push(self.expr()?);
-                        if !self.eat_sym(",") {
-                            break;
-                        }
-                    }
-                }
-                self.expect_sym(")")?;
+                args.extend(self.exprs_to_paren()?);
                 Ok(Expr::Call(format!("${word}"), args, at))
             }
             "has_any~" | "hasprefix_cs" | "hassuffix_cs" | "like" | "notlike" | "contains_any" => {
@@ -887,6 +879,22 @@ impl<'a> Parser<'a> {
             }
             _ => Ok(l),
         }
+    }
+
+    /// `a, b, c)`: expressions separated by commas, up to and including the closing parenthesis
+    /// (none before it is an empty list).
+    fn exprs_to_paren(&mut self) -> Result<Vec<Expr>, KqlError> {
+        let mut v = Vec::new();
+        if !self.is_sym(")") {
+            loop {
+                v.push(self.expr()?);
+                if !self.eat_sym(",") {
+                    break;
+                }
+            }
+        }
+        self.expect_sym(")")?;
+        Ok(v)
     }
 
     fn in_list(&mut self, l: Expr, negated: bool, ci: bool, at: usize) -> Result<Expr, KqlError> {
@@ -902,16 +910,7 @@ impl<'a> Parser<'a> {
                 "use join kind=leftsemi",
             ));
         }
-        let mut list = Vec::new();
-        if !self.is_sym(")") {
-            loop {
-                list.push(self.expr()?);
-                if !self.eat_sym(",") {
-                    break;
-                }
-            }
-        }
-        self.expect_sym(")")?;
+        let list = self.exprs_to_paren()?;
         Ok(Expr::In {
             expr: Box::new(l),
             list,
@@ -1095,16 +1094,7 @@ impl<'a> Parser<'a> {
                     _ => {}
                 }
                 if self.eat_sym("(") {
-                    let mut args = Vec::new();
-                    if !self.is_sym(")") {
-                        loop {
-                            args.push(self.expr()?);
-                            if !self.eat_sym(",") {
-                                break;
-                            }
-                        }
-                    }
-                    self.expect_sym(")")?;
+                    let args = self.exprs_to_paren()?;
                     return Ok(Expr::Call(name, args, at));
                 }
                 Ok(Expr::Name(name, at))

@@ -27,27 +27,35 @@ pub async fn tables(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMa
         Ok(p) => p,
         Err(r) => return r,
     };
+    // the catalogue is fixed for the binary: built once (it needs an engine over the ledger),
+    // not at every page view of the web UI's search
+    static CATALOGUE: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
     let dir = s.data_dir.clone();
-    let list = tokio::task::spawn_blocking(move || {
-        let opts = trailwarden_query::QueryOptions::default();
-        trailwarden_query::Engine::open(&dir, opts).map(|e| {
-            e.tables()
-                .iter()
-                .map(|t| {
-                    json!({
-                        "name": t.name,
-                        "description": t.description,
-                        "columns": t.columns.iter().map(|c| json!({
-                            "name": c.name, "type": c.ty.name(), "description": c.doc,
-                        })).collect::<Vec<_>>(),
-                    })
+    let list = match CATALOGUE.get() {
+        Some(l) => Ok(Ok(l.clone())),
+        None => {
+            tokio::task::spawn_blocking(move || {
+                let opts = trailwarden_query::QueryOptions::default();
+                trailwarden_query::Engine::open(&dir, opts).map(|e| {
+                    e.tables()
+                        .iter()
+                        .map(|t| {
+                            json!({
+                                "name": t.name,
+                                "description": t.description,
+                                "columns": t.columns.iter().map(|c| json!({
+                                    "name": c.name, "type": c.ty.name(), "description": c.doc,
+                                })).collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect::<Vec<_>>()
                 })
-                .collect::<Vec<_>>()
-        })
-    })
-    .await;
+            })
+            .await
+        }
+    };
     let list = match list {
-        Ok(Ok(l)) => l,
+        Ok(Ok(l)) => CATALOGUE.get_or_init(|| l).clone(),
         Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };

@@ -7,7 +7,7 @@
 
 use super::components::wait_for;
 use super::delivery::{exec_now, start_with_config, write_secret};
-use super::{bin, tmpdir};
+use super::{bin, cli_ok, tmpdir};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -66,18 +66,7 @@ fn compliance_three_day_scenario_shows_in_reviews_incidents_and_the_report() {
         .collect();
     let src = dir.join("cluster-a.jsonl");
     std::fs::write(&src, kept.join("\n") + "\n").unwrap();
-    let out = bin()
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("ingest")
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_ok(&data, &["ingest", src.to_str().unwrap()]);
 
     // 2. serve with a sink nobody answers (one attempt, then dead) and 1 s SLAs
     let secret = write_secret(&dir);

@@ -35,6 +35,23 @@ pub(crate) fn bin() -> Command {
     c
 }
 
+/// Run the CLI on a data directory; it must succeed; its stdout.
+pub(crate) fn cli_ok(data: &Path, args: &[&str]) -> String {
+    let out = bin()
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "trailwarden {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tw-srv-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -136,18 +153,8 @@ impl Server {
 
     /// A token of a role, made with the CLI while the server runs.
     pub fn token(&self, role: &str) -> String {
-        let out = bin()
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["tokens", "create", "--role", role])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let t = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let t = cli_ok(&self.data, &["tokens", "create", "--role", role]);
+        let t = t.trim().to_string();
         assert!(
             t.starts_with("twk_") && !t.contains('\n'),
             "stdout is only the token: {t:?}"

@@ -3,7 +3,7 @@
 //! corpus ingested. Screenshots of every page go to `ci-artifacts/ui/` (or `$TW_ARTIFACTS/ui`).
 
 use super::components::{free_port, Killed};
-use super::{bin, corpus_events, tmpdir, Server};
+use super::{bin, cli_ok, corpus_events, tmpdir, Server};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -518,18 +518,7 @@ fn ui_session_idle_timeout_goes_back_to_the_login() {
         let token = s.token("analyst");
         std::thread::sleep(Duration::from_millis(1100));
         login(&c, &s.base, &token).await;
-        let out = bin()
-            .arg("--data-dir")
-            .arg(&s.data)
-            .args(["tokens", "revoke"])
-            .arg(token_id(&c).await)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cli_ok(&s.data, &["tokens", "revoke", &token_id(&c).await]);
         tokio::time::sleep(Duration::from_millis(1100)).await;
         c.goto(&format!("{}/ui/alerts", s.base)).await.unwrap();
         assert_eq!(c.current_url().await.unwrap().path(), "/ui/login");
