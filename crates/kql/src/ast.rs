@@ -30,6 +30,44 @@ pub enum LetValue {
     Scalar(Expr),
     /// A tabular expression.
     Tabular(Tabular),
+    /// A user-defined function: `let f = (T:(*), x:string = "a") { … }`.
+    Function(Function),
+}
+
+/// A function defined by `let`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Function {
+    /// Parameters in order.
+    pub params: Vec<Param>,
+    /// `let` statements inside the body.
+    pub lets: Vec<Statement>,
+    /// What the body returns.
+    pub body: FnBody,
+}
+
+/// A function parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Param {
+    /// `T:(*)` or `T:(a:string, …)`: a table.
+    Tabular(String),
+    /// `x:type [= default]`.
+    Scalar {
+        /// Name.
+        name: String,
+        /// Declared type.
+        ty: String,
+        /// Default value.
+        default: Option<Expr>,
+    },
+}
+
+/// The result of a function body.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FnBody {
+    /// A table.
+    Tabular(Tabular),
+    /// A scalar.
+    Scalar(Expr),
 }
 
 /// `source | op | op …`.
@@ -50,19 +88,91 @@ pub enum Source {
     Name(String, usize),
     /// `( tabular )`.
     Paren(Box<Tabular>),
-    /// `union t1, t2 …`.
-    Union(Vec<Tabular>, usize),
+    /// `union [kind=…] [withsource=C] [isfuzzy=…] t1, t2 …`.
+    Union(Union, usize),
     /// `print a = 1, …`.
     Print(Vec<NamedExpr>, usize),
+    /// `datatable (a:string, …) [ values … ]`.
+    Datatable {
+        /// Columns and their types.
+        cols: Vec<(String, String)>,
+        /// Values, row after row.
+        values: Vec<Expr>,
+        /// Offset.
+        at: usize,
+    },
+    /// `range x from a to b step s`.
+    Range {
+        /// Column name.
+        name: String,
+        /// First value.
+        from: Expr,
+        /// Last value (inclusive).
+        to: Expr,
+        /// Step.
+        step: Expr,
+        /// Offset.
+        at: usize,
+    },
+    /// `search [in (T, …)] predicate`.
+    Search {
+        /// The tables (all when empty).
+        tables: Vec<(String, usize)>,
+        /// The predicate.
+        pred: Expr,
+        /// Offset.
+        at: usize,
+    },
+    /// A call of a `let`-defined tabular function.
+    Call(String, Vec<Expr>, usize),
 }
 
-/// One output column: `[name =] expr`.
+/// The legs and options of `union`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Union {
+    /// The tables and queries.
+    pub legs: Vec<Tabular>,
+    /// `withsource=Column`: a column naming each row's table.
+    pub withsource: Option<String>,
+    /// `kind=inner`: only the columns every leg has.
+    pub inner: bool,
+    /// `isfuzzy=true`: legs naming unknown tables are left out.
+    pub fuzzy: bool,
+}
+
+/// One output column: `[name =] expr` (or `(a, b, …) = expr` for functions returning several).
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedExpr {
     /// The given name, if any.
     pub name: Option<String>,
     /// The expression.
     pub expr: Expr,
+    /// `(a, b, …) = expr`: the names of a function's several results.
+    pub tuple: Vec<String>,
+}
+
+/// One aggregation of `make-series`: `[name =] agg(x) [default = v]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesAgg {
+    /// The aggregation.
+    pub agg: NamedExpr,
+    /// Value of empty bins (default 0).
+    pub default: Option<Expr>,
+}
+
+/// One level of `top-nested`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NestedLevel {
+    /// How many values to keep (all when absent).
+    pub n: Option<Expr>,
+    /// The grouping column.
+    pub of: NamedExpr,
+    /// `with others = v`: one more row aggregating the rest.
+    pub others: Option<Expr>,
+    /// The aggregation ranking the values.
+    pub by: NamedExpr,
+    /// Descending (the default).
+    pub desc: bool,
 }
 
 /// A sort key.
@@ -174,11 +284,71 @@ pub enum Op {
         at: usize,
     },
     /// `union` as an operator: this table and others.
-    Union(Vec<Tabular>, usize),
+    Union(Union, usize),
+    /// `lookup [kind=leftouter|inner] (T) on keys`: columns of a dimension table.
+    Lookup {
+        /// `inner` instead of the default `leftouter`.
+        inner: bool,
+        /// The dimension table.
+        right: Tabular,
+        /// Keys.
+        on: Vec<JoinOn>,
+        /// Offset.
+        at: usize,
+    },
+    /// `getschema`.
+    GetSchema(usize),
+    /// `invoke f(args)`: a `let`-defined function applied to this table.
+    Invoke(String, Vec<Expr>, usize),
+    /// `search predicate`.
+    Search(Expr, usize),
+    /// `mv-apply item = arr [to typeof(t)], … on (subquery)`.
+    MvApply {
+        /// The arrays.
+        items: Vec<MvItem>,
+        /// `with_itemindex=Name`.
+        index: Option<String>,
+        /// Operators applied to each row's elements.
+        ops: Vec<Op>,
+        /// Offset.
+        at: usize,
+    },
+    /// `make-series agg [default=v], … on T [from a] [to b] step s [by keys]`.
+    MakeSeries {
+        /// The aggregations.
+        aggs: Vec<SeriesAgg>,
+        /// The axis column.
+        on: Expr,
+        /// Start (inclusive).
+        from: Option<Expr>,
+        /// End (exclusive).
+        to: Option<Expr>,
+        /// Bin size.
+        step: Expr,
+        /// Group keys.
+        by: Vec<NamedExpr>,
+        /// Offset.
+        at: usize,
+    },
+    /// `evaluate plugin(args) [: (schema)]`.
+    Evaluate {
+        /// Plugin name.
+        plugin: String,
+        /// Arguments.
+        args: Vec<Expr>,
+        /// Declared output columns, when given.
+        schema: Option<Vec<(String, String)>>,
+        /// Offset.
+        at: usize,
+    },
+    /// `top-nested …, top-nested …`.
+    TopNested(Vec<NestedLevel>, usize),
     /// `mv-expand [name =] expr [to typeof(t)], …`: several arrays expand side by side.
     MvExpand {
         /// The arrays, in order.
         items: Vec<MvItem>,
+        /// `with_itemindex=Name`: a column with each element's index.
+        index: Option<String>,
         /// Offset.
         at: usize,
     },
@@ -319,6 +489,8 @@ pub enum Expr {
         /// Offset.
         at: usize,
     },
+    /// A tabular expression as an argument (`toscalar(T | …)`).
+    Tabular(Box<Tabular>, usize),
     /// `x between (lo .. hi)`.
     Between {
         /// Tested value.
@@ -347,6 +519,7 @@ impl Expr {
             | Expr::Neg(_, a)
             | Expr::Member(_, _, a)
             | Expr::Index(_, _, a) => *a,
+            Expr::Tabular(_, a) => *a,
             Expr::In { at, .. } | Expr::Between { at, .. } => *at,
         }
     }
@@ -355,6 +528,8 @@ impl Expr {
 /// One array of `mv-expand`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MvItem {
+    /// `bagexpansion=array`: a property bag expands to `[key, value]` pairs.
+    pub bag_array: bool,
     /// Result column name.
     pub name: Option<String>,
     /// The array.

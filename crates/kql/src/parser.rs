@@ -20,21 +20,13 @@ pub fn parse(text: &str) -> Result<Query, KqlError> {
 
 /// Operators trailwarden knows by name but does not implement (so the error can name them).
 const UNSUPPORTED_OPS: &[(&str, &str)] = &[
-    ("make-series", "use summarize … by bin(TimeGenerated, …)"),
-    ("evaluate", "plugins are not available"),
-    ("search", "use where … has …"),
-    ("find", "use union and where"),
-    ("invoke", "functions are not available"),
-    ("lookup", "use join kind=leftouter"),
-    ("mv-apply", "use mv-expand and summarize"),
-    ("top-nested", "use summarize and top"),
+    ("find", "use union and where, or search"),
     ("top-hitters", "use summarize count() by … | top"),
     ("sample", "use take"),
     ("sample-distinct", "use distinct | take"),
     ("serialize", "rows are already ordered by sort"),
     ("as", "use let"),
-    ("getschema", ""),
-    ("facet", ""),
+    ("facet", "use summarize count() by … for each column"),
     ("fork", ""),
     ("partition", ""),
     ("scan", ""),
@@ -43,9 +35,7 @@ const UNSUPPORTED_OPS: &[(&str, &str)] = &[
     ("parse-kv", "use parse or extract"),
     ("project-smart", ""),
     ("consume", ""),
-    ("externaldata", ""),
-    ("range", ""),
-    ("datatable", ""),
+    ("externaldata", "ingest the data, or use datatable"),
 ];
 
 /// How deep parentheses, sub-queries, function arguments and unary operators may nest.
@@ -210,7 +200,9 @@ impl<'a> Parser<'a> {
             self.bump();
             let (name, _) = self.ident("a name after let")?;
             self.expect_sym("=")?;
-            let value = if self.starts_tabular() {
+            let value = if self.starts_function() {
+                LetValue::Function(self.function()?)
+            } else if self.starts_tabular() {
                 LetValue::Tabular(self.tabular()?)
             } else {
                 LetValue::Scalar(self.expr()?)
@@ -233,14 +225,87 @@ impl<'a> Parser<'a> {
         Ok(Statement::Tabular(self.tabular()?))
     }
 
+    /// Whether a function definition starts here: `(` then `)` `{` or `name :`.
+    fn starts_function(&self) -> bool {
+        self.is_sym("(")
+            && match self.peek_at(1) {
+                Tok::Sym(")") => matches!(self.peek_at(2), Tok::Sym("{")),
+                Tok::Ident(_) => matches!(self.peek_at(2), Tok::Sym(":")),
+                _ => false,
+            }
+    }
+
+    /// `(params) { [let …;]* body }`.
+    fn function(&mut self) -> Result<Function, KqlError> {
+        self.expect_sym("(")?;
+        let mut params = Vec::new();
+        let mut tables = Vec::new();
+        if !self.is_sym(")") {
+            loop {
+                let (name, _) = self.ident("a parameter name")?;
+                self.expect_sym(":")?;
+                if self.eat_sym("(") {
+                    // a tabular parameter: its schema is not checked, any columns go
+                    let mut depth = 1usize;
+                    while depth > 0 {
+                        match self.bump() {
+                            Tok::Sym("(") => depth += 1,
+                            Tok::Sym(")") => depth -= 1,
+                            Tok::Eof => return self.err("')' closing the table's schema"),
+                            _ => {}
+                        }
+                    }
+                    tables.push(name.clone());
+                    params.push(Param::Tabular(name));
+                } else {
+                    let (ty, _) = self.ident("a parameter type (string, long, datetime, …)")?;
+                    let default = if self.eat_sym("=") {
+                        Some(self.expr()?)
+                    } else {
+                        None
+                    };
+                    params.push(Param::Scalar { name, ty, default });
+                }
+                if !self.eat_sym(",") {
+                    break;
+                }
+            }
+        }
+        self.expect_sym(")")?;
+        self.expect_sym("{")?;
+        let mut lets = Vec::new();
+        while self.is_word("let") {
+            lets.push(self.statement()?);
+            self.expect_sym(";")?;
+        }
+        let tabular =
+            self.starts_tabular() || matches!(self.peek(), Tok::Ident(w) if tables.contains(w));
+        let body = if tabular {
+            FnBody::Tabular(self.tabular()?)
+        } else {
+            FnBody::Scalar(self.expr()?)
+        };
+        self.eat_sym(";");
+        self.expect_sym("}")?;
+        Ok(Function { params, lets, body })
+    }
+
     /// Whether a tabular expression starts here (for `let x = …`).
     fn starts_tabular(&self) -> bool {
         match self.peek() {
-            Tok::Ident(w) if w == "union" || w == "print" => true,
+            Tok::Ident(w) if w == "union" || w == "print" || w == "search" => true,
+            Tok::Ident(w) if w == "materialize" || w == "datatable" => {
+                matches!(self.peek_at(1), Tok::Sym("("))
+            }
+            Tok::Ident(w) if w == "range" => {
+                matches!(self.peek_at(1), Tok::Ident(_))
+                    && matches!(self.peek_at(2), Tok::Ident(f) if f == "from")
+            }
             Tok::Ident(w) if matches!(self.peek_at(1), Tok::Sym("|")) => !w.is_empty(),
             Tok::Ident(_) => {
                 // `let T = Table;` — a bare name is tabular unless it is called or indexed
-                matches!(self.peek_at(1), Tok::Sym(";") | Tok::Eof) && self.looks_like_table_name()
+                matches!(self.peek_at(1), Tok::Sym(";") | Tok::Sym("}") | Tok::Eof)
+                    && self.looks_like_table_name()
             }
             Tok::Sym("(") => {
                 // ( Table | … )
@@ -304,26 +369,137 @@ impl<'a> Parser<'a> {
             self.bump();
             return Ok(Source::Print(self.named_list()?, at));
         }
-        let (name, at) = self.ident("a table name, '(', union or print")?;
+        if self.is_word("search") {
+            self.bump();
+            let mut tables = Vec::new();
+            if self.eat_word("in") {
+                self.expect_sym("(")?;
+                loop {
+                    tables.push(self.ident("a table name")?);
+                    if !self.eat_sym(",") {
+                        break;
+                    }
+                }
+                self.expect_sym(")")?;
+            }
+            let pred = self.expr()?;
+            return Ok(Source::Search { tables, pred, at });
+        }
+        if self.starts_tabular() && self.is_word("datatable") {
+            self.bump();
+            let cols = self.schema()?;
+            self.expect_sym("[")?;
+            let mut values = Vec::new();
+            while !self.is_sym("]") {
+                values.push(self.expr()?);
+                if !self.eat_sym(",") {
+                    break;
+                }
+            }
+            self.expect_sym("]")?;
+            return Ok(Source::Datatable { cols, values, at });
+        }
+        if self.starts_tabular() && self.is_word("range") {
+            self.bump();
+            let (name, _) = self.ident("a column name")?;
+            self.expect_word("from")?;
+            let from = self.expr()?;
+            self.expect_word("to")?;
+            let to = self.expr()?;
+            self.expect_word("step")?;
+            let step = self.expr()?;
+            return Ok(Source::Range {
+                name,
+                from,
+                to,
+                step,
+                at,
+            });
+        }
+        let (name, at) =
+            self.ident("a table name, '(', union, print, datatable, range or search")?;
         if let Some((_, hint)) = UNSUPPORTED_OPS.iter().find(|(n, _)| *n == name) {
-            if matches!(self.peek(), Tok::Sym("(")) || name == "datatable" || name == "range" {
+            if matches!(self.peek(), Tok::Sym("(")) {
                 return Err(KqlError::unsupported(self.text, at, &name, hint));
             }
+        }
+        if self.eat_sym("(") {
+            if name == "materialize" {
+                let t = self.tabular()?;
+                self.expect_sym(")")?;
+                return Ok(Source::Paren(Box::new(t)));
+            }
+            let args = self.exprs_to_paren()?;
+            return Ok(Source::Call(name, args, at));
         }
         Ok(Source::Name(name, at))
     }
 
-    fn union_args(&mut self) -> Result<Vec<Tabular>, KqlError> {
-        // options we do not support
-        for opt in ["withsource", "kind", "isfuzzy"] {
-            if self.is_word(opt) && matches!(self.peek_at(1), Tok::Sym("=")) {
-                let at = self.pos();
-                return Err(KqlError::unsupported(
-                    self.text,
-                    at,
-                    &format!("union {opt}="),
-                    "",
-                ));
+    /// `(name:type, …)`.
+    fn schema(&mut self) -> Result<Vec<(String, String)>, KqlError> {
+        self.expect_sym("(")?;
+        let mut cols = Vec::new();
+        loop {
+            if self.eat_sym("*") {
+                // `(*, a:long)`: every input column, then these
+                cols.push(("*".to_string(), "*".to_string()));
+                if !self.eat_sym(",") {
+                    break;
+                }
+                continue;
+            }
+            let (n, _) = self.ident("a column name")?;
+            self.expect_sym(":")?;
+            let (t, _) =
+                self.ident("a type (string, long, int, real, bool, datetime, timespan, dynamic)")?;
+            cols.push((n, t));
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
+        self.expect_sym(")")?;
+        Ok(cols)
+    }
+
+    fn union_args(&mut self) -> Result<Union, KqlError> {
+        let (mut withsource, mut inner, mut fuzzy) = (None, false, false);
+        while let (Tok::Ident(opt), Tok::Sym("=")) = (self.peek().clone(), self.peek_at(1).clone())
+        {
+            let at = self.pos();
+            self.bump();
+            self.bump();
+            match opt.as_str() {
+                "withsource" => withsource = Some(self.ident("a column name")?.0),
+                "kind" => {
+                    inner = match self.ident("inner or outer")?.0.as_str() {
+                        "inner" => true,
+                        "outer" => false,
+                        _ => {
+                            return Err(KqlError::syntax(self.text, at, "kind=inner or kind=outer"))
+                        }
+                    }
+                }
+                "isfuzzy" => {
+                    fuzzy = match self.bump() {
+                        Tok::Ident(b) if b == "true" => true,
+                        Tok::Ident(b) if b == "false" => false,
+                        _ => {
+                            return Err(KqlError::syntax(
+                                self.text,
+                                at,
+                                "isfuzzy=true or isfuzzy=false",
+                            ))
+                        }
+                    }
+                }
+                _ => {
+                    return Err(KqlError::unsupported(
+                        self.text,
+                        at,
+                        &format!("union {opt}="),
+                        "union takes withsource=, kind= and isfuzzy=",
+                    ))
+                }
             }
         }
         let mut out = Vec::new();
@@ -353,7 +529,12 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        Ok(out)
+        Ok(Union {
+            legs: out,
+            withsource,
+            inner,
+            fuzzy,
+        })
     }
 
     fn operator(&mut self) -> Result<Op, KqlError> {
@@ -417,40 +598,110 @@ impl<'a> Parser<'a> {
             "join" => self.join(at)?,
             "union" => Op::Union(self.union_args()?, at),
             "mv-expand" => {
-                for opt in ["bagexpansion", "with_itemindex", "kind"] {
-                    if self.is_word(opt) {
-                        let oat = self.pos();
-                        return Err(KqlError::unsupported(
-                            self.text,
-                            oat,
-                            &format!("mv-expand {opt}"),
-                            "",
-                        ));
-                    }
-                }
-                let mut items = Vec::new();
-                loop {
-                    let name = self.maybe_name();
-                    let expr = self.expr()?;
-                    let to = if self.eat_word("to") {
-                        self.expect_word("typeof")?;
-                        self.expect_sym("(")?;
-                        let (t, _) = self.ident("a type name")?;
-                        self.expect_sym(")")?;
-                        Some(t)
-                    } else {
-                        None
-                    };
-                    items.push(crate::ast::MvItem { name, expr, to });
-                    if !self.eat_sym(",") {
-                        break;
-                    }
-                }
+                let (items, index) = self.mv_items("mv-expand")?;
                 if self.is_word("limit") {
                     let lat = self.pos();
-                    return Err(KqlError::unsupported(self.text, lat, "mv-expand limit", ""));
+                    return Err(KqlError::unsupported(
+                        self.text,
+                        lat,
+                        "mv-expand limit",
+                        "follow it with take",
+                    ));
                 }
-                Op::MvExpand { items, at }
+                Op::MvExpand { items, index, at }
+            }
+            "mv-apply" => {
+                let (items, index) = self.mv_items("mv-apply")?;
+                self.expect_word("on")?;
+                self.expect_sym("(")?;
+                let mut ops = vec![self.operator()?];
+                while self.eat_sym("|") {
+                    ops.push(self.operator()?);
+                }
+                self.expect_sym(")")?;
+                Op::MvApply {
+                    items,
+                    index,
+                    ops,
+                    at,
+                }
+            }
+            "lookup" => {
+                let mut inner = false;
+                if self.eat_word("kind") {
+                    self.expect_sym("=")?;
+                    let kat = self.pos();
+                    inner = match self.ident("leftouter or inner")?.0.as_str() {
+                        "inner" => true,
+                        "leftouter" => false,
+                        _ => {
+                            return Err(KqlError::syntax(
+                                self.text,
+                                kat,
+                                "kind=leftouter or kind=inner",
+                            ))
+                        }
+                    };
+                }
+                let right = self.side_table("the dimension table of lookup: a table or (query)")?;
+                self.expect_word("on")?;
+                let on = self.join_keys()?;
+                Op::Lookup {
+                    inner,
+                    right,
+                    on,
+                    at,
+                }
+            }
+            "getschema" => Op::GetSchema(at),
+            "invoke" => {
+                let (f, _) = self.ident("a function defined by let")?;
+                self.expect_sym("(")?;
+                Op::Invoke(f, self.exprs_to_paren()?, at)
+            }
+            "search" => {
+                if self.is_word("in") {
+                    return Err(KqlError::unsupported(
+                        self.text,
+                        at,
+                        "search in (…) after '|'",
+                        "start the query with search in (…)",
+                    ));
+                }
+                Op::Search(self.expr()?, at)
+            }
+            "make-series" => self.make_series(at)?,
+            "evaluate" => {
+                while let (Tok::Ident(_), Tok::Sym("=")) =
+                    (self.peek().clone(), self.peek_at(1).clone())
+                {
+                    // hint.* options change how, not what
+                    self.bump();
+                    self.bump();
+                    self.bump();
+                }
+                let (plugin, _) = self.ident("a plugin name (bag_unpack, …)")?;
+                self.expect_sym("(")?;
+                let args = self.exprs_to_paren()?;
+                let schema = if self.eat_sym(":") {
+                    Some(self.schema()?)
+                } else {
+                    None
+                };
+                Op::Evaluate {
+                    plugin,
+                    args,
+                    schema,
+                    at,
+                }
+            }
+            "top-nested" => {
+                let mut levels = vec![self.nested_level()?];
+                while self.eat_sym(",") {
+                    self.expect_word("top-nested")?;
+                    levels.push(self.nested_level()?);
+                }
+                Op::TopNested(levels, at)
             }
             "parse" => {
                 if self.is_word("kind") {
@@ -544,20 +795,200 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        let right = if self.eat_sym("(") {
+        let right = self.side_table("the right side of the join: a table or (query)")?;
+        self.expect_word("on")?;
+        let on = self.join_keys()?;
+        Ok(Op::Join {
+            kind,
+            right,
+            on,
+            at,
+        })
+    }
+
+    /// `(query)` or a table name.
+    fn side_table(&mut self, what: &str) -> Result<Tabular, KqlError> {
+        if self.eat_sym("(") {
             let t = self.tabular()?;
             self.expect_sym(")")?;
-            t
-        } else {
-            let rat = self.pos();
-            let (name, nat) = self.ident("the right side of the join: a table or (query)")?;
-            Tabular {
-                source: Source::Name(name, nat),
-                ops: Vec::new(),
-                at: rat,
+            return Ok(t);
+        }
+        let rat = self.pos();
+        let (name, nat) = self.ident(what)?;
+        Ok(Tabular {
+            source: Source::Name(name, nat),
+            ops: Vec::new(),
+            at: rat,
+        })
+    }
+
+    /// `[name =] expr [to typeof(t)], …` and the options before them.
+    fn mv_items(&mut self, op: &str) -> Result<(Vec<MvItem>, Option<String>), KqlError> {
+        let (mut bag_array, mut index) = (false, None);
+        loop {
+            let oat = self.pos();
+            if self.eat_word("bagexpansion") {
+                self.expect_sym("=")?;
+                bag_array = match self.ident("bag or array")?.0.as_str() {
+                    "array" => true,
+                    "bag" => false,
+                    _ => {
+                        return Err(KqlError::syntax(
+                            self.text,
+                            oat,
+                            "bagexpansion=bag or bagexpansion=array",
+                        ))
+                    }
+                };
+            } else if self.eat_word("with_itemindex") {
+                self.expect_sym("=")?;
+                index = Some(self.ident("a column name")?.0);
+            } else if self.is_word("kind") && matches!(self.peek_at(1), Tok::Sym("=")) {
+                return Err(KqlError::unsupported(
+                    self.text,
+                    oat,
+                    &format!("{op} kind="),
+                    "use bagexpansion=",
+                ));
+            } else {
+                break;
             }
-        };
+        }
+        let mut items = Vec::new();
+        loop {
+            let name = self.maybe_name();
+            let expr = self.expr()?;
+            let to = if self.eat_word("to") {
+                self.expect_word("typeof")?;
+                self.expect_sym("(")?;
+                let (t, _) = self.ident("a type name")?;
+                self.expect_sym(")")?;
+                Some(t)
+            } else {
+                None
+            };
+            items.push(MvItem {
+                bag_array,
+                name,
+                expr,
+                to,
+            });
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
+        Ok((items, index))
+    }
+
+    /// `make-series [name =] agg [default = v], … on axis [from a] [to b] step s [by …]`
+    /// (also `on axis in range(a, b, s)`).
+    fn make_series(&mut self, at: usize) -> Result<Op, KqlError> {
+        let mut aggs = Vec::new();
+        loop {
+            let name = self.maybe_name();
+            let expr = self.expr()?;
+            let default = if self.eat_word("default") {
+                self.expect_sym("=")?;
+                Some(self.expr()?)
+            } else {
+                None
+            };
+            aggs.push(SeriesAgg {
+                agg: NamedExpr {
+                    name,
+                    expr,
+                    tuple: Vec::new(),
+                },
+                default,
+            });
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
         self.expect_word("on")?;
+        let on = self.additive()?; // not `expr`: `on t in range(…)` is not an `in` test
+        let (mut from, mut to) = (None, None);
+        let step;
+        if self.eat_word("in") {
+            self.expect_word("range")?;
+            self.expect_sym("(")?;
+            from = Some(self.expr()?);
+            self.expect_sym(",")?;
+            to = Some(self.expr()?);
+            self.expect_sym(",")?;
+            step = self.expr()?;
+            self.expect_sym(")")?;
+        } else {
+            if self.eat_word("from") {
+                from = Some(self.expr()?);
+            }
+            if self.eat_word("to") {
+                to = Some(self.expr()?);
+            }
+            self.expect_word("step")?;
+            step = self.expr()?;
+        }
+        let by = if self.eat_word("by") {
+            self.named_list()?
+        } else {
+            Vec::new()
+        };
+        Ok(Op::MakeSeries {
+            aggs,
+            on,
+            from,
+            to,
+            step,
+            by,
+            at,
+        })
+    }
+
+    /// `[N] of [name =] col [with others = v] by [name =] agg [asc|desc]`.
+    fn nested_level(&mut self) -> Result<NestedLevel, KqlError> {
+        let n = if self.is_word("of") {
+            None
+        } else {
+            Some(self.expr()?)
+        };
+        self.expect_word("of")?;
+        let name = self.maybe_name();
+        let of = NamedExpr {
+            name,
+            expr: self.expr()?,
+            tuple: Vec::new(),
+        };
+        let others = if self.eat_word("with") {
+            self.expect_word("others")?;
+            self.expect_sym("=")?;
+            Some(self.expr()?)
+        } else {
+            None
+        };
+        self.expect_word("by")?;
+        let name = self.maybe_name();
+        let by = NamedExpr {
+            name,
+            expr: self.expr()?,
+            tuple: Vec::new(),
+        };
+        let desc = if self.eat_word("asc") {
+            false
+        } else {
+            self.eat_word("desc");
+            true
+        };
+        Ok(NestedLevel {
+            n,
+            of,
+            others,
+            by,
+            desc,
+        })
+    }
+
+    /// Join keys: `a, $left.b == $right.c, …`.
+    fn join_keys(&mut self) -> Result<Vec<JoinOn>, KqlError> {
         let mut on = Vec::new();
         loop {
             let kat = self.pos();
@@ -592,12 +1023,7 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        Ok(Op::Join {
-            kind,
-            right,
-            on,
-            at,
-        })
+        Ok(on)
     }
 
     fn side_ref(&mut self) -> Result<(String, String), KqlError> {
@@ -682,17 +1108,34 @@ impl<'a> Parser<'a> {
         let mut v = Vec::new();
         loop {
             if self.is_sym("(") && self.tuple_name_ahead() {
-                let at = self.pos();
-                return Err(KqlError::unsupported(
-                    self.text,
-                    at,
-                    "tuple assignment (a, b) = …",
-                    "name each column",
-                ));
+                self.bump();
+                let mut tuple = Vec::new();
+                loop {
+                    tuple.push(self.ident("a column name")?.0);
+                    if !self.eat_sym(",") {
+                        break;
+                    }
+                }
+                self.expect_sym(")")?;
+                self.expect_sym("=")?;
+                let expr = self.expr()?;
+                v.push(NamedExpr {
+                    name: None,
+                    expr,
+                    tuple,
+                });
+                if !self.eat_sym(",") {
+                    break;
+                }
+                continue;
             }
             let name = self.maybe_name();
             let expr = self.expr()?;
-            v.push(NamedExpr { name, expr });
+            v.push(NamedExpr {
+                name,
+                expr,
+                tuple: Vec::new(),
+            });
             if !self.eat_sym(",") {
                 break;
             }
@@ -899,18 +1342,17 @@ impl<'a> Parser<'a> {
 
     fn in_list(&mut self, l: Expr, negated: bool, ci: bool, at: usize) -> Result<Expr, KqlError> {
         self.expect_sym("(")?;
-        if self.starts_tabular()
+        let list = if self.starts_tabular()
             || (matches!(self.peek(), Tok::Ident(_)) && matches!(self.peek_at(1), Tok::Sym("|")))
         {
+            // `x in (T | project y)`: the first column of a sub-query
             let sat = self.pos();
-            return Err(KqlError::unsupported(
-                self.text,
-                sat,
-                "in (subquery)",
-                "use join kind=leftsemi",
-            ));
-        }
-        let list = self.exprs_to_paren()?;
+            let t = self.tabular()?;
+            self.expect_sym(")")?;
+            vec![Expr::Tabular(Box::new(t), sat)]
+        } else {
+            self.exprs_to_paren()?
+        };
         Ok(Expr::In {
             expr: Box::new(l),
             list,
@@ -1063,6 +1505,10 @@ impl<'a> Parser<'a> {
             }
             Tok::Dollar(side) => {
                 self.bump();
+                if !self.is_sym(".") {
+                    // `$table` (the column search and union withsource name)
+                    return Ok(Expr::Name(format!("${side}"), at));
+                }
                 self.expect_sym(".")?;
                 let (c, _) = self.ident("a column")?;
                 Ok(Expr::Side(side, c, at))
@@ -1094,6 +1540,12 @@ impl<'a> Parser<'a> {
                     _ => {}
                 }
                 if self.eat_sym("(") {
+                    if name == "toscalar" {
+                        let tat = self.pos();
+                        let t = self.tabular()?;
+                        self.expect_sym(")")?;
+                        return Ok(Expr::Call(name, vec![Expr::Tabular(Box::new(t), tat)], at));
+                    }
                     let args = self.exprs_to_paren()?;
                     return Ok(Expr::Call(name, args, at));
                 }
@@ -1203,7 +1655,7 @@ mod tests {
             o => panic!("{o:?}"),
         }
         let t = tab("union (A | take 1), B | project-rename n = m | project-away x*, y");
-        assert!(matches!(t.source, Source::Union(ref v, _) if v.len() == 2));
+        assert!(matches!(t.source, Source::Union(ref u, _) if u.legs.len() == 2));
     }
 
     #[test]
@@ -1250,6 +1702,82 @@ mod tests {
     }
 
     #[test]
+    fn functions_series_and_the_other_operators() {
+        let q = parse("let f = (T:(*), n:long = 3) { let m = n * 2; T | take m };\nlet g = (s:string) { strcat(s, \"!\") };\nE | invoke f(2) | extend x = g(a)").unwrap();
+        match &q.statements[0] {
+            Statement::Let {
+                value: LetValue::Function(f),
+                ..
+            } => {
+                assert_eq!(f.params.len(), 2);
+                assert_eq!(f.lets.len(), 1);
+                assert!(matches!(f.body, FnBody::Tabular(_)));
+            }
+            s => panic!("{s:?}"),
+        }
+        assert!(matches!(
+            &q.statements[1],
+            Statement::Let {
+                value: LetValue::Function(Function {
+                    body: FnBody::Scalar(_),
+                    ..
+                }),
+                ..
+            }
+        ));
+        let t = tab("T | make-series n = count() default = 0, avg(x) on TimeGenerated from ago(1d) to now() step 1h by u | extend (a, s, b) = series_decompose_anomalies(n)");
+        match &t.ops[0] {
+            Op::MakeSeries {
+                aggs, from, to, by, ..
+            } => {
+                assert_eq!(aggs.len(), 2);
+                assert!(aggs[0].default.is_some() && from.is_some() && to.is_some());
+                assert_eq!(by.len(), 1);
+            }
+            o => panic!("{o:?}"),
+        }
+        assert!(matches!(&t.ops[1], Op::Extend(v, _) if v[0].tuple == ["a", "s", "b"]));
+        let t = tab(
+            "T | make-series count() on t in range(datetime(2024-01-01), datetime(2024-01-02), 1h)",
+        );
+        assert!(matches!(
+            &t.ops[0],
+            Op::MakeSeries {
+                from: Some(_),
+                to: Some(_),
+                ..
+            }
+        ));
+        let t = tab("union withsource=Src kind=inner isfuzzy=true A, B | lookup kind=inner (D) on k | getschema");
+        assert!(
+            matches!(&t.source, Source::Union(u, _) if u.withsource.as_deref() == Some("Src") && u.inner && u.fuzzy)
+        );
+        assert!(matches!(&t.ops[0], Op::Lookup { inner: true, .. }));
+        let t = tab("T | mv-apply bagexpansion=array with_itemindex=i e = arr to typeof(long) on (where e > 1 | summarize sum(e))");
+        assert!(t.to_owned().ops.len() == 1);
+        let t = tab("T | mv-apply e = arr to typeof(long) on (top 1 by e) | evaluate bag_unpack(d, 'p_') : (x:long) | top-nested 2 of a by count(), top-nested of b with others = -1 by sum(c) asc");
+        assert!(matches!(&t.ops[1], Op::Evaluate { schema: Some(s), .. } if s.len() == 1));
+        assert!(
+            matches!(&t.ops[2], Op::TopNested(l, _) if l.len() == 2 && l[1].n.is_none() && !l[1].desc)
+        );
+        let t = tab("datatable (a:string, b:long) [\"x\", 1, \"y\", 2] | where a in (T | project a) | extend s = toscalar(T | count)");
+        assert!(
+            matches!(&t.source, Source::Datatable { cols, values, .. } if cols.len() == 2 && values.len() == 4)
+        );
+        assert!(matches!(
+            tab("range x from 1 to 10 step 2").source,
+            Source::Range { .. }
+        ));
+        assert!(
+            matches!(tab("search in (A, B) \"admin\"").source, Source::Search { ref tables, .. } if tables.len() == 2)
+        );
+        assert!(matches!(
+            tab("let x = materialize(T | take 1); x").source,
+            Source::Name(..)
+        ));
+    }
+
+    #[test]
     fn errors_say_where_and_what() {
         let e = parse("T\n| where a ==").unwrap_err().to_string();
         assert!(e.contains("line 2, column 13"), "{e}");
@@ -1257,15 +1785,11 @@ mod tests {
         let e = parse("T | make-series count() on t")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("unsupported KQL feature `make-series`"), "{e}");
-        let e = parse("T | evaluate bag_unpack(x)").unwrap_err().to_string();
-        assert!(e.contains("`evaluate`"), "{e}");
+        assert!(e.contains("expected 'step'"), "{e}");
+        let e = parse("T | top-hitters 5 of x").unwrap_err().to_string();
+        assert!(e.contains("unsupported KQL feature `top-hitters`"), "{e}");
         let e = parse("T | frobnicate").unwrap_err().to_string();
         assert!(e.contains("a tabular operator"), "{e}");
-        let e = parse("T | where x in (U | project y)")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("in (subquery)"), "{e}");
         let e = parse("A | take 1\nB | take 1").unwrap_err().to_string();
         assert!(e.contains("';'"), "{e}");
     }

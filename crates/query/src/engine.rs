@@ -210,16 +210,31 @@ impl Engine {
         &self.fns
     }
 
-    /// Plan a KQL query: one plan per tabular statement.
-    pub fn plan_kql(&self, text: &str) -> Result<Vec<Planned>, QueryError> {
+    /// Plan a KQL query: one plan per tabular statement. Planning runs the parts of the query
+    /// whose results it needs first (`toscalar(…)`, the properties `evaluate bag_unpack` makes
+    /// columns of, the time range of a `make-series` without `from`/`to`).
+    pub async fn plan_kql(&self, text: &str) -> Result<Vec<Planned>, QueryError> {
         let q = kql::parse(text)?;
-        kql::lower::lower(self, text, &q)
+        let mut data = std::collections::HashMap::new();
+        // each round answers one node; a query has fewer nodes than this
+        for _ in 0..64 {
+            match kql::lower::lower(self, text, &q, &data)? {
+                kql::lower::Lowered::Done(p) => return Ok(p),
+                kql::lower::Lowered::NeedsData(at, plan) => {
+                    let (_, batches) = self.run_plan(plan).await?;
+                    data.insert(at, batches);
+                }
+            }
+        }
+        Err(QueryError::Engine(
+            "the query needs too many values computed before it can be planned".into(),
+        ))
     }
 
     /// Run a KQL query; one output per tabular statement.
     pub async fn kql(&self, text: &str) -> Result<Vec<QueryOutput>, QueryError> {
         let mut out = Vec::new();
-        for p in self.plan_kql(text)? {
+        for p in self.plan_kql(text).await? {
             let (schema, batches) = self.run_plan(p.plan).await?;
             out.push(QueryOutput {
                 schema,

@@ -37,6 +37,11 @@ pub enum QueryError {
     /// DataFusion failed planning or running the query.
     #[error("{0}")]
     Engine(String),
+    /// Planning needs a value from the data first (`toscalar`, the keys `bag_unpack` makes
+    /// columns of, the range of an open-ended `make-series`): the engine runs the plan the lowering
+    /// left for the node at this offset and plans again. Never returned to callers.
+    #[error("internal: the plan needs data from the query at offset {0} first")]
+    NeedsData(usize),
 }
 
 impl QueryError {

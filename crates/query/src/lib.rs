@@ -15,7 +15,9 @@ mod parse_op;
 pub mod prune;
 pub mod render;
 pub mod rows;
+pub mod series;
 pub mod tables;
+mod text;
 pub mod types;
 pub mod udf;
 

@@ -239,6 +239,8 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
             Out(datafusion::logical_expr::cast(acc("Records"), datafusion::arrow::datatypes::DataType::Int64), "Records", Long, "How many records or rows were returned."),
             Out(acc("Outcome"), "Outcome", String, "success or failure."),
             Out(acc("Origin"), "Origin", String, "Where the request came from."),
+            Out(c("received"), "_TimeReceived", DateTime, "When trailwarden received the record: Log Analytics' ingestion time, what ingestion_time() returns."),
+
             Out(ledger_index(), "_LedgerIndex", Long, "Index of the access record in the ledger."),
         ])?,
     );
@@ -349,6 +351,8 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
                 String,
                 "Not known to trailwarden (null).",
             ),
+            Out(c("received"), "_TimeReceived", DateTime, "When trailwarden received the record: Log Analytics' ingestion time, what ingestion_time() returns."),
+
             Out(
                 ledger_index(),
                 "_LedgerIndex",
@@ -387,6 +391,8 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
             Out(lit("Azure"), "SourceSystem", String, "Always Azure."),
             Out(lit("AzureDiagnostics"), "Type", String, "The table name."),
             Out(null_str(), "TenantId", String, "Not known to trailwarden (null)."),
+            Out(c("received"), "_TimeReceived", DateTime, "When trailwarden received the record: Log Analytics' ingestion time, what ingestion_time() returns."),
+
             Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
         ]
     };
@@ -419,6 +425,8 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
                 Out(lower(k8("ResourceId")), "_ResourceId", String, "The cluster's Azure resource id, in lower case."),
                 Out(k8("SubscriptionId"), "_SubscriptionId", String, "Subscription of the cluster."),
                 Out(null_str(), "TenantId", String, "Not known to trailwarden (null)."),
+                Out(c("received"), "_TimeReceived", DateTime, "When trailwarden received the record: Log Analytics' ingestion time, what ingestion_time() returns."),
+
                 Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
             ],
         )?,
@@ -468,6 +476,8 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
         ),
         Out(lit("Azure"), "SourceSystem", String, "Always Azure."),
         Out(lit("AzureActivity"), "Type", String, "The table name."),
+        Out(c("received"), "_TimeReceived", DateTime, "When trailwarden received the record: Log Analytics' ingestion time, what ingestion_time() returns."),
+
         Out(
             ledger_index(),
             "_LedgerIndex",
@@ -494,6 +504,8 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
     scols.extend([
         Out(lit("Azure AD"), "SourceSystem", String, "Always Azure AD."),
         Out(lit("SigninLogs"), "Type", String, "The table name."),
+        Out(c("received"), "_TimeReceived", DateTime, "When trailwarden received the record: Log Analytics' ingestion time, what ingestion_time() returns."),
+
         Out(
             ledger_index(),
             "_LedgerIndex",
@@ -554,6 +566,8 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
                 Out(c("time"), "EventTime", DateTime, "Time in the message."),
                 Out(lit("Linux"), "SourceSystem", String, "Always Linux."),
                 Out(lit("Syslog"), "Type", String, "The table name."),
+                Out(c("received"), "_TimeReceived", DateTime, "When trailwarden received the record: Log Analytics' ingestion time, what ingestion_time() returns."),
+
                 Out(
                     ledger_index(),
                     "_LedgerIndex",
@@ -605,6 +619,8 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
                     "Always ContainerInsights.",
                 ),
                 Out(lit("ContainerLog"), "Type", String, "The table name."),
+                Out(c("received"), "_TimeReceived", DateTime, "When trailwarden received the record: Log Analytics' ingestion time, what ingestion_time() returns."),
+
                 Out(
                     ledger_index(),
                     "_LedgerIndex",

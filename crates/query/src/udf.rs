@@ -1064,6 +1064,88 @@ pub fn all() -> Vec<ScalarUDF> {
         udf("kql_percentile_long", Exact(2), Int64, k_percentile_long),
         udf("kql_array_sort_asc", Exact(1), Utf8, k_sort_asc),
         udf("kql_array_sort_desc", Exact(1), Utf8, k_sort_desc),
+        udf(
+            "kql_series_fill",
+            Exact(7),
+            Utf8,
+            crate::series::k_series_fill,
+        ),
+        udf(
+            "kql_series_axis",
+            Exact(3),
+            Utf8,
+            crate::series::k_series_axis,
+        ),
+        udf(
+            "kql_series_stats",
+            Exact(1),
+            Utf8,
+            crate::series::k_series_stats,
+        ),
+        udf(
+            "kql_series_fit_line",
+            Exact(1),
+            Utf8,
+            crate::series::k_series_fit_line,
+        ),
+        udf(
+            "kql_series_decompose",
+            Exact(5),
+            Utf8,
+            crate::series::k_series_decompose,
+        ),
+        udf(
+            "kql_series_decompose_anomalies",
+            Exact(7),
+            Utf8,
+            crate::series::k_series_decompose_anomalies,
+        ),
+        udf(
+            "kql_series_outliers",
+            Exact(5),
+            Utf8,
+            crate::series::k_series_outliers,
+        ),
+        udf(
+            "kql_series_fir",
+            Exact(4),
+            Utf8,
+            crate::series::k_series_fir,
+        ),
+        udf(
+            "kql_series_fill_gaps",
+            Exact(3),
+            Utf8,
+            crate::series::k_series_fill_gaps,
+        ),
+        udf(
+            "kql_strcat_array",
+            Exact(2),
+            Utf8,
+            crate::text::k_strcat_array,
+        ),
+        udf("kql_zip", Variadic, Utf8, crate::text::k_zip),
+        udf("kql_parse_url", Exact(1), Utf8, crate::text::k_parse_url),
+        udf("kql_parse_path", Exact(1), Utf8, crate::text::k_parse_path),
+        udf(
+            "kql_format_timespan",
+            Exact(2),
+            Utf8,
+            crate::text::k_format_timespan,
+        ),
+        udf(
+            "kql_indexes",
+            Exact(1),
+            List(Arc::new(Field::new("item", Int64, true))),
+            crate::text::k_indexes,
+        ),
+        udf(
+            "kql_bag_key_types",
+            Exact(1),
+            List(Arc::new(Field::new("item", Utf8, true))),
+            crate::text::k_bag_key_types,
+        ),
+        udf("kql_bag_pairs", Exact(1), Utf8, crate::text::k_bag_pairs),
     ]
 }
 

@@ -520,8 +520,8 @@ pub fn check_plan(rule: &ScheduledRule, data_dir: &Path) -> Result<(), String> {
     }
     let engine = Engine::open(data_dir, QueryOptions::default()).map_err(|e| e.to_string())?;
     match rule.language {
-        Language::Kql => engine
-            .plan_kql(&rule.query)
+        Language::Kql => trailwarden_query::engine::block_on(1, engine.plan_kql(&rule.query))
+            .map_err(|e| e.to_string())?
             .map(|_| ())
             .map_err(|e| e.to_string()),
         Language::Sql => trailwarden_query::engine::block_on(1, async {

@@ -149,6 +149,7 @@ async fn run(job: QueryJob, planned: oneshot::Sender<Planned>, lines: mpsc::Send
         if language == "kql" {
             for p in engine
                 .plan_kql(&text)
+                .await
                 .map_err(|e| (400u16, e.to_string()))?
             {
                 plans.push((p.plan, p.kinds, p.render));

@@ -10,6 +10,7 @@ use crate::engine::{ts_lit, Engine, Planned};
 use crate::tables::{c, Fns};
 use crate::types::{datetime_type, KType};
 use crate::QueryError;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, TimeUnit};
 use datafusion::common::{Column, JoinType, ScalarValue, UnnestOptions};
 use datafusion::functions::core::expr_fn::{coalesce, get_field};
@@ -28,6 +29,8 @@ use datafusion::logical_expr::{
 use std::collections::HashMap;
 use std::sync::Arc;
 use trailwarden_model::Timestamp;
+
+mod ops;
 
 /// A tabular value during lowering: its plan and its columns with KQL types.
 #[derive(Clone)]
@@ -51,46 +54,71 @@ struct Lowerer<'e> {
     fns: Arc<Fns>,
     scalars: HashMap<String, (Expr, KType)>,
     tabulars: HashMap<String, Frame>,
+    functions: HashMap<String, ast::Function>,
+    /// Calls of `let` functions in progress (bounded: functions may call each other).
+    calls: usize,
+    /// Results of the plans run for values planning needs (`toscalar`, `bag_unpack` keys, …).
+    data: &'e HashMap<usize, Vec<RecordBatch>>,
+    /// The plan to run before planning can go on, for the node at this offset.
+    pending: Option<(usize, LogicalPlan)>,
     now: Timestamp,
     seq: usize,
 }
 
-/// Lower a parsed query: one plan per tabular statement.
-pub fn lower(eng: &Engine, text: &str, q: &ast::Query) -> R<Vec<Planned>> {
+/// What lowering gives: the plans, or a plan whose result it needs first.
+pub enum Lowered {
+    /// One plan per tabular statement.
+    Done(Vec<Planned>),
+    /// Run this plan, keep its result under this offset, and lower again.
+    NeedsData(usize, LogicalPlan),
+}
+
+/// Lower a parsed query: one plan per tabular statement. `data` holds the results of the plans
+/// earlier rounds asked for.
+pub fn lower(
+    eng: &Engine,
+    text: &str,
+    q: &ast::Query,
+    data: &HashMap<usize, Vec<RecordBatch>>,
+) -> R<Lowered> {
     let mut l = Lowerer {
         eng,
         text,
         fns: eng.fns().clone(),
         scalars: HashMap::new(),
         tabulars: HashMap::new(),
+        functions: HashMap::new(),
+        calls: 0,
+        data,
+        pending: None,
         now: eng.now(),
         seq: 0,
     };
     let mut out = Vec::new();
-    for s in &q.statements {
-        match s {
-            Statement::Let { name, value, .. } => match value {
-                LetValue::Scalar(e) => {
-                    let empty = l.empty_frame()?;
-                    let lowered = l.expr(e, &empty)?;
-                    l.scalars.insert(name.clone(), lowered);
-                }
-                LetValue::Tabular(t) => {
+    let mut run = || -> R<()> {
+        for s in &q.statements {
+            match s {
+                Statement::Let { name, value, .. } => l.let_stmt(name, value)?,
+                Statement::Tabular(t) => {
                     let f = l.tabular(t)?;
-                    l.tabulars.insert(name.clone(), f);
+                    out.push(Planned {
+                        kinds: f.cols.iter().map(|(_, t)| *t).collect(),
+                        plan: f.plan,
+                        render: f.render,
+                    });
                 }
-            },
-            Statement::Tabular(t) => {
-                let f = l.tabular(t)?;
-                out.push(Planned {
-                    kinds: f.cols.iter().map(|(_, t)| *t).collect(),
-                    plan: f.plan,
-                    render: f.render,
-                });
             }
         }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => Ok(Lowered::Done(out)),
+        Err(QueryError::NeedsData(at)) => match l.pending.take() {
+            Some((_, plan)) => Ok(Lowered::NeedsData(at, plan)),
+            None => Err(QueryError::Engine("internal: no pending data plan".into())),
+        },
+        Err(e) => Err(e),
     }
-    Ok(out)
 }
 
 fn ucol(name: &str) -> Expr {
@@ -192,13 +220,17 @@ impl<'e> Lowerer<'e> {
         match s {
             Source::Paren(t) => self.tabular(t),
             Source::Name(name, at) => self.table(name, *at),
-            Source::Union(list, _) => {
-                let frames = list
-                    .iter()
-                    .map(|t| self.tabular(t))
-                    .collect::<R<Vec<_>>>()?;
-                self.union(frames)
-            }
+            Source::Union(u, _) => self.union_op(None, u),
+            Source::Datatable { cols, values, at } => self.datatable(cols, values, *at),
+            Source::Range {
+                name,
+                from,
+                to,
+                step,
+                at,
+            } => self.range(name, from, to, step, *at),
+            Source::Search { tables, pred, at } => self.search_source(tables, pred, *at),
+            Source::Call(name, args, at) => self.call_tabular(name, args, None, *at),
             Source::Print(items, _) => {
                 let f = self.empty_frame()?;
                 let mut exprs = Vec::new();
@@ -378,14 +410,42 @@ impl<'e> Lowerer<'e> {
                 let r = self.tabular(right)?;
                 self.join(f, r, *kind, on, *at)
             }
-            Op::Union(list, _) => {
-                let mut frames = vec![f];
-                for t in list {
-                    frames.push(self.tabular(t)?);
-                }
-                self.union(frames)
+            Op::Union(u, _) => self.union_op(Some(f), u),
+            Op::MvExpand { items, index, at } => self.mv_expand(f, items, index.as_deref(), *at),
+            Op::Lookup {
+                inner,
+                right,
+                on,
+                at,
+            } => {
+                let r = self.tabular(right)?;
+                self.lookup(f, r, *inner, on, *at)
             }
-            Op::MvExpand { items, at } => self.mv_expand(f, items, *at),
+            Op::GetSchema(_) => self.getschema(f),
+            Op::Invoke(name, args, at) => self.call_tabular(name, args, Some(f), *at),
+            Op::Search(pred, at) => self.search(f, pred, *at),
+            Op::MvApply {
+                items,
+                index,
+                ops,
+                at,
+            } => self.mv_apply(f, items, index.as_deref(), ops, *at),
+            Op::MakeSeries {
+                aggs,
+                on,
+                from,
+                to,
+                step,
+                by,
+                at,
+            } => self.make_series(f, aggs, on, from.as_ref(), to.as_ref(), step, by, *at),
+            Op::Evaluate {
+                plugin,
+                args,
+                schema,
+                at,
+            } => self.evaluate(f, plugin, args, schema.as_deref(), *at),
+            Op::TopNested(levels, at) => self.top_nested(f, levels, *at),
             Op::Parse { expr, pattern, at } => self.parse_op(f, expr, pattern, *at),
             Op::Render { chart, .. } => Ok(Frame {
                 render: Some(chart.clone()),
@@ -490,6 +550,15 @@ impl<'e> Lowerer<'e> {
             Vec::new()
         };
         for ne in items {
+            if let Some(several) = self.several_columns(ne, &f)? {
+                for (name, e, t) in several {
+                    match out.iter_mut().find(|(n, _, _)| *n == name) {
+                        Some(slot) => *slot = (name, e, t),
+                        None => out.push((name, e, t)),
+                    }
+                }
+                continue;
+            }
             let (e, t) = self.expr(&ne.expr, &f)?;
             let taken: Vec<(String, KType)> = out.iter().map(|(n, _, t)| (n.clone(), *t)).collect();
             let name = match &ne.name {
@@ -1040,12 +1109,30 @@ impl<'e> Lowerer<'e> {
 
     /// `mv-expand a, b, …`: the arrays expand side by side (row i takes element i of each; the
     /// shorter ones give null), as Kusto does.
-    fn mv_expand(&mut self, f: Frame, items: &[ast::MvItem], at: usize) -> R<Frame> {
+    fn mv_expand(
+        &mut self,
+        f: Frame,
+        items: &[ast::MvItem],
+        index: Option<&str>,
+        at: usize,
+    ) -> R<Frame> {
         let mut exprs: Vec<Expr> = f.cols.iter().map(|(n, _)| ucol(n)).collect();
         // (target column, temporary column, element type)
         let mut targets: Vec<(String, String, KType)> = Vec::new();
-        for it in items {
+        for (k, it) in items.iter().enumerate() {
             let (e, t) = self.expr(&it.expr, &f)?;
+            let e = if it.bag_array {
+                self.call("kql_bag_pairs", vec![e])
+            } else {
+                e
+            };
+            if k == 0 {
+                if let Some(ix) = index {
+                    let tmp = self.fresh("mvi");
+                    exprs.push(self.call("kql_indexes", vec![e.clone()]).alias(&tmp));
+                    targets.push((ix.to_string(), tmp, KType::Long));
+                }
+            }
             if t != KType::Dynamic {
                 return self.err(
                     at,
@@ -1078,11 +1165,18 @@ impl<'e> Lowerer<'e> {
         let mut out = Vec::new();
         let mut cols = Vec::new();
         let mut placed = vec![false; targets.len()];
+        let elem = |k: usize, tmp: &str, ety: KType| -> R<Expr> {
+            if index.is_some() && k == 0 {
+                Ok(ucol(tmp))
+            } else {
+                self.convert(ucol(tmp), KType::Dynamic, ety, at)
+            }
+        };
         for (n, ty) in &f.cols {
             match targets.iter().position(|(t, _, _)| t == n) {
                 Some(k) => {
                     let (_, tmp, ety) = &targets[k];
-                    out.push(self.convert(ucol(tmp), KType::Dynamic, *ety, at)?.alias(n));
+                    out.push(elem(k, tmp, *ety)?.alias(n));
                     cols.push((n.clone(), *ety));
                     placed[k] = true;
                 }
@@ -1094,10 +1188,7 @@ impl<'e> Lowerer<'e> {
         }
         for (k, (target, tmp, ety)) in targets.iter().enumerate() {
             if !placed[k] {
-                out.push(
-                    self.convert(ucol(tmp), KType::Dynamic, *ety, at)?
-                        .alias(target),
-                );
+                out.push(elem(k, tmp, *ety)?.alias(target));
                 cols.push((target.clone(), *ety));
             }
         }
@@ -1284,6 +1375,29 @@ impl<'e> Lowerer<'e> {
                 at,
             } => {
                 let (v, t) = self.expr(expr, f)?;
+                if let [ast::Expr::Tabular(sub, sat)] = list.as_slice() {
+                    return Ok((
+                        self.in_subquery(v, t, sub, *negated, *ci, *sat)?,
+                        KType::Bool,
+                    ));
+                }
+                // `x in (T)` with T a tabular let: its first column
+                if let [ast::Expr::Name(n, nat)] = list.as_slice() {
+                    if self.tabulars.contains_key(n)
+                        && !self.scalars.contains_key(n)
+                        && f.ty(n).is_none()
+                    {
+                        let sub = Tabular {
+                            source: Source::Name(n.clone(), *nat),
+                            ops: Vec::new(),
+                            at: *nat,
+                        };
+                        return Ok((
+                            self.in_subquery(v, t, &sub, *negated, *ci, *nat)?,
+                            KType::Bool,
+                        ));
+                    }
+                }
                 let mut items = Vec::new();
                 let target = if t == KType::Dynamic {
                     KType::String
@@ -1346,6 +1460,12 @@ impl<'e> Lowerer<'e> {
                 )
             }
             ast::Expr::Call(name, args, at) => self.function(name, args, *at, f)?,
+            ast::Expr::Tabular(_, at) => {
+                return self.err(
+                    *at,
+                    "a tabular expression is a value only inside toscalar(…) and in (…)",
+                )
+            }
         })
     }
 
@@ -1744,6 +1864,23 @@ impl<'e> Lowerer<'e> {
             _ => None,
         } {
             return self.has_list(args, all, at, f);
+        }
+        if self.functions.contains_key(name) {
+            return self.call_scalar(name, args, f, at);
+        }
+        match name {
+            "toscalar" => return self.toscalar(args, at),
+            "column_ifexists" => return self.column_ifexists(args, f, at),
+            "ingestion_time" => {
+                return Ok(match f.ty("_TimeReceived") {
+                    Some(t) => (ucol("_TimeReceived"), t),
+                    None => (null_of(KType::DateTime), KType::DateTime),
+                })
+            }
+            _ => {}
+        }
+        if let Some(r) = self.series_function(name, args, at, f)? {
+            return Ok(r);
         }
         let mut lowered = Vec::new();
         let needs_args = !matches!(name, "now" | "ago");
@@ -2319,13 +2456,56 @@ impl<'e> Lowerer<'e> {
                     format!("{name}() is an aggregation: use it in summarize"),
                 );
             }
-            "toscalar"
-            | "zip"
-            | "series_stats"
-            | "geo_distance_2points"
-            | "parse_url"
-            | "parse_path"
-            | "format_timespan"
+            "long" | "int" | "real" | "double" | "bool" | "boolean" | "decimal" => {
+                // typed literals: long(null), real(1), …
+                argc(1..=1)?;
+                let (e, t) = lowered.remove(0);
+                let k = KType::parse(name).unwrap_or(KType::Real);
+                if matches!(args[0], ast::Expr::Lit(Lit::Null, _)) {
+                    (null_of(k), k)
+                } else {
+                    (self.convert(e, t, k, at)?, k)
+                }
+            }
+            "strcat_array" => {
+                argc(2..=2)?;
+                let (d, dt) = lowered.remove(1);
+                let (a, t) = lowered.remove(0);
+                (
+                    self.call(
+                        "kql_strcat_array",
+                        vec![self.json_of(a, t), self.to_string_expr(d, dt)],
+                    ),
+                    KType::String,
+                )
+            }
+            "zip" => {
+                argc(2..=16)?;
+                let v = lowered
+                    .into_iter()
+                    .map(|(e, t)| self.json_of(e, t))
+                    .collect();
+                (self.call("kql_zip", v), KType::Dynamic)
+            }
+            "parse_url" | "parse_path" => {
+                argc(1..=1)?;
+                let (e, t) = lowered.remove(0);
+                (
+                    self.call(&format!("kql_{name}"), vec![self.to_string_expr(e, t)]),
+                    KType::Dynamic,
+                )
+            }
+            "format_timespan" => {
+                argc(2..=2)?;
+                let (fmt, ft) = lowered.remove(1);
+                let (e, t) = lowered.remove(0);
+                let e = self.convert(e, t, KType::TimeSpan, at)?;
+                (
+                    self.call("kql_format_timespan", vec![e, self.to_string_expr(fmt, ft)]),
+                    KType::String,
+                )
+            }
+            "geo_distance_2points"
             | "hash"
             | "indexof"
             | "countof"
@@ -2337,7 +2517,6 @@ impl<'e> Lowerer<'e> {
             | "make_datetime"
             | "todatetime_utc"
             | "unixtime_seconds_todatetime"
-            | "column_ifexists"
             | "row_number"
             | "prev"
             | "next" => {
