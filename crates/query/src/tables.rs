@@ -630,6 +630,46 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
             ],
         )?,
     );
+    // Kubernetes names container log files <pod>_<namespace>_<container>-<id>.log
+    const K8S_LOG: &str = r"([^/_]+)_([^/_]+)_([^/]+)-([0-9a-f]{64})\.log$";
+    let part = |g: i64| fns.call("kql_extract", vec![lit(K8S_LOG), lit(g), c("source")]);
+    let container_id = coalesce(vec![attr(fns, "container_id"), part(4)]);
+    let json_line = datafusion::functions::string::expr_fn::starts_with(
+        datafusion::functions::string::expr_fn::btrim(vec![c("message")]),
+        lit("{"),
+    );
+    add(
+        "ContainerLogV2",
+        "Container stdout/stderr lines in the columns of Container Insights' ContainerLogV2 (pod, namespace and container from the Kubernetes log file name).",
+        project(
+            base.clone(),
+            Some(kind_is(1).and(format_is("docker").or(format_is("cri")))),
+            vec![
+                Out(time_generated(), "TimeGenerated", DateTime, "Line time."),
+                Out(c("host"), "Computer", String, "Node, when known."),
+                Out(container_id, "ContainerId", String, "Container id (from the record or the log file name)."),
+                Out(coalesce(vec![attr(fns, "container_name"), part(3)]), "ContainerName", String, "Container name (from the record or the log file name)."),
+                Out(part(1), "PodName", String, "Pod name, from the log file name."),
+                Out(part(2), "PodNamespace", String, "Pod namespace, from the log file name."),
+                Out(
+                    when(json_line, c("message"))
+                        .otherwise(fns.call("kql_to_dynamic", vec![c("message")]))
+                        .unwrap_or_else(|_| c("message")),
+                    "LogMessage",
+                    Dynamic,
+                    "The line: its JSON when it is a JSON object, else the text as a string.",
+                ),
+                Out(coalesce(vec![attr(fns, "stream"), c("category")]), "LogSource", String, "stdout or stderr."),
+                Out(c("level"), "LogLevel", String, "Level, when the line carries one."),
+                Out(null_str(), "KubernetesMetadata", Dynamic, "Not known to trailwarden (null)."),
+                Out(lit("ContainerInsights"), "SourceSystem", String, "Always ContainerInsights."),
+                Out(lit("ContainerLogV2"), "Type", String, "The table name."),
+                Out(null_str(), "_ResourceId", String, "Not known to trailwarden (null)."),
+                Out(c("received"), "_TimeReceived", DateTime, "When trailwarden received the record: Log Analytics' ingestion time, what ingestion_time() returns."),
+                Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
+            ],
+        )?,
+    );
     Ok(out)
 }
 

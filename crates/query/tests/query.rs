@@ -132,6 +132,7 @@ fn fixture_ledger(name: &str) -> PathBuf {
         "signin.jsonl",
         "syslog.log",
         "containers.log",
+        "api-7d9f8c-x2k4q_payments_api-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.log",
     ]
     .iter()
     .map(|f| fixture(f))
