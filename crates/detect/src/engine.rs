@@ -264,9 +264,12 @@ pub fn for_each_doc(ev: &Event, raw: &[u8], f: &mut dyn FnMut(&dyn Doc)) {
                 text: &raw_text,
             });
         }
-        Format::K8sAudit | Format::Aks | Format::AzureActivity | Format::Signin | Format::App => {
-            f(&EventDoc::new(ev, raw))
-        }
+        Format::K8sAudit
+        | Format::Aks
+        | Format::AzureActivity
+        | Format::Signin
+        | Format::EntraAudit
+        | Format::App => f(&EventDoc::new(ev, raw)),
         _ => {
             let raw_text = String::from_utf8_lossy(raw);
             let message = ev.message.as_deref().unwrap_or_default();

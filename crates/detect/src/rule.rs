@@ -39,6 +39,7 @@ impl LogSource {
             "auditd" => (None, "linux", "auditd"),
             "azure-activity" => (None, "azure", "activitylogs"),
             "signin" => (None, "azure", "signinlogs"),
+            "entra-audit" => (None, "azure", "auditlogs"),
             "syslog" => (None, "linux", "syslog"),
             other => (None, other, other),
         };

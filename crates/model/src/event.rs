@@ -24,6 +24,9 @@ pub enum Format {
     AzureActivity,
     /// Microsoft Entra ID sign-in log records (diagnostic-setting export or SigninLogs rows).
     Signin,
+    /// Microsoft Entra ID directory audit records (diagnostic-setting export, AuditLogs rows,
+    /// Graph directoryAudit objects).
+    EntraAudit,
     /// Structured application audit events (timestamp, user_id, action, resource, result, source_ip).
     App,
     /// Linux audit daemon logs (raw, ENRICHED, interpreted; multi-record events).
@@ -38,11 +41,12 @@ pub enum Format {
 
 impl Format {
     /// Every format, in CLI order.
-    pub const ALL: [Format; 9] = [
+    pub const ALL: [Format; 10] = [
         Format::K8sAudit,
         Format::Aks,
         Format::AzureActivity,
         Format::Signin,
+        Format::EntraAudit,
         Format::App,
         Format::Auditd,
         Format::Docker,
@@ -57,6 +61,7 @@ impl Format {
             Format::Aks => "aks",
             Format::AzureActivity => "azure-activity",
             Format::Signin => "signin",
+            Format::EntraAudit => "entra-audit",
             Format::App => "app",
             Format::Auditd => "auditd",
             Format::Docker => "docker",

@@ -359,6 +359,20 @@ impl Classifier {
                     set.insert(PciCategory::InvalidAccess);
                 }
             }
+            Format::EntraAudit => {
+                // every directory change is an administrative action (10.2.1.2); changes to
+                // users, credentials and roles are identification changes (10.2.1.5)
+                set.insert(PciCategory::AdminAction);
+                let cat = ev.category.as_deref().unwrap_or("").to_ascii_lowercase();
+                let act = ev.action.as_deref().unwrap_or("").to_ascii_lowercase();
+                if matches!(cat.as_str(), "usermanagement" | "rolemanagement")
+                    || act.contains("password")
+                    || act.contains("credential")
+                    || act.contains("member to role")
+                {
+                    set.insert(PciCategory::CredentialChange);
+                }
+            }
             Format::App => self.app(ev, &mut set),
             Format::Syslog => self.syslog(ev, &mut set),
             Format::Docker | Format::Cri => {}

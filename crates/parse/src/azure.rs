@@ -382,9 +382,115 @@ pub(crate) fn signin_from(obj: &Map<String, Value>) -> Result<Event, FormatError
     Ok(ev)
 }
 
+/// Whether an object is an Entra ID directory audit record (diagnostic export with category
+/// AuditLogs), an AuditLogs row, or a Graph directoryAudit object.
+pub fn is_entra_audit(obj: &Map<String, Value>) -> bool {
+    let cat = get_text(obj, &["category", "Type"]).map(|c| c.to_ascii_lowercase());
+    if cat.as_deref() == Some("auditlogs") {
+        return true;
+    }
+    (obj.contains_key("activityDisplayName") && obj.contains_key("initiatedBy"))
+        || (obj.contains_key("ActivityDisplayName") && obj.contains_key("InitiatedBy"))
+}
+
+/// Parse an Entra ID directory audit record / AuditLogs row / Graph directoryAudit.
+pub fn parse_entra_audit(bytes: &[u8]) -> Result<Event, FormatError> {
+    let obj = object(bytes, "Entra ID directory audit record")?;
+    if !is_entra_audit(&obj) {
+        return Err(FormatError::NotThisFormat(
+            "an Entra ID directory audit record",
+        ));
+    }
+    entra_audit_from(&obj)
+}
+
+pub(crate) fn entra_audit_from(obj: &Map<String, Value>) -> Result<Event, FormatError> {
+    let mut ev = Event::new(Format::EntraAudit);
+    // export records nest the audit under `properties`; rows (PascalCase) and Graph objects are flat
+    let props = get_obj(obj, &["properties"]).unwrap_or_else(|| obj.clone());
+    ev.time = parse_time_field(
+        &props,
+        &["activityDateTime", "ActivityDateTime"],
+        "audit activityDateTime",
+    )?;
+    if ev.time.is_none() {
+        ev.time = parse_time_field(obj, &["time", "TimeGenerated"], "audit time")?;
+    }
+    let initiated = get_obj(&props, &["initiatedBy", "InitiatedBy"]).unwrap_or_default();
+    let user = get_obj(&initiated, &["user"]).unwrap_or_default();
+    let app = get_obj(&initiated, &["app"]).unwrap_or_default();
+    ev.user.identity.name = get_text(&user, &["userPrincipalName"])
+        .or_else(|| get_text(&app, &["displayName", "servicePrincipalName"]))
+        .or_else(|| get_text(obj, &["identity", "Identity"]));
+    ev.user.identity.uid =
+        get_text(&user, &["id"]).or_else(|| get_text(&app, &["servicePrincipalId", "appId"]));
+    ev.action = get_text(&props, &["activityDisplayName", "ActivityDisplayName"])
+        .or_else(|| get_text(obj, &["operationName", "OperationName"]));
+    ev.category = get_text(&props, &["category", "Category"]).filter(|c| c != "AuditLogs");
+    let result = get_text(&props, &["result", "Result"]).unwrap_or_default();
+    ev.outcome.result = match result.to_ascii_lowercase().as_str() {
+        "success" => OutcomeResult::Success,
+        "failure" | "timeout" => OutcomeResult::Failure,
+        _ => OutcomeResult::Unknown,
+    };
+    ev.outcome.reason =
+        get_text(&props, &["resultReason", "ResultReason"]).filter(|r| !r.is_empty());
+    if let Some(ip) = get_text(&user, &["ipAddress"])
+        .filter(|i| !i.is_empty())
+        .or_else(|| get_text(obj, &["callerIpAddress"]))
+    {
+        ev.origin.ips = Some(vec![ip.clone()]);
+        ev.origin.trusted_ip = Some(ip);
+    }
+    let targets = get(&props, &["targetResources", "TargetResources"])
+        .and_then(Value::as_array)
+        .and_then(|t| t.first())
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    ev.resource.resource = get_text(&targets, &["type"]);
+    ev.resource.name =
+        get_text(&targets, &["userPrincipalName"]).or_else(|| get_text(&targets, &["displayName"]));
+    ev.audit_id = get_text(&props, &["id", "Id"]);
+    ev.level = get_text(obj, &["Level", "level"]);
+    ev.attr(
+        "logged_by_service",
+        get_text(&props, &["loggedByService", "LoggedByService"]),
+    );
+    ev.attr(
+        "operation_type",
+        get_text(&props, &["operationType", "OperationType"]),
+    );
+    ev.attr(
+        "correlation_id",
+        get_text(&props, &["correlationId", "CorrelationId"])
+            .or_else(|| get_text(obj, &["correlationId"])),
+    );
+    ev.attr("tenant_id", get_text(obj, &["tenantId", "TenantId"]));
+    Ok(ev)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entra_directory_audit() {
+        let rec = br#"{"time":"2026-01-06T10:20:00Z","resourceId":"/tenants/t-1/providers/Microsoft.aadiam","operationName":"Add member to role","category":"AuditLogs","tenantId":"t-1","properties":{"id":"Directory_1","category":"RoleManagement","correlationId":"c-1","result":"success","activityDisplayName":"Add member to role","activityDateTime":"2026-01-06T10:19:58Z","loggedByService":"Core Directory","operationType":"Assign","initiatedBy":{"user":{"id":"u-1","userPrincipalName":"eve@contoso.com","ipAddress":"203.0.113.20"}},"targetResources":[{"id":"u-2","type":"User","userPrincipalName":"mallory@contoso.com"}]}}"#;
+        let ev = parse_entra_audit(rec).unwrap();
+        assert_eq!(ev.user.identity.name.as_deref(), Some("eve@contoso.com"));
+        assert_eq!(ev.action.as_deref(), Some("Add member to role"));
+        assert_eq!(ev.category.as_deref(), Some("RoleManagement"));
+        assert_eq!(ev.outcome.result, OutcomeResult::Success);
+        assert_eq!(ev.resource.name.as_deref(), Some("mallory@contoso.com"));
+        assert_eq!(ev.origin.trusted_ip.as_deref(), Some("203.0.113.20"));
+        assert!(ev.time.is_some());
+        // a sign-in is not a directory audit, and the reverse
+        assert!(!is_entra_audit(
+            &object(br#"{"category":"SignInLogs","properties":{}}"#, "x").unwrap()
+        ));
+        assert!(!is_signin(&object(rec, "x").unwrap()));
+    }
 
     #[test]
     fn resource_ids() {

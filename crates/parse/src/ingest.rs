@@ -717,6 +717,15 @@ impl<'s> Ingestor<'s> {
                     Err(FormatError::NotThisFormat("an Entra ID sign-in record"))
                 }
             }
+            Format::EntraAudit => {
+                if azure::is_entra_audit(&map) {
+                    azure::entra_audit_from(&map)
+                } else {
+                    Err(FormatError::NotThisFormat(
+                        "an Entra ID directory audit record",
+                    ))
+                }
+            }
             Format::App => {
                 if app::is_app_event(&map) {
                     app::from_object(&map)
@@ -1049,6 +1058,9 @@ pub fn detect(map: &Map<String, Value>) -> Option<Format> {
     }
     if azure::is_signin(map) {
         return Some(Format::Signin);
+    }
+    if azure::is_entra_audit(map) {
+        return Some(Format::EntraAudit);
     }
     if azure::is_activity(map) {
         return Some(Format::AzureActivity);

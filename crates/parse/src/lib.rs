@@ -9,6 +9,7 @@
 //! | `aks` | [`aks`] | AKS diagnostic records (`{"records":[…]}`, JSONL), AzureDiagnostics and AKSAudit rows |
 //! | `azure-activity` | [`azure`] | Activity Log export records, AzureActivity rows |
 //! | `signin` | [`azure`] | Entra ID sign-in export records, SigninLogs rows, Graph signIn objects |
+//! | `entra-audit` | [`azure`] | Entra ID directory audit export records (category AuditLogs), AuditLogs rows, Graph directoryAudit objects |
 //! | `app` | [`app`] | application audit events (timestamp, user_id, action, resource, result, source_ip) |
 //! | `auditd` | [`auditd`] | raw / interpreted / ENRICHED auditd, multi-record events, AUOMS |
 //! | `docker`, `cri` | [`container`] | Docker json-file and CRI text logs with split-line reassembly |

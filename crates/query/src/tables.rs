@@ -164,7 +164,7 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
             Out(ledger_index(), "ledger_index", Long, "Index of the record in the ledger (what `prove inclusion --index` takes)."),
             Out(c("received"), "received", DateTime, "When trailwarden received the record (hashed into the ledger)."),
             Out(c("source"), "source", String, "Where it came from: `file:PATH`, `stdin`, `webhook`, …"),
-            Out(c("format"), "format", String, "Input format: k8s-audit, aks, azure-activity, signin, app, auditd, docker, cri, syslog."),
+            Out(c("format"), "format", String, "Input format: k8s-audit, aks, azure-activity, signin, entra-audit, app, auditd, docker, cri, syslog."),
             Out(c("category"), "category", String, "Source category (AKS log category, Activity Log category, sign-in log table, container stream, …)."),
             Out(c("time"), "time", DateTime, "Event time as the source wrote it (null when absent)."),
             Out(c("user"), "user", String, "Who: user name, principal or UPN."),
@@ -364,12 +364,12 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
     add(
         "AKSAudit",
         "Kubernetes audit events from every source (audit files, webhook, AKS exports), in the columns of Azure's resource-specific AKSAudit table.",
-        project(base.clone(), Some(is_k8s_audit()), aks_audit("AKSAudit"))?,
+        project(base.clone(), Some(is_k8s_audit()), la(fns, aks_audit("AKSAudit"), None))?,
     );
     add(
         "AKSAuditAdmin",
         "The Kubernetes audit events that are not get / list / watch, as AKS sends to kube-audit-admin (same columns as AKSAudit).",
-        project(base.clone(), Some(is_k8s_admin()), aks_audit("AKSAuditAdmin"))?,
+        project(base.clone(), Some(is_k8s_admin()), la(fns, aks_audit("AKSAuditAdmin"), None))?,
     );
 
     let diag = |category: Expr| {
@@ -396,24 +396,38 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
             Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
         ]
     };
-    let (p1, cols) = project(base.clone(), Some(is_k8s_audit()), diag(lit("kube-audit")))?;
+    let (p1, cols) = project(
+        base.clone(),
+        Some(is_k8s_audit()),
+        la(fns, diag(lit("kube-audit")), Some(k8("SubscriptionId"))),
+    )?;
     let (p2, _) = project(
         base.clone(),
         Some(is_k8s_admin()),
-        diag(lit("kube-audit-admin")),
+        la(
+            fns,
+            diag(lit("kube-audit-admin")),
+            Some(k8("SubscriptionId")),
+        ),
     )?;
     let other_aks = kind_is(1).and(format_is("aks")).and(
         coalesce(vec![c("category"), lit("")])
             .in_list(vec![lit("kube-audit"), lit("kube-audit-admin")], true),
     );
-    let (p3, _) = project(base.clone(), Some(other_aks.clone()), diag(c("category")))?;
+    let (p3, _) = project(
+        base.clone(),
+        Some(other_aks.clone()),
+        la(fns, diag(c("category")), Some(k8("SubscriptionId"))),
+    )?;
     add(
         "AKSControlPlane",
         "The AKS resource logs that are not audit events (kube-apiserver, kube-controller-manager, kube-scheduler, cluster-autoscaler, cloud-controller-manager, guard, CSI drivers), in the columns of Azure's resource-specific AKSControlPlane table.",
         project(
             base.clone(),
             Some(other_aks),
-            vec![
+            la(
+                fns,
+                vec![
                 Out(time_generated(), "TimeGenerated", DateTime, "Time of the log line (its klog timestamp, else the record's time)."),
                 Out(c("category"), "Category", String, "The AKS log category: kube-apiserver, kube-controller-manager, kube-scheduler, cluster-autoscaler, guard, …"),
                 Out(c("level"), "Level", String, "Fatal, Error, Warning or Info (from the klog prefix)."),
@@ -429,6 +443,8 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
 
                 Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
             ],
+                None,
+            ),
         )?,
     );
     let union = LogicalPlanBuilder::from(p1).union(p2)?.union(p3)?.build()?;
@@ -449,6 +465,12 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
         acols.push(Out(act(name), name, ktype(*kind), activity_doc(name)));
     }
     acols.extend([
+        Out(
+            raw_field(fns, "OperationId", "operationId", String),
+            "OperationId",
+            String,
+            "GUID of the operation.",
+        ),
         Out(
             act("Level"),
             "ActivityLevel",
@@ -488,7 +510,7 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
     add(
         "AzureActivity",
         "Azure Activity Log records (subscription-level control-plane operations), from diagnostic exports or AzureActivity rows.",
-        project(base.clone(), Some(kind_is(1).and(format_is("azure-activity"))), acols)?,
+        project(base.clone(), Some(kind_is(1).and(format_is("azure-activity"))), la(fns, acols, Some(act("SubscriptionId"))))?,
     );
 
     let sig = |f: &str| get_field(fns.call("tw_signin_row", vec![c("raw")]), f);
@@ -500,6 +522,14 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
     )];
     for (name, kind) in rows::SIGNIN_FIELDS {
         scols.push(Out(sig(name), name, ktype(*kind), signin_doc(name)));
+    }
+    for (name, camel, t) in SIGNIN_MORE {
+        scols.push(Out(
+            raw_field(fns, name, camel, *t),
+            name,
+            *t,
+            "As Entra ID writes it (null when the record does not carry it).",
+        ));
     }
     scols.extend([
         Out(lit("Azure AD"), "SourceSystem", String, "Always Azure AD."),
@@ -516,7 +546,7 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
     add(
         "SigninLogs",
         "Microsoft Entra ID sign-ins (interactive and non-interactive), from diagnostic exports, SigninLogs rows or Graph signIn objects.",
-        project(base.clone(), Some(kind_is(1).and(format_is("signin"))), scols)?,
+        project(base.clone(), Some(kind_is(1).and(format_is("signin"))), la(fns, scols, None))?,
     );
 
     add(
@@ -525,7 +555,9 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
         project(
             base.clone(),
             Some(kind_is(1).and(format_is("syslog"))),
-            vec![
+            la(
+                fns,
+                vec![
                 Out(time_generated(), "TimeGenerated", DateTime, "Message time."),
                 Out(
                     coalesce(vec![c("host"), attr(fns, "computer")]),
@@ -575,6 +607,8 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
                     "Index of the record in the ledger.",
                 ),
             ],
+                None,
+            ),
         )?,
     );
 
@@ -584,7 +618,9 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
         project(
             base.clone(),
             Some(kind_is(1).and(format_is("docker").or(format_is("cri")))),
-            vec![
+            la(
+                fns,
+                vec![
                 Out(time_generated(), "TimeGenerated", DateTime, "Line time."),
                 Out(c("message"), "LogEntry", String, "The log line."),
                 Out(
@@ -628,8 +664,32 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
                     "Index of the record in the ledger.",
                 ),
             ],
+                None,
+            ),
         )?,
     );
+    let mut audit = vec![Out(
+        time_generated(),
+        "TimeGenerated",
+        DateTime,
+        "Activity time.",
+    )];
+    for (name, camel, t, doc) in AUDIT_COLS {
+        audit.push(Out(raw_field(fns, name, camel, *t), name, *t, doc));
+    }
+    audit.extend([
+        Out(c("category"), "Category", String, "The audit category: UserManagement, RoleManagement, GroupManagement, ApplicationManagement, Policy, …"),
+        Out(lit("Azure AD"), "SourceSystem", String, "Always Azure AD."),
+        Out(lit("AuditLogs"), "Type", String, "The table name."),
+        Out(c("received"), "_TimeReceived", DateTime, "When trailwarden received the record: Log Analytics' ingestion time, what ingestion_time() returns."),
+        Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
+    ]);
+    add(
+        "AuditLogs",
+        "Microsoft Entra ID directory audit (changes to users, groups, roles, applications, policies), from diagnostic exports, AuditLogs rows or Graph directoryAudit objects.",
+        project(base.clone(), Some(kind_is(1).and(format_is("entra-audit"))), la(fns, audit, None))?,
+    );
+
     // Kubernetes names container log files <pod>_<namespace>_<container>-<id>.log
     const K8S_LOG: &str = r"([^/_]+)_([^/_]+)_([^/]+)-([0-9a-f]{64})\.log$";
     let part = |g: i64| fns.call("kql_extract", vec![lit(K8S_LOG), lit(g), c("source")]);
@@ -644,7 +704,9 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
         project(
             base.clone(),
             Some(kind_is(1).and(format_is("docker").or(format_is("cri")))),
-            vec![
+            la(
+                fns,
+                vec![
                 Out(time_generated(), "TimeGenerated", DateTime, "Line time."),
                 Out(c("host"), "Computer", String, "Node, when known."),
                 Out(container_id, "ContainerId", String, "Container id (from the record or the log file name)."),
@@ -668,9 +730,370 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
                 Out(c("received"), "_TimeReceived", DateTime, "When trailwarden received the record: Log Analytics' ingestion time, what ingestion_time() returns."),
                 Out(ledger_index(), "_LedgerIndex", Long, "Index of the record in the ledger."),
             ],
+                None,
+            ),
         )?,
     );
     Ok(out)
+}
+
+/// The SigninLogs columns read straight from the record: (column, property of the export, type).
+const SIGNIN_MORE: &[(&str, &str, KType)] = &[
+    ("AADTenantId", "tenantId", KType::String),
+    ("AlternateSignInName", "alternateSignInName", KType::String),
+    (
+        "AppliedConditionalAccessPolicies",
+        "appliedConditionalAccessPolicies",
+        KType::String,
+    ),
+    (
+        "AppliedEventListeners",
+        "appliedEventListeners",
+        KType::Dynamic,
+    ),
+    (
+        "AuthenticationContextClassReferences",
+        "authenticationContextClassReferences",
+        KType::String,
+    ),
+    (
+        "AuthenticationDetails",
+        "authenticationDetails",
+        KType::String,
+    ),
+    (
+        "AuthenticationMethodsUsed",
+        "authenticationMethodsUsed",
+        KType::String,
+    ),
+    (
+        "AuthenticationProcessingDetails",
+        "authenticationProcessingDetails",
+        KType::String,
+    ),
+    (
+        "AuthenticationProtocol",
+        "authenticationProtocol",
+        KType::String,
+    ),
+    (
+        "AuthenticationRequirementPolicies",
+        "authenticationRequirementPolicies",
+        KType::String,
+    ),
+    (
+        "AutonomousSystemNumber",
+        "autonomousSystemNumber",
+        KType::String,
+    ),
+    (
+        "ConditionalAccessPolicies",
+        "appliedConditionalAccessPolicies",
+        KType::Dynamic,
+    ),
+    ("CreatedDateTime", "createdDateTime", KType::DateTime),
+    (
+        "CrossTenantAccessType",
+        "crossTenantAccessType",
+        KType::String,
+    ),
+    ("DurationMs", "durationMs", KType::Long),
+    ("FlaggedForReview", "flaggedForReview", KType::Bool),
+    ("HomeTenantId", "homeTenantId", KType::String),
+    ("Id", "id", KType::String),
+    (
+        "IPAddressFromResourceProvider",
+        "ipAddressFromResourceProvider",
+        KType::String,
+    ),
+    ("IsRisky", "isRisky", KType::Bool),
+    ("Level", "Level", KType::String),
+    ("MfaDetail", "mfaDetail", KType::Dynamic),
+    (
+        "NetworkLocationDetails",
+        "networkLocationDetails",
+        KType::String,
+    ),
+    ("OperationVersion", "operationVersion", KType::String),
+    ("OriginalRequestId", "originalRequestId", KType::String),
+    (
+        "ProcessingTimeInMilliseconds",
+        "processingTimeInMilliseconds",
+        KType::String,
+    ),
+    ("Resource", "resource", KType::String),
+    ("ResourceGroup", "resourceGroup", KType::String),
+    ("ResourceId", "resourceId", KType::String),
+    ("ResourceIdentity", "resourceIdentity", KType::String),
+    ("ResourceProvider", "resourceProvider", KType::String),
+    (
+        "ResourceServicePrincipalId",
+        "resourceServicePrincipalId",
+        KType::String,
+    ),
+    ("ResourceTenantId", "resourceTenantId", KType::String),
+    ("RiskDetail", "riskDetail", KType::String),
+    ("RiskEventTypes", "riskEventTypes", KType::String),
+    ("RiskEventTypes_V2", "riskEventTypes_v2", KType::String),
+    ("RiskLevel", "riskLevel", KType::String),
+    ("RiskLevelAggregated", "riskLevelAggregated", KType::String),
+    ("ServicePrincipalId", "servicePrincipalId", KType::String),
+    (
+        "ServicePrincipalName",
+        "servicePrincipalName",
+        KType::String,
+    ),
+    (
+        "SessionLifetimePolicies",
+        "sessionLifetimePolicies",
+        KType::String,
+    ),
+    ("SignInIdentifier", "signInIdentifier", KType::String),
+    (
+        "SignInIdentifierType",
+        "signInIdentifierType",
+        KType::String,
+    ),
+    ("TokenIssuerName", "tokenIssuerName", KType::String),
+    ("TokenIssuerType", "tokenIssuerType", KType::String),
+    (
+        "UniqueTokenIdentifier",
+        "uniqueTokenIdentifier",
+        KType::String,
+    ),
+    ("UserType", "userType", KType::String),
+];
+
+/// The AuditLogs columns read straight from the record: (column, property, type, description).
+const AUDIT_COLS: &[(&str, &str, KType, &str)] = &[
+    (
+        "AADOperationType",
+        "operationType",
+        KType::String,
+        "Add, Update, Delete or Other.",
+    ),
+    (
+        "AADTenantId",
+        "tenantId",
+        KType::String,
+        "The Entra ID tenant.",
+    ),
+    (
+        "ActivityDateTime",
+        "activityDateTime",
+        KType::DateTime,
+        "When the activity was performed.",
+    ),
+    (
+        "ActivityDisplayName",
+        "activityDisplayName",
+        KType::String,
+        "The activity: Add member to role, Update user, …",
+    ),
+    (
+        "AdditionalDetails",
+        "additionalDetails",
+        KType::Dynamic,
+        "Additional details (key/value pairs).",
+    ),
+    (
+        "CorrelationId",
+        "correlationId",
+        KType::String,
+        "Correlation id.",
+    ),
+    (
+        "DurationMs",
+        "durationMs",
+        KType::Long,
+        "Not used by Entra ID.",
+    ),
+    ("Id", "id", KType::String, "Unique id of the activity."),
+    (
+        "Identity",
+        "identity",
+        KType::String,
+        "Identity from the token of the request.",
+    ),
+    (
+        "InitiatedBy",
+        "initiatedBy",
+        KType::Dynamic,
+        "The user or app that initiated the activity.",
+    ),
+    (
+        "Level",
+        "Level",
+        KType::String,
+        "Message type (Informational).",
+    ),
+    (
+        "Location",
+        "location",
+        KType::String,
+        "Datacenter location.",
+    ),
+    (
+        "LoggedByService",
+        "loggedByService",
+        KType::String,
+        "The service that logged it: Core Directory, PIM, Self-service Password Management, …",
+    ),
+    (
+        "OperationName",
+        "operationName",
+        KType::String,
+        "Name of the operation.",
+    ),
+    (
+        "OperationVersion",
+        "operationVersion",
+        KType::String,
+        "REST API version of the request.",
+    ),
+    ("Resource", "resource", KType::String, "Resource."),
+    (
+        "ResourceGroup",
+        "resourceGroup",
+        KType::String,
+        "Resource group.",
+    ),
+    (
+        "ResourceId",
+        "resourceId",
+        KType::String,
+        "Resource id (the tenant's Microsoft.aadiam provider for exports).",
+    ),
+    (
+        "ResourceProvider",
+        "resourceProvider",
+        KType::String,
+        "Resource provider.",
+    ),
+    (
+        "Result",
+        "result",
+        KType::String,
+        "success, failure, timeout or unknownFutureValue.",
+    ),
+    (
+        "ResultDescription",
+        "resultDescription",
+        KType::String,
+        "Description of the result.",
+    ),
+    (
+        "ResultReason",
+        "resultReason",
+        KType::String,
+        "Why it failed or timed out.",
+    ),
+    (
+        "ResultSignature",
+        "resultSignature",
+        KType::String,
+        "Not used by Entra ID.",
+    ),
+    (
+        "ResultType",
+        "resultType",
+        KType::String,
+        "Success or Failure.",
+    ),
+    (
+        "TargetResources",
+        "targetResources",
+        KType::Dynamic,
+        "What the activity changed (users, groups, roles, apps, …).",
+    ),
+];
+
+/// A documented column read from the raw record: the Log Analytics row's own column, else the
+/// diagnostic export's `properties.<camel>`, else a top-level `<camel>` (Graph objects), as the
+/// column's type; null when the record has none.
+fn raw_field(fns: &Fns, name: &str, camel: &str, t: KType) -> Expr {
+    let raw = fns.call("tw_text", vec![c("raw")]);
+    let v = coalesce(vec![
+        fns.call("kql_dyn_path", vec![raw.clone(), lit(name.to_string())]),
+        fns.call(
+            "kql_dyn_path",
+            vec![raw.clone(), lit("properties"), lit(camel.to_string())],
+        ),
+        fns.call("kql_dyn_path", vec![raw, lit(camel.to_string())]),
+    ]);
+    match t {
+        KType::String => fns.call("kql_dyn_tostring", vec![v]),
+        KType::Long => fns.call("kql_dyn_tolong", vec![v]),
+        KType::Int => datafusion::logical_expr::cast(
+            fns.call("kql_dyn_tolong", vec![v]),
+            datafusion::arrow::datatypes::DataType::Int32,
+        ),
+        KType::Real => fns.call("kql_dyn_todouble", vec![v]),
+        KType::Bool => fns.call("kql_dyn_tobool", vec![v]),
+        KType::DateTime => fns.call(
+            "kql_todatetime",
+            vec![fns.call("kql_dyn_tostring", vec![v])],
+        ),
+        KType::TimeSpan => fns.call(
+            "kql_totimespan",
+            vec![fns.call("kql_dyn_tostring", vec![v])],
+        ),
+        KType::Dynamic => v,
+    }
+}
+
+/// The standard columns every Log Analytics table has and a view does not set itself:
+/// `_BilledSize` (the record's size), `_IsBillable` (false: nothing here is billed),
+/// `_SubscriptionId`, `TenantId`, `_ResourceId` (null unless the view knows them).
+fn la(fns: &Fns, mut cols: Vec<Out>, subscription: Option<Expr>) -> Vec<Out> {
+    use KType::*;
+    let has = |cols: &Vec<Out>, n: &str| cols.iter().any(|o| o.1 == n);
+    if !has(&cols, "_BilledSize") {
+        cols.push(Out(
+            datafusion::logical_expr::cast(
+                datafusion::functions::string::expr_fn::octet_length(
+                    fns.call("tw_text", vec![c("raw")]),
+                ),
+                datafusion::arrow::datatypes::DataType::Float64,
+            ),
+            "_BilledSize",
+            Real,
+            "The record's size in bytes.",
+        ));
+    }
+    if !has(&cols, "_IsBillable") {
+        cols.push(Out(
+            lit("false"),
+            "_IsBillable",
+            String,
+            "Always false: nothing here is billed.",
+        ));
+    }
+    if !has(&cols, "_SubscriptionId") {
+        cols.push(Out(
+            subscription.unwrap_or_else(null_str),
+            "_SubscriptionId",
+            String,
+            "The subscription of the resource the record is about (null when not known).",
+        ));
+    }
+    if !has(&cols, "TenantId") {
+        cols.push(Out(
+            null_str(),
+            "TenantId",
+            String,
+            "The Log Analytics workspace id: none here (null).",
+        ));
+    }
+    if !has(&cols, "_ResourceId") {
+        cols.push(Out(
+            null_str(),
+            "_ResourceId",
+            String,
+            "The resource the record is about (null when not known).",
+        ));
+    }
+    cols
 }
 
 fn ktype(k: rows::Kind) -> KType {

@@ -133,6 +133,7 @@ fn fixture_ledger(name: &str) -> PathBuf {
         "syslog.log",
         "containers.log",
         "api-7d9f8c-x2k4q_payments_api-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.log",
+        "auditlogs.jsonl",
     ]
     .iter()
     .map(|f| fixture(f))

@@ -4,8 +4,8 @@ SELECT *, "Caller" AS "AccountCustomEntity", "CallerIpAddress" AS "IPCustomEntit
          json_text(json_get(parse_json(json_text(json_get(a."Properties", 'requestbody'))), 'Properties', 'Caller')) AS "Caller",
          a."CallerIpAddress", a."Category", a."CategoryValue", a."CorrelationId", a."ResourceGroup", a."ResourceProvider",
          a."ResourceProviderValue", a."Resource", a."ResourceId", a."SubscriptionId", a."TenantId", a."Properties", a."Authorization",
-         a."Claims", a."HTTPRequest", a."EventSubmissionTimestamp", a."EventDataId", a."Hierarchy", a."ActivityLevel", a."Properties_d",
-         a."Authorization_d", a."Claims_d", a."_ResourceId", a."SourceSystem", a."Type", a."_TimeReceived", a."_LedgerIndex",
+         a."Claims", a."HTTPRequest", a."EventSubmissionTimestamp", a."EventDataId", a."Hierarchy", a."OperationId", a."ActivityLevel", a."Properties_d",
+         a."Authorization_d", a."Claims_d", a."_ResourceId", a."SourceSystem", a."Type", a."_TimeReceived", a."_LedgerIndex", a."_BilledSize", a."_IsBillable", a."_SubscriptionId",
          json_text(json_get(parse_json(json_text(json_get(a."Properties", 'requestbody'))), 'Properties', 'RoleDefinitionId')) AS "RoleDef"
   FROM "AzureActivity" a
   WHERE a."OperationName" = 'Create role assignment'
