@@ -587,15 +587,24 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
                 Out(c("message"), "SyslogMessage", String, "The message."),
                 Out(attr(fns, "app"), "ProcessName", String, "App name / tag."),
                 Out(
-                    fns.call(
-                        "kql_dyn_tolong",
-                        vec![fns.call("kql_dyn_path", vec![c("attrs"), lit("procid")])],
+                    datafusion::logical_expr::cast(
+                        fns.call(
+                            "kql_dyn_tolong",
+                            vec![fns.call("kql_dyn_path", vec![c("attrs"), lit("procid")])],
+                        ),
+                        datafusion::arrow::datatypes::DataType::Int32,
                     ),
                     "ProcessID",
-                    Long,
+                    Int,
                     "Process id.",
                 ),
                 Out(c("time"), "EventTime", DateTime, "Time in the message."),
+                Out(
+                    raw_field(fns, "CollectorHostName", "collectorHostName", String),
+                    "CollectorHostName",
+                    String,
+                    "The remote device that generated the message (Log Analytics rows).",
+                ),
                 Out(lit("Linux"), "SourceSystem", String, "Always Linux."),
                 Out(lit("Syslog"), "Type", String, "The table name."),
                 Out(c("received"), "_TimeReceived", DateTime, "When trailwarden received the record: Log Analytics' ingestion time, what ingestion_time() returns."),
@@ -648,6 +657,10 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
                     String,
                     "The file or stream it was read from.",
                 ),
+                Out(raw_field(fns, "Image", "image", String), "Image", String, "Container image (Log Analytics rows)."),
+                Out(raw_field(fns, "ImageTag", "imageTag", String), "ImageTag", String, "Image tag (Log Analytics rows)."),
+                Out(raw_field(fns, "Repository", "repository", String), "Repository", String, "Image repository (Log Analytics rows)."),
+                Out(raw_field(fns, "TimeOfCommand", "timeOfCommand", DateTime), "TimeOfCommand", DateTime, "When the agent processed the line (Log Analytics rows)."),
                 Out(
                     lit("ContainerInsights"),
                     "SourceSystem",
