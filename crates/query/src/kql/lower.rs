@@ -1936,9 +1936,13 @@ impl<'e> Lowerer<'e> {
                 (self.convert(e, t, KType::Dynamic, at)?, KType::Dynamic)
             }
             "tostring" => {
+                // Kusto's strings are never null: tostring() of null (a missing property) is ""
                 argc(1..=1)?;
                 let (e, t) = lowered.remove(0);
-                (self.to_string_expr(e, t), KType::String)
+                (
+                    coalesce(vec![self.to_string_expr(e, t), lit("")]),
+                    KType::String,
+                )
             }
             "tolong" | "toint" | "todouble" | "toreal" | "tobool" | "toboolean" | "todatetime"
             | "totimespan" | "todecimal" => {
@@ -2083,9 +2087,19 @@ impl<'e> Lowerer<'e> {
                     return self.err(at, "coalesce() needs arguments");
                 }
                 let ty = lowered[0].1;
+                let n = lowered.len();
                 let items = lowered
                     .into_iter()
-                    .map(|(e, t)| self.convert(e, t, ty, at))
+                    .enumerate()
+                    .map(|(i, (e, t))| {
+                        let e = self.convert(e, t, ty, at)?;
+                        // for strings the first non-empty one, as Kusto's coalesce
+                        Ok(if ty == KType::String && i + 1 < n {
+                            datafusion::functions::core::expr_fn::nullif(e, lit(""))
+                        } else {
+                            e
+                        })
+                    })
                     .collect::<R<Vec<_>>>()?;
                 (coalesce(items), ty)
             }
