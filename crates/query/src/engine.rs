@@ -220,9 +220,9 @@ impl Engine {
         for _ in 0..64 {
             match kql::lower::lower(self, text, &q, &data)? {
                 kql::lower::Lowered::Done(p) => return Ok(p),
-                kql::lower::Lowered::NeedsData(at, plan) => {
+                kql::lower::Lowered::NeedsData(key, plan) => {
                     let (_, batches) = self.run_plan(plan).await?;
-                    data.insert(at, batches);
+                    data.insert(key, batches);
                 }
             }
         }

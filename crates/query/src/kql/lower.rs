@@ -57,9 +57,12 @@ struct Lowerer<'e> {
     functions: HashMap<String, ast::Function>,
     /// Calls of `let` functions in progress (bounded: functions may call each other).
     calls: usize,
-    /// Results of the plans run for values planning needs (`toscalar`, `bag_unpack` keys, …).
+    /// Results of the plans run for values planning needs (`toscalar`, `bag_unpack` keys, …), by
+    /// the order lowering asked for them.
     data: &'e HashMap<usize, Vec<RecordBatch>>,
-    /// The plan to run before planning can go on, for the node at this offset.
+    /// How many of those this round has asked for.
+    asked: usize,
+    /// The plan to run before planning can go on, and the key of its result.
     pending: Option<(usize, LogicalPlan)>,
     now: Timestamp,
     seq: usize,
@@ -69,7 +72,7 @@ struct Lowerer<'e> {
 pub enum Lowered {
     /// One plan per tabular statement.
     Done(Vec<Planned>),
-    /// Run this plan, keep its result under this offset, and lower again.
+    /// Run this plan, keep its result under this key, and lower again.
     NeedsData(usize, LogicalPlan),
 }
 
@@ -90,6 +93,7 @@ pub fn lower(
         functions: HashMap::new(),
         calls: 0,
         data,
+        asked: 0,
         pending: None,
         now: eng.now(),
         seq: 0,
@@ -113,8 +117,8 @@ pub fn lower(
     };
     match run() {
         Ok(()) => Ok(Lowered::Done(out)),
-        Err(QueryError::NeedsData(at)) => match l.pending.take() {
-            Some((_, plan)) => Ok(Lowered::NeedsData(at, plan)),
+        Err(QueryError::NeedsData(_)) => match l.pending.take() {
+            Some((key, plan)) => Ok(Lowered::NeedsData(key, plan)),
             None => Err(QueryError::Engine("internal: no pending data plan".into())),
         },
         Err(e) => Err(e),
@@ -1339,27 +1343,16 @@ impl<'e> Lowerer<'e> {
                 let (b, bt) = self.expr(r, f)?;
                 let a = self.to_string_expr(a, at_);
                 let b = self.to_string_expr(b, bt);
-                let name = match op {
-                    StrOp::Has => "kql_has",
-                    StrOp::HasCs => "kql_has_cs",
-                    StrOp::HasPrefix => "kql_hasprefix",
-                    StrOp::HasSuffix => "kql_hassuffix",
-                    StrOp::Contains => "kql_contains",
-                    StrOp::ContainsCs => "kql_contains_cs",
-                    StrOp::StartsWith => "kql_startswith",
-                    StrOp::StartsWithCs => "kql_startswith_cs",
-                    StrOp::EndsWith => "kql_endswith",
-                    StrOp::EndsWithCs => "kql_endswith_cs",
-                    StrOp::Regex => {
-                        if literal(&b).is_none() {
-                            return self.err(*at, "matches regex needs a constant pattern");
-                        }
-                        let x = datafusion::functions::regex::expr_fn::regexp_like(a, b, None);
-                        return Ok((
-                            if *negated { Expr::Not(Box::new(x)) } else { x },
-                            KType::Bool,
-                        ));
+                let Some(name) = str_udf(*op) else {
+                    // matches regex
+                    if literal(&b).is_none() {
+                        return self.err(*at, "matches regex needs a constant pattern");
                     }
+                    let x = datafusion::functions::regex::expr_fn::regexp_like(a, b, None);
+                    return Ok((
+                        if *negated { Expr::Not(Box::new(x)) } else { x },
+                        KType::Bool,
+                    ));
                 };
                 let x = self.call(name, vec![a, b]);
                 (
@@ -2539,6 +2532,23 @@ impl<'e> Lowerer<'e> {
             _ => return self.err(at, format!("unknown function '{name}'")),
         })
     }
+}
+
+/// The UDF of a string predicate (`matches regex` has none: it is DataFusion's `regexp_like`).
+fn str_udf(op: StrOp) -> Option<&'static str> {
+    Some(match op {
+        StrOp::Has => "kql_has",
+        StrOp::HasCs => "kql_has_cs",
+        StrOp::HasPrefix => "kql_hasprefix",
+        StrOp::HasSuffix => "kql_hassuffix",
+        StrOp::Contains => "kql_contains",
+        StrOp::ContainsCs => "kql_contains_cs",
+        StrOp::StartsWith => "kql_startswith",
+        StrOp::StartsWithCs => "kql_startswith_cs",
+        StrOp::EndsWith => "kql_endswith",
+        StrOp::EndsWithCs => "kql_endswith_cs",
+        StrOp::Regex => return None,
+    })
 }
 
 /// Nanoseconds in one `part` (day and below).

@@ -90,12 +90,16 @@ impl<'e> Lowerer<'e> {
     }
 
     /// The result of running `plan`, which planning the node at `at` needs; the first time, the
-    /// engine is asked to run it (planning starts again with its result).
+    /// engine is asked to run it (planning starts again with its result). Results are kept by the
+    /// order in which lowering asks for them, which is the same in every round: a function body
+    /// called twice asks twice.
     fn needs_data(&mut self, at: usize, plan: LogicalPlan) -> R<Vec<RecordBatch>> {
-        if let Some(b) = self.data.get(&at) {
+        let key = self.asked;
+        self.asked += 1;
+        if let Some(b) = self.data.get(&key) {
             return Ok(b.clone());
         }
-        self.pending = Some((at, plan));
+        self.pending = Some((key, plan));
         Err(QueryError::NeedsData(at))
     }
 
@@ -198,7 +202,11 @@ impl<'e> Lowerer<'e> {
                 format!("{name}() takes {} argument(s)", def.params.len()),
             );
         }
-        let (saved_s, saved_t) = (self.scalars.clone(), self.tabulars.clone());
+        let saved = (
+            self.scalars.clone(),
+            self.tabulars.clone(),
+            self.functions.clone(),
+        );
         self.tabulars.extend(tables);
         self.scalars.extend(scalars);
         self.calls += 1;
@@ -212,8 +220,7 @@ impl<'e> Lowerer<'e> {
         };
         let r = run();
         self.calls -= 1;
-        self.scalars = saved_s;
-        self.tabulars = saved_t;
+        (self.scalars, self.tabulars, self.functions) = saved;
         r
     }
 
@@ -561,22 +568,12 @@ impl<'e> Lowerer<'e> {
             {
                 let (term, tt) = self.expr(r, f)?;
                 let term = self.to_string_expr(term, tt);
-                let udf = match op {
-                    StrOp::Has => "kql_has",
-                    StrOp::HasCs => "kql_has_cs",
-                    StrOp::Contains => "kql_contains",
-                    StrOp::ContainsCs => "kql_contains_cs",
-                    StrOp::StartsWith => "kql_startswith",
-                    StrOp::EndsWith => "kql_endswith",
-                    StrOp::HasPrefix => "kql_hasprefix",
-                    StrOp::HasSuffix => "kql_hassuffix",
-                    _ => {
-                        return self.unsupported(
-                            *at,
-                            "search * with this operator",
-                            "use has, contains, startswith or endswith",
-                        )
-                    }
+                let Some(udf) = str_udf(*op) else {
+                    return self.unsupported(
+                        *at,
+                        "search * matches regex",
+                        "use has, contains, startswith or endswith",
+                    );
                 };
                 let x = any(self, udf, term);
                 if *negated {
