@@ -20,6 +20,7 @@ Formats (detected per record with `auto`):
   aks             AKS diagnostic records, {\"records\":[…]}, AzureDiagnostics / AKSAudit rows
   azure-activity  Azure Activity Log export records, AzureActivity rows
   signin          Entra ID sign-in export records, SigninLogs rows
+  entra-audit     Entra ID directory audit export records, AuditLogs rows
   app             application audit events (timestamp, user_id, action, resource, result, source_ip)
   auditd          Linux audit logs (raw, interpreted, ENRICHED; multi-record events)
   docker, cri     container logs (Docker json-file, CRI text with P/F reassembly)
