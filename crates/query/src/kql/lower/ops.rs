@@ -935,8 +935,9 @@ impl<'e> Lowerer<'e> {
                 (lo, hi)
             }
         };
+        // saturating: datetimes a few centuries apart overflow a difference in nanoseconds
         let bins = if to_ns > from_ns {
-            (to_ns - from_ns + step_ns - 1) / step_ns
+            to_ns.saturating_sub(from_ns).saturating_add(step_ns - 1) / step_ns
         } else {
             0
         };
