@@ -23,10 +23,14 @@ type St = State<Arc<AppState>>;
 
 /// `GET /v1/tables`: the query tables and their columns (what `query --tables` prints).
 pub async fn tables(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
-    let p = match authorize(&s, &c, &h, Permission::Read, "tables", "/v1/tables") {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = or_return!(authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "tables",
+        "/v1/tables"
+    ));
     // the catalogue is fixed for the binary: built once (it needs an engine over the ledger),
     // not at every page view of the web UI's search
     static CATALOGUE: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
@@ -59,19 +63,21 @@ pub async fn tables(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMa
         Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    if let Err(r) = audited(&s, &p, &c, "tables", "/v1/tables".into(), 0).await {
-        return r;
-    }
+    or_return!(audited(&s, &p, &c, "tables", "/v1/tables".into(), 0).await);
     axum::Json(Value::Array(list)).into_response()
 }
 
 /// `GET /v1/rules`: the rules `serve` loaded (Sigma and scheduled), their state, how many
 /// alerts each raised and when it last matched.
 pub async fn rules(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
-    let p = match authorize(&s, &c, &h, Permission::Read, "rules-list", "/v1/rules") {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = or_return!(authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "rules-list",
+        "/v1/rules"
+    ));
     let activity = {
         let store = crate::lock(&s.alerts);
         store.rule_activity().unwrap_or_default()
@@ -91,9 +97,7 @@ pub async fn rules(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap
         r["matches_since_start"] = json!(matches.get(&id).copied().unwrap_or(0));
         out.push(r);
     }
-    if let Err(r) = audited(&s, &p, &c, "rules-list", "/v1/rules".into(), 0).await {
-        return r;
-    }
+    or_return!(audited(&s, &p, &c, "rules-list", "/v1/rules".into(), 0).await);
     axum::Json(Value::Array(out)).into_response()
 }
 
@@ -103,25 +107,20 @@ pub async fn tokens_list(
     Extension(c): Extension<ConnInfo>,
     h: HeaderMap,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Administer,
         "tokens-list",
         "/v1/tokens",
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    ));
     let store = match TokenStore::open(&s.data_dir) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let list: Vec<Value> = store.entries().iter().map(entry_json).collect();
-    if let Err(r) = audited(&s, &p, &c, "tokens-list", "/v1/tokens".into(), 0).await {
-        return r;
-    }
+    or_return!(audited(&s, &p, &c, "tokens-list", "/v1/tokens".into(), 0).await);
     axum::Json(Value::Array(list)).into_response()
 }
 
@@ -152,24 +151,18 @@ pub async fn tokens_create(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Administer,
         "tokens-create",
         "/v1/tokens",
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let b: CreateBody = match json_body(
+    ));
+    let b: CreateBody = or_return!(json_body(
         &body,
         "{\"role\": \"viewer\", \"name\": \"alice\", \"expires\": \"90d\"}",
-    ) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    ));
     let Some(role) = Role::parse(b.role.trim()) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -230,43 +223,40 @@ pub async fn tokens_revoke(
     Path(id): Path<String>,
 ) -> Response {
     let route = format!("/v1/tokens/{id}");
-    let p = match authorize(&s, &c, &h, Permission::Administer, "tokens-revoke", &route) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = or_return!(authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Administer,
+        "tokens-revoke",
+        &route
+    ));
     let entry = match TokenStore::open(&s.data_dir).and_then(|mut t| t.revoke(&id)) {
         Ok(e) => e,
         Err(crate::ServerError::Tokens(m)) => return error(StatusCode::NOT_FOUND, m),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let target = format!("token {} ({})", entry.id, entry.name);
-    if let Err(r) = audited(&s, &p, &c, "tokens-revoke", target, 1).await {
-        return r;
-    }
+    or_return!(audited(&s, &p, &c, "tokens-revoke", target, 1).await);
     axum::Json(entry_json(&entry)).into_response()
 }
 
 /// `GET /v1/config`: the configuration in force, secrets hidden.
 pub async fn config(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Administer,
         "config-show",
         "/v1/config",
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    ));
     let mut v = match serde_json::to_value(&s.cfg) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     redact(&mut v, "");
-    if let Err(r) = audited(&s, &p, &c, "config-show", "/v1/config".into(), 0).await {
-        return r;
-    }
+    or_return!(audited(&s, &p, &c, "config-show", "/v1/config".into(), 0).await);
     axum::Json(v).into_response()
 }
 

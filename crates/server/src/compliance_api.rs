@@ -46,27 +46,27 @@ pub async fn reviews_list(
     Extension(c): Extension<ConnInfo>,
     h: HeaderMap,
 ) -> Response {
-    let p = match authorize(&s, &c, &h, Permission::Read, "reviews-list", "/v1/reviews") {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let dir = s.data_dir.clone();
-    let rows = match blocking(move || ReviewStore::open(&dir)?.list()).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    if let Err(r) = audited(
+    let p = or_return!(authorize(
         &s,
-        &p,
         &c,
+        &h,
+        Permission::Read,
         "reviews-list",
-        "reviews".into(),
-        rows.len() as u64,
-    )
-    .await
-    {
-        return r;
-    }
+        "/v1/reviews"
+    ));
+    let dir = s.data_dir.clone();
+    let rows = or_return!(blocking(move || ReviewStore::open(&dir)?.list()).await);
+    or_return!(
+        audited(
+            &s,
+            &p,
+            &c,
+            "reviews-list",
+            "reviews".into(),
+            rows.len() as u64,
+        )
+        .await
+    );
     axum::Json(json!(rows)).into_response()
 }
 
@@ -91,17 +91,14 @@ pub async fn reviews_show(
     Path(id): Path<String>,
     Query(q): Query<ShowQuery>,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Read,
         "review-show",
         &format!("/v1/reviews/{id}"),
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    ));
     let format = q.format.unwrap_or_else(|| "json".into());
     if !matches!(format.as_str(), "json" | "html" | "csv") {
         return error(
@@ -110,13 +107,8 @@ pub async fn reviews_show(
         );
     }
     let (dir, id2) = (s.data_dir.clone(), id.clone());
-    let (row, r) = match blocking(move || ReviewStore::open(&dir)?.get(&id2)).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    if let Err(r) = audited(&s, &p, &c, "review-show", id.clone(), 1).await {
-        return r;
-    }
+    let (row, r) = or_return!(blocking(move || ReviewStore::open(&dir)?.get(&id2)).await);
+    or_return!(audited(&s, &p, &c, "review-show", id.clone(), 1).await);
     match format.as_str() {
         "html" => typed(render::review_html(&r, Some(&row)), "text/html; charset=utf-8"),
         "csv" => typed(render::review_csv(&r), "text/csv; charset=utf-8"),
@@ -167,24 +159,18 @@ pub async fn reviews_generate(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Resolve,
         "review-generate",
         "/v1/reviews",
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let b: GenerateBody = match json_body(
+    ));
+    let b: GenerateBody = or_return!(json_body(
         &body,
         r#"{"date": "YYYY-MM-DD", "kind": "daily", "days": 1, "replace": false}"#,
-    ) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    ));
     let s2 = s.clone();
     let by = p.subject.clone();
     match blocking(move || {
@@ -222,26 +208,18 @@ pub async fn reviews_sign_off(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Resolve,
         "review-sign-off",
         &format!("/v1/reviews/{id}/sign-off"),
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let b: SignOffBody = match json_body(&body, r#"{"note": "…"}"#) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    ));
+    let b: SignOffBody = or_return!(json_body(&body, r#"{"note": "…"}"#));
     let (dir, id2, note) = (s.data_dir.clone(), id.clone(), b.note.clone());
-    let row = match blocking(move || ReviewStore::open(&dir)?.check_sign_off(&id2, &note)).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let row =
+        or_return!(blocking(move || ReviewStore::open(&dir)?.check_sign_off(&id2, &note)).await);
     let at = Timestamp::now();
     let index = match s
         .pipeline
@@ -268,9 +246,7 @@ pub async fn reviews_sign_off(
         ledger_index: index,
     };
     let (dir, id2, so2) = (s.data_dir.clone(), id.clone(), so.clone());
-    if let Err(r) = blocking(move || ReviewStore::open(&dir)?.sign_off(&id2, &so2)).await {
-        return r;
-    }
+    or_return!(blocking(move || ReviewStore::open(&dir)?.sign_off(&id2, &so2)).await);
     axum::Json(json!({"id": id, "hash": row.hash, "sign_off": so})).into_response()
 }
 
@@ -280,17 +256,14 @@ pub async fn controls_list(
     Extension(c): Extension<ConnInfo>,
     h: HeaderMap,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Read,
         "controls-list",
         "/v1/controls",
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    ));
     let alerts = {
         let store = crate::lock(&s.alerts);
         store.list(&trailwarden_alert::Filter::default())
@@ -300,18 +273,17 @@ pub async fn controls_list(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let list = controls::incidents(&alerts, Timestamp::now().0);
-    if let Err(r) = audited(
-        &s,
-        &p,
-        &c,
-        "controls-list",
-        "incidents".into(),
-        list.len() as u64,
-    )
-    .await
-    {
-        return r;
-    }
+    or_return!(
+        audited(
+            &s,
+            &p,
+            &c,
+            "controls-list",
+            "incidents".into(),
+            list.len() as u64,
+        )
+        .await
+    );
     axum::Json(json!(list)).into_response()
 }
 
@@ -323,25 +295,16 @@ pub async fn controls_note(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Resolve,
         "controls-note",
         &format!("/v1/controls/{id}/note"),
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let id = match parse_id(&id) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let b: SignOffBody = match json_body(&body, r#"{"note": "…"}"#) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    ));
+    let id = or_return!(parse_id(&id));
+    let b: SignOffBody = or_return!(json_body(&body, r#"{"note": "…"}"#));
     if b.note.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "the remediation note is required");
     }
@@ -401,17 +364,14 @@ pub async fn reports_pci(
     h: HeaderMap,
     Query(q): Query<ReportQuery>,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Read,
         "report-pci",
         "/v1/reports/pci",
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    ));
     let now = Timestamp::now();
     let parse = |v: &str| trailwarden_model::parse_time_or_ago(v, now).map(|t| t.0);
     let (from, to) = match (parse(&q.from), parse(q.to.as_deref().unwrap_or("0s"))) {
@@ -511,25 +471,16 @@ pub async fn alerts_assign(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Acknowledge,
         "alert-assign",
         &format!("/v1/alerts/{id}/assign"),
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let id = match parse_id(&id) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let b: AssignBody = match json_body(&body, r#"{"assignee": "…", "due": "RFC 3339"}"#) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    ));
+    let id = or_return!(parse_id(&id));
+    let b: AssignBody = or_return!(json_body(&body, r#"{"assignee": "…", "due": "RFC 3339"}"#));
     if b.assignee.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "assignee is empty");
     }
@@ -591,10 +542,14 @@ pub async fn check_running(
     Extension(c): Extension<ConnInfo>,
     h: HeaderMap,
 ) -> Response {
-    let p = match authorize(&s, &c, &h, Permission::Read, "check", "/v1/check") {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = or_return!(authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "check",
+        "/v1/check"
+    ));
     let text = match toml::to_string(&s.cfg) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -607,9 +562,7 @@ pub async fn check_running(
         Ok(r) => r,
         Err(e) => return compliance_error(e),
     };
-    if let Err(r) = audited(&s, &p, &c, "check", "running configuration".into(), 0).await {
-        return r;
-    }
+    or_return!(audited(&s, &p, &c, "check", "running configuration".into(), 0).await);
     axum::Json(json!([report])).into_response()
 }
 
@@ -621,17 +574,18 @@ pub async fn check_file(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let p = match authorize(&s, &c, &h, Permission::Read, "check", "/v1/check") {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let b: CheckBody = match json_body(
+    let p = or_return!(authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "check",
+        "/v1/check"
+    ));
+    let b: CheckBody = or_return!(json_body(
         &body,
         "{\"file\": \"audit-policy.yaml\", \"text\": \"…\", \"cde_namespaces\": [\"payments\"]}",
-    ) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    ));
     let report = match trailwarden_compliance::check::check_text(
         &b.file,
         &b.text,
@@ -640,8 +594,6 @@ pub async fn check_file(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    if let Err(r) = audited(&s, &p, &c, "check", format!("file {}", b.file), 0).await {
-        return r;
-    }
+    or_return!(audited(&s, &p, &c, "check", format!("file {}", b.file), 0).await);
     axum::Json(json!(report)).into_response()
 }

@@ -330,23 +330,26 @@ async fn readyz(State(s): St) -> Response {
 }
 
 async fn openapi(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
-    if let Err(r) = authorize(
+    or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Read,
         "read-api-document",
         "/openapi.json",
-    ) {
-        return r;
-    }
+    ));
     axum::Json(crate::openapi::document()).into_response()
 }
 
 async fn metrics(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &c, &h, Permission::Read, "read-metrics", "/metrics") {
-        return r;
-    }
+    or_return!(authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "read-metrics",
+        "/metrics"
+    ));
     let (counts, sinks): (Vec<(String, u64)>, _) = {
         let store = crate::lock(&s.alerts);
         (
@@ -384,9 +387,14 @@ async fn fallback(
     m: Method,
     uri: axum::http::Uri,
 ) -> Response {
-    if let Err(r) = authorize(&s, &c, &h, Permission::Read, "request", uri.path()) {
-        return r;
-    }
+    or_return!(authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "request",
+        uri.path()
+    ));
     error(
         StatusCode::NOT_FOUND,
         format!("no route {m} {}", uri.path()),
@@ -528,10 +536,14 @@ async fn ingest(
     body: Body,
 ) -> Response {
     let route = format!("/v1/ingest/{endpoint}");
-    let p = match authorize(&s, &c, &headers, Permission::Ingest, "ingest", &route) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = or_return!(authorize(
+        &s,
+        &c,
+        &headers,
+        Permission::Ingest,
+        "ingest",
+        &route
+    ));
     let Some(format) = endpoint_format(&endpoint) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -566,10 +578,7 @@ async fn ingest(
     let sent = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let bytes = match read_body(&s, body, &headers).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let bytes = or_return!(read_body(&s, body, &headers).await);
     s.metrics
         .bytes(&endpoint, sent.unwrap_or(bytes.len() as u64));
     // checked after the body is read: an HTTP/2 answer before the request body is consumed
@@ -698,10 +707,14 @@ async fn query(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let p = match authorize(&s, &c, &headers, Permission::Query, "query", "/v1/query") {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = or_return!(authorize(
+        &s,
+        &c,
+        &headers,
+        Permission::Query,
+        "query",
+        "/v1/query"
+    ));
     let bytes = match http_body_util::Limited::new(body, 1 << 20).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -793,10 +806,14 @@ async fn alerts_list(
     h: HeaderMap,
     Query(q): Query<AlertQuery>,
 ) -> Response {
-    let p = match authorize(&s, &c, &h, Permission::Read, "alerts-list", "/v1/alerts") {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = or_return!(authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "alerts-list",
+        "/v1/alerts"
+    ));
     let mut f = Filter {
         min_level: q.level.clone(),
         rule_id: q.rule_id.clone(),
@@ -836,9 +853,7 @@ async fn alerts_list(
         q.namespace.as_deref().unwrap_or("*"),
         q.assignee.as_deref().unwrap_or("*")
     );
-    if let Err(r) = audited(&s, &p, &c, "alerts-list", target, list.len() as u64).await {
-        return r;
-    }
+    or_return!(audited(&s, &p, &c, "alerts-list", target, list.len() as u64).await);
     axum::Json(json!(list)).into_response()
 }
 
@@ -870,30 +885,22 @@ async fn alerts_show(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Read,
         "alerts-show",
         &format!("/v1/alerts/{id}"),
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let id = match parse_id(&id) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    ));
+    let id = or_return!(parse_id(&id));
     let a = {
         let store = crate::lock(&s.alerts);
         store.get(id)
     };
     match a {
         Ok(a) => {
-            if let Err(r) = audited(&s, &p, &c, "alerts-show", format!("alert {id}"), 1).await {
-                return r;
-            }
+            or_return!(audited(&s, &p, &c, "alerts-show", format!("alert {id}"), 1).await);
             axum::Json(json!(a)).into_response()
         }
         Err(trailwarden_alert::AlertError::NotFound(_)) => {
@@ -925,14 +932,15 @@ async fn change(
     } else {
         (Permission::Acknowledge, "alerts-ack")
     };
-    let p = match authorize(&s, &c, &h, perm, action, &format!("/v1/alerts/{id}")) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let id = match parse_id(&id) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let p = or_return!(authorize(
+        &s,
+        &c,
+        &h,
+        perm,
+        action,
+        &format!("/v1/alerts/{id}")
+    ));
+    let id = or_return!(parse_id(&id));
     let b: ChangeBody = if body.iter().all(|b| b.is_ascii_whitespace()) {
         ChangeBody::default()
     } else {
@@ -979,17 +987,14 @@ async fn deliveries_list(
     h: HeaderMap,
     Query(q): Query<DeliveryQuery>,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Read,
         "deliveries-list",
         "/v1/deliveries",
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    ));
     let state = match q.state.as_deref().map(|x| (x, DeliveryState::parse(x))) {
         None => None,
         Some((_, Some(st))) => Some(st),
@@ -1022,9 +1027,7 @@ async fn deliveries_list(
         q.sink.as_deref().unwrap_or("*"),
         q.alert_id.map_or("*".into(), |a| a.to_string())
     );
-    if let Err(r) = audited(&s, &p, &c, "deliveries-list", target, list.len() as u64).await {
-        return r;
-    }
+    or_return!(audited(&s, &p, &c, "deliveries-list", target, list.len() as u64).await);
     axum::Json(json!({"sinks": sinks, "deliveries": list})).into_response()
 }
 
@@ -1034,24 +1037,16 @@ async fn deliveries_retry(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Administer,
         "deliveries-retry",
         &format!("/v1/deliveries/{id}/retry"),
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let id = match parse_id(&id) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    if let Err(r) = audited(&s, &p, &c, "deliveries-retry", format!("delivery {id}"), 1).await {
-        return r;
-    }
+    ));
+    let id = or_return!(parse_id(&id));
+    or_return!(audited(&s, &p, &c, "deliveries-retry", format!("delivery {id}"), 1).await);
     let r = {
         let mut store = crate::lock(&s.alerts);
         store.retry_delivery(id, trailwarden_model::Timestamp::now().0)
@@ -1069,35 +1064,31 @@ async fn deliveries_retry(
 }
 
 async fn silences_list(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Read,
         "silences-list",
         "/v1/silences",
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    ));
     let list = {
         let store = crate::lock(&s.alerts);
         store.silences()
     };
     match list {
         Ok(l) => {
-            if let Err(r) = audited(
-                &s,
-                &p,
-                &c,
-                "silences-list",
-                "silences".into(),
-                l.len() as u64,
-            )
-            .await
-            {
-                return r;
-            }
+            or_return!(
+                audited(
+                    &s,
+                    &p,
+                    &c,
+                    "silences-list",
+                    "silences".into(),
+                    l.len() as u64,
+                )
+                .await
+            );
             axum::Json(json!(l)).into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -1119,17 +1110,14 @@ async fn silences_create(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Resolve,
         "silences-create",
         "/v1/silences",
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    ));
     let b: SilenceBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -1191,21 +1179,15 @@ async fn silences_expire(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Resolve,
         "silences-expire",
         &format!("/v1/silences/{id}"),
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let id = match parse_id(&id) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    ));
+    let id = or_return!(parse_id(&id));
     match s
         .pipeline
         .silence(None, Some(id), p.subject.clone(), "expired".into())
@@ -1250,10 +1232,14 @@ async fn alerts_resolve(
 }
 
 async fn verify_get(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
-    let p = match authorize(&s, &c, &h, Permission::Read, "verify-status", "/v1/verify") {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = or_return!(authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "verify-status",
+        "/v1/verify"
+    ));
     let data_dir = s.data_dir.clone();
     let cp = tokio::task::spawn_blocking(move || {
         trailwarden_ledger::reader::LedgerReader::open(&data_dir, None)
@@ -1265,9 +1251,7 @@ async fn verify_get(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMa
         Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    if let Err(r) = audited(&s, &p, &c, "verify-status", "/v1/verify".into(), 0).await {
-        return r;
-    }
+    or_return!(audited(&s, &p, &c, "verify-status", "/v1/verify".into(), 0).await);
     let last = s.verify.lock().ok().and_then(|g| g.clone());
     axum::Json(json!({
         "checkpoint": cp.as_ref().map(|c| json!({"size": c.checkpoint.size, "root": hex::encode(c.checkpoint.root), "note": c.note})),
@@ -1277,23 +1261,26 @@ async fn verify_get(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMa
 }
 
 async fn verify_run(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
-    let p = match authorize(&s, &c, &h, Permission::RunVerify, "verify", "/v1/verify") {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let st = crate::server::run_verify(&s).await;
-    if let Err(r) = audited(
+    let p = or_return!(authorize(
         &s,
-        &p,
         &c,
+        &h,
+        Permission::RunVerify,
         "verify",
-        format!("whole ledger: {}", st.status),
-        st.size,
-    )
-    .await
-    {
-        return r;
-    }
+        "/v1/verify"
+    ));
+    let st = crate::server::run_verify(&s).await;
+    or_return!(
+        audited(
+            &s,
+            &p,
+            &c,
+            "verify",
+            format!("whole ledger: {}", st.status),
+            st.size,
+        )
+        .await
+    );
     axum::Json(json!(st)).into_response()
 }
 
@@ -1303,17 +1290,14 @@ async fn proof_inclusion(
     h: HeaderMap,
     Path(index): Path<String>,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Query,
         "prove",
         &format!("/v1/proofs/inclusion/{index}"),
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    ));
     let Ok(index) = index.parse::<u64>() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -1348,9 +1332,7 @@ async fn proof_answer(
 ) -> Response {
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok((text, target, records))) => {
-            if let Err(r) = audited(s, p, c, "prove", target, records).await {
-                return r;
-            }
+            or_return!(audited(s, p, c, "prove", target, records).await);
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
         }
         Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
@@ -1370,17 +1352,14 @@ async fn proof_consistency(
     h: HeaderMap,
     Query(q): Query<ConsistencyQuery>,
 ) -> Response {
-    let p = match authorize(
+    let p = or_return!(authorize(
         &s,
         &c,
         &h,
         Permission::Query,
         "prove",
         "/v1/proofs/consistency",
-    ) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    ));
     let data_dir = s.data_dir.clone();
     proof_answer(&s, &p, &c, move || {
         use trailwarden_ledger::proof;
@@ -1418,23 +1397,26 @@ async fn proof_consistency(
 }
 
 async fn sources(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
-    let p = match authorize(&s, &c, &h, Permission::Read, "sources", "/v1/sources") {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let list = s.metrics.sources();
-    if let Err(r) = audited(
+    let p = or_return!(authorize(
         &s,
-        &p,
         &c,
+        &h,
+        Permission::Read,
         "sources",
-        "/v1/sources".into(),
-        list.len() as u64,
-    )
-    .await
-    {
-        return r;
-    }
+        "/v1/sources"
+    ));
+    let list = s.metrics.sources();
+    or_return!(
+        audited(
+            &s,
+            &p,
+            &c,
+            "sources",
+            "/v1/sources".into(),
+            list.len() as u64,
+        )
+        .await
+    );
     axum::Json(json!({ "sources": list })).into_response()
 }
 

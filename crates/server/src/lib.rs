@@ -10,6 +10,16 @@
 // the OpenAPI document is one json! literal
 #![recursion_limit = "256"]
 
+/// The value of a `Result<T, Response>`, or return its error response from the handler.
+macro_rules! or_return {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
 mod admin_api;
 pub mod auth;
 mod compliance_api;
