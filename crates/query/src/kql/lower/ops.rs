@@ -351,13 +351,15 @@ impl<'e> Lowerer<'e> {
     /// `union` with its options; `first` is the table piped into the operator.
     pub(super) fn union_op(&mut self, first: Option<Frame>, u: &ast::Union) -> R<Frame> {
         let mut frames = Vec::new();
+        // Kusto numbers the legs that are not plain tables from the piped one
+        let offset = usize::from(first.is_some());
         if let Some(f) = first {
             frames.push((f, "union_arg0".to_string()));
         }
         for (i, t) in u.legs.iter().enumerate() {
             let label = match (&t.source, t.ops.is_empty()) {
                 (Source::Name(n, _), true) => n.clone(),
-                _ => format!("union_arg{}", i + usize::from(!frames.is_empty())),
+                _ => format!("union_arg{}", i + offset),
             };
             if u.fuzzy {
                 if let Source::Name(n, _) = &t.source {
