@@ -62,7 +62,7 @@ impl Engine {
             .iter()
             .map(|f| {
                 let ls = LogSource::of_format(f.as_str());
-                let k8s = matches!(f, Format::K8sAudit | Format::Aks);
+                let k8s = f.is_kubernetes_audit();
                 let mut slot = Slot::default();
                 for (i, r) in rules.iter().enumerate() {
                     if r.disabled.is_some() || r.correlation.is_some() || !r.logsource.covers(&ls) {
@@ -266,6 +266,7 @@ pub fn for_each_doc(ev: &Event, raw: &[u8], f: &mut dyn FnMut(&dyn Doc)) {
         }
         Format::K8sAudit
         | Format::Aks
+        | Format::Gke
         | Format::AzureActivity
         | Format::Signin
         | Format::EntraAudit
@@ -307,7 +308,7 @@ impl<'a> EventDoc<'a> {
     /// The fields a Kubernetes event's normalized form holds verbatim; empty when the event has
     /// no such value (absent, which Sigma's `null` treats as null).
     fn fast<'s>(&'s self, field: &str) -> Option<Vals<'s>> {
-        if !matches!(self.ev.format, Format::K8sAudit | Format::Aks) {
+        if !self.ev.format.is_kubernetes_audit() {
             return None;
         }
         let ev: &'s Event = self.ev;

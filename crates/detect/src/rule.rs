@@ -35,7 +35,7 @@ impl LogSource {
     /// The log source of events of a trailwarden input format.
     pub fn of_format(format: &str) -> LogSource {
         let (c, p, s) = match format {
-            "k8s-audit" | "aks" => (Some("application"), "kubernetes", "audit"),
+            "k8s-audit" | "aks" | "gke" => (Some("application"), "kubernetes", "audit"),
             "auditd" => (None, "linux", "auditd"),
             "azure-activity" => (None, "azure", "activitylogs"),
             "signin" => (None, "azure", "signinlogs"),

@@ -20,6 +20,9 @@ pub enum Format {
     /// AKS diagnostic records (`{"records":[…]}`, JSONL of records, AzureDiagnostics and
     /// AKSAudit table rows).
     Aks,
+    /// GKE Kubernetes audit logs: Cloud Logging entries with a Cloud Audit Log `protoPayload`
+    /// of service `k8s.io` (JSON lines, arrays, Pub/Sub push bodies).
+    Gke,
     /// Azure Activity Log records (diagnostic-setting export or AzureActivity table rows).
     AzureActivity,
     /// Microsoft Entra ID sign-in log records (diagnostic-setting export or SigninLogs rows).
@@ -41,9 +44,10 @@ pub enum Format {
 
 impl Format {
     /// Every format, in CLI order.
-    pub const ALL: [Format; 10] = [
+    pub const ALL: [Format; 11] = [
         Format::K8sAudit,
         Format::Aks,
+        Format::Gke,
         Format::AzureActivity,
         Format::Signin,
         Format::EntraAudit,
@@ -59,6 +63,7 @@ impl Format {
         match self {
             Format::K8sAudit => "k8s-audit",
             Format::Aks => "aks",
+            Format::Gke => "gke",
             Format::AzureActivity => "azure-activity",
             Format::Signin => "signin",
             Format::EntraAudit => "entra-audit",
@@ -77,7 +82,7 @@ impl Format {
 
     /// Whether events of this format are Kubernetes audit events (directly or wrapped).
     pub fn is_kubernetes_audit(self) -> bool {
-        matches!(self, Format::K8sAudit | Format::Aks)
+        matches!(self, Format::K8sAudit | Format::Aks | Format::Gke)
     }
 }
 
@@ -317,7 +322,8 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// The inner document when the raw record is an envelope (AKS `properties.log`, AzureDiagnostics
-    /// `log_s`, Log Analytics `SyslogMessage`): exactly the decoded string.
+    /// `log_s`, Log Analytics `SyslogMessage`): exactly the decoded string. For GKE entries, the
+    /// entry rewritten as an audit.k8s.io Event (what rules read; derived, the raw is the entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
     /// The source truncated this event (AKS cuts `properties.log` at 16 KiB); fields were

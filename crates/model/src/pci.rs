@@ -351,7 +351,7 @@ impl Classifier {
     pub fn classify(&self, ev: &Event) -> PciCategories {
         let mut set = PciCategories::default();
         match ev.format {
-            Format::K8sAudit | Format::Aks => self.k8s(ev, &mut set),
+            Format::K8sAudit | Format::Aks | Format::Gke => self.k8s(ev, &mut set),
             Format::Auditd => self.auditd(ev, &mut set),
             Format::AzureActivity => self.azure_activity(ev, &mut set),
             Format::Signin => {

@@ -17,7 +17,7 @@
 use crate::error::{FormatError, ParseError};
 use crate::input::{self, LineReader};
 use crate::jsonscan::{Balance, BalanceState};
-use crate::{aks, app, auditd, azure, container, k8s, syslog};
+use crate::{aks, app, auditd, azure, cloud, container, gke, k8s, syslog};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -149,7 +149,15 @@ struct Stream {
     containers: container::Reassembler,
     records: u64,
     quarantined: u64,
+    /// Attributes of the envelope being opened (CloudWatch log group, Pub/Sub subscription),
+    /// given to every event inside it.
+    attrs: Vec<(String, String)>,
+    /// Envelopes open around the current record.
+    depth: u8,
 }
+
+/// Envelopes inside envelopes deeper than this are quarantined.
+const MAX_ENVELOPE_DEPTH: u8 = 4;
 
 /// Drives parsing of inputs into a sink.
 pub struct Ingestor<'s> {
@@ -308,6 +316,8 @@ impl<'s> Ingestor<'s> {
             containers: container::Reassembler::new(),
             records: 0,
             quarantined: 0,
+            attrs: Vec::new(),
+            depth: 0,
         };
         let mut lines = LineReader::new(reader, self.opts.max_document_bytes);
         // An open multi-line JSON document.
@@ -672,6 +682,9 @@ impl<'s> Ingestor<'s> {
                 );
             }
         };
+        if cloud::is_envelope(&map) {
+            return self.envelope(st, &map, bytes, loc);
+        }
         let detected = match self.opts.format {
             Some(f) => Some(f),
             None => detect(&map),
@@ -703,6 +716,7 @@ impl<'s> Ingestor<'s> {
                     aks::parse_record(bytes)
                 }
             }
+            Format::Gke => gke::parse_entry(&map),
             Format::AzureActivity => {
                 if azure::is_activity(&map) {
                     azure::activity_from(&map)
@@ -784,6 +798,61 @@ impl<'s> Ingestor<'s> {
         }
     }
 
+    /// Open a cloud delivery envelope (Pub/Sub, CloudWatch Logs) and handle each record inside
+    /// as an input unit of its own; the envelope's origin goes into the source label and its
+    /// attributes into each event.
+    fn envelope(
+        &mut self,
+        st: &mut Stream,
+        map: &Map<String, Value>,
+        bytes: &[u8],
+        loc: &Location,
+    ) -> Result<(), ParseError> {
+        let unwrapped = if st.depth >= MAX_ENVELOPE_DEPTH {
+            Err(format!(
+                "envelopes nested more than {MAX_ENVELOPE_DEPTH} deep"
+            ))
+        } else {
+            cloud::unwrap(map, self.opts.max_document_bytes)
+        };
+        let inner = match unwrapped {
+            Ok(u) => u.records,
+            Err(reason) => {
+                return self.quarantine(st, bytes.to_vec(), loc.clone(), None, reason, None);
+            }
+        };
+        for rec in inner {
+            let source = st.source.clone();
+            if let Some(o) = &rec.origin {
+                st.source = format!("{source}#{o}");
+            }
+            let outer = std::mem::replace(&mut st.attrs, rec.attrs);
+            st.depth += 1;
+            let b = trim(&rec.bytes);
+            let r = match b.first() {
+                None => Ok(()),
+                Some(b'{') | Some(b'[') => match self.json_unit(st, b, loc) {
+                    Ok(Err(Incomplete)) => self.quarantine(
+                        st,
+                        b.to_vec(),
+                        loc.clone(),
+                        None,
+                        "JSON record inside an envelope ends before its value does".into(),
+                        None,
+                    ),
+                    Ok(Ok(())) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                Some(_) => self.text_line(st, b, loc.clone()),
+            };
+            st.depth -= 1;
+            st.attrs = outer;
+            st.source = source;
+            r?;
+        }
+        Ok(())
+    }
+
     /// Handle one non-JSON line.
     fn text_line(
         &mut self,
@@ -804,6 +873,13 @@ impl<'s> Ingestor<'s> {
                 ),
                 None,
             );
+        }
+        if let Some((time, json)) = cloud::export_line(bytes) {
+            // CloudWatch Logs export (EKS audit logs in S3): `<time> <audit event>`
+            if let Ok(mut ev) = k8s::parse_event(json) {
+                ev.attrs.insert("cloudwatch_time".into(), time.to_string());
+                return self.emit(st, bytes.to_vec(), loc, ev);
+            }
         }
         let format = match self.opts.format {
             Some(f) => f,
@@ -903,6 +979,9 @@ impl<'s> Ingestor<'s> {
                 ),
                 None,
             );
+        }
+        for (k, v) in &st.attrs {
+            ev.attrs.entry(k.clone()).or_insert_with(|| v.clone());
         }
         ev.pci = self.opts.classifier.classify(&ev);
         self.summary.events += 1;
@@ -1047,6 +1126,9 @@ pub fn detect(map: &Map<String, Value>) -> Option<Format> {
         || (has("auditID") && (has("verb") || has("stage") || has("requestURI")))
     {
         return Some(Format::K8sAudit);
+    }
+    if gke::is_audit_log_entry(map) {
+        return Some(Format::Gke);
     }
     if is_aks_table_row(map) {
         return Some(Format::Aks);

@@ -406,6 +406,8 @@ fn endpoint_format(endpoint: &str) -> Option<Option<Format>> {
     match endpoint {
         "k8s-audit" => Some(Some(Format::K8sAudit)),
         "aks" => Some(Some(Format::Aks)),
+        "gke" => Some(Some(Format::Gke)),
+        "eks" => Some(None),
         "app" => Some(Some(Format::App)),
         "azure" => Some(None),
         _ => None,

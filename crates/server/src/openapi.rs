@@ -60,6 +60,8 @@ pub fn document() -> Value {
             "/metrics": {"get": {"summary": "Prometheus metrics (role viewer or above)", "tags": ["operations"], "responses": std_errors(json!({"200": {"description": "text exposition format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}}))}},
             "/v1/ingest/k8s-audit": ingest("Kubernetes audit events: the API server's webhook backend (EventList), a single Event, a JSON array or JSON lines", "{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[]}"),
             "/v1/ingest/aks": ingest("AKS diagnostic records ({\"records\":[…]}, JSON lines, AKSAudit rows)", "{\"records\":[]}"),
+            "/v1/ingest/gke": ingest("GKE Kubernetes audit logs: Cloud Logging entries (JSON lines, a JSON array) or a Pub/Sub push body from a log sink", "{\"message\":{\"data\":\"eyJwcm90b1BheWxvYWQiOnt9fQ==\",\"messageId\":\"1\"},\"subscription\":\"projects/p/subscriptions/gke-audit\"}"),
+            "/v1/ingest/eks": ingest("EKS audit logs from CloudWatch Logs: subscription-filter bodies ({\"awslogs\":{\"data\":base64(gzip)}} or the decoded DATA_MESSAGE), filter-log-events output, exported lines", "{\"messageType\":\"DATA_MESSAGE\",\"logGroup\":\"/aws/eks/prod/cluster\",\"logStream\":\"kube-apiserver-audit-0\",\"logEvents\":[]}"),
             "/v1/ingest/app": ingest("application audit events", "{\"timestamp\":\"2026-01-05T10:00:00Z\",\"user_id\":\"alice\",\"action\":\"refund\",\"resource\":\"payment/42\",\"result\":\"success\",\"source_ip\":\"10.0.0.7\"}"),
             "/v1/ingest/azure": ingest("Azure activity log and Entra ID sign-in records", "{\"records\":[]}"),
             "/v1/query": {"post": {
@@ -383,6 +385,8 @@ mod tests {
         for p in [
             "/v1/ingest/k8s-audit",
             "/v1/ingest/aks",
+            "/v1/ingest/gke",
+            "/v1/ingest/eks",
             "/v1/ingest/app",
             "/v1/ingest/azure",
             "/v1/query",
