@@ -18,6 +18,7 @@ use trailwarden_parse::{Ingestor, Options, Summary};
 Formats (detected per record with `auto`):
   k8s-audit       audit.k8s.io Event, EventList, JSON array, JSONL, pretty-printed
   aks             AKS diagnostic records, {\"records\":[…]}, AzureDiagnostics / AKSAudit rows
+  gke             GKE Kubernetes audit logs (Cloud Logging entries, Pub/Sub push bodies)
   azure-activity  Azure Activity Log export records, AzureActivity rows
   signin          Entra ID sign-in export records, SigninLogs rows
   entra-audit     Entra ID directory audit export records, AuditLogs rows
@@ -25,6 +26,8 @@ Formats (detected per record with `auto`):
   auditd          Linux audit logs (raw, interpreted, ENRICHED; multi-record events)
   docker, cri     container logs (Docker json-file, CRI text with P/F reassembly)
   syslog          RFC 5424, RFC 3164, Log Analytics Syslog rows
+EKS audit logs are k8s-audit events; their CloudWatch Logs envelopes (subscription bodies,
+awslogs gzip+base64, filter-log-events output, S3 export lines) are opened in any format.
 
 Examples:
   trailwarden ingest audit.log audit.log.1.gz

@@ -152,6 +152,9 @@ fn list(cli: &Cli, a: &ListArgs) -> Result<u8> {
             rules: Vec::new(),
             no_builtin_rules: false,
             dedup_window: 0,
+            allow_users: Vec::new(),
+            allow_namespaces: Vec::new(),
+            trusted_registries: Vec::new(),
         };
         (crate::detector::load_rules(cli, &args), Vec::new())
     } else {

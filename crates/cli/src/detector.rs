@@ -22,6 +22,17 @@ pub struct RuleArgs {
     /// (30s, 15m, 1h, 1d).
     #[arg(long, default_value = "15m", value_parser = parse_window)]
     pub dedup_window: i64,
+    /// An identity the rules never alert on (repeatable; `*` wildcards), like `[detection]
+    /// allow_users`.
+    #[arg(long = "allow-user", value_name = "USER")]
+    pub allow_users: Vec<String>,
+    /// A namespace whose workload changes the pod and workload rules skip (repeatable).
+    #[arg(long = "allow-namespace", value_name = "NS")]
+    pub allow_namespaces: Vec<String>,
+    /// An image pattern to trust besides the public registries (repeatable), e.g.
+    /// `registry.example.com/*`.
+    #[arg(long = "trusted-registry", value_name = "PATTERN")]
+    pub trusted_registries: Vec<String>,
 }
 
 fn parse_window(s: &str) -> Result<i64, String> {
@@ -31,11 +42,17 @@ fn parse_window(s: &str) -> Result<i64, String> {
 impl RuleArgs {
     /// As the pipeline's configuration.
     pub fn config(&self) -> RuleConfig {
-        RuleConfig {
-            rules: self.rules.clone(),
-            builtin: !self.no_builtin_rules,
-            dedup_window_ns: self.dedup_window,
-        }
+        RuleConfig::new(
+            self.rules.clone(),
+            !self.no_builtin_rules,
+            self.dedup_window,
+        )
+        .with_lists(
+            &Default::default(),
+            &self.allow_users,
+            &self.allow_namespaces,
+            &self.trusted_registries,
+        )
     }
 }
 

@@ -13,6 +13,7 @@ pub mod doc;
 pub mod engine;
 mod error;
 pub mod matcher;
+pub mod placeholders;
 pub mod rule;
 
 pub use doc::{Doc, FlatDoc, JsonDoc, Val, Vals};

@@ -677,7 +677,13 @@ fn value_matchers(
 ) -> Result<Vec<Matcher>, String> {
     let has = |m: &str| mods.contains(&m);
     if has("expand") {
-        return Err("uses placeholders (`expand`), which need values configured for them".into());
+        let t = text(v).ok_or("`expand` takes a string with a %placeholder%")?;
+        let rest: Vec<&str> = mods.iter().copied().filter(|m| *m != "expand").collect();
+        let mut out = Vec::new();
+        for value in crate::placeholders::expand(&t)? {
+            out.extend(value_matchers(&Yaml::String(value), &rest, f)?);
+        }
+        return Ok(out);
     }
     if has("exists") {
         return match v {

@@ -240,13 +240,42 @@ fn an_empty_value_list_matches_nothing() {
 }
 
 #[test]
+fn placeholders_take_their_values_from_the_configuration() {
+    use trailwarden_detect::placeholders::{self, Placeholders};
+    let yaml = "title: x\nlogsource: {product: linux}\ndetection:\n  sel:\n    a|expand|startswith: '%admins%'\n  filter:\n    b|expand: 'ns-%exempt%'\n  condition: sel and not filter\n";
+    let mut p = Placeholders::new();
+    p.insert("admins".into(), vec!["root".into(), "ops-".into()]);
+    p.insert("exempt".into(), vec!["dev*".into()]);
+    let r = placeholders::with(&p, || load_str(yaml, "x.yml")).unwrap();
+    assert!(r[0].disabled.is_none(), "{:?}", r[0].disabled);
+    let doc = |a: &str, b: &str| {
+        let v = serde_json::json!({"a": a, "b": b});
+        r[0].matches(&trailwarden_detect::JsonDoc { value: &v, raw: "" })
+    };
+    assert!(doc("ops-alice", "ns-prod"));
+    assert!(doc("rootkit", "ns-prod"));
+    assert!(!doc("alice", "ns-prod"));
+    // the exemption's wildcard works inside the expanded value
+    assert!(!doc("root", "ns-dev-1"));
+    // an empty list is a filter that never matches
+    p.insert("exempt".into(), Vec::new());
+    let r = placeholders::with(&p, || load_str(yaml, "x.yml")).unwrap();
+    let v = serde_json::json!({"a": "root", "b": "ns-dev"});
+    assert!(r[0].matches(&trailwarden_detect::JsonDoc { value: &v, raw: "" }));
+}
+
+#[test]
 fn unsupported_features_disable_the_rule_with_the_reason() {
     let r = load_str(
         "title: x\nlogsource: {product: linux}\ndetection:\n  sel:\n    a|expand: '%admins%'\n  condition: sel\n",
         "x.yml",
     )
     .unwrap();
-    assert!(r[0].disabled.as_deref().unwrap().contains("expand"));
+    assert!(r[0]
+        .disabled
+        .as_deref()
+        .unwrap()
+        .contains("placeholder %admins% has no values"));
     let r = load_str(
         "title: x\nlogsource: {product: linux}\ndetection:\n  sel:\n    a|nosuch: 1\n  condition: sel\n",
         "x.yml",

@@ -5,6 +5,7 @@ use crate::PipelineError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use trailwarden_alert::{AlertStore, Batch, NewAlert, Raised};
+use trailwarden_detect::placeholders::{self, Placeholders};
 use trailwarden_detect::{Detection, Engine, Rule};
 use trailwarden_ledger::reader::LedgerReader;
 use trailwarden_ledger::{Ledger, LedgerError};
@@ -31,33 +32,106 @@ pub struct RuleConfig {
     pub builtin: bool,
     /// Detections of the same rule and group within this window (ns) merge into one alert.
     pub dedup_window_ns: i64,
+    /// Values of the rules' `%placeholders%` (allowed users and namespaces, trusted registries,
+    /// system identities; [`trailwarden_detect::placeholders::defaults`] plus configuration).
+    pub placeholders: Placeholders,
+}
+
+impl RuleConfig {
+    /// The built-in pack and the data directory's rules, default placeholders.
+    pub fn new(rules: Vec<PathBuf>, builtin: bool, dedup_window_ns: i64) -> RuleConfig {
+        RuleConfig {
+            rules,
+            builtin,
+            dedup_window_ns,
+            placeholders: placeholders::defaults(),
+        }
+    }
+
+    /// Add allow-lists and trusted registries to the placeholders' values, and replace
+    /// placeholders wholesale (`replace`, applied first).
+    pub fn with_lists(
+        mut self,
+        replace: &BTreeMap<String, Vec<String>>,
+        allow_users: &[String],
+        allow_namespaces: &[String],
+        trusted_registries: &[String],
+    ) -> RuleConfig {
+        for (k, v) in replace {
+            self.placeholders.insert(k.clone(), v.clone());
+        }
+        for (k, extra) in [
+            ("allowed_users", allow_users),
+            ("allowed_namespaces", allow_namespaces),
+            ("trusted_registries", trusted_registries),
+        ] {
+            self.placeholders
+                .entry(k.to_string())
+                .or_default()
+                .extend(extra.iter().cloned());
+        }
+        self
+    }
 }
 
 /// Load the rules `a` asks for. Returns them and the warnings to show (a broken file never stops
 /// the others; disabled rules say why).
+///
+/// A rule with the id of one loaded before it replaces that one, in load order: the built-in
+/// pack, the data directory's `rules/`, then the configured paths in their order. So a site
+/// overrides a built-in rule by copying it under its own rules with the same id; the
+/// replacement is reported.
 pub fn load_rules(data_dir: &Path, a: &RuleConfig) -> (Vec<Rule>, Vec<String>) {
     let mut rules = Vec::new();
     let mut errors = Vec::new();
-    if a.builtin {
-        let (r, e) = trailwarden_detect::builtin_rules();
+    placeholders::with(&a.placeholders, || {
+        if a.builtin {
+            let (r, e) = trailwarden_detect::builtin_rules();
+            rules.extend(r);
+            errors.extend(e);
+        }
+        let mut paths = Vec::new();
+        let local = data_dir.join("rules");
+        if local.is_dir() {
+            paths.push(local);
+        }
+        paths.extend(a.rules.iter().cloned());
+        let (r, e) = trailwarden_detect::load_paths(&paths);
         rules.extend(r);
         errors.extend(e);
-    }
-    let mut paths = Vec::new();
-    let local = data_dir.join("rules");
-    if local.is_dir() {
-        paths.push(local);
-    }
-    paths.extend(a.rules.iter().cloned());
-    let (r, e) = trailwarden_detect::load_paths(&paths);
-    rules.extend(r);
-    errors.extend(e);
+    });
     let mut warnings: Vec<String> = errors
         .iter()
         .map(|e| format!("rule not loaded: {e}"))
         .collect();
+    let rules = replace_by_id(rules, &mut warnings);
     warnings.extend(disabled_warnings(&rules));
     (rules, warnings)
+}
+
+/// Keep the last rule of each id (in load order), at the position of the first; say what was
+/// replaced.
+fn replace_by_id(rules: Vec<Rule>, warnings: &mut Vec<String>) -> Vec<Rule> {
+    let mut last: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, r) in rules.iter().enumerate() {
+        last.insert(r.id.clone(), i);
+    }
+    let mut slots: Vec<Option<Rule>> = rules.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(slots.len());
+    for i in 0..slots.len() {
+        let Some(r) = slots[i].take() else { continue };
+        let keep = last[&r.id];
+        if keep == i {
+            out.push(r);
+        } else if let Some(newer) = slots[keep].take() {
+            warnings.push(format!(
+                "rule {} ({}) replaces {} ({}): same id {}",
+                newer.title, newer.source, r.title, r.source, r.id
+            ));
+            out.push(newer);
+        }
+    }
+    out
 }
 
 /// Which rules will not run, and why.
@@ -402,5 +476,77 @@ impl Detector {
     /// The alert store.
     pub fn store_mut(&mut self) -> &mut AlertStore {
         &mut self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec_by(user: &str) -> (Event, Vec<u8>) {
+        let raw = format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a1","stage":"ResponseStarted","verb":"create","requestURI":"/api/v1/namespaces/default/pods/web-1/exec?command=sh","user":{{"username":"{user}"}},"sourceIPs":["10.0.0.1"],"objectRef":{{"resource":"pods","namespace":"default","name":"web-1","apiVersion":"v1","subresource":"exec"}},"responseStatus":{{"code":101}},"stageTimestamp":"2026-12-01T00:00:00Z"}}"#
+        );
+        let ev = trailwarden_parse::k8s::parse_event(raw.as_bytes()).unwrap();
+        (ev, raw.into_bytes())
+    }
+
+    fn fired(rules: Vec<Rule>, user: &str) -> Vec<String> {
+        let mut engine = Engine::new(rules, 100);
+        let (ev, raw) = exec_by(user);
+        let mut out = Vec::new();
+        engine.check(1, 0, &ev, &raw, &mut out);
+        out.iter()
+            .map(|d| engine.rules()[d.rule].title.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_site_rule_with_a_builtin_id_replaces_it_and_allow_lists_silence_identities() {
+        let dir = std::env::temp_dir().join(format!("tw-override-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("rules")).unwrap();
+        let (_, text) = trailwarden_detect::builtin_texts()
+            .iter()
+            .find(|(p, _)| p.ends_with("pod_exec_attach.yml"))
+            .unwrap();
+        let site = text
+            .replace("level: low", "level: high")
+            .replace("title: Attach/Exec Pod", "title: Attach/Exec Pod (site)");
+        std::fs::write(dir.join("rules/exec.yml"), site).unwrap();
+
+        let cfg = RuleConfig::new(Vec::new(), true, 0);
+        let (rules, warnings) = load_rules(&dir, &cfg);
+        let same: Vec<&Rule> = rules
+            .iter()
+            .filter(|r| r.title.starts_with("Attach/Exec Pod"))
+            .collect();
+        assert_eq!(same.len(), 1, "both copies loaded");
+        assert_eq!(same[0].title, "Attach/Exec Pod (site)");
+        assert_eq!(same[0].level, "high");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("replaces Attach/Exec Pod (builtin:")),
+            "{warnings:?}"
+        );
+        assert!(fired(rules, "ci-bot").contains(&"Attach/Exec Pod (site)".to_string()));
+
+        // an allowed identity (wildcards) is silent on the same request; others are not
+        let cfg = RuleConfig::new(Vec::new(), true, 0).with_lists(
+            &BTreeMap::new(),
+            &["ci-*".to_string()],
+            &[],
+            &[],
+        );
+        let (rules, _) = load_rules(&dir, &cfg);
+        assert!(fired(rules.clone(), "ci-bot").is_empty());
+        assert!(!fired(rules, "alice@example.com").is_empty());
+        // and the control plane's own identities, on every cloud, by default
+        let (rules, _) = load_rules(&dir, &RuleConfig::new(Vec::new(), true, 0));
+        for who in ["eks:addon-manager", "system:addon-manager", "aksService"] {
+            assert!(fired(rules.clone(), who).is_empty(), "{who}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

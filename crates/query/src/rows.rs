@@ -287,8 +287,8 @@ pub const K8S_FIELDS: &[(&str, Kind)] = &[
 ];
 
 /// The audit event JSON of a record: the record itself (`k8s-audit`), `properties.log` of an
-/// AKS diagnostic record, `log_s` of an AzureDiagnostics row, or an AKSAudit row rebuilt in the
-/// audit.k8s.io shape.
+/// AKS diagnostic record, `log_s` of an AzureDiagnostics row, or an AKSAudit row or a GKE entry
+/// rebuilt in the audit.k8s.io shape.
 fn k8s_row(raw: &str, format: Option<&str>) -> Vec<Option<Val>> {
     let mut out: Vec<Option<Val>> = (0..K8S_FIELDS.len()).map(|_| None).collect();
     let (event, envelope): (String, Map<String, Value>) = if format == Some("aks") {
@@ -314,6 +314,12 @@ fn k8s_row(raw: &str, format: Option<&str>) -> Vec<Option<Val>> {
         out[6] = s(&props, &["containerID"]).or_else(|| s(&env, &["containerID_s"]));
         out[7] = s(&props, &["stream"]).or_else(|| s(&env, &["stream_s"]));
         (log, env)
+    } else if format == Some("gke") {
+        let entry = obj(raw);
+        let event = trailwarden_parse::gke::to_audit_event(&entry)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        (event, Map::new())
     } else {
         (raw.trim_end().to_string(), Map::new())
     };
@@ -694,6 +700,22 @@ mod tests {
             sv(&r[0])
         );
         assert_eq!(sv(&r[9]), Some(r#"{"username":"v"}"#));
+    }
+
+    #[test]
+    fn gke_entries_give_the_audit_columns() {
+        let entry = serde_json::json!({"insertId":"i1","operation":{"id":"i1"},"labels":{"authorization.k8s.io/decision":"allow"},"protoPayload":{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","serviceName":"k8s.io","methodName":"io.k8s.core.v1.secrets.get","resourceName":"core/v1/namespaces/cde/secrets/k","authenticationInfo":{"principalEmail":"a@b.example"},"requestMetadata":{"callerIp":"10.0.0.1"},"status":{}},"resource":{"type":"k8s_cluster","labels":{"cluster_name":"c"}},"timestamp":"2024-01-01T00:00:00Z"}).to_string();
+        let r = k8s_row(&entry, Some("gke"));
+        assert!(
+            sv(&r[0]).unwrap().contains("\"verb\":\"get\""),
+            "{:?}",
+            sv(&r[0])
+        );
+        assert_eq!(sv(&r[8]), Some("i1"));
+        assert_eq!(sv(&r[9]), Some(r#"{"username":"a@b.example"}"#));
+        assert_eq!(sv(&r[10]), Some(r#"["10.0.0.1"]"#));
+        assert!(sv(&r[11]).unwrap().contains("\"namespace\":\"cde\""));
+        assert!(sv(&r[12]).unwrap().contains("\"code\":200"));
     }
 
     #[test]

@@ -121,15 +121,17 @@ fn ledger_index() -> Expr {
     datafusion::logical_expr::cast(c("idx"), datafusion::arrow::datatypes::DataType::Int64)
 }
 
-/// Kubernetes audit events from any source: audit files and webhook (`k8s-audit`), AKS
-/// diagnostic records and AKSAudit rows of the audit categories.
+/// Kubernetes audit events from any source: audit files, webhook and EKS (`k8s-audit`), GKE
+/// entries, AKS diagnostic records and AKSAudit rows of the audit categories.
 fn is_k8s_audit() -> Expr {
     kind_is(1).and(
-        format_is("k8s-audit").or(format_is("aks").and(
-            c("category")
-                .eq(lit("kube-audit"))
-                .or(c("category").eq(lit("kube-audit-admin"))),
-        )),
+        format_is("k8s-audit")
+            .or(format_is("gke"))
+            .or(format_is("aks").and(
+                c("category")
+                    .eq(lit("kube-audit"))
+                    .or(c("category").eq(lit("kube-audit-admin"))),
+            )),
     )
 }
 
@@ -164,7 +166,7 @@ pub fn build(base: &LogicalPlan, fns: &Fns) -> Result<Vec<Table>> {
             Out(ledger_index(), "ledger_index", Long, "Index of the record in the ledger (what `prove inclusion --index` takes)."),
             Out(c("received"), "received", DateTime, "When trailwarden received the record (hashed into the ledger)."),
             Out(c("source"), "source", String, "Where it came from: `file:PATH`, `stdin`, `webhook`, …"),
-            Out(c("format"), "format", String, "Input format: k8s-audit, aks, azure-activity, signin, entra-audit, app, auditd, docker, cri, syslog."),
+            Out(c("format"), "format", String, "Input format: k8s-audit, aks, gke, azure-activity, signin, entra-audit, app, auditd, docker, cri, syslog."),
             Out(c("category"), "category", String, "Source category (AKS log category, Activity Log category, sign-in log table, container stream, …)."),
             Out(c("time"), "time", DateTime, "Event time as the source wrote it (null when absent)."),
             Out(c("user"), "user", String, "Who: user name, principal or UPN."),

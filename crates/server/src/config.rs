@@ -191,6 +191,19 @@ pub struct Detection {
     pub rules: Vec<PathBuf>,
     /// Detections of one rule and group within this window merge into one alert.
     pub dedup_window: String,
+    /// Identities the rules never alert on (Sigma values: `*` wildcards), added to the
+    /// `%allowed_users%` placeholder the built-in pack's rules filter on: CI deployers, GitOps
+    /// controllers, break-glass accounts you review elsewhere.
+    pub allow_users: Vec<String>,
+    /// Namespaces whose workload changes the pack's pod and workload rules do not alert on
+    /// (`%allowed_namespaces%`).
+    pub allow_namespaces: Vec<String>,
+    /// Image patterns (`registry.example.com/*`) trusted besides the public registries of
+    /// Kubernetes and the clouds (`%trusted_registries%`).
+    pub trusted_registries: Vec<String>,
+    /// Placeholder values replacing the built-in ones wholesale (`system_identities`,
+    /// `privileged_images`, or a name your own rules use with `|expand`).
+    pub placeholders: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Detection {
@@ -200,6 +213,10 @@ impl Default for Detection {
             builtin_rules: true,
             rules: Vec::new(),
             dedup_window: "15m".into(),
+            allow_users: Vec::new(),
+            allow_namespaces: Vec::new(),
+            trusted_registries: Vec::new(),
+            placeholders: Default::default(),
         }
     }
 }

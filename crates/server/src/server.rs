@@ -168,11 +168,18 @@ pub fn serve_with(
         None
     };
     let auth = Authenticator::new(data_dir.clone(), &cfg.oidc, cfg.http.client_roles.clone())?;
-    let rules = RuleConfig {
-        rules: cfg.detection.rules.clone(),
-        builtin: cfg.detection.builtin_rules && cfg.detection.enabled,
-        dedup_window_ns: cfg.dedup_window_ns().unwrap_or(15 * 60 * 1_000_000_000),
-    };
+    let d = &cfg.detection;
+    let rules = RuleConfig::new(
+        d.rules.clone(),
+        d.builtin_rules && d.enabled,
+        cfg.dedup_window_ns().unwrap_or(15 * 60 * 1_000_000_000),
+    )
+    .with_lists(
+        &d.placeholders,
+        &d.allow_users,
+        &d.allow_namespaces,
+        &d.trusted_registries,
+    );
     let (mut detector, warnings) = Detector::open(&data_dir, &rules, true)?;
     // the catalogue `GET /v1/rules` lists (the detector keeps its compiled form to itself)
     let mut catalogue: Vec<serde_json::Value> = if cfg.detection.enabled {

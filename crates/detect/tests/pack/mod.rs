@@ -89,6 +89,7 @@ fn every_pack_rule_is_complete_and_passes_its_test_events() {
         }
         files.insert(r.source.split('#').next().unwrap_or(&r.source).to_string());
     }
+    let (mut gke, mut k8s_files) = (0, 0);
     for f in &files {
         let tests = Path::new(f).with_extension("tests.jsonl");
         let text =
@@ -144,7 +145,36 @@ fn every_pack_rule_is_complete_and_passes_its_test_events() {
             "{}: needs a positive and a negative",
             tests.display()
         );
+        if f.contains("/k8s/") {
+            // Kubernetes rules: a near miss written from a peer's exclusions, and the positive
+            // as EKS delivers it (GKE too unless the rule reads what GKE does not record:
+            // groups, impersonation, the request URI's query)
+            let abouts: Vec<String> = text
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["about"].to_string())
+                .collect();
+            assert!(
+                abouts.iter().any(|a| a.starts_with("\"near miss")),
+                "{}: no near-miss negative",
+                tests.display()
+            );
+            assert!(
+                abouts.iter().any(|a| a.starts_with("\"EKS shape")),
+                "{}: no EKS-shaped positive",
+                tests.display()
+            );
+            gke += abouts
+                .iter()
+                .filter(|a| a.starts_with("\"GKE shape"))
+                .count();
+            k8s_files += 1;
+        }
     }
+    // every Kubernetes rule but the five that read groups, impersonation or the URI's query
+    assert!(
+        gke + 5 >= k8s_files,
+        "{gke} GKE-shaped positives for {k8s_files} rules"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
