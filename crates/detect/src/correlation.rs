@@ -160,6 +160,9 @@ struct State {
     /// (time, event id, referenced rule position, value) in arrival order.
     window: VecDeque<(i64, u64, usize, Option<String>)>,
     touched: u64,
+    /// A count correlation crossed its threshold and the burst goes on: the time of its last
+    /// event. Each further event within the timespan of it joins the alert as evidence.
+    burst: Option<i64>,
 }
 
 /// Correlation state over a stream of base-rule matches.
@@ -308,6 +311,22 @@ impl Correlator {
                 }
                 let st = self.groups.entry(key).or_default();
                 st.touched = self.clock;
+                let counts = matches!(a.corr.kind, Kind::EventCount | Kind::ValueCount(_));
+                match st.burst {
+                    Some(last) if counts && time.saturating_sub(last) <= a.corr.timespan => {
+                        // the threshold was crossed and the burst continues: this event is
+                        // part of the same alert, not the start of a new count
+                        st.burst = Some(time.max(last));
+                        out.push(Fired {
+                            rule: a.rule,
+                            group,
+                            count: 1,
+                            evidence: vec![id],
+                        });
+                        continue;
+                    }
+                    _ => st.burst = None,
+                }
                 st.window.push_back((time, id, pos, value));
                 while st
                     .window
@@ -359,8 +378,12 @@ impl Correlator {
                         count,
                         evidence: st.window.iter().map(|(_, id, ..)| *id).collect(),
                     });
-                    // one alert per window: start counting again
+                    // one alert per burst: what follows within the timespan joins it, and
+                    // counting starts again once the burst is over
                     st.window.clear();
+                    if counts {
+                        st.burst = Some(time);
+                    }
                 }
             }
         }

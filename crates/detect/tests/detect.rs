@@ -489,7 +489,8 @@ fn correlations_count_group_and_order_within_their_timespan() {
     assert!(rules.iter().all(|r| r.disabled.is_none()), "{rules:#?}");
     let (mut c, problems) = Correlator::new(&rules, 1000);
     assert!(problems.is_empty(), "{problems:?}");
-    // 5 denials by mallory within 4 minutes fire once; bob's 4 do not; a 6th starts a new window
+    // 5 denials by mallory within 4 minutes fire once; bob's 4 do not; a 6th within the
+    // timespan joins that alert as evidence (count 1) instead of starting a new count
     let mut events = Vec::new();
     for i in 0..5 {
         events.push((i * 60, ev("mallory", "get", "pods", "payments", 403)));
@@ -500,11 +501,13 @@ fn correlations_count_group_and_order_within_their_timespan() {
     events.push((300, ev("mallory", "get", "pods", "payments", 403)));
     events.sort_by_key(|(t, _)| *t);
     let fired = stream(&rules, &mut c, &events);
-    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert_eq!(fired.len(), 2, "{fired:#?}");
     assert_eq!(fired[0].0, "401/403 burst per user");
     assert_eq!(fired[0].1, vec!["mallory".to_string()]);
     assert_eq!(fired[0].2, 5);
     assert_eq!(fired[0].3.len(), 5);
+    assert_eq!((fired[1].2, fired[1].3.len()), (1, 1));
+    assert_eq!(fired[1].1, fired[0].1);
     // denials spread over more than 5 minutes never reach 5 in a window
     let (mut c, _) = Correlator::new(&rules, 1000);
     let slow: Vec<_> = (0..10)

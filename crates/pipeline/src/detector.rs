@@ -511,7 +511,7 @@ mod tests {
             .find(|(p, _)| p.ends_with("pod_exec_attach.yml"))
             .unwrap();
         let site = text
-            .replace("level: low", "level: high")
+            .replace("level: medium", "level: high")
             .replace("title: Attach/Exec Pod", "title: Attach/Exec Pod (site)");
         std::fs::write(dir.join("rules/exec.yml"), site).unwrap();
 

@@ -378,3 +378,47 @@ fn event_fields_read_from_the_normalized_event_equal_the_json_values() {
     }
     assert!(checked > 1000, "{checked}");
 }
+
+/// Regression (issue 17): a burst of 65 refusals raised evidence for 60 of them, because the
+/// count restarted after the threshold and the tail never reached it again.
+#[test]
+fn burst_alerts_carry_every_event_of_the_burst() {
+    let rules = pack();
+    let mut engine = Engine::new(rules, 10_000);
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(pack_dir().join("k8s/access_denied_burst.tests.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let base = first["events"][0].to_string();
+    let burst = engine
+        .rules()
+        .iter()
+        .position(|r| r.title == "Burst Of Denied API Requests Per User")
+        .unwrap();
+    let mut evidence = BTreeSet::new();
+    let mut out = Vec::new();
+    for i in 0..65u64 {
+        let raw = base.replace("\"auditID\": \"", &format!("\"auditID\": \"{i}-"));
+        let ev = trailwarden_parse::k8s::parse_event(raw.as_bytes()).unwrap();
+        engine.check(i, 1_000_000_000 * i as i64, &ev, raw.as_bytes(), &mut out);
+    }
+    for d in out.iter().filter(|d| d.rule == burst) {
+        evidence.extend(d.evidence.iter().copied());
+    }
+    assert_eq!(evidence.len(), 65, "{evidence:?}");
+    // once the burst is over (a quiet timespan), counting starts again
+    let mut out = Vec::new();
+    let later = 1_000_000_000 * 3600;
+    for i in 0..9u64 {
+        let ev = trailwarden_parse::k8s::parse_event(base.as_bytes()).unwrap();
+        engine.check(100 + i, later + i as i64, &ev, base.as_bytes(), &mut out);
+    }
+    assert!(
+        out.iter().all(|d| d.rule != burst),
+        "9 refusals after the burst"
+    );
+}
