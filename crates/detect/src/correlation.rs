@@ -285,10 +285,21 @@ impl Correlator {
                 if !matched.contains(base) {
                     continue;
                 }
-                let mut group = Vec::with_capacity(a.corr.group_by.len());
-                for f in &a.corr.group_by {
-                    group.push(doc.values(f).first().and_then(val_text).unwrap_or_default());
-                }
+                // an event without a group-by value cannot be attributed to a group: it is not
+                // counted (as SIEMs drop null keys from `stats … by`), rather than pooled with
+                // every other event missing it
+                let group: Option<Vec<String>> = a
+                    .corr
+                    .group_by
+                    .iter()
+                    .map(|f| {
+                        doc.values(f)
+                            .first()
+                            .and_then(val_text)
+                            .filter(|v| !v.is_empty())
+                    })
+                    .collect();
+                let Some(group) = group else { continue };
                 let value = match &a.corr.kind {
                     Kind::ValueCount(f) => doc.values(f).first().and_then(val_text),
                     _ => None,

@@ -9,6 +9,7 @@
 //! | `%allowed_users%` | none | `[detection] allow_users` |
 //! | `%allowed_namespaces%` | none | `[detection] allow_namespaces` |
 //! | `%privileged_images%` | node agents that need host access: CNI, kube-proxy, CSI, the clouds' node daemons (Falco's `falco_privileged_images` idea) | `[detection.placeholders]` |
+//! | `%secret_operators%` | controllers whose job is reading every secret (cert-manager, ingress-nginx, kube-state-metrics, the Prometheus operator, Argo CD, Flux, External Secrets, Sealed Secrets) | `[detection.placeholders]` |
 //! | `%trusted_registries%` | the public registries of Kubernetes and the three clouds | `[detection] trusted_registries` |
 //!
 //! Values are Sigma values: `*` and `?` are wildcards. A rule that names a placeholder nobody
@@ -96,6 +97,22 @@ pub const PRIVILEGED_IMAGES: &[&str] = &[
     "*falcosecurity/falco*",
 ];
 
+/// Service accounts of controllers that read or watch secrets across namespaces by design
+/// (matched by their usual namespace, or by the name Helm charts give them).
+pub const SECRET_OPERATORS: &[&str] = &[
+    "system:serviceaccount:cert-manager:*",
+    "system:serviceaccount:*:*cert-manager",
+    "system:serviceaccount:*:*cert-manager-cainjector",
+    "system:serviceaccount:ingress-nginx:*",
+    "system:serviceaccount:*:*ingress-nginx",
+    "system:serviceaccount:*:*kube-state-metrics",
+    "system:serviceaccount:*:*prometheus*operator",
+    "system:serviceaccount:argocd:argocd-*",
+    "system:serviceaccount:flux-system:*",
+    "system:serviceaccount:external-secrets:*",
+    "system:serviceaccount:*:sealed-secrets-controller",
+];
+
 /// The built-in values.
 pub fn defaults() -> Placeholders {
     let mut p = Placeholders::new();
@@ -105,6 +122,7 @@ pub fn defaults() -> Placeholders {
     p.insert("allowed_namespaces".into(), Vec::new());
     p.insert("trusted_registries".into(), own(TRUSTED_REGISTRIES));
     p.insert("privileged_images".into(), own(PRIVILEGED_IMAGES));
+    p.insert("secret_operators".into(), own(SECRET_OPERATORS));
     p
 }
 

@@ -229,6 +229,14 @@ const IMAGES: &[&str] = &[
     "hashicorp/vault:1.15.4",
 ];
 
+/// Images of the control plane's add-ons (what runs in `kube-system`).
+const PLATFORM_IMAGES: &[&str] = &[
+    "registry.k8s.io/coredns/coredns:v1.11.1",
+    "registry.k8s.io/kube-proxy:v1.29.2",
+    "registry.k8s.io/metrics-server/metrics-server:v0.7.0",
+    "registry.k8s.io/pause:3.9",
+];
+
 /// A generated-but-not-yet-emitted event (attack scenarios emit several).
 struct Pending {
     ev: GenEvent,
@@ -603,7 +611,12 @@ impl Generator {
                 m.raw("managedFields", &managed);
             }
         });
-        let image = *self.rng.pick(IMAGES);
+        // the platform's own namespaces run the platform's images, not the applications'
+        let image = if matches!(ns, Some("kube-system") | Some("kube-public")) {
+            *self.rng.pick(PLATFORM_IMAGES)
+        } else {
+            *self.rng.pick(IMAGES)
+        };
         match kind {
             "Pod" | "Deployment" => {
                 let spec = format!(
@@ -925,10 +938,18 @@ impl Generator {
                     None
                 };
                 let name = self.name_for(res, ns);
-                let u = if self.rng.chance(0.3) {
-                    self.admin()
-                } else {
-                    self.controller()
+                let by_admin = self.rng.chance(0.3);
+                let u = match ns {
+                    // in the cardholder data environment, secrets and configuration are read
+                    // by its own workloads; people and the shared admin credential keep out
+                    Some(cde)
+                        if CDE_NAMESPACES.contains(&cde)
+                            && matches!(res, "secrets" | "configmaps") =>
+                    {
+                        self.sa(cde, "payments-worker")
+                    }
+                    _ if by_admin => self.admin(),
+                    _ => self.controller(),
                 };
                 let obj = ObjRef {
                     resource: res,

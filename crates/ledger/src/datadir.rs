@@ -282,6 +282,24 @@ impl DataDir {
         let keys = self.keys_dir();
         fs::create_dir_all(&keys).map_err(io_err(format!("creating {}", keys.display())))?;
         set_mode(&keys, 0o700)?;
+        // A genesis killed before identity.json was written leaves a key nothing was ever
+        // signed with (checkpoints come after the identity): it is replaced, not an error
+        // (the t13 kill -9 flake: "creating keys/checkpoint.key: File exists").
+        let stale = self.key_path();
+        let holds_data = [self.wal_dir(), self.seg_dir()]
+            .iter()
+            .any(|d| fs::read_dir(d).is_ok_and(|mut entries| entries.next().is_some()));
+        if stale.exists() && holds_data {
+            return Err(LedgerError::Invalid(format!(
+                "{} has a key and ledger data but no identity.json: restore identity.json from a backup (the trail cannot be verified without it)",
+                self.root.display()
+            )));
+        }
+        match fs::remove_file(&stale) {
+            Ok(()) => sync_parent(&stale)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(format!("removing {}", stale.display()))(e)),
+        }
         let (signer, seed) =
             Ed25519Signer::generate(origin).map_err(|e| LedgerError::Invalid(e.to_string()))?;
         write_new_private(
@@ -557,11 +575,44 @@ pub fn read_manifest(p: &Path) -> Result<Vec<ManifestEntry>, LedgerError> {
     Ok(by_first.into_values().collect())
 }
 
-/// Append a manifest line durably.
+/// Append a manifest line durably. A torn final line (a crash while appending, which
+/// [`read_manifest`] ignores) is cut off first: appending after it would glue the new entry to
+/// the torn bytes and turn an ignorable tail into damage in the middle (the t13 kill -9 flake:
+/// "manifest.log line 68: expected `,` or `]`").
 pub fn append_manifest(p: &Path, e: &ManifestEntry) -> Result<(), LedgerError> {
+    cut_torn_tail(p)?;
     let mut line = serde_json::to_vec(e).map_err(|e| LedgerError::Invalid(e.to_string()))?;
     line.push(b'\n');
     append_durable(p, &line)
+}
+
+/// Truncate a line-oriented file after its last newline.
+fn cut_torn_tail(p: &Path) -> Result<(), LedgerError> {
+    let Some(text) = read_bytes_if_exists(p)? else {
+        return Ok(());
+    };
+    if text.is_empty() || text.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(p)
+        .map_err(io_err(format!("opening {}", p.display())))?;
+    f.set_len(keep as u64).map_err(io_err(format!(
+        "truncating the torn tail of {}",
+        p.display()
+    )))?;
+    f.sync_data()
+        .map_err(io_err(format!("syncing {}", p.display())))
+}
+
+fn read_bytes_if_exists(p: &Path) -> Result<Option<Vec<u8>>, LedgerError> {
+    match fs::read(p) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(format!("reading {}", p.display()))(e)),
+    }
 }
 
 /// Base64 of a hash.
@@ -589,6 +640,63 @@ mod tests {
         let d = std::env::temp_dir().join(format!("tw-dd-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
+    }
+
+    /// Regression (t13 flake): an append after a torn manifest line must not glue onto it.
+    #[test]
+    fn a_manifest_append_after_a_torn_line_starts_on_a_line_of_its_own() {
+        let root = tmp("torn-manifest");
+        fs::create_dir_all(&root).unwrap();
+        let p = root.join("manifest.log");
+        let entry = |first: u64| ManifestEntry {
+            first,
+            last: first + 9,
+            state: "sealed".into(),
+            file: format!("{first:020}.parquet"),
+            sha256: "00".repeat(32),
+            seal_size: first + 10,
+            seal_root: String::new(),
+            frontier: Vec::new(),
+            chain: String::new(),
+            at: Timestamp(1),
+            newest_received: None,
+            compact_range: Vec::new(),
+            tombstone: None,
+        };
+        append_manifest(&p, &entry(0)).unwrap();
+        // a crash half-way through the next append
+        let torn = serde_json::to_string(&entry(10)).unwrap();
+        append_durable(&p, &torn.as_bytes()[..torn.len() / 2]).unwrap();
+        assert_eq!(
+            read_manifest(&p).unwrap().len(),
+            1,
+            "a torn tail is ignored"
+        );
+        // after restart the sealer appends again: both entries read back, nothing is damage
+        append_manifest(&p, &entry(10)).unwrap();
+        append_manifest(&p, &entry(20)).unwrap();
+        let got: Vec<u64> = read_manifest(&p).unwrap().iter().map(|e| e.first).collect();
+        assert_eq!(got, vec![0, 10, 20]);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// Regression (t13 flake): a genesis killed after the key and before identity.json.
+    #[test]
+    fn an_interrupted_genesis_is_redone_but_a_ledger_without_identity_is_not() {
+        let root = tmp("genesis");
+        let d = DataDir::new(&root);
+        fs::create_dir_all(d.keys_dir()).unwrap();
+        fs::write(d.key_path(), "00\n").unwrap();
+        let (id, _, signer) = d.create("example.com/log", Timestamp(1)).unwrap();
+        assert_eq!(id.vkey, signer.verifier().vkey());
+        // identity.json lost while the ledger holds data: refused, naming the fix
+        fs::remove_file(d.identity_path()).unwrap();
+        fs::write(d.wal_dir().join("00000000.wal"), b"x").unwrap();
+        let Err(e) = d.create("example.com/log", Timestamp(2)) else {
+            panic!("a ledger without identity.json was created anew");
+        };
+        assert!(e.to_string().contains("restore identity.json"), "{e}");
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]

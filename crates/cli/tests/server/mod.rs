@@ -423,6 +423,8 @@ const MATRIX: &[(&str, &str, &str, &str)] = &[
     ("GET", "/metrics", "", "UUFAAAA"),
     ("POST", "/v1/ingest/k8s-audit", "EVENT", "UUAFFFA"),
     ("POST", "/v1/ingest/aks", "{\"records\":[]}", "UUAFFFA"),
+    ("POST", "/v1/ingest/gke", "[]", "UUAFFFA"),
+    ("POST", "/v1/ingest/eks", "{\"messageType\":\"CONTROL_MESSAGE\",\"logEvents\":[]}", "UUAFFFA"),
     ("POST", "/v1/ingest/app", "{\"timestamp\":\"2026-11-20T10:00:00Z\",\"user_id\":\"u1\",\"action\":\"refund\",\"resource\":\"payment/1\",\"result\":\"success\",\"source_ip\":\"10.1.1.1\"}", "UUAFFFA"),
     ("POST", "/v1/ingest/azure", "{\"records\":[]}", "UUAFFFA"),
     ("POST", "/v1/query", "{\"kql\":\"events | take 1\"}", "UUFFAAA"),
@@ -558,6 +560,33 @@ fn serve_bad_input_is_answered_precisely_and_valid_items_are_kept() {
     assert_eq!(v["errors"][0]["line"].as_u64(), Some(2));
     assert!(!v["errors"][0]["reason"].as_str().unwrap().is_empty());
     assert_eq!(s.count(&t, "events | where user == 'bad-input-ok'"), 2);
+    // GKE entries and a Pub/Sub push body: stored as gke events; the Compute Engine entry and
+    // the push body that is not base64 are quarantined, each with its reason
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../parse/tests/fixtures");
+    let gke = std::fs::read_to_string(fixtures.join("gke-audit.jsonl")).unwrap();
+    let (code, text) = s.post_json(&t, "/v1/ingest/gke", &gke);
+    assert_eq!(code, 400, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (v["stored"].as_u64(), v["quarantined"].as_u64()),
+        (Some(8), Some(2)),
+        "{text}"
+    );
+    assert!(text.contains("compute.googleapis.com"), "{text}");
+    assert_eq!(
+        s.count(
+            &t,
+            "events | where format == 'gke' and user == 'mallory@acme.example'"
+        ),
+        3
+    );
+    assert_eq!(s.count(&t, "AKSAudit | where ObjectRef.resource == 'clusterrolebindings' and RequestObject.roleRef.name == 'cluster-admin'"), 1);
+    // EKS from CloudWatch Logs: the cluster is in the source label
+    let eks = std::fs::read_to_string(fixtures.join("eks-cloudwatch.jsonl")).unwrap();
+    let first = eks.lines().next().unwrap();
+    let (code, text) = s.post_json(&t, "/v1/ingest/eks", first);
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(s.count(&t, "events | where source endswith '#/aws/eks/pay-prod-eks/cluster/kube-apiserver-audit-5b2f0e7c1a9d4e3f'"), 2);
     assert_eq!(
         s.count(
             &t,
