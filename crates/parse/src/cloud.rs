@@ -52,9 +52,35 @@ pub fn is_envelope(map: &Map<String, Value>) -> bool {
             .and_then(Value::as_array)
             .is_some_and(|e| {
                 !e.is_empty()
-                    && e.iter()
-                        .all(|i| i.get("message").is_some_and(Value::is_string))
+                    && e.iter().all(|i| {
+                        i.get("message").is_some_and(Value::is_string)
+                            && i.get("timestamp").is_some_and(Value::is_number)
+                    })
             })
+}
+
+/// Whether JSON text starts like an envelope (its first key), before it is parsed: envelopes
+/// are containers, bounded by the document limit rather than the record limit.
+pub fn looks_like_envelope(bytes: &[u8]) -> bool {
+    let b = bytes.strip_prefix(b"{").unwrap_or(bytes);
+    let b = &b[b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len())..];
+    [
+        &b"\"messageType\""[..],
+        b"\"awslogs\"",
+        b"\"message\"",
+        b"\"receivedMessages\"",
+        b"\"events\"",
+        b"\"owner\"",
+        // re-serialized with sorted keys
+        b"\"logEvents\"",
+        b"\"logGroup\"",
+        b"\"logStream\"",
+    ]
+    .iter()
+    .any(|k| b.starts_with(k))
 }
 
 fn pubsub_message(map: &Map<String, Value>) -> Option<&Map<String, Value>> {

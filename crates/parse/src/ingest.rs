@@ -640,7 +640,7 @@ impl<'s> Ingestor<'s> {
 
     /// Detect the format of one JSON object and parse it.
     fn object(&mut self, st: &mut Stream, bytes: &[u8], loc: &Location) -> Result<(), ParseError> {
-        if bytes.len() > self.opts.max_record_bytes {
+        if bytes.len() > self.opts.max_record_bytes && !cloud::looks_like_envelope(bytes) {
             return self.quarantine(
                 st,
                 bytes.to_vec(),

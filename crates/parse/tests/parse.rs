@@ -494,3 +494,39 @@ mod properties {
         }
     }
 }
+
+/// A CloudWatch Logs DATA_MESSAGE is a container: a batch of several MiB is opened (bounded by
+/// the document limit), not quarantined by the 1 MiB record limit; each event inside still is.
+#[test]
+fn cloudwatch_batches_over_the_record_limit_are_opened() {
+    let event = |i: usize, pad: usize| {
+        serde_json::json!({"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":format!("e{i}"),
+            "stage":"ResponseComplete","verb":"get","user":{"username":"u"},
+            "objectRef":{"resource":"pods","namespace":"ns","name":"x".repeat(pad)},
+            "stageTimestamp":"2026-11-30T10:00:00Z"})
+        .to_string()
+    };
+    let mut log_events: Vec<serde_json::Value> = (0..400)
+        .map(
+            |i| serde_json::json!({"id": i.to_string(), "timestamp": 1, "message": event(i, 5000)}),
+        )
+        .collect();
+    // one event over the record limit on its own
+    log_events
+        .push(serde_json::json!({"id": "big", "timestamp": 1, "message": event(400, 1_100_000)}));
+    let body = serde_json::json!({"messageType":"DATA_MESSAGE","logGroup":"/aws/eks/big/cluster",
+        "logStream":"kube-apiserver-audit-1","logEvents": log_events})
+    .to_string();
+    assert!(body.len() > 3 << 20);
+    let (records, summary) = ingest_bytes(body.as_bytes(), "cw");
+    assert_eq!(summary.events, 400, "{:?}", summary.errors);
+    assert_eq!(summary.quarantined, 1);
+    assert!(
+        summary.errors[0].reason.contains("record limit"),
+        "{:?}",
+        summary.errors
+    );
+    assert!(records
+        .iter()
+        .all(|r| r.source == "cw#/aws/eks/big/cluster/kube-apiserver-audit-1"));
+}
