@@ -6,10 +6,12 @@
 //! | placeholder | default | configured by |
 //! |---|---|---|
 //! | `%system_identities%` | the control plane's own identities on kubeadm, GKE, EKS and AKS (below) | `[detection.placeholders]` |
+//! | `%system_namespaces%` | kube-system, kube-public, kube-node-lease, gke-system, gke-managed-* | `[detection.placeholders]` |
 //! | `%allowed_users%` | none | `[detection] allow_users` |
 //! | `%allowed_namespaces%` | none | `[detection] allow_namespaces` |
 //! | `%privileged_images%` | node agents that need host access: CNI, kube-proxy, CSI, the clouds' node daemons (Falco's `falco_privileged_images` idea) | `[detection.placeholders]` |
 //! | `%secret_operators%` | controllers whose job is reading every secret (cert-manager, ingress-nginx, kube-state-metrics, the Prometheus operator, Argo CD, Flux, External Secrets, Sealed Secrets) | `[detection.placeholders]` |
+//! | `%kube_system_images%` | the providers' registries for their add-ons (what may run in kube-system) | `[detection.placeholders]` |
 //! | `%trusted_registries%` | the public registries of Kubernetes and the three clouds | `[detection] trusted_registries` |
 //!
 //! Values are Sigma values: `*` and `?` are wildcards. A rule that names a placeholder nobody
@@ -42,6 +44,7 @@ pub const SYSTEM_IDENTITIES: &[&str] = &[
     "system:managed-certificate-controller",
     "system:konnectivity-server",
     "system:serviceaccount:gke-managed-*",
+    "gke-*",
     "system:serviceaccount:gmp-system:*",
     "*@container-engine-robot.iam.gserviceaccount.com",
     "*@gcp-sa-gkenode.iam.gserviceaccount.com",
@@ -52,8 +55,32 @@ pub const SYSTEM_IDENTITIES: &[&str] = &[
     "aksService",
     "masterclient",
     "nodeclient",
+    "azure-*",
     "system:serviceaccount:calico-system:*",
     "system:serviceaccount:gatekeeper-system:*",
+];
+
+/// Namespaces the platform runs its own components in (Panther's `SYSTEM_NAMESPACES`, with
+/// GKE's managed ones): a control-plane identity creating a privileged pod there is the
+/// platform at work; the same identity doing it elsewhere is a workload someone wrote.
+pub const SYSTEM_NAMESPACES: &[&str] = &[
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "gke-system",
+    "gke-managed-*",
+];
+
+/// Images the platform itself runs in `kube-system` / `kube-public` (the providers' registries
+/// for their add-ons).
+pub const KUBE_SYSTEM_IMAGES: &[&str] = &[
+    "registry.k8s.io/*",
+    "k8s.gcr.io/*",
+    "mcr.microsoft.com/*",
+    "gcr.io/gke-release/*",
+    "gke.gcr.io/*",
+    "public.ecr.aws/eks*",
+    "*.dkr.ecr.*.amazonaws.com/eks/*",
 ];
 
 /// Registries whose images the pack trusts by default.
@@ -123,6 +150,8 @@ pub fn defaults() -> Placeholders {
     p.insert("trusted_registries".into(), own(TRUSTED_REGISTRIES));
     p.insert("privileged_images".into(), own(PRIVILEGED_IMAGES));
     p.insert("secret_operators".into(), own(SECRET_OPERATORS));
+    p.insert("system_namespaces".into(), own(SYSTEM_NAMESPACES));
+    p.insert("kube_system_images".into(), own(KUBE_SYSTEM_IMAGES));
     p
 }
 
