@@ -648,5 +648,16 @@ mod tests {
         let (c, _) = Config::load(Some(&p), &[]).expect("ok");
         assert_eq!(c.http.listen, "127.0.0.1:1");
         assert!(c.to_toml().contains("apiserver"));
+        // the detection allow-lists and placeholders
+        std::fs::write(
+            &p,
+            "[detection]\nallow_users = [\"ci-*\"]\nallow_namespaces = [\"sandbox\"]\ntrusted_registries = [\"registry.example.com/*\"]\n[detection.placeholders]\nsecret_operators = [\"system:serviceaccount:vault:*\"]\n",
+        )
+        .expect("w");
+        let (c, _) = Config::load(Some(&p), &[]).expect("ok");
+        assert_eq!(c.detection.allow_users, vec!["ci-*".to_string()]);
+        assert_eq!(c.detection.allow_namespaces, vec!["sandbox".to_string()]);
+        assert_eq!(c.detection.placeholders["secret_operators"].len(), 1);
+        assert!(c.to_toml().contains("registry.example.com/*"));
     }
 }
