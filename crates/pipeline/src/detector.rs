@@ -123,12 +123,18 @@ fn replace_by_id(rules: Vec<Rule>, warnings: &mut Vec<String>) -> Vec<Rule> {
         let keep = last[&r.id];
         if keep == i {
             out.push(r);
-        } else if let Some(newer) = slots[keep].take() {
+        } else {
+            // the last copy takes the first one's place; every copy between is replaced too
+            let newer = slots[keep].take();
+            let (title, source) = match (&newer, out.iter().rev().find(|o| o.id == r.id)) {
+                (Some(n), _) | (None, Some(n)) => (n.title.clone(), n.source.clone()),
+                (None, None) => continue,
+            };
             warnings.push(format!(
-                "rule {} ({}) replaces {} ({}): same id {}",
-                newer.title, newer.source, r.title, r.source, r.id
+                "rule {title} ({source}) replaces {} ({}): same id {}",
+                r.title, r.source, r.id
             ));
-            out.push(newer);
+            out.extend(newer);
         }
     }
     out
@@ -531,6 +537,28 @@ mod tests {
             "{warnings:?}"
         );
         assert!(fired(rules, "ci-bot").contains(&"Attach/Exec Pod (site)".to_string()));
+        // a third copy in a configured path wins over both, and both replacements are said
+        let extra = dir.join("extra.yml");
+        std::fs::write(
+            &extra,
+            text.replace("title: Attach/Exec Pod", "title: Attach/Exec Pod (extra)"),
+        )
+        .unwrap();
+        let (rules, warnings) = load_rules(&dir, &RuleConfig::new(vec![extra], true, 0));
+        let same: Vec<&str> = rules
+            .iter()
+            .filter(|r| r.title.starts_with("Attach/Exec Pod"))
+            .map(|r| r.title.as_str())
+            .collect();
+        assert_eq!(same, vec!["Attach/Exec Pod (extra)"]);
+        assert_eq!(
+            warnings
+                .iter()
+                .filter(|w| w.starts_with("rule Attach/Exec Pod (extra)"))
+                .count(),
+            2,
+            "{warnings:?}"
+        );
 
         // an allowed identity (wildcards) is silent on the same request; others are not
         let cfg = RuleConfig::new(Vec::new(), true, 0).with_lists(
