@@ -12,6 +12,7 @@
 //! | `%privileged_images%` | node agents that need host access: CNI, kube-proxy, CSI, the clouds' node daemons (Falco's `falco_privileged_images` idea) | `[detection.placeholders]` |
 //! | `%secret_operators%` | controllers whose job is reading every secret (cert-manager, ingress-nginx, kube-state-metrics, the Prometheus operator, Argo CD, Flux, External Secrets, Sealed Secrets) | `[detection.placeholders]` |
 //! | `%kube_system_images%` | the providers' registries for their add-ons (what may run in kube-system) | `[detection.placeholders]` |
+//! | `%private_networks%` | RFC 1918, loopback, CGNAT, link-local, IPv6 unique-local | `[detection.placeholders]` |
 //! | `%trusted_registries%` | the public registries of Kubernetes and the three clouds | `[detection] trusted_registries` |
 //!
 //! Values are Sigma values: `*` and `?` are wildcards. A rule that names a placeholder nobody
@@ -83,6 +84,21 @@ pub const KUBE_SYSTEM_IMAGES: &[&str] = &[
     "*.dkr.ecr.*.amazonaws.com/eks/*",
 ];
 
+/// Address ranges that are not the internet (RFC 1918, loopback, CGNAT, link-local, IPv6
+/// unique-local): the "from a public address" rules skip them. A cluster whose pods or nodes
+/// use other non-public ranges adds them.
+pub const PRIVATE_NETWORKS: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "127.0.0.0/8",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+];
+
 /// Registries whose images the pack trusts by default.
 pub const TRUSTED_REGISTRIES: &[&str] = &[
     "registry.k8s.io/*",
@@ -152,6 +168,7 @@ pub fn defaults() -> Placeholders {
     p.insert("secret_operators".into(), own(SECRET_OPERATORS));
     p.insert("system_namespaces".into(), own(SYSTEM_NAMESPACES));
     p.insert("kube_system_images".into(), own(KUBE_SYSTEM_IMAGES));
+    p.insert("private_networks".into(), own(PRIVATE_NETWORKS));
     p
 }
 

@@ -588,13 +588,13 @@ pub fn append_manifest(p: &Path, e: &ManifestEntry) -> Result<(), LedgerError> {
 
 /// Truncate a line-oriented file after its last newline.
 fn cut_torn_tail(p: &Path) -> Result<(), LedgerError> {
-    let Some(text) = read_bytes_if_exists(p)? else {
+    let Some(text) = read_text_if_exists(p)? else {
         return Ok(());
     };
-    if text.is_empty() || text.ends_with(b"\n") {
+    if text.is_empty() || text.ends_with('\n') {
         return Ok(());
     }
-    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let keep = text.rfind('\n').map_or(0, |i| i + 1);
     let f = OpenOptions::new()
         .write(true)
         .open(p)
@@ -605,14 +605,6 @@ fn cut_torn_tail(p: &Path) -> Result<(), LedgerError> {
     )))?;
     f.sync_data()
         .map_err(io_err(format!("syncing {}", p.display())))
-}
-
-fn read_bytes_if_exists(p: &Path) -> Result<Option<Vec<u8>>, LedgerError> {
-    match fs::read(p) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(format!("reading {}", p.display()))(e)),
-    }
 }
 
 /// Base64 of a hash.

@@ -269,19 +269,13 @@ impl Ledger {
                 wal,
                 0,
             );
-            let genesis = Lifecycle::Genesis {
-                identity_sha256: trailwarden_model::sha256_hex(&id_bytes),
-                origin: identity.origin.clone(),
-                vkey: identity.vkey.clone(),
-                version: env!("CARGO_PKG_VERSION").into(),
-            };
-            l.append_internal(RecordKind::Lifecycle, &genesis)?;
+            l.append_internal(RecordKind::Lifecycle, &genesis(&identity, &id_bytes))?;
             recovery.created = true;
             l.start(&mut recovery)?;
             return Ok((l, recovery));
         }
         let lock = lock(&dir)?;
-        let (identity, _) = dir.read_identity()?;
+        let (identity, id_bytes) = dir.read_identity()?;
         let (signer, previous, keys) = load_keys(&dir, &identity, &opts)?;
         let state = crate::recover::recover(&dir, &identity, &keys, &opts, &mut recovery)?;
         let wal = ActiveWal {
@@ -312,6 +306,13 @@ impl Ledger {
         }
         recovery.size = l.size();
         recovery.clean_shutdown = state.clean_shutdown;
+        if l.next_index() == 0 {
+            // a genesis killed after identity.json and before its record was durable: the
+            // record is written now, so record 0 is always the identity's genesis (the t13
+            // kill -9 flake: "record 0 is not the genesis record of this identity.json")
+            l.append_internal(RecordKind::Lifecycle, &genesis(&l.identity, &id_bytes))?;
+            recovery.created = true;
+        }
         l.start(&mut recovery)?;
         Ok((l, recovery))
     }
@@ -1303,5 +1304,15 @@ mod internal {
             )),
             _ => LedgerError::Invalid(format!("{}: unexpected scan state", path.display())),
         }
+    }
+}
+
+/// Record 0 of a ledger: the genesis of its identity (`identity.json`'s exact bytes hashed).
+fn genesis(identity: &Identity, id_bytes: &[u8]) -> Lifecycle {
+    Lifecycle::Genesis {
+        identity_sha256: trailwarden_model::sha256_hex(id_bytes),
+        origin: identity.origin.clone(),
+        vkey: identity.vkey.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
     }
 }

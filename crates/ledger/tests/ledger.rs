@@ -1829,3 +1829,22 @@ fn a_rotation_interrupted_at_any_step_recovers() {
     );
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// Regression (t13 flake): a genesis killed after identity.json was written and before its
+/// record was durable left a ledger whose record 0 was the first event ("record 0 is not the
+/// genesis record of this identity.json"). Opening it writes the genesis record first.
+#[test]
+fn a_genesis_cut_after_identity_json_gets_its_genesis_record_on_open() {
+    let d = tmp("genesis-cut");
+    DataDir::new(&d)
+        .create(ORIGIN, Timestamp(1))
+        .expect("identity and keys, no record");
+    let (mut l, rec) = Ledger::open(&d, opts()).unwrap();
+    assert!(rec.created, "the genesis record was written on open");
+    let i = l.append(&event_record(1, Timestamp(2))).unwrap();
+    assert!(i > 0, "the first event comes after the genesis record");
+    l.commit().unwrap();
+    l.close("test").unwrap();
+    let r = verify_dir(&d);
+    assert_eq!(r.status, Status::Ok, "{:?}", r.failures);
+}

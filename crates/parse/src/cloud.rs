@@ -249,14 +249,14 @@ pub fn unwrap(map: &Map<String, Value>, max_bytes: usize) -> Result<Unwrapped, S
 pub fn export_line(line: &[u8]) -> Option<(&str, &[u8])> {
     let sp = memchr::memchr(b' ', line)?;
     let (ts, rest) = (&line[..sp], &line[sp + 1..]);
+    // the cheap test first: this runs on every text line (CRI lines also start with a time)
+    if rest.first() != Some(&b'{') || !ts.first().is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
     let ts = std::str::from_utf8(ts).ok()?;
-    let b = ts.as_bytes();
-    let looks = b.len() >= 20
-        && b[..4].iter().all(u8::is_ascii_digit)
-        && b[4] == b'-'
-        && b[10] == b'T'
-        && (ts.ends_with('Z') || ts.contains('+'));
-    (looks && rest.first() == Some(&b'{')).then_some((ts, rest))
+    trailwarden_model::Timestamp::parse(ts)
+        .is_ok()
+        .then_some((ts, rest))
 }
 
 #[cfg(test)]

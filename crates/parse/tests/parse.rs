@@ -308,16 +308,7 @@ fn raw_bytes_are_exact_slices_of_the_input() {
             let loc = rec.location.as_ref().expect("file records have a location");
             // Records inside a cloud envelope (Pub/Sub base64, CloudWatch gzip or JSON string)
             // are the envelope's decoded content; the location is the envelope's.
-            let at = &data[loc.offset as usize..];
-            if [
-                &b"{\"message\""[..],
-                b"{\"awslogs\"",
-                b"{\"messageType\"",
-                b"{\"events\"",
-            ]
-            .iter()
-            .any(|k| at.starts_with(k))
-            {
+            if trailwarden_parse::cloud::looks_like_envelope(&data[loc.offset as usize..]) {
                 continue;
             }
             // Multi-line events (auditd, split container lines) keep each line exactly.

@@ -112,29 +112,27 @@ pub fn load_rules(data_dir: &Path, a: &RuleConfig) -> (Vec<Rule>, Vec<String>) {
 /// Keep the last rule of each id (in load order), at the position of the first; say what was
 /// replaced.
 fn replace_by_id(rules: Vec<Rule>, warnings: &mut Vec<String>) -> Vec<Rule> {
-    let mut last: BTreeMap<String, usize> = BTreeMap::new();
+    let mut last: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, r) in rules.iter().enumerate() {
-        last.insert(r.id.clone(), i);
+        last.insert(&r.id, i);
+    }
+    // (position of the winner) for every rule: itself, or the last one of its id
+    let winner: Vec<usize> = rules.iter().map(|r| last[r.id.as_str()]).collect();
+    for (i, r) in rules.iter().enumerate() {
+        let w = &rules[winner[i]];
+        if winner[i] != i {
+            warnings.push(format!(
+                "rule {} ({}) replaces {} ({}): same id {}",
+                w.title, w.source, r.title, r.source, r.id
+            ));
+        }
     }
     let mut slots: Vec<Option<Rule>> = rules.into_iter().map(Some).collect();
     let mut out = Vec::with_capacity(slots.len());
-    for i in 0..slots.len() {
-        let Some(r) = slots[i].take() else { continue };
-        let keep = last[&r.id];
-        if keep == i {
+    for w in winner {
+        // the first rule of an id takes its winner; the later ones find it gone
+        if let Some(r) = slots[w].take() {
             out.push(r);
-        } else {
-            // the last copy takes the first one's place; every copy between is replaced too
-            let newer = slots[keep].take();
-            let (title, source) = match (&newer, out.iter().rev().find(|o| o.id == r.id)) {
-                (Some(n), _) | (None, Some(n)) => (n.title.clone(), n.source.clone()),
-                (None, None) => continue,
-            };
-            warnings.push(format!(
-                "rule {title} ({source}) replaces {} ({}): same id {}",
-                r.title, r.source, r.id
-            ));
-            out.extend(newer);
         }
     }
     out
