@@ -92,8 +92,17 @@ Examples:
   trailwarden verify
   trailwarden verify --output json --trusted-checkpoint /secure/checkpoint.note
   trailwarden verify --public-key \"$(cat assessor-copy-of.vkey)\" --data-dir /mnt/copy
-  trailwarden verify --against /backups/trailwarden-data   # pin a root mismatch to its record")]
+  trailwarden verify --against /backups/trailwarden-data   # pin a root mismatch to its record
+  trailwarden verify --archive s3://audit-archive/prod --public-key checkpoint.vkey   # the archive alone")]
 pub struct VerifyArgs {
+    /// Verify the archive at this URL alone (no data directory needed: what an assessor runs);
+    /// its objects are fetched into a scratch directory first. Use with --public-key.
+    #[arg(long, value_name = "URL")]
+    pub archive: Option<String>,
+    /// Scratch directory for --archive (default: a new one under the system temp dir,
+    /// removed afterwards). Needs room for the archived segments.
+    #[arg(long, value_name = "DIR", requires = "archive")]
+    pub work_dir: Option<PathBuf>,
     /// A checkpoint kept elsewhere (repeatable): catches a cut-off tail or a rollback.
     #[arg(long = "trusted-checkpoint", value_name = "FILE")]
     pub trusted_checkpoints: Vec<PathBuf>,
@@ -145,7 +154,37 @@ pub fn verify(cli: &Cli, a: &VerifyArgs) -> Result<u8> {
             progress: Some(&mut progress),
             ..VerifyOptions::default()
         };
-        let r = verify::verify(&cli.data_dir, opts)?;
+        let r = match &a.archive {
+            None => verify::verify(&cli.data_dir, opts)?,
+            Some(url) => {
+                let (scratch, temporary) = match &a.work_dir {
+                    Some(d) => (d.clone(), false),
+                    None => (
+                        std::env::temp_dir()
+                            .join(format!("trailwarden-verify-{}", std::process::id())),
+                        true,
+                    ),
+                };
+                if scratch.join("identity.json").exists() {
+                    bail!("--work-dir {} already holds a ledger; give an empty directory", scratch.display());
+                }
+                let archive = trailwarden_archive::Archive::open(
+                    &trailwarden_archive::ArchiveConfig {
+                        allow_http: std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true"),
+                        ..trailwarden_archive::ArchiveConfig::at(url.clone())
+                    },
+                )?;
+                bar.set_message("fetching the archive");
+                let fetched = trailwarden_archive::block_on(archive.materialize(&scratch))?;
+                let r = fetched
+                    .map_err(anyhow::Error::from)
+                    .and_then(|_| Ok(verify::verify(&scratch, opts)?));
+                if temporary {
+                    let _ = std::fs::remove_dir_all(&scratch);
+                }
+                r?
+            }
+        };
         bar.finish_and_clear();
         Ok(r)
     };
@@ -169,7 +208,10 @@ pub fn verify(cli: &Cli, a: &VerifyArgs) -> Result<u8> {
     let access_warning = store::record_access(
         cli,
         "verify",
-        &format!("records 0..{}", report.size),
+        &match &a.archive {
+            Some(u) => format!("archive {u} records 0..{}", report.size),
+            None => format!("records 0..{}", report.size),
+        },
         report.checked.records,
         outcome,
     );
@@ -530,6 +572,10 @@ pub enum RetentionCmd {
         /// Why (recorded in the tombstone).
         #[arg(long, default_value = "retention period elapsed (PCI DSS 10.5.1)")]
         reason: String,
+        /// With an archive configured (`[archive] url`), only archived segments are pruned;
+        /// the archive's copies go at the next `archive sync`, once the tombstone is archived.
+        #[command(flatten)]
+        archive: crate::cmd_archive::ArchiveSel,
     },
     /// Place a legal hold on a range of records (prune refuses it).
     Hold(HoldArgs),
@@ -561,7 +607,9 @@ pub fn retention(cli: &Cli, c: &RetentionCmd) -> Result<u8> {
             older_than,
             approver,
             reason,
+            archive,
         } => {
+            let require_archived = archive.settings().is_ok();
             let d = parse_duration(older_than)?;
             if d < 365 * 86_400 * 1_000_000_000 {
                 bail!("--older-than {older_than} is shorter than the 12 months PCI DSS 10.5.1 requires");
@@ -571,6 +619,7 @@ pub fn retention(cli: &Cli, c: &RetentionCmd) -> Result<u8> {
                 policy: format!("keep {older_than}"),
                 approver: approver.clone(),
                 reason: reason.clone(),
+                require_archived,
             })
         }
         _ => None,

@@ -50,6 +50,29 @@ pub struct QueryArgs {
     /// List the tables and their columns instead of querying.
     #[arg(long)]
     pub tables: bool,
+    /// Read the sealed segments from the archive (object storage) instead of the local disk,
+    /// plus what is not archived yet when a local ledger is there: the records past the hot
+    /// period, or a query from any machine.
+    #[arg(long)]
+    pub archive: bool,
+    /// Which archive (with --archive).
+    #[command(flatten)]
+    pub archive_sel: crate::cmd_archive::ArchiveSel,
+}
+
+/// The archive's segments, as the query engine reads them.
+fn remote_segments(sel: &crate::cmd_archive::ArchiveSel) -> Result<trailwarden_query::RemoteSegments> {
+    let a = sel.open()?;
+    let segs = trailwarden_archive::block_on(a.segments())??;
+    Ok(trailwarden_query::RemoteSegments {
+        store_url: a.store_url(),
+        store: a.store(),
+        segments: segs
+            .into_iter()
+            .filter(|s| s.entry.state == "sealed")
+            .map(|s| (s.entry.first, s.entry.last, s.url))
+            .collect(),
+    })
 }
 
 fn bytes(s: &str) -> Result<usize> {
@@ -83,14 +106,26 @@ pub fn run(cli: &Cli, a: &QueryArgs) -> Result<u8> {
         threads: Some(threads),
         now: None,
     };
-    if !cli.data_dir.join("identity.json").exists() {
+    let local = cli.data_dir.join("identity.json").exists();
+    if !local && !a.archive {
         eprintln!(
             "error: {} holds no ledger (ingest something first, or pass --data-dir)",
             cli.data_dir.display()
         );
         return Ok(crate::EXIT_CANNOT_RUN);
     }
-    let engine = match Engine::open(&cli.data_dir, opts.clone()) {
+    let opened = if a.archive {
+        remote_segments(&a.archive_sel).and_then(|r| {
+            Ok(Engine::open_with_archive(
+                local.then_some(cli.data_dir.as_path()),
+                r,
+                opts.clone(),
+            )?)
+        })
+    } else {
+        Engine::open(&cli.data_dir, opts.clone()).map_err(anyhow::Error::from)
+    };
+    let engine = match opened {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod cmd_alerting;
+mod cmd_archive;
 mod cmd_alerts;
 mod cmd_check;
 mod cmd_controls;
@@ -151,6 +152,9 @@ pub enum Command {
     /// Retention: prune expired segments (with tombstones), legal holds.
     #[command(subcommand)]
     Retention(cmd_ledger::RetentionCmd),
+    /// The archive tier on object storage: sync, status, restore, check.
+    #[command(subcommand)]
+    Archive(cmd_archive::ArchiveCmd),
     /// Run a KQL (or SQL) query over the ledger: the tables analysts already use in Log
     /// Analytics, offline. Every query is itself recorded in the ledger.
     Query(cmd_query::QueryArgs),
@@ -211,6 +215,7 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd_ledger::export(&cli, a),
         Command::Checkpoint => cmd_ledger::checkpoint(&cli),
         Command::Retention(c) => cmd_ledger::retention(&cli, c),
+        Command::Archive(c) => cmd_archive::run(&cli, c),
         Command::Key(c) => cmd_ledger::key(&cli, c),
         Command::Query(a) => cmd_query::run(&cli, a),
         Command::Rules(c) => cmd_rules::run(&cli, c),

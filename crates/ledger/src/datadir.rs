@@ -486,7 +486,9 @@ pub struct ManifestEntry {
     pub first: u64,
     /// Last index (inclusive).
     pub last: u64,
-    /// `sealed` or `pruned`.
+    /// `sealed` (the file is in seg/), `evicted` (archived and verified, the local copy removed
+    /// after the hot period; an eviction record is in the tree) or `pruned` (deleted after the
+    /// retention period; a tombstone is in the tree).
     pub state: String,
     /// Segment file name (relative to seg/).
     pub file: String,
@@ -508,9 +510,15 @@ pub struct ManifestEntry {
     /// For a pruned segment: `(start, level, base64 root)` of the perfect subtrees covering it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compact_range: Vec<(u64, u32, String)>,
-    /// For a pruned segment: the ledger index of its tombstone record.
+    /// For a pruned segment: the ledger index of its tombstone record; for an evicted one, of
+    /// its eviction record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tombstone: Option<u64>,
+    /// When the archive (object storage) was found to hold this segment, its seal note and its
+    /// manifest entry, re-read and equal to the SHA-256 here. `None`: not archived (or, on a
+    /// pruned entry, purged from the archive too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<Timestamp>,
 }
 
 impl ManifestEntry {
@@ -580,6 +588,10 @@ pub fn read_manifest(p: &Path) -> Result<Vec<ManifestEntry>, LedgerError> {
 /// the torn bytes and turn an ignorable tail into damage in the middle (the t13 kill -9 flake:
 /// "manifest.log line 68: expected `,` or `]`").
 pub fn append_manifest(p: &Path, e: &ManifestEntry) -> Result<(), LedgerError> {
+    // the sealer thread and the archiver append from the same process: one at a time, so the
+    // torn-tail cut never sees the other's line half written
+    static APPEND: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = APPEND.lock().unwrap_or_else(|p| p.into_inner());
     cut_torn_tail(p)?;
     let mut line = serde_json::to_vec(e).map_err(|e| LedgerError::Invalid(e.to_string()))?;
     line.push(b'\n');
@@ -654,6 +666,7 @@ mod tests {
             newest_received: None,
             compact_range: Vec::new(),
             tombstone: None,
+            archived: None,
         };
         append_manifest(&p, &entry(0)).unwrap();
         // a crash half-way through the next append

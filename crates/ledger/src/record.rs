@@ -237,6 +237,25 @@ pub enum Retention {
         /// Why.
         reason: String,
     },
+    /// The local copy of the sealed segment `[first, last]` was removed after the hot period;
+    /// the archive holds it (its copy re-read and equal to `segment_sha256` before removal).
+    /// The compact range keeps local verification of the rest of the tree whole.
+    Evict {
+        /// First index.
+        first: u64,
+        /// Last index.
+        last: u64,
+        /// SHA-256 of the segment file.
+        segment_sha256: String,
+        /// Root of the seal checkpoint (base64).
+        seal_root: String,
+        /// `(start, level, base64 hash)` of the perfect subtrees covering `[first, last]`.
+        compact_range: Vec<(u64, u32, String)>,
+        /// Newest receive time in the segment.
+        newest_received: Timestamp,
+        /// Where the segment is archived (the archive URL).
+        archive: String,
+    },
     /// A legal hold on a range was placed.
     Hold {
         /// First index.

@@ -88,7 +88,7 @@ pub fn holds(l: &Ledger) -> Result<Vec<(u64, u64)>, LedgerError> {
         match line.record {
             Retention::Hold { first, last, .. } => h.push((first, last)),
             Retention::Release { first, last, .. } => h.retain(|r| *r != (first, last)),
-            Retention::Prune { .. } => {}
+            Retention::Prune { .. } | Retention::Evict { .. } => {}
         }
     }
     Ok(h)
@@ -105,54 +105,169 @@ pub struct PrunePolicy {
     pub approver: String,
     /// Why.
     pub reason: String,
+    /// An archive is configured: a segment is pruned only when the manifest says the archive
+    /// holds it (a segment that is not archived is never pruned, whatever its age).
+    pub require_archived: bool,
 }
 
-/// Prune every sealed segment older than the policy allows and not under hold. Returns the
-/// pruned ranges `[first, last]`.
+/// The compact range of a sealed segment's leaves, checked against its seal root (`prev`: the
+/// tree frontier before the segment). An evicted segment carries it already.
+fn compact_range(
+    dir: &datadir::DataDir,
+    entry: &ManifestEntry,
+    prev: &Frontier,
+) -> Result<Vec<(u64, u32, String)>, LedgerError> {
+    if entry.state == "evicted" {
+        return Ok(entry.compact_range.clone());
+    }
+    let leaves = crate::recover::sealed_leaves(
+        dir,
+        std::slice::from_ref(entry),
+        entry.first,
+        entry.last + 1,
+    )?;
+    let mut compact = Vec::new();
+    let mut check = prev.clone();
+    for (start, level) in range_decomposition(entry.first, entry.last + 1) {
+        let a = (start - entry.first) as usize;
+        let h = root_of(&leaves[a..a + (1usize << level)]);
+        check
+            .append_subtree(level, h)
+            .map_err(LedgerError::Corrupt)?;
+        compact.push((start, level, B64.encode(h)));
+    }
+    if b64(&check.root()) != entry.seal_root {
+        return Err(LedgerError::Corrupt(format!(
+            "segment {} does not reproduce its seal root; not removing it",
+            entry.file
+        )));
+    }
+    Ok(compact)
+}
+
+/// Manifest entries with the tree frontier before each.
+fn with_frontiers(
+    manifest: &[ManifestEntry],
+) -> Result<Vec<(Frontier, &ManifestEntry)>, LedgerError> {
+    let mut out = Vec::with_capacity(manifest.len());
+    let mut before = Frontier::new();
+    for entry in manifest {
+        let prev = before;
+        before = Frontier::from_parts(entry.last + 1, entry.frontier_hashes()?)
+            .map_err(LedgerError::Corrupt)?;
+        out.push((prev, entry));
+    }
+    Ok(out)
+}
+
+fn remove_local(path: &std::path::Path) -> Result<(), LedgerError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(LedgerError::Io {
+                context: format!("removing {}", path.display()),
+                source: e,
+            })
+        }
+    }
+    datadir::sync_parent(path)
+}
+
+/// Remove the local copies of archived segments older than the hot period (`before`): each
+/// only when the manifest says its archived copy was re-read and matched, never the newest
+/// sealed segment, never one under legal hold; each after an eviction record is in the tree.
+/// Returns the evicted ranges.
+pub fn evict(
+    l: &mut Ledger,
+    before: Timestamp,
+    archive: &str,
+) -> Result<Vec<(u64, u64)>, LedgerError> {
+    l.wait_for_seals()?;
+    let dir = l.data_dir().clone();
+    let manifest = datadir::read_manifest(&dir.manifest_path())?;
+    let newest_sealed = manifest
+        .iter()
+        .rev()
+        .find(|e| e.state == "sealed")
+        .map(|e| e.first);
+    let held = holds(l)?;
+    // a reopen rebuilds the tile cache from sealed leaves past what is on disk
+    let tiled = l.durable_tile_size()?;
+    let mut done = Vec::new();
+    for (prev, entry) in with_frontiers(&manifest)? {
+        let is_held = held
+            .iter()
+            .any(|(a, b)| *a <= entry.last && *b >= entry.first);
+        if entry.state != "sealed"
+            || entry.archived.is_none()
+            || Some(entry.first) == newest_sealed
+            || entry.last + 1 > tiled
+            || !entry.newest_received.is_some_and(|t| t < before)
+            // a restored segment (it keeps its eviction record's index) stays hot for the hot
+            // period from its restoration
+            || (entry.tombstone.is_some() && entry.at >= before)
+            || is_held
+        {
+            continue;
+        }
+        let compact = compact_range(&dir, entry, &prev)?;
+        let index = l.append_internal(
+            RecordKind::Retention,
+            &Retention::Evict {
+                first: entry.first,
+                last: entry.last,
+                segment_sha256: entry.sha256.clone(),
+                seal_root: entry.seal_root.clone(),
+                compact_range: compact.clone(),
+                newest_received: entry.newest_received.unwrap_or_default(),
+                archive: archive.to_string(),
+            },
+        )?;
+        l.commit()?;
+        l.checkpoint()?;
+        datadir::append_manifest(
+            &dir.manifest_path(),
+            &ManifestEntry {
+                state: "evicted".into(),
+                compact_range: compact,
+                tombstone: Some(index),
+                at: Timestamp::now(),
+                ..entry.clone()
+            },
+        )?;
+        remove_local(&dir.seg_dir().join(&entry.file))?;
+        done.push((entry.first, entry.last));
+    }
+    Ok(done)
+}
+
+/// Prune every sealed (or evicted) segment older than the policy allows and not under hold.
+/// Returns the pruned ranges `[first, last]`.
 pub fn prune(l: &mut Ledger, policy: &PrunePolicy) -> Result<Vec<(u64, u64)>, LedgerError> {
     l.wait_for_seals()?;
     let dir = l.data_dir().clone();
     let manifest = datadir::read_manifest(&dir.manifest_path())?;
     let held = holds(l)?;
     let mut done = Vec::new();
-    let mut before_frontier = Frontier::new();
-    for entry in &manifest {
-        let prev = before_frontier.clone();
-        before_frontier = Frontier::from_parts(entry.last + 1, entry.frontier_hashes()?)
-            .map_err(LedgerError::Corrupt)?;
-        if entry.state != "sealed" {
+    for (prev, entry) in with_frontiers(&manifest)? {
+        if entry.state != "sealed" && entry.state != "evicted" {
             continue;
         }
         let old_enough = entry.newest_received.is_some_and(|t| t < policy.before);
         let is_held = held
             .iter()
             .any(|(a, b)| *a <= entry.last && *b >= entry.first);
-        if !old_enough || is_held {
+        if !old_enough || is_held || (policy.require_archived && entry.archived.is_none()) {
             continue;
         }
         let path = dir.seg_dir().join(&entry.file);
-        let leaves = crate::recover::sealed_leaves(
-            &dir,
-            std::slice::from_ref(entry),
-            entry.first,
-            entry.last + 1,
-        )?;
-        let mut compact = Vec::new();
-        let mut check = prev.clone();
-        for (start, level) in range_decomposition(entry.first, entry.last + 1) {
-            let a = (start - entry.first) as usize;
-            let h = root_of(&leaves[a..a + (1usize << level)]);
-            check
-                .append_subtree(level, h)
-                .map_err(LedgerError::Corrupt)?;
-            compact.push((start, level, B64.encode(h)));
-        }
-        if b64(&check.root()) != entry.seal_root {
-            return Err(LedgerError::Corrupt(format!(
-                "segment {} does not reproduce its seal root; not pruning it",
-                entry.file
-            )));
-        }
+        let compact = compact_range(&dir, entry, &prev)?;
         let tombstone = Retention::Prune {
             first: entry.first,
             last: entry.last,
@@ -174,16 +289,7 @@ pub fn prune(l: &mut Ledger, policy: &PrunePolicy) -> Result<Vec<(u64, u64)>, Le
             ..entry.clone()
         };
         datadir::append_manifest(&dir.manifest_path(), &pruned)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644));
-        }
-        std::fs::remove_file(&path).map_err(|e| LedgerError::Io {
-            context: format!("removing pruned {}", path.display()),
-            source: e,
-        })?;
-        datadir::sync_parent(&path)?;
+        remove_local(&path)?;
         done.push((entry.first, entry.last));
     }
     Ok(done)

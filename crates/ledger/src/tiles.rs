@@ -98,6 +98,20 @@ impl Tiles {
         &self.hashes
     }
 
+    /// Flush and fsync: after this the tiles on disk survive a crash.
+    pub fn sync(&mut self) -> Result<(), LedgerError> {
+        self.flush()?;
+        if self.hashes.is_empty() {
+            return Ok(());
+        }
+        File::open(&self.path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| LedgerError::Io {
+                context: format!("syncing {}", self.path.display()),
+                source: e,
+            })
+    }
+
     /// Write new tiles to disk (not fsynced: the cache is rebuildable).
     pub fn flush(&mut self) -> Result<(), LedgerError> {
         let err = |e| LedgerError::Io {

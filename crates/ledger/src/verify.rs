@@ -97,6 +97,10 @@ pub struct Checked {
     pub trusted_checkpoints: u64,
     /// Pruned ranges accounted for by tombstones.
     pub pruned_ranges: u64,
+    /// Ranges whose local copy was evicted after the hot period (accounted for by eviction
+    /// records; their records are checked by `verify --archive`).
+    #[serde(default)]
+    pub evicted_ranges: u64,
 }
 
 /// The verify report (`--output json`).
@@ -187,7 +191,8 @@ struct State {
     running: bool,
     last_received: Option<Timestamp>,
     pruned_claims: Vec<ManifestEntry>,
-    tombstones_seen: Vec<u64>,
+    /// (record index, first, last) of the retention records that account for a range
+    tombstones_seen: Vec<(u64, u64, u64)>,
     genesis_checked: bool,
     identity_sha256: String,
     last_kind_stop: bool,
@@ -388,7 +393,7 @@ pub fn verify(
     let manifest = reader.manifest.clone();
     let sealed: Vec<PathBuf> = manifest
         .iter()
-        .filter(|e| e.state != "pruned")
+        .filter(|e| e.state == "sealed")
         .map(|e| reader.dir.seg_dir().join(&e.file))
         .collect();
     let mut scans = ScanPipeline::start(sealed, opts.threads);
@@ -411,7 +416,7 @@ pub fn verify(
             st.frontier = None;
             st.expected = entry.first;
         }
-        if entry.state == "pruned" {
+        if entry.state == "pruned" || entry.state == "evicted" {
             resync_pruned(&mut st, &entry);
             chain = entry.chain_hash().unwrap_or(chain);
             continue;
@@ -667,14 +672,18 @@ pub fn verify(
     for claim in st.pruned_claims.clone() {
         if !claim
             .tombstone
-            .is_some_and(|t| st.tombstones_seen.contains(&t))
+            .is_some_and(|t| st.tombstones_seen.contains(&(t, claim.first, claim.last)))
         {
             st.fail(
                 "E_MISSING_SEGMENT",
                 None,
                 Some([claim.first, claim.last + 1]),
                 Some(claim.file.clone()),
-                "segment marked pruned, but no tombstone for it is in the tree",
+                if claim.state == "evicted" {
+                    "segment marked evicted, but no eviction record for it is in the tree"
+                } else {
+                    "segment marked pruned, but no tombstone for it is in the tree"
+                },
             );
         }
     }
@@ -964,7 +973,11 @@ fn resync_pruned(st: &mut State, entry: &ManifestEntry) {
             resync(st, entry);
         }
     }
-    st.checked.pruned_ranges += 1;
+    if entry.state == "evicted" {
+        st.checked.evicted_ranges += 1;
+    } else {
+        st.checked.pruned_ranges += 1;
+    }
     st.pruned_claims.push(entry.clone());
 }
 
@@ -1175,6 +1188,31 @@ fn visit(
             _ => {}
         },
         RecordKind::Retention => {
+            if let Ok(Retention::Evict {
+                first,
+                last,
+                compact_range,
+                ..
+            }) = serde_json::from_slice::<Retention>(payload)
+            {
+                // an eviction record accounts for an evicted range (a range evicted and
+                // later pruned is accounted for by its tombstone; one restored is present)
+                let claim = st
+                    .pruned_claims
+                    .iter()
+                    .find(|c| c.first == first && c.last == last)
+                    .cloned();
+                match claim {
+                    Some(c) if c.compact_range != compact_range => st.fail(
+                        "E_MISSING_SEGMENT",
+                        None,
+                        Some([first, last + 1]),
+                        None,
+                        "the eviction record does not match the evicted range's compact range",
+                    ),
+                    _ => st.tombstones_seen.push((index, first, last)),
+                }
+            }
             if let Ok(Retention::Prune {
                 first,
                 last,
@@ -1190,7 +1228,7 @@ fn visit(
                     .cloned();
                 match claim {
                     Some(c) if c.compact_range == compact_range && c.tombstone == Some(index) => {
-                        st.tombstones_seen.push(index);
+                        st.tombstones_seen.push((index, first, last));
                         if received.0 - newest_received.0 < opts.min_retention_ns {
                             let days = (received.0 - newest_received.0) / (86_400 * NANOS_PER_SEC);
                             st.fail("E_PREMATURE_PRUNE", None, Some([first, last + 1]), None, format!("records {first}-{last} were pruned {days} days after their newest record, before the retention period"));
@@ -1205,7 +1243,7 @@ fn visit(
                     ),
                     None => {
                         // A tombstone for a range still present: harmless, nothing was deleted.
-                        st.tombstones_seen.push(index);
+                        st.tombstones_seen.push((index, first, last));
                     }
                 }
             }

@@ -819,6 +819,14 @@ impl Ledger {
         reused.unwrap_or_else(|| RawBuffers::with_capacity(0, raw_capacity(&self.opts)))
     }
 
+    /// Records `[0, n)` whose tile hashes are on disk (flushed and fsynced now): a sealed
+    /// segment below this may leave the local disk (evicted to the archive) without a later
+    /// open needing its leaves to rebuild the tile cache.
+    pub fn durable_tile_size(&mut self) -> Result<u64, LedgerError> {
+        self.tiles.sync()?;
+        Ok(self.tiles.len() * crate::tiles::TILE)
+    }
+
     /// Wait for background seals to finish.
     pub fn wait_for_seals(&mut self) -> Result<(), LedgerError> {
         if let Some(s) = self.sealer.take() {
@@ -1194,6 +1202,7 @@ fn seal(
         newest_received,
         compact_range: Vec::new(),
         tombstone: None,
+        archived: None,
         first: job.first,
         last: job.last,
         state: "sealed".into(),

@@ -1222,6 +1222,7 @@ fn t16_retention_prunes_with_tombstones_and_catches_everything_else() {
             policy: "keep 400d".into(),
             approver: "qsa@example.com".into(),
             reason: "test".into(),
+            require_archived: false,
         },
     )
     .unwrap();
@@ -1290,6 +1291,7 @@ fn t16_retention_prunes_with_tombstones_and_catches_everything_else() {
             policy: "too short".into(),
             approver: "x".into(),
             reason: "test".into(),
+            require_archived: false,
         },
     )
     .unwrap();
@@ -1341,6 +1343,7 @@ fn t16_retention_prunes_with_tombstones_and_catches_everything_else() {
             policy: "p".into(),
             approver: "a".into(),
             reason: "r".into(),
+            require_archived: false,
         },
     )
     .unwrap();
@@ -1353,6 +1356,7 @@ fn t16_retention_prunes_with_tombstones_and_catches_everything_else() {
             policy: "p".into(),
             approver: "a".into(),
             reason: "r".into(),
+            require_archived: false,
         },
     )
     .unwrap();

@@ -57,6 +57,34 @@ impl Default for QueryOptions {
     }
 }
 
+/// Sealed segments in object storage (the archive tier), read through DataFusion's object store
+/// registry with the same Parquet statistics pruning as local ones.
+#[derive(Clone)]
+pub struct RemoteSegments {
+    /// The store's root as DataFusion names it (`s3://bucket`, `az://container`, `file://`).
+    pub store_url: String,
+    /// The store.
+    pub store: Arc<dyn object_store::ObjectStore>,
+    /// `(first, last, object URL)` of each segment, in index order.
+    pub segments: Vec<(u64, u64, String)>,
+}
+
+impl std::fmt::Debug for RemoteSegments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSegments")
+            .field("store_url", &self.store_url)
+            .field("segments", &self.segments.len())
+            .finish()
+    }
+}
+
+/// `[first, last]` of a segment file named `<first:020>-<last:020>.parquet`.
+fn segment_range(p: &Path) -> Option<(u64, u64)> {
+    let stem = p.file_stem()?.to_str()?;
+    let (a, b) = stem.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
 /// A query's result.
 #[derive(Debug)]
 pub struct QueryOutput {
@@ -109,6 +137,36 @@ impl Engine {
     /// Open the ledger in `data_dir` (a consistent snapshot: the segments sealed and the WAL
     /// records committed at this moment).
     pub fn open(data_dir: &Path, opts: QueryOptions) -> Result<Engine, QueryError> {
+        Engine::over(Engine::snapshot(data_dir)?, opts)
+    }
+
+    /// Open over the archive: every segment the archive holds, read from object storage, plus
+    /// (when `data_dir` holds a ledger) the local segments the archive does not hold yet and
+    /// the WAL tail, so the query still sees every acknowledged record.
+    pub fn open_with_archive(
+        data_dir: Option<&Path>,
+        remote: RemoteSegments,
+        opts: QueryOptions,
+    ) -> Result<Engine, QueryError> {
+        let mut snap = match data_dir {
+            Some(d) if d.join("identity.json").exists() => Engine::snapshot(d)?,
+            _ => QuerySnapshot {
+                segments: Vec::new(),
+                tail: None,
+                size: 0,
+            },
+        };
+        let archived: std::collections::BTreeSet<u64> =
+            remote.segments.iter().map(|(a, _, _)| *a).collect();
+        snap.segments
+            .retain(|p| segment_range(p).is_none_or(|(a, _)| !archived.contains(&a)));
+        let remote_end = remote.segments.last().map_or(0, |(_, b, _)| b + 1);
+        snap.size = snap.size.max(remote_end);
+        Engine::over_with(snap, Some(remote), opts)
+    }
+
+    /// A consistent snapshot of the ledger in `data_dir`.
+    fn snapshot(data_dir: &Path) -> Result<QuerySnapshot, QueryError> {
         let extractor: Arc<trailwarden_ledger::Extractor> =
             Arc::new(|f, raw: &[u8], t| trailwarden_parse::reparse(f, raw, t));
         let mut snapshot = None;
@@ -119,16 +177,24 @@ impl Engine {
                 break;
             }
         }
-        let snapshot = snapshot.ok_or_else(|| {
+        snapshot.ok_or_else(|| {
             QueryError::Engine(
                 "the ledger kept changing while its snapshot was taken; try again".into(),
             )
-        })?;
-        Engine::over(snapshot, opts)
+        })
     }
 
     /// A session over a snapshot.
     pub fn over(snapshot: QuerySnapshot, opts: QueryOptions) -> Result<Engine, QueryError> {
+        Engine::over_with(snapshot, None, opts)
+    }
+
+    /// A session over a snapshot and archived segments.
+    pub fn over_with(
+        snapshot: QuerySnapshot,
+        remote: Option<RemoteSegments>,
+        opts: QueryOptions,
+    ) -> Result<Engine, QueryError> {
         let threads = opts
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
@@ -157,7 +223,12 @@ impl Engine {
             ctx.register_udf(f.as_ref().clone());
         }
         let fns = Arc::new(Fns::new(&fns));
-        let base = base_plan(&ctx, &snapshot, &opts)?;
+        if let Some(r) = &remote {
+            let url = url::Url::parse(&r.store_url)
+                .map_err(|e| QueryError::Engine(format!("archive URL {}: {e}", r.store_url)))?;
+            ctx.register_object_store(&url, r.store.clone());
+        }
+        let base = base_plan(&ctx, &snapshot, remote.as_ref(), &opts)?;
         let tables = tables::build(&base, &fns)?;
         for t in &tables {
             let view = datafusion::catalog::view::ViewTable::new(t.plan.clone(), None);
@@ -316,15 +387,27 @@ fn sql_error(e: datafusion::error::DataFusionError) -> QueryError {
 fn base_plan(
     _ctx: &SessionContext,
     snap: &QuerySnapshot,
+    remote: Option<&RemoteSegments>,
     opts: &QueryOptions,
 ) -> Result<LogicalPlan, QueryError> {
     let schema = trailwarden_ledger::segment::schema();
     let mut plans = Vec::new();
-    if !snap.segments.is_empty() {
-        let urls = snap
-            .segments
+    // one listing table per store (a listing table reads all its files through one store)
+    let local: Vec<String> = snap
+        .segments
+        .iter()
+        .map(|p| p.to_string_lossy().to_string())
+        .collect();
+    let archived: Vec<String> = remote
+        .map(|r| r.segments.iter().map(|(_, _, u)| u.clone()).collect())
+        .unwrap_or_default();
+    for (name, files) in [("archived", archived), ("segments", local)] {
+        if files.is_empty() {
+            continue;
+        }
+        let urls = files
             .iter()
-            .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
+            .map(ListingTableUrl::parse)
             .collect::<Result<Vec<_>, _>>()?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
@@ -333,8 +416,7 @@ fn base_plan(
             .with_schema(schema.clone());
         let table = ListingTable::try_new(config)?;
         plans.push(
-            LogicalPlanBuilder::scan("segments", provider_as_source(Arc::new(table)), None)?
-                .build()?,
+            LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)?.build()?,
         );
     }
     let tail: Vec<RecordBatch> = snap.tail.iter().cloned().collect();

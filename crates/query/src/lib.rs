@@ -21,7 +21,7 @@ mod text;
 pub mod types;
 pub mod udf;
 
-pub use engine::{Engine, QueryOptions, QueryOutput};
+pub use engine::{Engine, QueryOptions, QueryOutput, RemoteSegments};
 pub use error::{Position, QueryError};
 pub use trailwarden_kql::KqlError;
 pub use types::KType;

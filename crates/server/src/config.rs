@@ -34,6 +34,8 @@ pub struct Config {
     pub review: trailwarden_compliance::review::ReviewConfig,
     /// The web UI at `/ui/`.
     pub ui: Ui,
+    /// The archive tier on object storage (10.3.3, 10.5.1): `url`, `hot_days`, `retain_days`.
+    pub archive: trailwarden_archive::ArchiveConfig,
 }
 
 /// `[ui]`: the web UI served next to the API.
