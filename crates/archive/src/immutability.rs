@@ -127,7 +127,11 @@ impl Archive {
                 let mode = tag(&body, "Mode").map(String::from);
                 let days = tag(&body, "Days")
                     .and_then(|d| d.parse::<u32>().ok())
-                    .or_else(|| tag(&body, "Years").and_then(|y| y.parse::<u32>().ok()).map(|y| y * 365));
+                    .or_else(|| {
+                        tag(&body, "Years")
+                            .and_then(|y| y.parse::<u32>().ok())
+                            .map(|y| y * 365)
+                    });
                 let per_object = self.cfg.object_lock.map(|m| m.header().to_string());
                 let enforced = enabled && (mode.is_some() || per_object.is_some());
                 let detail = match (&mode, days, &per_object) {
@@ -198,8 +202,7 @@ impl Archive {
             )
             .body(object_store::client::HttpRequestBody::empty())
             .map_err(|e| store_err("get container properties", container, e))?;
-        object_store::azure::AzureAuthorizer::new(&cred, &self.azure_account)
-            .authorize(&mut req);
+        object_store::azure::AzureAuthorizer::new(&cred, &self.azure_account).authorize(&mut req);
         let (status, headers, body) = send(req, self.http_ok)
             .await
             .map_err(|e| store_err("get container properties", container, e))?;
@@ -209,7 +212,8 @@ impl Archive {
                 key: container.to_string(),
                 error: object_store::Error::PermissionDenied {
                     path: container.to_string(),
-                    source: format!("HTTP {status}: {}", tag(&body, "Message").unwrap_or("")).into(),
+                    source: format!("HTTP {status}: {}", tag(&body, "Message").unwrap_or(""))
+                        .into(),
                 },
             });
         }
@@ -246,4 +250,3 @@ impl Archive {
         })
     }
 }
-

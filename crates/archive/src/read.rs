@@ -98,7 +98,8 @@ impl Archive {
         let mut manifest = Vec::new();
         for s in &segs {
             let e = &s.entry;
-            manifest.extend(serde_json::to_vec(e).map_err(|x| ArchiveError::Config(x.to_string()))?);
+            manifest
+                .extend(serde_json::to_vec(e).map_err(|x| ArchiveError::Config(x.to_string()))?);
             manifest.push(b'\n');
             if e.state == "pruned" {
                 continue;
@@ -149,10 +150,13 @@ impl Archive {
             if newest < from || oldest.is_some_and(|o| o >= to) {
                 continue;
             }
-            let data = self.get(&seg_key(e)).await?.ok_or_else(|| ArchiveError::Conflict {
-                key: self.key(&seg_key(e)).to_string(),
-                detail: "evicted locally, but missing from the archive".into(),
-            })?;
+            let data = self
+                .get(&seg_key(e))
+                .await?
+                .ok_or_else(|| ArchiveError::Conflict {
+                    key: self.key(&seg_key(e)).to_string(),
+                    detail: "evicted locally, but missing from the archive".into(),
+                })?;
             let sha = hex::encode(Sha256::digest(&data));
             if sha != e.sha256 {
                 return Err(ArchiveError::Conflict {
@@ -160,10 +164,13 @@ impl Archive {
                     detail: format!("SHA-256 {sha}, the seal note signs {}", e.sha256),
                 });
             }
-            let seal = self.get(&seal_key(e)).await?.ok_or_else(|| ArchiveError::Conflict {
-                key: self.key(&seal_key(e)).to_string(),
-                detail: "the seal note is missing from the archive".into(),
-            })?;
+            let seal = self
+                .get(&seal_key(e))
+                .await?
+                .ok_or_else(|| ArchiveError::Conflict {
+                    key: self.key(&seal_key(e)).to_string(),
+                    detail: "the seal note is missing from the archive".into(),
+                })?;
             let path = dir.seg_dir().join(&e.file);
             datadir::write_atomic(&dir.seal_file(e.first, e.last), &seal)?;
             datadir::write_atomic(&path, &data)?;

@@ -13,12 +13,8 @@ use trailwarden_model::Timestamp;
 /// Which kind of store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    S3 {
-        bucket: String,
-    },
-    Azure {
-        container: String,
-    },
+    S3 { bucket: String },
+    Azure { container: String },
     File,
 }
 
@@ -63,9 +59,9 @@ fn retry(cfg: &ArchiveConfig) -> object_store::RetryConfig {
 /// `AZURE_ALLOW_HTTP`, or the Azure emulator).
 fn allow_http(cfg: &ArchiveConfig, vars: &[&str]) -> bool {
     cfg.allow_http
-        || vars.iter().any(|v| {
-            std::env::var(v).is_ok_and(|x| x.eq_ignore_ascii_case("true") || x == "1")
-        })
+        || vars
+            .iter()
+            .any(|v| std::env::var(v).is_ok_and(|x| x.eq_ignore_ascii_case("true") || x == "1"))
 }
 
 fn client_options(cfg: &ArchiveConfig, allow_http: bool) -> object_store::ClientOptions {
@@ -83,7 +79,8 @@ fn s3_headers(cfg: &ArchiveConfig) -> Result<http::HeaderMap, ArchiveError> {
         http::HeaderValue::from_static("SHA256"),
     );
     if let Some(mode) = cfg.object_lock {
-        let until = Timestamp(Timestamp::now().0 + i64::from(cfg.retain_days) * 86_400 * 1_000_000_000);
+        let until =
+            Timestamp(Timestamp::now().0 + i64::from(cfg.retain_days) * 86_400 * 1_000_000_000);
         let date = until.to_string();
         h.insert(
             "x-amz-object-lock-mode",
@@ -242,9 +239,14 @@ impl Archive {
         &self.cfg
     }
 
-    /// The object store (for DataFusion's `register_object_store`).
+    /// The object store for DataFusion's `register_object_store` under [`Archive::store_url`]
+    /// (for a directory archive, the whole local file system: DataFusion names files by
+    /// absolute path).
     pub fn store(&self) -> Arc<dyn ObjectStore> {
-        self.store.clone()
+        match self.kind {
+            Kind::File => Arc::new(object_store::local::LocalFileSystem::new()),
+            _ => self.store.clone(),
+        }
     }
 
     /// The URL of the store's root as DataFusion names it (`s3://bucket`, `az://container`,
@@ -259,7 +261,11 @@ impl Archive {
 
     /// The object path of `rel` under the prefix.
     pub(crate) fn key(&self, rel: &str) -> ObjPath {
-        let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_string()).collect();
+        let mut parts: Vec<String> = self
+            .prefix
+            .parts()
+            .map(|p| p.as_ref().to_string())
+            .collect();
         parts.extend(rel.split('/').filter(|s| !s.is_empty()).map(String::from));
         ObjPath::from_iter(parts)
     }
@@ -268,7 +274,10 @@ impl Archive {
     pub fn object_url(&self, rel: &str) -> String {
         let key = self.key(rel);
         match &self.kind {
-            Kind::File => match url::Url::parse(&self.url).ok().and_then(|u| u.to_file_path().ok()) {
+            Kind::File => match url::Url::parse(&self.url)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+            {
                 Some(dir) => format!("file://{}", dir.join(key.as_ref()).display()),
                 None => format!("file:///{key}"),
             },

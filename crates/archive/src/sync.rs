@@ -117,7 +117,8 @@ impl Archive {
         let started = std::time::Instant::now();
         let mut report = SyncReport::default();
         let (_, identity) = dir.read_identity()?;
-        self.put_create("identity.json", Bytes::from(identity)).await?;
+        self.put_create("identity.json", Bytes::from(identity))
+            .await?;
         let manifest = datadir::read_manifest(&dir.manifest_path())?;
         // The manifest's `archived` marks refer to the archive named in archive.url; another
         // archive starts over (create-only uploads of what is still local; what was evicted is
@@ -239,12 +240,15 @@ impl Archive {
             if note_size(&entry.note).is_none_or(|s| s > end) {
                 break;
             }
-            boundary = cps
-                .entries
-                .get(i + 1)
-                .map_or_else(|| cps.torn_tail.map_or(cp_bytes.len() as u64, |t| t.0), |n| n.offset);
+            boundary = cps.entries.get(i + 1).map_or_else(
+                || cps.torn_tail.map_or(cp_bytes.len() as u64, |t| t.0),
+                |n| n.offset,
+            );
         }
-        match self.append_log("log/checkpoints", &cp_bytes, boundary).await {
+        match self
+            .append_log("log/checkpoints", &cp_bytes, boundary)
+            .await
+        {
             Ok(n) => report.log_bytes += n,
             Err(err) => report.failures.push(format!("checkpoints.log: {err}")),
         }
@@ -369,11 +373,17 @@ impl Archive {
         ask_archive: bool,
     ) -> Result<Vec<SegmentStatus>, ArchiveError> {
         let listed: Option<BTreeSet<String>> = if ask_archive {
-            Some(self.list("seg").await?.into_iter().map(|(n, _)| n).collect())
+            Some(
+                self.list("seg")
+                    .await?
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect(),
+            )
         } else {
             None
         };
-        Ok(local_status(dir, listed.as_ref())?)
+        local_status(dir, listed.as_ref())
     }
 }
 
@@ -388,7 +398,8 @@ pub fn local_status(
         .map(|e| SegmentStatus {
             local: e.state == "sealed" && dir.seg_dir().join(&e.file).exists(),
             in_archive: listed.map(|l| l.contains(&e.file)),
-            lag_seconds: (e.state == "sealed" && e.archived.is_none()).then(|| secs_since(e.at, now)),
+            lag_seconds: (e.state == "sealed" && e.archived.is_none())
+                .then(|| secs_since(e.at, now)),
             first: e.first,
             last: e.last,
             file: e.file,

@@ -117,7 +117,10 @@ fn sync_archives_every_sealed_segment_and_the_archive_alone_verifies() {
     assert!(r.log_bytes > 0);
     // create-only and idempotent: a second pass uploads nothing and changes nothing
     let r2 = rt.block_on(a.sync(&DataDir::new(&d))).unwrap();
-    assert!(r2.uploaded.is_empty() && r2.failures.is_empty() && r2.conflicts.is_empty(), "{r2:?}");
+    assert!(
+        r2.uploaded.is_empty() && r2.failures.is_empty() && r2.conflicts.is_empty(),
+        "{r2:?}"
+    );
     // the archive's objects are byte-identical to the local ones
     for e in manifest(&d) {
         assert_eq!(
@@ -127,7 +130,13 @@ fn sync_archives_every_sealed_segment_and_the_archive_alone_verifies() {
     }
     // the archive alone verifies, up to what it holds
     let rep = verify_archive(&rt, &a, &tmp("sync-verify"));
-    assert_eq!(rep.status, Status::Ok, "{:?} {:?}", rep.failures, rep.warnings);
+    assert_eq!(
+        rep.status,
+        Status::Ok,
+        "{:?} {:?}",
+        rep.failures,
+        rep.warnings
+    );
     assert_eq!(rep.checked.records, end);
     assert_eq!(rep.checked.segments as usize, sealed);
     let _ = std::fs::remove_dir_all(&d);
@@ -164,7 +173,9 @@ fn a_tampered_archive_fails_verify_naming_the_object() {
     let rep = verify_archive(&rt, &a, &tmp("tamper-byte-v"));
     assert_eq!(rep.status, Status::Failed);
     assert!(
-        codes(&rep).iter().any(|(c, f)| c == "E_SEGMENT_HASH" && f.as_deref() == Some(m[1].file.as_str())),
+        codes(&rep)
+            .iter()
+            .any(|(c, f)| c == "E_SEGMENT_HASH" && f.as_deref() == Some(m[1].file.as_str())),
         "{:?}",
         rep.failures
     );
@@ -174,13 +185,18 @@ fn a_tampered_archive_fails_verify_naming_the_object() {
     let rep = verify_archive(&rt, &a, &tmp("tamper-deleted-v"));
     assert_eq!(rep.status, Status::Failed);
     assert!(
-        codes(&rep).iter().any(|(c, f)| c == "E_MISSING_SEGMENT" && f.as_deref() == Some(m[2].file.as_str())),
+        codes(&rep)
+            .iter()
+            .any(|(c, f)| c == "E_MISSING_SEGMENT" && f.as_deref() == Some(m[2].file.as_str())),
         "{:?}",
         rep.failures
     );
     // two swapped (each a valid segment of this ledger, in the other's place)
     let (root, a) = fresh("tamper-swapped");
-    let (p0, p1) = (root.join("seg").join(&m[0].file), root.join("seg").join(&m[1].file));
+    let (p0, p1) = (
+        root.join("seg").join(&m[0].file),
+        root.join("seg").join(&m[1].file),
+    );
     let tmpf = root.join("swap");
     std::fs::rename(&p0, &tmpf).unwrap();
     std::fs::rename(&p1, &p0).unwrap();
@@ -189,7 +205,9 @@ fn a_tampered_archive_fails_verify_naming_the_object() {
     assert_eq!(rep.status, Status::Failed);
     for e in &m[..2] {
         assert!(
-            codes(&rep).iter().any(|(c, f)| (c == "E_SEGMENT_HASH" || c == "E_SEGMENT_SUBSTITUTED") && f.as_deref() == Some(e.file.as_str())),
+            codes(&rep).iter().any(|(c, f)| (c == "E_SEGMENT_HASH"
+                || c == "E_SEGMENT_SUBSTITUTED")
+                && f.as_deref() == Some(e.file.as_str())),
             "{} not named: {:?}",
             e.file,
             rep.failures
@@ -198,21 +216,35 @@ fn a_tampered_archive_fails_verify_naming_the_object() {
     // a manifest object deleted as well as its segment: the gap is still found
     let (root, a) = fresh("tamper-hidden");
     std::fs::remove_file(root.join("seg").join(&m[1].file)).unwrap();
-    std::fs::remove_file(root.join("manifest").join(format!("{:020}-{:020}.json", m[1].first, m[1].last))).unwrap();
+    std::fs::remove_file(
+        root.join("manifest")
+            .join(format!("{:020}-{:020}.json", m[1].first, m[1].last)),
+    )
+    .unwrap();
     let rep = verify_archive(&rt, &a, &tmp("tamper-hidden-v"));
     assert_eq!(rep.status, Status::Failed, "{:?}", rep.warnings);
     // the newest segment and its manifest object gone: the archived checkpoints still sign it
     let (root, a) = fresh("tamper-tail");
     let last = m.last().unwrap();
     std::fs::remove_file(root.join("seg").join(&last.file)).unwrap();
-    std::fs::remove_file(root.join("manifest").join(format!("{:020}-{:020}.json", last.first, last.last))).unwrap();
+    std::fs::remove_file(
+        root.join("manifest")
+            .join(format!("{:020}-{:020}.json", last.first, last.last)),
+    )
+    .unwrap();
     let rep = verify_archive(&rt, &a, &tmp("tamper-tail-v"));
     assert!(
         codes(&rep).iter().any(|(c, _)| c == "E_TRUNCATED"),
         "{:?}",
         rep.failures
     );
-    for n in ["tamper-byte", "tamper-deleted", "tamper-swapped", "tamper-hidden", "tamper-tail"] {
+    for n in [
+        "tamper-byte",
+        "tamper-deleted",
+        "tamper-swapped",
+        "tamper-hidden",
+        "tamper-tail",
+    ] {
         let _ = std::fs::remove_dir_all(tmp(n));
     }
     let _ = std::fs::remove_dir_all(&d);
@@ -225,12 +257,19 @@ fn an_object_already_there_with_other_bytes_is_an_incident_and_is_not_overwritte
     build(&d, 800, Timestamp(Timestamp::now().0 - 30 * DAY));
     let m = manifest(&d);
     std::fs::create_dir_all(root.join("seg")).unwrap();
-    std::fs::write(root.join("seg").join(&m[0].file), b"not this ledger's segment").unwrap();
+    std::fs::write(
+        root.join("seg").join(&m[0].file),
+        b"not this ledger's segment",
+    )
+    .unwrap();
     let rt = rt();
     let a = file_archive(&root);
     let r = rt.block_on(a.sync(&DataDir::new(&d))).unwrap();
     assert_eq!(r.conflicts.len(), 1, "{r:?}");
-    assert!(r.conflicts[0].contains(&m[0].file) && r.conflicts[0].contains("other bytes"), "{r:?}");
+    assert!(
+        r.conflicts[0].contains(&m[0].file) && r.conflicts[0].contains("other bytes"),
+        "{r:?}"
+    );
     assert_eq!(
         std::fs::read(root.join("seg").join(&m[0].file)).unwrap(),
         b"not this ledger's segment"
@@ -266,7 +305,10 @@ fn a_local_copy_goes_only_when_archived_and_verify_and_restore_keep_the_trail_wh
         assert_eq!(e.state, "evicted");
         assert!(!d.join("seg").join(&e.file).exists());
     }
-    assert!(m.iter().any(|e| e.state == "sealed"), "the newest sealed segment stays");
+    assert!(
+        m.iter().any(|e| e.state == "sealed"),
+        "the newest sealed segment stays"
+    );
     // local verify accounts for the evicted ranges by their eviction records
     let rep = verify::verify(&d, VerifyOptions::default()).unwrap();
     assert_eq!(rep.status, Status::Ok, "{:?}", rep.failures);
@@ -274,7 +316,10 @@ fn a_local_copy_goes_only_when_archived_and_verify_and_restore_keep_the_trail_wh
     // a forged eviction (a segment marked evicted without a record) is caught
     let forged = tmp("tiers-forged");
     copy_dir(&d, &forged);
-    let victim = manifest(&forged).into_iter().find(|e| e.state == "sealed").unwrap();
+    let victim = manifest(&forged)
+        .into_iter()
+        .find(|e| e.state == "sealed")
+        .unwrap();
     datadir::append_manifest(
         &DataDir::new(&forged).manifest_path(),
         &ManifestEntry {
@@ -285,7 +330,11 @@ fn a_local_copy_goes_only_when_archived_and_verify_and_restore_keep_the_trail_wh
                 .unwrap()
                 .compact_range
                 .clone(),
-            tombstone: manifest(&forged).iter().find(|e| e.state == "evicted").unwrap().tombstone,
+            tombstone: manifest(&forged)
+                .iter()
+                .find(|e| e.state == "evicted")
+                .unwrap()
+                .tombstone,
             ..victim.clone()
         },
     )
@@ -309,7 +358,9 @@ fn a_local_copy_goes_only_when_archived_and_verify_and_restore_keep_the_trail_wh
     assert_eq!(rep.checked.evicted_ranges, 0);
     // a restored segment stays hot for the hot period
     let (mut l, _) = Ledger::open(&d, opts()).unwrap();
-    assert!(retention::evict(&mut l, before, a.url()).unwrap().is_empty());
+    assert!(retention::evict(&mut l, before, a.url())
+        .unwrap()
+        .is_empty());
     l.close("test").unwrap();
     let _ = std::fs::remove_dir_all(&d);
     let _ = std::fs::remove_dir_all(&root);
@@ -353,7 +404,11 @@ fn prune_waits_for_the_archive_and_the_archive_purges_after_the_tombstone_is_arc
     // the tombstones are in the WAL: the archive keeps the objects until they are archived
     let r = rt.block_on(a.sync(&DataDir::new(&d))).unwrap();
     assert!(r.purged.is_empty(), "{r:?}");
-    let first = manifest(&d).iter().find(|e| e.state == "pruned").unwrap().clone();
+    let first = manifest(&d)
+        .iter()
+        .find(|e| e.state == "pruned")
+        .unwrap()
+        .clone();
     assert!(root.join("seg").join(&first.file).exists());
     l.rotate().unwrap();
     l.wait_for_seals().unwrap();
@@ -361,7 +416,10 @@ fn prune_waits_for_the_archive_and_the_archive_purges_after_the_tombstone_is_arc
     let r = rt.block_on(a.sync(&DataDir::new(&d))).unwrap();
     assert_eq!(r.purged, pruned, "{r:?}");
     assert!(!root.join("seg").join(&first.file).exists());
-    assert!(manifest(&d).iter().filter(|e| e.state == "pruned").all(|e| e.archived.is_none()));
+    assert!(manifest(&d)
+        .iter()
+        .filter(|e| e.state == "pruned")
+        .all(|e| e.archived.is_none()));
     // local and archive both verify, the pruned ranges accounted for by their tombstones
     let rep = verify::verify(&d, VerifyOptions::default()).unwrap();
     assert_eq!(rep.status, Status::Ok, "{:?}", rep.failures);
@@ -392,10 +450,14 @@ fn an_unreachable_store_archives_nothing_and_reports_the_lag() {
     }
     assert!(manifest(&d).iter().all(|e| e.archived.is_none()));
     let status = trailwarden_archive::local_status(&DataDir::new(&d), None).unwrap();
-    assert!(status.iter().all(|s| s.lag_seconds.is_some_and(|l| l >= 0.0)));
+    assert!(status
+        .iter()
+        .all(|s| s.lag_seconds.is_some_and(|l| l >= 0.0)));
     // nothing is evicted or pruned while the archive lags
     let (mut l, _) = Ledger::open(&d, opts()).unwrap();
-    assert!(retention::evict(&mut l, Timestamp::now(), a.url()).unwrap().is_empty());
+    assert!(retention::evict(&mut l, Timestamp::now(), a.url())
+        .unwrap()
+        .is_empty());
     l.close("test").unwrap();
     let _ = std::fs::remove_dir_all(&d);
 }

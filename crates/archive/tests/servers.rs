@@ -53,7 +53,11 @@ fn repo() -> std::path::PathBuf {
 }
 
 fn python(script: &str) {
-    let out = Command::new("python3").arg("-c").arg(script).output().unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "python3 failed: {}",
@@ -142,12 +146,21 @@ except botocore.exceptions.ClientError as e:
         other => panic!("expected the identity conflict, got {other:?}"),
     }
     let rep = verify_archive(&rt, &a, &tmp("moto-v2"));
-    assert_eq!(rep.status, Status::Ok, "the archive was altered: {:?}", rep.failures);
+    assert_eq!(
+        rep.status,
+        Status::Ok,
+        "the archive was altered: {:?}",
+        rep.failures
+    );
 
     // a bucket without Object Lock, and one locking for less than retain_days: findings
-    let c = rt.block_on(s3("s3://plain/x").check_immutability()).unwrap();
+    let c = rt
+        .block_on(s3("s3://plain/x").check_immutability())
+        .unwrap();
     assert!(!c.immutability.enforced && !c.findings.is_empty(), "{c:?}");
-    let c = rt.block_on(s3("s3://short/x").check_immutability()).unwrap();
+    let c = rt
+        .block_on(s3("s3://short/x").check_immutability())
+        .unwrap();
     assert!(c.findings.iter().any(|f| f.contains("30 days")), "{c:?}");
 
     // per-object retention where the bucket has no default
@@ -160,7 +173,11 @@ except botocore.exceptions.ClientError as e:
     build(&d2, 300, Timestamp(Timestamp::now().0 - DAY));
     let r = rt.block_on(po.sync(&DataDir::new(&d2))).unwrap();
     assert!(r.failures.is_empty() && r.conflicts.is_empty(), "{r:?}");
-    assert!(rt.block_on(po.check_immutability()).unwrap().findings.is_empty());
+    assert!(rt
+        .block_on(po.check_immutability())
+        .unwrap()
+        .findings
+        .is_empty());
     boto(
         port,
         "h = s3.head_object(Bucket='perobject', Key='p/identity.json')
@@ -198,7 +215,10 @@ fn read_request(c: &mut TcpStream) -> Option<Vec<u8>> {
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let len: usize = head
         .lines()
-        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .find_map(|l| {
+            l.strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
         .unwrap_or(0);
     while buf.len() < head_end + len {
         let n = c.read(&mut tmp).ok()?;
@@ -221,19 +241,26 @@ fn proxy(upstream: u16, fail: usize, stall: usize) -> Proxy {
             let Ok(mut c) = c else { continue };
             let (f, s) = (f.clone(), s.clone());
             std::thread::spawn(move || {
-                let Some(req) = read_request(&mut c) else { return };
+                let Some(req) = read_request(&mut c) else {
+                    return;
+                };
                 let line = String::from_utf8_lossy(&req[..req.len().min(200)]).to_string();
                 if f.fetch_add(1, Ordering::SeqCst) < fail {
                     let _ = c.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
                     return;
                 }
                 f.fetch_sub(1, Ordering::SeqCst);
-                if line.starts_with("PUT") && line.contains(".parquet") && s.fetch_add(1, Ordering::SeqCst) < stall {
+                if line.starts_with("PUT")
+                    && line.contains(".parquet")
+                    && s.fetch_add(1, Ordering::SeqCst) < stall
+                {
                     // hold the upload past the client's timeout, then let it land anyway:
                     // the client never hears that it did (a lost acknowledgement)
                     std::thread::sleep(Duration::from_secs(2));
                 }
-                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
                 let _ = up.write_all(&req);
                 let mut resp = Vec::new();
                 let _ = up.read_to_end(&mut resp);
@@ -265,7 +292,11 @@ fn s3_faults_500s_and_a_stalled_upload_are_retried_and_the_archive_verifies() {
     let rt = rt();
     // the 500s are retried inside the pass; the timed-out uploads fail it for their segments
     let r = rt.block_on(a.sync(&DataDir::new(&d))).unwrap();
-    assert_eq!(p.served_500.load(Ordering::SeqCst), 3, "the 500s were served");
+    assert_eq!(
+        p.served_500.load(Ordering::SeqCst),
+        3,
+        "the 500s were served"
+    );
     assert!(p.stalled.load(Ordering::SeqCst) >= 2, "the stalls happened");
     assert_eq!(r.failures.len(), 2, "{r:?}");
     assert!(r.conflicts.is_empty(), "{r:?}");
@@ -315,7 +346,10 @@ cs = 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZU
 BlobServiceClient.from_connection_string(cs).create_container('audit')"
     ));
     std::env::set_var("AZURE_STORAGE_USE_EMULATOR", "true");
-    std::env::set_var("AZURITE_BLOB_STORAGE_URL", format!("http://127.0.0.1:{port}"));
+    std::env::set_var(
+        "AZURITE_BLOB_STORAGE_URL",
+        format!("http://127.0.0.1:{port}"),
+    );
     let rt = rt();
     let d = tmp("azurite");
     build(&d, 1500, Timestamp(Timestamp::now().0 - 30 * DAY));
@@ -335,13 +369,20 @@ BlobServiceClient.from_connection_string(cs).create_container('audit')"
     assert!(!c.immutability.enforced && !c.findings.is_empty(), "{c:?}");
     // a missing container and wrong credentials: clear errors, not retried for ever
     let e = rt
-        .block_on(Archive::open(&ArchiveConfig::at("az://nosuch/x")).unwrap().probe())
+        .block_on(
+            Archive::open(&ArchiveConfig::at("az://nosuch/x"))
+                .unwrap()
+                .probe(),
+        )
         .unwrap_err();
     assert!(e.to_string().contains("nosuch") && !e.is_transient(), "{e}");
     std::env::set_var("AZURE_STORAGE_USE_EMULATOR", "false");
     std::env::set_var("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1");
     std::env::set_var("AZURE_STORAGE_ACCOUNT_KEY", "d3JvbmcK");
-    std::env::set_var("AZURE_STORAGE_ENDPOINT", format!("http://127.0.0.1:{port}/devstoreaccount1"));
+    std::env::set_var(
+        "AZURE_STORAGE_ENDPOINT",
+        format!("http://127.0.0.1:{port}/devstoreaccount1"),
+    );
     std::env::set_var("AZURE_ALLOW_HTTP", "true");
     let bad = Archive::open(&ArchiveConfig::at("az://audit/prod")).unwrap();
     let e = rt.block_on(bad.probe()).unwrap_err();

@@ -28,8 +28,10 @@ pub struct ArchiveSel {
 impl ArchiveSel {
     /// The `[archive]` settings with `--url` applied.
     pub fn settings(&self) -> Result<ArchiveConfig> {
-        let (cfg, _) =
-            trailwarden_server::Config::load(self.config.as_deref(), &crate::cmd_serve::env_vars())?;
+        let (cfg, _) = trailwarden_server::Config::load(
+            self.config.as_deref(),
+            &crate::cmd_serve::env_vars(),
+        )?;
         let mut a = cfg.archive;
         if let Some(u) = &self.url {
             a.url = Some(u.clone());
@@ -224,7 +226,9 @@ fn sync(cli: &Cli, sel: &ArchiveSel, retries: u32, no_evict: bool) -> Result<u8>
                 println!("purged records {a}..={b} from the archive (tombstone archived)");
             }
             for (a, b) in &evicted {
-                println!("evicted the local copy of records {a}..={b} (archived, eviction recorded)");
+                println!(
+                    "evicted the local copy of records {a}..={b} (archived, eviction recorded)"
+                );
             }
             if report.pending > 0 {
                 println!(
@@ -264,22 +268,28 @@ fn status(cli: &Cli, sel: &ArchiveSel, remote: bool) -> Result<u8> {
         OutputFormat::Json | OutputFormat::Sarif => println!("{}", serde_json::to_string(&rows)?),
         f => {
             let mut t = Table::new(&[
-                "segment", "state", "local", "archived", "in_archive", "lag_s", "newest",
+                "segment",
+                "state",
+                "local",
+                "archived",
+                "in_archive",
+                "lag_s",
+                "newest",
             ]);
             for r in &rows {
                 t.row(vec![
                     format!("{}-{}", r.first, r.last),
                     r.state.clone(),
                     if r.local { "yes" } else { "no" }.into(),
-                    r.archived.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                    r.archived
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     match r.in_archive {
                         Some(true) => "yes".into(),
                         Some(false) => "no".into(),
                         None => "?".into(),
                     },
-                    r.lag_seconds
-                        .map(|s| format!("{s:.0}"))
-                        .unwrap_or_default(),
+                    r.lag_seconds.map(|s| format!("{s:.0}")).unwrap_or_default(),
                     r.newest_received.map(|t| t.to_string()).unwrap_or_default(),
                 ]);
             }

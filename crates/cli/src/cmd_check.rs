@@ -52,6 +52,12 @@ pub fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
             }
         }
     }
+    for r in reports
+        .iter_mut()
+        .filter(|r| r.kind == check::InputKind::TrailwardenConfig)
+    {
+        archive_findings(r);
+    }
     let findings: usize = reports.iter().map(|r| r.findings.len()).sum();
     match cli.output {
         OutputFormat::Sarif => {
@@ -110,4 +116,44 @@ pub fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
     } else {
         crate::EXIT_OK
     })
+}
+
+/// The configured archive asked whether it enforces immutability for the retention period
+/// (10.3.3): the store's own answer, not the configuration's claim.
+fn archive_findings(r: &mut FileReport) {
+    let Ok((cfg, _)) = trailwarden_server::Config::load(
+        Some(std::path::Path::new(&r.file)),
+        &crate::cmd_serve::env_vars(),
+    ) else {
+        return;
+    };
+    if cfg.archive.url.is_none() {
+        return;
+    }
+    let finding = |id, title: String, detail: String, fix: &str| check::Finding {
+        id,
+        requirement: "10.3.3",
+        severity: check::Severity::High,
+        file: r.file.clone(),
+        line: None,
+        title,
+        detail,
+        fix: fix.into(),
+    };
+    let asked = trailwarden_archive::Archive::open(&cfg.archive)
+        .and_then(|a| trailwarden_archive::block_on(a.check_immutability())?);
+    match asked {
+        Ok(c) => {
+            for f in c.findings {
+                let fix = "enable S3 Object Lock with a COMPLIANCE default retention of at least retain_days (or set [archive] object_lock), or a locked Azure immutability policy";
+                r.findings.push(finding("TW-ARC-01", f, c.immutability.detail.clone(), fix));
+            }
+        }
+        Err(e) => r.findings.push(finding(
+            "TW-ARC-02",
+            "the archive cannot be checked with the configured credentials".into(),
+            e.to_string(),
+            "check the store's credentials (AWS_*/AZURE_STORAGE_* variables) and that the bucket or container exists",
+        )),
+    }
 }

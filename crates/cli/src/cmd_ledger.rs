@@ -166,14 +166,16 @@ pub fn verify(cli: &Cli, a: &VerifyArgs) -> Result<u8> {
                     ),
                 };
                 if scratch.join("identity.json").exists() {
-                    bail!("--work-dir {} already holds a ledger; give an empty directory", scratch.display());
+                    bail!(
+                        "--work-dir {} already holds a ledger; give an empty directory",
+                        scratch.display()
+                    );
                 }
-                let archive = trailwarden_archive::Archive::open(
-                    &trailwarden_archive::ArchiveConfig {
+                let archive =
+                    trailwarden_archive::Archive::open(&trailwarden_archive::ArchiveConfig {
                         allow_http: std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true"),
                         ..trailwarden_archive::ArchiveConfig::at(url.clone())
-                    },
-                )?;
+                    })?;
                 bar.set_message("fetching the archive");
                 let fetched = trailwarden_archive::block_on(archive.materialize(&scratch))?;
                 let r = fetched

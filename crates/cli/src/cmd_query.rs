@@ -61,7 +61,9 @@ pub struct QueryArgs {
 }
 
 /// The archive's segments, as the query engine reads them.
-fn remote_segments(sel: &crate::cmd_archive::ArchiveSel) -> Result<trailwarden_query::RemoteSegments> {
+fn remote_segments(
+    sel: &crate::cmd_archive::ArchiveSel,
+) -> Result<trailwarden_query::RemoteSegments> {
     let a = sel.open()?;
     let segs = trailwarden_archive::block_on(a.segments())??;
     Ok(trailwarden_query::RemoteSegments {

@@ -10,8 +10,8 @@
 #![warn(missing_docs)]
 
 mod cmd_alerting;
-mod cmd_archive;
 mod cmd_alerts;
+mod cmd_archive;
 mod cmd_check;
 mod cmd_controls;
 mod cmd_gen;

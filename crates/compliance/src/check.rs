@@ -1310,6 +1310,43 @@ mod config {
             )),
             _ => {}
         }
+        let archive = doc.get("archive");
+        match archive.and_then(|a| a.get("url")).and_then(Value::as_str) {
+            None => out.push(f(
+                "TW-CFG-06",
+                "10.3.3",
+                Severity::Medium,
+                line_of(text, "[archive]", 1),
+                "no archive: the audit trail lives on one disk".into(),
+                "10.3.3 wants audit logs promptly backed up to a central store that is hard to modify".into(),
+                "set [archive] url to an S3 bucket with Object Lock or an Azure container with an immutability policy (docs/archive.md)",
+            )),
+            Some(_) => {
+                let days = |k: &str, d: u64| {
+                    archive
+                        .and_then(|a| a.get(k))
+                        .and_then(Value::as_u64)
+                        .unwrap_or(d)
+                };
+                for (k, d, min, why) in [
+                    ("hot_days", 90, 90, "the latest three months immediately available"),
+                    ("retain_days", 365, 365, "twelve months kept"),
+                ] {
+                    let v = days(k, d);
+                    if v < min {
+                        out.push(f(
+                            "TW-CFG-07",
+                            "10.5.1",
+                            Severity::High,
+                            line_of(text, k, 1),
+                            format!("[archive] {k} = {v}: less than {min} days"),
+                            format!("10.5.1 wants {why}"),
+                            "raise it to at least the minimum",
+                        ));
+                    }
+                }
+            }
+        }
         out
     }
 }

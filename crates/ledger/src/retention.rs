@@ -208,7 +208,7 @@ pub fn evict(
             || entry.archived.is_none()
             || Some(entry.first) == newest_sealed
             || entry.last + 1 > tiled
-            || !entry.newest_received.is_some_and(|t| t < before)
+            || entry.newest_received.is_none_or(|t| t >= before)
             // a restored segment (it keeps its eviction record's index) stays hot for the hot
             // period from its restoration
             || (entry.tombstone.is_some() && entry.at >= before)

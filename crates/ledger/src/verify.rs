@@ -1391,13 +1391,17 @@ pub fn summary(r: &Report) -> String {
     }
     for f in r.failures.iter().take(20) {
         s.push_str(&format!(
-            "  {} {} {}\n",
+            "  {} {} {}{}\n",
             f.code,
             f.index
                 .map(|i| i.to_string())
                 .or(f.range.map(|r| format!("[{}, {})", r[0], r[1])))
                 .unwrap_or_default(),
-            f.detail.lines().next().unwrap_or("")
+            f.detail.lines().next().unwrap_or(""),
+            f.file
+                .as_deref()
+                .map(|file| format!(" ({file})"))
+                .unwrap_or_default()
         ));
     }
     for w in r.warnings.iter().take(20) {

@@ -106,6 +106,10 @@ pub struct SilenceChange {
     pub reply: oneshot::Sender<Result<(u64, i64), ChangeError>>,
 }
 
+/// A maintenance step run on the writer's thread with the ledger.
+pub type Maintenance =
+    Box<dyn FnOnce(&mut trailwarden_ledger::Ledger) -> Result<serde_json::Value, String> + Send>;
+
 /// Work for the writer.
 pub enum Job {
     /// Store records.
@@ -139,6 +143,12 @@ pub enum Job {
         RecordKind,
         serde_json::Value,
         oneshot::Sender<Result<u64, String>>,
+    ),
+    /// Ledger maintenance run on the writer (the archive tier's evictions and prunes): the
+    /// closure gets the ledger between batches; answered with what it returns.
+    Maintain(
+        Maintenance,
+        oneshot::Sender<Result<serde_json::Value, String>>,
     ),
     /// Stop: drain, stop record, final checkpoint.
     Stop {
@@ -318,6 +328,15 @@ impl Pipeline {
         self.send(Job::Record(kind, body, tx))
             .map_err(|e| format!("{e:?}"))?;
         rx.blocking_recv()
+            .map_err(|_| "the ledger writer stopped".to_string())?
+    }
+
+    /// Run `f` with the ledger on the writer's thread, between batches; its answer.
+    pub async fn maintain(&self, f: Maintenance) -> Result<serde_json::Value, String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Maintain(f, tx))
+            .map_err(|e| format!("{e:?}"))?;
+        rx.await
             .map_err(|_| "the ledger writer stopped".to_string())?
     }
 
@@ -518,6 +537,9 @@ impl Writer {
             Job::Access(_, Some(r)) | Job::Record(_, _, r) => {
                 let _ = r.send(Err(why.to_string()));
             }
+            Job::Maintain(_, r) => {
+                let _ = r.send(Err(why.to_string()));
+            }
             Job::AlertChange(c) => {
                 let _ = c.reply.send(Err(ChangeError::Storage(why.to_string())));
             }
@@ -612,6 +634,10 @@ impl Writer {
                         error = Some(e.to_string());
                     }
                 },
+                Job::Maintain(f, reply) => {
+                    let r = f(l);
+                    let _ = reply.send(r);
+                }
                 Job::Record(kind, body, reply) => match l.append_internal(kind, &body) {
                     Ok(i) => access_replies.push((Some(reply), i)),
                     Err(e) => {

@@ -95,6 +95,8 @@ pub struct AppState {
     pub classifier: Classifier,
     /// The rules detection runs (Sigma and scheduled), as `GET /v1/rules` lists them.
     pub rules: Vec<Value>,
+    /// The archive tier's passes.
+    pub archive: Arc<crate::archiving::Stats>,
 }
 
 type St = State<Arc<AppState>>;
@@ -121,6 +123,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/silences", get(silences_list).post(silences_create))
         .route("/v1/silences/{id}", axum::routing::delete(silences_expire))
         .route("/v1/verify", get(verify_get).post(verify_run))
+        .route("/v1/archive", get(archive_get).post(archive_run))
         .route("/v1/proofs/inclusion/{index}", get(proof_inclusion))
         .route("/v1/proofs/consistency", get(proof_consistency))
         .route("/v1/sources", get(sources))
@@ -370,6 +373,7 @@ async fn metrics(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) 
             .render(&sinks, trailwarden_model::Timestamp::now().0),
     );
     text.push_str(&s.scheduled.render());
+    text.push_str(&s.archive.render());
     (
         [(
             header::CONTENT_TYPE,
@@ -763,6 +767,7 @@ async fn query(
         subject: p.subject.clone(),
         origin: c.peer.ip().to_string(),
         interface: c.interface(),
+        archive: s.cfg.archive.clone(),
     };
     query_api::spawn(job, ptx, ltx, permit);
     match prx.await {
@@ -1231,6 +1236,56 @@ async fn alerts_resolve(
     body: Bytes,
 ) -> Response {
     change(s, c, h, id, body, true).await
+}
+
+async fn archive_get(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
+    let p = or_return!(authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Read,
+        "archive-status",
+        "/v1/archive"
+    ));
+    let dir = trailwarden_ledger::datadir::DataDir::new(&s.data_dir);
+    let segments =
+        match tokio::task::spawn_blocking(move || trailwarden_archive::local_status(&dir, None))
+            .await
+        {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+    or_return!(audited(&s, &p, &c, "archive-status", "/v1/archive".into(), 0).await);
+    let a = &s.cfg.archive;
+    axum::Json(json!({
+        "url": a.url,
+        "hot_days": a.hot_days,
+        "retain_days": a.retain_days,
+        "max_lag_seconds": a.max_lag_seconds,
+        "last_pass": s.archive.last(),
+        "segments": segments,
+    }))
+    .into_response()
+}
+
+async fn archive_run(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {
+    let p = or_return!(authorize(
+        &s,
+        &c,
+        &h,
+        Permission::Administer,
+        "archive-sync",
+        "/v1/archive"
+    ));
+    if s.cfg.archive.url.is_none() {
+        return error(
+            StatusCode::CONFLICT,
+            "no archive is configured ([archive] url)",
+        );
+    }
+    or_return!(audited(&s, &p, &c, "archive-sync", "/v1/archive".into(), 0).await);
+    axum::Json(crate::archiving::pass(&s).await).into_response()
 }
 
 async fn verify_get(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) -> Response {

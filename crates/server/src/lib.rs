@@ -21,6 +21,7 @@ macro_rules! or_return {
 }
 
 mod admin_api;
+pub mod archiving;
 pub mod auth;
 mod compliance_api;
 pub mod config;

@@ -29,6 +29,10 @@ pub struct QueryRequest {
     pub limit: Option<u64>,
     /// Stop after this many seconds (capped by `query.timeout_seconds`).
     pub timeout_seconds: Option<u64>,
+    /// Read sealed segments from the archive (`[archive] url`) instead of the local disk, plus
+    /// the local segments not archived yet and the WAL tail: records past the hot period.
+    #[serde(default)]
+    pub archive: bool,
 }
 
 /// Limits from the configuration.
@@ -63,6 +67,8 @@ pub struct QueryJob {
     pub origin: String,
     /// Through which interface (`api`, `ui`), as recorded.
     pub interface: &'static str,
+    /// The archive settings (for `"archive": true`).
+    pub archive: trailwarden_archive::ArchiveConfig,
 }
 
 /// Run a query on a new thread. `planned` says whether it could start (400 with the reason if
@@ -95,6 +101,7 @@ async fn run(job: QueryJob, planned: oneshot::Sender<Planned>, lines: mpsc::Send
         subject,
         origin,
         interface,
+        archive,
     } = job;
     let started = Instant::now();
     let (language, text) = match (&req.kql, &req.sql) {
@@ -105,7 +112,11 @@ async fn run(job: QueryJob, planned: oneshot::Sender<Planned>, lines: mpsc::Send
             return;
         }
     };
-    let target = format!("{language}: {}", text.trim());
+    let target = format!(
+        "{language}{}: {}",
+        if req.archive { " (archive)" } else { "" },
+        text.trim()
+    );
     let access = |outcome: &str, records: u64, target: String| Access {
         subject: subject.clone(),
         interface: interface.into(),
@@ -144,7 +155,24 @@ async fn run(job: QueryJob, planned: oneshot::Sender<Planned>, lines: mpsc::Send
     };
     // plan everything before answering, so a syntax error is a 400, not a broken stream
     let plans = async {
-        let engine = Engine::open(&data_dir, opts).map_err(|e| (503u16, e.to_string()))?;
+        let engine = if req.archive {
+            let a = trailwarden_archive::Archive::open(&archive)
+                .map_err(|e| (400u16, format!("\"archive\": true: {e}")))?;
+            let segs = a.segments().await.map_err(|e| (503u16, e.to_string()))?;
+            let remote = trailwarden_query::RemoteSegments {
+                store_url: a.store_url(),
+                store: a.store(),
+                segments: segs
+                    .into_iter()
+                    .filter(|s| s.entry.state == "sealed")
+                    .map(|s| (s.entry.first, s.entry.last, s.url))
+                    .collect(),
+            };
+            Engine::open_with_archive(Some(&data_dir), remote, opts)
+        } else {
+            Engine::open(&data_dir, opts)
+        }
+        .map_err(|e| (503u16, e.to_string()))?;
         let mut plans = Vec::new();
         if language == "kql" {
             for p in engine

@@ -299,6 +299,7 @@ pub fn serve_with(
         verify: Mutex::new(None),
         verify_running: tokio::sync::Mutex::new(()),
         rules: catalogue,
+        archive: Arc::new(crate::archiving::Stats::default()),
     });
     // the automated daily review (10.4.1.1) and its sign-off reminder
     let reviewer = crate::reviews::Reviewer::start(state.clone());
@@ -318,6 +319,13 @@ pub fn serve_with(
             .local_addr()
             .map_err(|e| ServerError::io(&data_dir, e))?;
         let syslog = crate::syslog::start(&cfg, tls.clone(), state.clone()).await?;
+        let mut warnings = warnings;
+        if let Some(w) = crate::archiving::check_at_start(&cfg.archive).await? {
+            state
+                .pipeline
+                .control("archive-lag", crate::archiving::LAG_TITLE, w.clone());
+            warnings.push(w);
+        }
         let started = Started {
             http: http_addr,
             scheme: if tls.is_some() { "https" } else { "http" },
@@ -346,6 +354,7 @@ pub fn serve_with(
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let conns = Arc::new(tokio::sync::Semaphore::new(cfg.http.max_connections));
         background(state.clone());
+        crate::archiving::spawn(state.clone());
         let mut shutdown = std::pin::pin!(shutdown);
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| ServerError::Config(format!("installing the SIGTERM handler: {e}")))?;
