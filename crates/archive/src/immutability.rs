@@ -150,6 +150,11 @@ impl Archive {
                     detail,
                 })
             }
+            404 if tag(&body, "Code") == Some("NoSuchBucket") => Err(store_err(
+                "get object lock",
+                bucket,
+                format!("HTTP 404 Not Found: bucket {bucket} does not exist"),
+            )),
             404 => Ok(Immutability {
                 detail: format!(
                     "bucket {bucket} has no Object Lock configuration ({})",
@@ -248,5 +253,17 @@ impl Archive {
                 format!("container {container} has no immutability policy and no version-level immutability")
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn xml_tags() {
+        let x = "<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>COMPLIANCE</Mode><Days> 400 </Days></DefaultRetention></Rule></ObjectLockConfiguration>";
+        assert_eq!(super::tag(x, "Mode"), Some("COMPLIANCE"));
+        assert_eq!(super::tag(x, "Days"), Some("400"));
+        assert_eq!(super::tag(x, "Years"), None);
+        assert_eq!(super::tag("<Mode>unclosed", "Mode"), None);
     }
 }

@@ -3,8 +3,8 @@
 
 use crate::sync::{seal_key, seg_key};
 use crate::{Archive, ArchiveError};
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 use trailwarden_ledger::datadir::{self, DataDir, ManifestEntry};
@@ -46,9 +46,20 @@ impl Archive {
     /// sealed one), in index order.
     pub async fn segments(&self) -> Result<Vec<ArchivedSegment>, ArchiveError> {
         let mut by_first: BTreeMap<u64, ManifestEntry> = BTreeMap::new();
-        for (name, _) in self.list("manifest").await? {
-            let rel = format!("manifest/{name}");
-            let Some(body) = self.get(&rel).await? else {
+        // the entries are small: fetch many at once (a year is thousands of segments)
+        let fetched: Vec<(String, String, Option<bytes::Bytes>)> =
+            futures::stream::iter(self.list("manifest").await?.into_iter().map(
+                |(name, _)| async move {
+                    let rel = format!("manifest/{name}");
+                    let body = self.get(&rel).await?;
+                    Ok::<_, ArchiveError>((name, rel, body))
+                },
+            ))
+            .buffered(32)
+            .try_collect()
+            .await?;
+        for (name, rel, body) in fetched {
+            let Some(body) = body else {
                 continue;
             };
             let e: ManifestEntry =
@@ -75,6 +86,18 @@ impl Archive {
                     entry,
                 }
             })
+            .collect())
+    }
+
+    /// `(first, last, object URL)` of the sealed segments the archive holds, in index order:
+    /// what the query engine reads (`trailwarden_query::RemoteSegments::segments`).
+    pub async fn sealed_segments(&self) -> Result<Vec<(u64, u64, String)>, ArchiveError> {
+        Ok(self
+            .segments()
+            .await?
+            .into_iter()
+            .filter(|s| s.entry.state == "sealed")
+            .map(|s| (s.entry.first, s.entry.last, s.url))
             .collect())
     }
 
@@ -157,13 +180,7 @@ impl Archive {
                     key: self.key(&seg_key(e)).to_string(),
                     detail: "evicted locally, but missing from the archive".into(),
                 })?;
-            let sha = hex::encode(Sha256::digest(&data));
-            if sha != e.sha256 {
-                return Err(ArchiveError::Conflict {
-                    key: self.key(&seg_key(e)).to_string(),
-                    detail: format!("SHA-256 {sha}, the seal note signs {}", e.sha256),
-                });
-            }
+            crate::sync::expect_sha(self.key(&seg_key(e)).to_string(), &data, e, "restored")?;
             let seal = self
                 .get(&seal_key(e))
                 .await?

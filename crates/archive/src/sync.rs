@@ -88,6 +88,24 @@ fn read_file(p: &std::path::Path) -> Result<Vec<u8>, ArchiveError> {
     })
 }
 
+/// `data` must be the segment the seal note of `e` signs (its SHA-256); otherwise an integrity
+/// incident naming `key` and `what` was read.
+pub(crate) fn expect_sha(
+    key: String,
+    data: &[u8],
+    e: &ManifestEntry,
+    what: &str,
+) -> Result<(), ArchiveError> {
+    let sha = hex::encode(Sha256::digest(data));
+    if sha == e.sha256 {
+        return Ok(());
+    }
+    Err(ArchiveError::Conflict {
+        key,
+        detail: format!("{what}: SHA-256 {sha}, the seal note signs {}", e.sha256),
+    })
+}
+
 /// The size a checkpoint note signs (its second line), without checking the signature:
 /// `verify` does that.
 fn note_size(note: &str) -> Option<u64> {
@@ -294,16 +312,12 @@ impl Archive {
     async fn upload_segment(&self, dir: &DataDir, e: &ManifestEntry) -> Result<u64, ArchiveError> {
         let path = dir.seg_dir().join(&e.file);
         let data = Bytes::from(read_file(&path)?);
-        let sha = hex::encode(Sha256::digest(&data));
-        if sha != e.sha256 {
-            return Err(ArchiveError::Conflict {
-                key: path.display().to_string(),
-                detail: format!(
-                    "the local segment's SHA-256 is {sha}, the manifest says {}: not archived (run trailwarden verify)",
-                    e.sha256
-                ),
-            });
-        }
+        expect_sha(
+            path.display().to_string(),
+            &data,
+            e,
+            "the local segment; not archived (run trailwarden verify)",
+        )?;
         let seal = Bytes::from(read_file(&dir.seal_file(e.first, e.last))?);
         let n = (data.len() + seal.len()) as u64;
         self.put_create(&seg_key(e), data).await?;
@@ -316,16 +330,7 @@ impl Archive {
                 key: self.key(&seg_key(e)).to_string(),
                 detail: "uploaded, but not found when read back".into(),
             })?;
-        let back_sha = hex::encode(Sha256::digest(&back));
-        if back_sha != e.sha256 {
-            return Err(ArchiveError::Conflict {
-                key: self.key(&seg_key(e)).to_string(),
-                detail: format!(
-                    "read back with SHA-256 {back_sha}, the seal note signs {}",
-                    e.sha256
-                ),
-            });
-        }
+        expect_sha(self.key(&seg_key(e)).to_string(), &back, e, "read back")?;
         let mut body = serde_json::to_vec(&ManifestEntry {
             archived: None,
             ..e.clone()
@@ -409,4 +414,50 @@ pub fn local_status(
             newest_received: e.newest_received,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(first: u64, last: u64, state: &str, archived: bool) -> ManifestEntry {
+        ManifestEntry {
+            first,
+            last,
+            state: state.into(),
+            file: format!("{first:020}-{last:020}.parquet"),
+            sha256: String::new(),
+            seal_size: last + 1,
+            seal_root: String::new(),
+            frontier: Vec::new(),
+            chain: String::new(),
+            at: Timestamp(0),
+            newest_received: None,
+            compact_range: Vec::new(),
+            tombstone: None,
+            archived: archived.then_some(Timestamp(1)),
+        }
+    }
+
+    #[test]
+    fn the_archived_prefix_stops_at_the_first_gap() {
+        let m = [
+            entry(0, 9, "pruned", false),
+            entry(10, 19, "evicted", true),
+            entry(20, 29, "sealed", true),
+            entry(30, 39, "sealed", false),
+            entry(40, 49, "sealed", true),
+        ];
+        assert_eq!(archived_end(&m), 30);
+        assert_eq!(archived_end(&m[..3]), 30);
+        assert_eq!(archived_end(&m[1..]), 0, "a ledger must start at record 0");
+        assert_eq!(archived_end(&[]), 0);
+    }
+
+    #[test]
+    fn note_sizes() {
+        assert_eq!(note_size("origin\n42\nroot\n\n— sig\n"), Some(42));
+        assert_eq!(note_size("origin\nforty\n"), None);
+        assert_eq!(note_size(""), None);
+    }
 }

@@ -151,7 +151,20 @@ pub fn run(cli: &Cli, c: &ArchiveCmd) -> Result<u8> {
     }
 }
 
+/// The data directory must hold a ledger: opening the writer would otherwise create an empty
+/// one (and its identity would claim the archive).
+fn existing_ledger(cli: &Cli) -> Result<()> {
+    if !DataDir::new(&cli.data_dir).exists() {
+        anyhow::bail!(
+            "{} holds no ledger (pass the data directory of the ledger to archive with --data-dir)",
+            cli.data_dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn sync(cli: &Cli, sel: &ArchiveSel, retries: u32, no_evict: bool) -> Result<u8> {
+    existing_ledger(cli)?;
     let settings = sel.settings()?;
     let (mut l, _) = match store::open_writer(cli, "archive sync") {
         Ok(x) => x,
@@ -254,10 +267,8 @@ fn sync(cli: &Cli, sel: &ArchiveSel, retries: u32, no_evict: bool) -> Result<u8>
 }
 
 fn status(cli: &Cli, sel: &ArchiveSel, remote: bool) -> Result<u8> {
+    existing_ledger(cli)?;
     let dir = DataDir::new(&cli.data_dir);
-    if !dir.exists() {
-        anyhow::bail!("{} holds no ledger", cli.data_dir.display());
-    }
     let rows = if remote {
         let a = sel.open()?;
         trailwarden_archive::block_on(a.status(&dir, true))??
@@ -304,6 +315,7 @@ fn status(cli: &Cli, sel: &ArchiveSel, remote: bool) -> Result<u8> {
 }
 
 fn restore(cli: &Cli, sel: &ArchiveSel, from: &str, to: &str) -> Result<u8> {
+    existing_ledger(cli)?;
     let (from, to) = (parse_time_arg(from)?, parse_time_arg(to)?);
     let a = sel.open()?;
     let (l, _) = match store::open_writer(cli, "archive restore") {

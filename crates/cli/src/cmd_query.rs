@@ -65,15 +65,10 @@ fn remote_segments(
     sel: &crate::cmd_archive::ArchiveSel,
 ) -> Result<trailwarden_query::RemoteSegments> {
     let a = sel.open()?;
-    let segs = trailwarden_archive::block_on(a.segments())??;
     Ok(trailwarden_query::RemoteSegments {
+        segments: trailwarden_archive::block_on(a.sealed_segments())??,
         store_url: a.store_url(),
         store: a.store(),
-        segments: segs
-            .into_iter()
-            .filter(|s| s.entry.state == "sealed")
-            .map(|s| (s.entry.first, s.entry.last, s.url))
-            .collect(),
     })
 }
 

@@ -578,8 +578,29 @@ pub fn write(
     Ok(file.metadata().map_err(io)?.len())
 }
 
+/// Run a Parquet read of `path`, turning a panic of the reader into an error: the arrow and
+/// parquet crates panic on some corrupted footers (a flipped bit in the embedded Arrow schema:
+/// "Int type with bit width of 0"), and a damaged file must be reported, not crash `verify`.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, LedgerError>) -> Result<T, LedgerError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let why = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(LedgerError::Corrupt(format!(
+            "segment {} cannot be read: the Parquet reader failed on it ({why})",
+            path.display()
+        )))
+    })
+}
+
 /// Read a segment's binding metadata.
 pub fn read_meta(path: &Path) -> Result<SegmentMeta, LedgerError> {
+    guarded(path, || read_meta_unguarded(path))
+}
+
+fn read_meta_unguarded(path: &Path) -> Result<SegmentMeta, LedgerError> {
     let f = File::open(path).map_err(|e| LedgerError::Io {
         context: format!("opening segment {}", path.display()),
         source: e,
@@ -637,6 +658,13 @@ pub struct HashedRef<'a> {
 
 /// Stream the hashed fields of a segment, row by row (nothing is copied).
 pub fn for_each_hashed(
+    path: &Path,
+    f: impl FnMut(HashedRef<'_>) -> Result<(), LedgerError>,
+) -> Result<(), LedgerError> {
+    guarded(path, || for_each_hashed_unguarded(path, f))
+}
+
+fn for_each_hashed_unguarded(
     path: &Path,
     mut f: impl FnMut(HashedRef<'_>) -> Result<(), LedgerError>,
 ) -> Result<(), LedgerError> {

@@ -1447,6 +1447,34 @@ fn t17_pause_shows_as_a_gap_and_a_clean_stop_does_not() {
 }
 
 #[test]
+fn regression_a_flipped_bit_in_the_footer_schema_is_an_error_not_a_panic() {
+    // the property test below once hit a bit in the Parquet footer's embedded Arrow schema that
+    // makes arrow-ipc panic ("Int type with bit width of 0"); verify crashed instead of failing
+    let d = tmp("footer");
+    build(&d, 700);
+    let seg = seg_path(&d, &manifest(&d)[0]);
+    let original = std::fs::read(&seg).unwrap();
+    let key = b"ARROW:schema";
+    let at = original
+        .windows(key.len())
+        .rposition(|w| w == key)
+        .expect("the footer embeds the Arrow schema");
+    let copy = d.join("copy.parquet");
+    let end = (at + key.len() + 2000).min(original.len());
+    for pos in at + key.len()..end {
+        for bit in [0u8, 3, 6] {
+            let mut bad = original.clone();
+            bad[pos] ^= 1 << bit;
+            std::fs::write(&copy, &bad).unwrap();
+            // Ok or Err, never a panic
+            let _ = segment::read_meta(&copy);
+            let _ = segment::for_each_hashed(&copy, |_| Ok(()));
+        }
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
 fn property_any_single_byte_change_in_a_segment_or_checkpoint_is_detected() {
     let d = tmp("prop");
     build(&d, 700);

@@ -14,14 +14,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hour = args.get(2).ok_or("HOUR_START (RFC 3339) is required")?;
     let runs: usize = args.get(3).map_or(Ok(5), |r| r.parse())?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let engine = Engine::open(
-        std::path::Path::new(dir),
-        QueryOptions {
-            threads: Some(threads),
-            memory_limit: Some(8 << 30),
-            ..QueryOptions::default()
-        },
-    )?;
+    let opts = QueryOptions {
+        threads: Some(threads),
+        memory_limit: Some(8 << 30),
+        ..QueryOptions::default()
+    };
+    // TW_ARCHIVE_URL: read the sealed segments from the archive instead (the WAL tail stays
+    // local, as `trailwarden query --archive` reads it)
+    let engine = match std::env::var("TW_ARCHIVE_URL") {
+        Ok(url) => {
+            let a =
+                trailwarden_archive::Archive::open(&trailwarden_archive::ArchiveConfig::at(url))?;
+            let remote = trailwarden_query::RemoteSegments {
+                segments: trailwarden_archive::block_on(a.sealed_segments())??,
+                store_url: a.store_url(),
+                store: a.store(),
+            };
+            Engine::open_with_archive(Some(std::path::Path::new(dir)), remote, opts)?
+        }
+        Err(_) => Engine::open(std::path::Path::new(dir), opts)?,
+    };
+    let only: Option<String> = std::env::var("QUERIES").ok();
     let queries = [
         ("q1", "events | summarize count() by user | top 10 by count_".to_string()),
         (
@@ -34,6 +47,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
     for (name, q) in queries {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|x| x == name))
+        {
+            continue;
+        }
         let mut times = Vec::new();
         let mut rows = 0;
         let mut total = 0i64;

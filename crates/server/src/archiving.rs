@@ -20,6 +20,8 @@ pub const LAG_TITLE: &str = "Audit log backup lagging or unreachable (PCI DSS 10
 /// The last pass and running totals.
 #[derive(Default)]
 pub struct Stats {
+    /// One pass at a time (the timer, `POST /v1/archive`, the stop).
+    running: tokio::sync::Mutex<()>,
     last: Mutex<Option<Pass>>,
     bytes: AtomicU64,
     segments: AtomicU64,
@@ -133,16 +135,55 @@ pub fn spawn(s: Arc<AppState>) {
     });
 }
 
+/// At a clean stop with an archive configured: seal what the WAL holds, whatever its size, and
+/// run a last pass (bounded by `archive.request_timeout_seconds` × 3), so a stopped server
+/// leaves nothing acknowledged only on its local disk when the store is reachable.
+pub async fn at_stop(s: &AppState) {
+    if s.cfg.archive.url.is_none() {
+        return;
+    }
+    let sealed = s
+        .pipeline
+        .maintain(Box::new(|l| {
+            l.rotate()
+                .and_then(|_| l.wait_for_seals())
+                .map(|_| serde_json::Value::Null)
+                .map_err(|e| e.to_string())
+        }))
+        .await;
+    if let Err(e) = sealed {
+        eprintln!("warning: sealing the tail for the archive at stop: {e}");
+        return;
+    }
+    let limit = Duration::from_secs(s.cfg.archive.request_timeout_seconds.max(1) * 3);
+    match tokio::time::timeout(limit, pass(s)).await {
+        Ok(p) if p.error.is_none() => {}
+        Ok(p) => eprintln!(
+            "warning: the last archive pass failed: {}",
+            p.error.unwrap_or_default()
+        ),
+        Err(_) => eprintln!("warning: the last archive pass did not finish in {limit:?}; the next start archives the rest"),
+    }
+}
+
 /// One pass: sync, record, alert, evict.
 pub async fn pass(s: &AppState) -> Pass {
     let cfg = s.cfg.archive.clone();
     let dir = DataDir::new(&s.data_dir);
     let st = &s.archive;
-    // a fresh store each pass: the per-object lock date is fixed when it is opened
-    let synced = match Archive::open(&cfg) {
-        Ok(a) => a.sync(&dir).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let _one = st.running.lock().await;
+    // a fresh store each pass: the per-object lock date is fixed when it is opened. The pass
+    // reads segments and fsyncs the manifest: off the I/O runtime, on a runtime of its own.
+    let (c, d) = (cfg.clone(), dir.clone());
+    let synced = tokio::task::spawn_blocking(move || {
+        let a = Archive::open(&c).map_err(|e| e.to_string())?;
+        trailwarden_archive::block_on(a.sync(&d))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
     let url = cfg.url.clone().unwrap_or_default();
     let (sync, error) = match synced {
         Ok(r) => (Some(r), None),

@@ -109,6 +109,12 @@ pub fn document() -> Value {
                 "post": {"summary": "Verify the whole ledger now (role reviewer or above)", "tags": ["integrity"],
                     "responses": std_errors(json!({"200": {"description": "result", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VerifyRun"}}}}}))}
             },
+            "/v1/archive": {
+                "get": {"summary": "The archive tier: settings, the last pass, and every segment's state (local, archived, lag); role viewer or above, recorded", "tags": ["integrity"],
+                    "responses": std_errors(json!({"200": {"description": "status", "content": {"application/json": {"schema": {"type": "object"}}}}}))},
+                "post": {"summary": "Run an archive pass now (role admin)", "tags": ["integrity"],
+                    "responses": std_errors(json!({"200": {"description": "the pass", "content": {"application/json": {"schema": {"type": "object"}}}}, "409": err("no archive is configured")}))}
+            },
             "/v1/proofs/inclusion/{index}": {"get": {
                 "summary": "Inclusion proof of one record in the latest checkpoint (tlog-proof text; check offline with `trailwarden verify-proof`)", "tags": ["integrity"],
                 "parameters": [{"name": "index", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0}}],
@@ -256,7 +262,8 @@ pub fn document() -> Value {
                     "kql": {"type": "string"}, "sql": {"type": "string"},
                     "since": {"type": "string", "description": "RFC 3339 or a duration ago (24h)"},
                     "until": {"type": "string"},
-                    "limit": {"type": "integer", "minimum": 1}, "timeout_seconds": {"type": "integer", "minimum": 1}}},
+                    "limit": {"type": "integer", "minimum": 1}, "timeout_seconds": {"type": "integer", "minimum": 1},
+                    "archive": {"type": "boolean", "description": "read sealed segments from the archive ([archive] url), plus what is not archived yet"}}},
                 "QueryLine": {"type": "object", "description": "a row, or {\"@columns\": […]}, or {\"@summary\": {…}}"},
                 "Change": {"type": "object", "properties": {
                     "at": {"type": "integer"}, "actor": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"}, "note": {"type": "string"}}},
@@ -394,6 +401,7 @@ mod tests {
             "/v1/alerts/{id}/ack",
             "/v1/alerts/{id}/resolve",
             "/v1/verify",
+            "/v1/archive",
             "/v1/sources",
             "/v1/deliveries",
             "/v1/deliveries/{id}/retry",

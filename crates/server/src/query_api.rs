@@ -158,15 +158,13 @@ async fn run(job: QueryJob, planned: oneshot::Sender<Planned>, lines: mpsc::Send
         let engine = if req.archive {
             let a = trailwarden_archive::Archive::open(&archive)
                 .map_err(|e| (400u16, format!("\"archive\": true: {e}")))?;
-            let segs = a.segments().await.map_err(|e| (503u16, e.to_string()))?;
             let remote = trailwarden_query::RemoteSegments {
+                segments: a
+                    .sealed_segments()
+                    .await
+                    .map_err(|e| (503u16, e.to_string()))?,
                 store_url: a.store_url(),
                 store: a.store(),
-                segments: segs
-                    .into_iter()
-                    .filter(|s| s.entry.state == "sealed")
-                    .map(|s| (s.entry.first, s.entry.last, s.url))
-                    .collect(),
             };
             Engine::open_with_archive(Some(&data_dir), remote, opts)
         } else {

@@ -142,6 +142,15 @@ pub fn serve_with(
     on_started: impl FnOnce(&Started),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<SignedCheckpoint, ServerError> {
+    // the archive before anything starts: refused credentials or a missing bucket stop here
+    let archive_warning = match &cfg.archive.url {
+        None => None,
+        Some(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ServerError::Config(format!("starting the runtime: {e}")))?
+            .block_on(crate::archiving::check_at_start(&cfg.archive))?,
+    };
     std::fs::create_dir_all(&data_dir).map_err(|e| ServerError::io(&data_dir, e))?;
     // the ledger first: it creates the data directory's keys (and refuses a busy directory)
     let (ledger, _recovery) = Ledger::open(&data_dir, ledger_opts).map_err(|e| match e {
@@ -320,7 +329,7 @@ pub fn serve_with(
             .map_err(|e| ServerError::io(&data_dir, e))?;
         let syslog = crate::syslog::start(&cfg, tls.clone(), state.clone()).await?;
         let mut warnings = warnings;
-        if let Some(w) = crate::archiving::check_at_start(&cfg.archive).await? {
+        if let Some(w) = archive_warning {
             state
                 .pipeline
                 .control("archive-lag", crate::archiving::LAG_TITLE, w.clone());
@@ -402,6 +411,7 @@ pub fn serve_with(
         syslog.drain(grace).await;
         let _ = tokio::task::spawn_blocking(move || scheduler.stop()).await;
         let _ = tokio::task::spawn_blocking(move || reviewer.stop()).await;
+        crate::archiving::at_stop(&state).await;
         let r = pipeline.stop(&reason).await.map_err(ServerError::Stopped);
         // deliveries queued by the last commits go out during the grace; the rest after the
         // next start (the outbox is durable)

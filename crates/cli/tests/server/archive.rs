@@ -248,10 +248,41 @@ fn serve_archives_what_it_seals_and_alerts_when_the_archive_lags() {
         .parse()
         .unwrap();
     assert!(archived >= 1.0, "{metrics}");
-    // reading the archive status is itself audited
     let (_, text) = s.curl(Some(&s.token), &[&s.url("/v1/archive")]);
     assert!(text.contains("\"hot_days\":90"), "{text}");
-    drop(s);
+    // a clean stop seals the tail and archives it: the local disk can go, the archive alone
+    // verifies with the public key and answers queries with every acknowledged event
+    let (code, _) = s.stop();
+    assert_eq!(code, 0);
+    let vkey = std::fs::read_to_string(data.join("keys/checkpoint.vkey")).unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
+    let nowhere = dir.join("nowhere");
+    let out = bin()
+        .arg("--data-dir")
+        .arg(&nowhere)
+        .args(["verify", "--archive", &url, "--public-key", vkey.trim()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = bin()
+        .arg("--data-dir")
+        .arg(&nowhere)
+        .args(["query", "--archive", "--url", &url, "-O", "json"])
+        .arg("events | where user == \"archiver\" | summarize n = count()")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["n"].as_i64(), Some(1500), "{v}");
 
     // the store unreachable: serve starts (with a warning), and the lag is a control failure
     let data2 = dir.join("data2");
@@ -291,5 +322,100 @@ fn serve_archives_what_it_seals_and_alerts_when_the_archive_lags() {
         .iter()
         .all(|x| x["local"] == true && x["archived"].is_null()));
     drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// moto_server (PyPI `moto[server]`, installed by scripts/install-deps) on a free loopback
+/// port, with buckets made by boto3; killed when dropped.
+struct Moto(std::process::Child, u16);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn moto(buckets: &str) -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server is installed by scripts/install-deps");
+    let m = Moto(child, port);
+    wait_for("moto_server", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import boto3\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', aws_access_key_id='x', aws_secret_access_key='x', region_name='us-east-1')\n{buckets}"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m
+}
+
+#[test]
+fn check_asks_the_store_and_serve_refuses_a_bucket_that_does_not_exist() {
+    let dir = tmpdir("arch-check");
+    let m = moto("s3.create_bucket(Bucket='plain')");
+    let endpoint = format!("http://127.0.0.1:{}", m.1);
+    let cfg = dir.join("trailwarden.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[archive]\nurl = \"s3://plain/prod\"\nendpoint = \"{endpoint}\"\nallow_http = true\n"
+        ),
+    )
+    .unwrap();
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "x"),
+        ("AWS_SECRET_ACCESS_KEY", "x"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    // check: the bucket enforces nothing — the store's own answer, a 10.3.3 finding
+    let out = bin()
+        .envs(creds)
+        .args(["check", "-O", "json"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = v["files"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["id"].as_str())
+        .collect();
+    assert!(ids.contains(&"TW-ARC-01"), "{ids:?}");
+    // serve with a bucket that does not exist: refused at start, naming it
+    let mut env: Vec<(&str, &str)> = creds.to_vec();
+    env.extend([
+        ("TRAILWARDEN_ARCHIVE_URL", "s3://nosuch/prod"),
+        ("TRAILWARDEN_ARCHIVE_ENDPOINT", endpoint.as_str()),
+        ("TRAILWARDEN_ARCHIVE_ALLOW_HTTP", "true"),
+    ]);
+    match Server::try_start(&dir.join("data"), &env) {
+        Ok(_) => panic!("serve started with an archive bucket that does not exist"),
+        Err(e) => assert!(e.contains("nosuch"), "{e}"),
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
