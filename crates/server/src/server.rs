@@ -317,6 +317,7 @@ pub fn serve_with(
         .thread_name("trailwarden-io")
         .build()
         .map_err(|e| ServerError::Config(format!("starting the runtime: {e}")))?;
+    let on_failure = pipeline.clone();
     let result = rt.block_on(async move {
         let listener = TcpListener::bind(&cfg.http.listen)
             .await
@@ -418,6 +419,11 @@ pub fn serve_with(
         deliveries.stop(Duration::from_secs(2)).await;
         r
     });
+    if let Err(e) = &result {
+        // it failed before the shutdown sequence (a listener could not bind): stop the writer
+        // too, or joining it below waits for ever (serve hung instead of reporting the error)
+        let _ = rt.block_on(on_failure.stop(&format!("serve could not start: {e}")));
+    }
     drop(rt);
     let _ = writer.join();
     result

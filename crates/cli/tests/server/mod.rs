@@ -1095,3 +1095,22 @@ fn serve_mtls_client_certificates_map_to_roles() {
     );
     assert_eq!(rows[0]["Outcome"].as_str(), Some("unauthenticated"));
 }
+
+/// Regression: a listener that could not bind left the ledger writer running and `serve` hung
+/// joining it, silent, instead of exiting with the error.
+#[test]
+fn serve_exits_with_the_error_when_its_port_is_taken() {
+    let data = tmpdir("busy-port");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    match Server::try_start(&data, &[("TW_TEST_LISTEN", addr.as_str())]) {
+        Ok(_) => panic!("serve started on a port that is taken"),
+        Err(e) => assert!(e.contains(&addr), "{e}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "serve took {:?} to give up",
+        started.elapsed()
+    );
+}
