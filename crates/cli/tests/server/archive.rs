@@ -33,6 +33,17 @@ fn ingest(data: &Path, file: &Path) {
     );
 }
 
+/// `trailwarden verify --archive URL --public-key KEY` with `data` as the (absent) data dir.
+fn verify_archive(data: &Path, url: &str, vkey: &str, extra: &[&str]) -> std::process::Output {
+    bin()
+        .arg("--data-dir")
+        .arg(data)
+        .args(["verify", "--archive", url, "--public-key", vkey.trim()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 fn count(args: &[&str], data: &Path) -> i64 {
     let out = bin()
         .arg("--data-dir")
@@ -123,12 +134,7 @@ fn archive_sync_status_verify_and_query_from_the_command_line() {
         b[i] ^= 0x20;
         std::fs::write(&seg, b).unwrap();
     }
-    let out = bin()
-        .arg("--data-dir")
-        .arg(&nowhere)
-        .args(["verify", "--archive", &url, "--public-key", vkey.trim()])
-        .output()
-        .unwrap();
+    let out = verify_archive(&nowhere, &url, &vkey, &[]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     let name = seg.file_name().unwrap().to_string_lossy().to_string();
@@ -174,12 +180,7 @@ fn archive_sync_killed_mid_upload_finishes_on_the_next_run() {
         "{out}"
     );
     let vkey = std::fs::read_to_string(data.join("keys/checkpoint.vkey")).unwrap();
-    let out = bin()
-        .arg("--data-dir")
-        .arg(dir.join("nowhere"))
-        .args(["verify", "--archive", &url, "--public-key", vkey.trim()])
-        .output()
-        .unwrap();
+    let out = verify_archive(&dir.join("nowhere"), &url, &vkey, &[]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -257,12 +258,7 @@ fn serve_archives_what_it_seals_and_alerts_when_the_archive_lags() {
     let vkey = std::fs::read_to_string(data.join("keys/checkpoint.vkey")).unwrap();
     std::fs::remove_dir_all(&data).unwrap();
     let nowhere = dir.join("nowhere");
-    let out = bin()
-        .arg("--data-dir")
-        .arg(&nowhere)
-        .args(["verify", "--archive", &url, "--public-key", vkey.trim()])
-        .output()
-        .unwrap();
+    let out = verify_archive(&nowhere, &url, &vkey, &[]);
     assert_eq!(
         out.status.code(),
         Some(0),
