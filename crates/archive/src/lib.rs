@@ -34,7 +34,7 @@ pub use config::{ArchiveConfig, LockMode};
 pub use immutability::{Immutability, ImmutabilityCheck};
 pub use read::{ArchivedSegment, Restored};
 pub use store::Archive;
-pub use sync::{local_status, SegmentStatus, SyncReport};
+pub use sync::{local_status, marks_refer_to, SegmentStatus, SyncReport};
 
 /// What went wrong in the archive, with the object or file involved.
 #[derive(Debug, thiserror::Error)]

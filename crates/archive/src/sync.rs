@@ -392,6 +392,16 @@ impl Archive {
     }
 }
 
+/// Whether the manifest's `archived` marks refer to the archive at `url` (the data directory's
+/// `archive.url`, written after a complete pass). Eviction trusts the marks only then: after a
+/// change of archive, segments are in the previous one until a pass completes.
+pub fn marks_refer_to(dir: &DataDir, url: &str) -> bool {
+    datadir::read_text_if_exists(&dir.root().join("archive.url"))
+        .ok()
+        .flatten()
+        .is_some_and(|u| u.trim() == url)
+}
+
 /// Where every segment stands, from the manifest alone (`listed`: the archive's `seg/` names).
 pub fn local_status(
     dir: &DataDir,
@@ -452,6 +462,18 @@ mod tests {
         assert_eq!(archived_end(&m[..3]), 30);
         assert_eq!(archived_end(&m[1..]), 0, "a ledger must start at record 0");
         assert_eq!(archived_end(&[]), 0);
+    }
+
+    #[test]
+    fn eviction_trusts_the_marks_only_for_the_archive_they_were_made_for() {
+        let root = std::env::temp_dir().join(format!("tw-arch-marks-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap_or_default();
+        let d = DataDir::new(&root);
+        assert!(!marks_refer_to(&d, "s3://a/p"), "no pass completed yet");
+        std::fs::write(root.join("archive.url"), "s3://a/p\n").unwrap_or_default();
+        assert!(marks_refer_to(&d, "s3://a/p"));
+        assert!(!marks_refer_to(&d, "s3://b/p"), "another archive");
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -202,13 +202,14 @@ fn sync(cli: &Cli, sel: &ArchiveSel, retries: u32, no_evict: bool) -> Result<u8>
             std::thread::sleep(std::time::Duration::from_secs(delay));
             delay = (delay * 2).min(60);
         };
-        let evicted = if no_evict {
+        let url = settings.url.clone().unwrap_or_default();
+        let evicted = if no_evict || !trailwarden_archive::marks_refer_to(&dir, &url) {
             Vec::new()
         } else {
             let before = Timestamp(
                 Timestamp::now().0 - i64::from(settings.hot_days) * 86_400 * 1_000_000_000,
             );
-            retention::evict(&mut l, before, settings.url.as_deref().unwrap_or_default())?
+            retention::evict(&mut l, before, &url)?
         };
         Ok((report, evicted))
     })();
