@@ -231,19 +231,30 @@ pub async fn pass(s: &AppState) -> Pass {
     // hot tier: local copies past hot_days go, once archived and verified
     let before = Timestamp(Timestamp::now().0 - i64::from(cfg.hot_days) * 86_400 * 1_000_000_000);
     let u = url.clone();
+    let mut error = error;
     let evicted: Vec<(u64, u64)> = if !trailwarden_archive::marks_refer_to(&dir, &url) {
         Vec::new()
     } else {
-        s.pipeline
+        let r = s
+            .pipeline
             .maintain(Box::new(move |l| {
                 trailwarden_ledger::retention::evict(l, before, &u)
                     .map_err(|e| e.to_string())
                     .and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string()))
             }))
             .await
-            .ok()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default()
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()));
+        r.unwrap_or_else(|e| {
+            // not silent: counted, shown by /v1/archive, and a control failure
+            st.failures.fetch_add(1, Ordering::Relaxed);
+            s.pipeline.control(
+                "archive-evict",
+                "Evicting archived segments from the hot tier failed",
+                format!("{url}: {e}"),
+            );
+            error = Some(format!("eviction: {e}"));
+            Vec::new()
+        })
     };
     st.evicted
         .fetch_add(evicted.len() as u64, Ordering::Relaxed);
