@@ -251,8 +251,8 @@ impl Archive {
         let manifest = datadir::read_manifest(&dir.manifest_path())?;
         let end = archived_end(&manifest);
         report.archived_end = end;
-        let cps = datadir::read_checkpoint_log(&dir.checkpoints_log())?;
         let cp_bytes = datadir::read_if_exists(&dir.checkpoints_log())?.unwrap_or_default();
+        let cps = datadir::parse_checkpoint_log(&cp_bytes);
         let mut boundary = 0u64;
         for (i, entry) in cps.entries.iter().enumerate() {
             if note_size(&entry.note).is_none_or(|s| s > end) {

@@ -171,11 +171,10 @@ pub fn verify(cli: &Cli, a: &VerifyArgs) -> Result<u8> {
                         scratch.display()
                     );
                 }
-                let archive =
-                    trailwarden_archive::Archive::open(&trailwarden_archive::ArchiveConfig {
-                        allow_http: std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true"),
-                        ..trailwarden_archive::ArchiveConfig::at(url.clone())
-                    })?;
+                // plain HTTP to a test store follows the store's own variable (AWS_ALLOW_HTTP, …)
+                let archive = trailwarden_archive::Archive::open(
+                    &trailwarden_archive::ArchiveConfig::at(url.clone()),
+                )?;
                 bar.set_message("fetching the archive");
                 let fetched = trailwarden_archive::block_on(archive.materialize(&scratch))?;
                 let r = fetched

@@ -438,9 +438,13 @@ pub fn log_entry(note: &str) -> Vec<u8> {
 
 /// Read checkpoints.log (missing = empty).
 pub fn read_checkpoint_log(p: &Path) -> Result<CheckpointLog, LedgerError> {
-    let Some(data) = read_if_exists(p)? else {
-        return Ok(CheckpointLog::default());
-    };
+    Ok(read_if_exists(p)?
+        .map(|d| parse_checkpoint_log(&d))
+        .unwrap_or_default())
+}
+
+/// Parse the bytes of checkpoints.log.
+pub fn parse_checkpoint_log(data: &[u8]) -> CheckpointLog {
     let mut out = CheckpointLog::default();
     let mut off = 0usize;
     while off < data.len() {
@@ -476,7 +480,7 @@ pub fn read_checkpoint_log(p: &Path) -> Result<CheckpointLog, LedgerError> {
         }
         off = start + len;
     }
-    Ok(out)
+    out
 }
 
 /// One manifest line.

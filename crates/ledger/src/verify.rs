@@ -1188,21 +1188,22 @@ fn visit(
             _ => {}
         },
         RecordKind::Retention => {
-            if let Ok(Retention::Evict {
-                first,
-                last,
-                compact_range,
-                ..
-            }) = serde_json::from_slice::<Retention>(payload)
-            {
-                // an eviction record accounts for an evicted range (a range evicted and
-                // later pruned is accounted for by its tombstone; one restored is present)
-                let claim = st
-                    .pruned_claims
+            // the manifest's claim for the same range (pruned or evicted), if any
+            let claim_of = |st: &State, first: u64, last: u64| {
+                st.pruned_claims
                     .iter()
                     .find(|c| c.first == first && c.last == last)
-                    .cloned();
-                match claim {
+                    .cloned()
+            };
+            match serde_json::from_slice::<Retention>(payload) {
+                Ok(Retention::Evict {
+                    first,
+                    last,
+                    compact_range,
+                    ..
+                }) => match claim_of(st, first, last) {
+                    // an eviction record accounts for an evicted range (a range evicted and
+                    // later pruned is accounted for by its tombstone; one restored is present)
                     Some(c) if c.compact_range != compact_range => st.fail(
                         "E_MISSING_SEGMENT",
                         None,
@@ -1211,22 +1212,14 @@ fn visit(
                         "the eviction record does not match the evicted range's compact range",
                     ),
                     _ => st.tombstones_seen.push((index, first, last)),
-                }
-            }
-            if let Ok(Retention::Prune {
-                first,
-                last,
-                newest_received,
-                compact_range,
-                ..
-            }) = serde_json::from_slice::<Retention>(payload)
-            {
-                let claim = st
-                    .pruned_claims
-                    .iter()
-                    .find(|c| c.first == first && c.last == last)
-                    .cloned();
-                match claim {
+                },
+                Ok(Retention::Prune {
+                    first,
+                    last,
+                    newest_received,
+                    compact_range,
+                    ..
+                }) => match claim_of(st, first, last) {
                     Some(c) if c.compact_range == compact_range && c.tombstone == Some(index) => {
                         st.tombstones_seen.push((index, first, last));
                         if received.0 - newest_received.0 < opts.min_retention_ns {
@@ -1241,11 +1234,10 @@ fn visit(
                         None,
                         "the tombstone does not match the pruned range's compact range",
                     ),
-                    None => {
-                        // A tombstone for a range still present: harmless, nothing was deleted.
-                        st.tombstones_seen.push((index, first, last));
-                    }
-                }
+                    // A tombstone for a range still present: harmless, nothing was deleted.
+                    None => st.tombstones_seen.push((index, first, last)),
+                },
+                _ => {}
             }
         }
         _ => {}

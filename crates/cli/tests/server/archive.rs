@@ -33,6 +33,17 @@ fn ingest(data: &Path, file: &Path) {
     );
 }
 
+/// `verify --archive` must pass (exit 0).
+fn assert_archive_verifies(data: &Path, url: &str, vkey: &str) {
+    let out = verify_archive(data, url, vkey, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// `trailwarden verify --archive URL --public-key KEY` with `data` as the (absent) data dir.
 fn verify_archive(data: &Path, url: &str, vkey: &str, extra: &[&str]) -> std::process::Output {
     bin()
@@ -180,13 +191,7 @@ fn archive_sync_killed_mid_upload_finishes_on_the_next_run() {
         "{out}"
     );
     let vkey = std::fs::read_to_string(data.join("keys/checkpoint.vkey")).unwrap();
-    let out = verify_archive(&dir.join("nowhere"), &url, &vkey, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_archive_verifies(&dir.join("nowhere"), &url, &vkey);
     // and the local ledger is whole (the killed runs' writer records included)
     let out = bin()
         .arg("--data-dir")
@@ -258,13 +263,7 @@ fn serve_archives_what_it_seals_and_alerts_when_the_archive_lags() {
     let vkey = std::fs::read_to_string(data.join("keys/checkpoint.vkey")).unwrap();
     std::fs::remove_dir_all(&data).unwrap();
     let nowhere = dir.join("nowhere");
-    let out = verify_archive(&nowhere, &url, &vkey, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_archive_verifies(&nowhere, &url, &vkey);
     let out = bin()
         .arg("--data-dir")
         .arg(&nowhere)
