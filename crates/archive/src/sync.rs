@@ -446,6 +446,7 @@ mod tests {
             compact_range: Vec::new(),
             tombstone: None,
             archived: archived.then_some(Timestamp(1)),
+            stream: None,
         }
     }
 

@@ -55,6 +55,10 @@ pub struct QueryArgs {
     /// period, or a query from any machine.
     #[arg(long)]
     pub archive: bool,
+    /// Also read this ledger (another partition's data directory; repeat for more): one query
+    /// over the partitions of a cluster. The read is recorded in each ledger.
+    #[arg(long = "ledger", value_name = "DIR", conflicts_with = "archive")]
+    pub ledgers: Vec<PathBuf>,
     /// Which archive (with --archive).
     #[command(flatten)]
     pub archive_sel: crate::cmd_archive::ArchiveSel,
@@ -119,6 +123,10 @@ pub fn run(cli: &Cli, a: &QueryArgs) -> Result<u8> {
                 opts.clone(),
             )?)
         })
+    } else if !a.ledgers.is_empty() {
+        let mut dirs = vec![cli.data_dir.as_path()];
+        dirs.extend(a.ledgers.iter().map(PathBuf::as_path));
+        Engine::open_many(&dirs, opts.clone()).map_err(anyhow::Error::from)
     } else {
         Engine::open(&cli.data_dir, opts.clone()).map_err(anyhow::Error::from)
     };
@@ -175,14 +183,26 @@ pub fn run(cli: &Cli, a: &QueryArgs) -> Result<u8> {
         ),
     };
     let language = if a.sql { "sql" } else { "kql" };
-    let warning = store::record_access(
+    let target = format!("{language}: {}{window}", text.trim());
+    let outcome = if result.is_ok() { "success" } else { "failure" };
+    let mut warnings = vec![store::record_access(
         cli,
         "query",
-        &format!("{language}: {}{window}", text.trim()),
+        &target,
         rows as u64,
-        if result.is_ok() { "success" } else { "failure" },
-    );
-    if let Some(w) = warning {
+        outcome,
+    )];
+    for d in &a.ledgers {
+        warnings.push(store::record_access_in(
+            cli,
+            d,
+            "query",
+            &format!("{target} [with {} other ledgers]", a.ledgers.len()),
+            rows as u64,
+            outcome,
+        ));
+    }
+    for w in warnings.into_iter().flatten() {
         eprintln!("warning: {w}");
     }
     let outputs = match result {

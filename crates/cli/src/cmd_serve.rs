@@ -31,6 +31,16 @@ pub struct ServeArgs {
     /// Listen address (overrides http.listen).
     #[arg(long, value_name = "IP:PORT")]
     pub listen: Option<String>,
+    /// Cluster role (overrides cluster.role): all (one process, no NATS), ingest (publish to
+    /// JetStream), writer (the partition's ledger writer; a second one waits as a standby).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// NATS server URLs, comma-separated (overrides cluster.nats_url).
+    #[arg(long, value_name = "URLS")]
+    pub nats_url: Option<String>,
+    /// Partition (overrides cluster.partition): usually the Kubernetes cluster's name.
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<String>,
 }
 
 /// `trailwarden tokens`.
@@ -103,6 +113,23 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
     };
     if let Some(l) = &a.listen {
         cfg.http.listen = l.clone();
+    }
+    if let Some(r) = &a.role {
+        match r.parse() {
+            Ok(r) => cfg.cluster.role = r,
+            Err(e) => {
+                eprintln!("error: --role: {e}");
+                return Ok(crate::EXIT_USAGE);
+            }
+        }
+    }
+    if let Some(u) = &a.nats_url {
+        cfg.cluster.nats_url = Some(u.clone());
+    }
+    if let Some(p) = &a.partition {
+        cfg.cluster.partition = p.clone();
+    }
+    if a.listen.is_some() || a.role.is_some() || a.nats_url.is_some() || a.partition.is_some() {
         if let Err(e) = cfg.check() {
             eprintln!("error: {e}");
             return Ok(crate::EXIT_USAGE);
@@ -166,8 +193,12 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<u8> {
         shutdown,
     );
     match r {
-        Ok(cp) => {
+        Ok(Some(cp)) => {
             eprintln!("stopped: final checkpoint at size {}", cp.checkpoint.size);
+            Ok(crate::EXIT_OK)
+        }
+        Ok(None) => {
+            eprintln!("stopped (ingest node: every acknowledged batch is in JetStream)");
             Ok(crate::EXIT_OK)
         }
         Err(e @ trailwarden_server::ServerError::Ledger(_))

@@ -109,6 +109,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  trailwarden serve -c trailwarden.toml
+  # scale-out on NATS JetStream (docs/cluster.md): two ingest nodes, a writer and a standby
+  trailwarden --data-dir in1 serve --role ingest --nats-url nats://127.0.0.1:4222 --listen 127.0.0.1:8441
+  trailwarden --data-dir w serve --role writer --nats-url nats://127.0.0.1:4222 --partition prod-aks --listen 127.0.0.1:8443
+";
+
 const EXAMPLES: &str = "\
 Examples:
   trailwarden serve
@@ -174,6 +182,7 @@ pub enum Command {
     /// Run detection rules over stored events of a time range (new rules on old data).
     Detect(cmd_alerts::DetectArgs),
     /// Run the server: the audit webhook and ingest API, syslog, query and alert API, metrics.
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve(cmd_serve::ServeArgs),
     /// API tokens: create (prints the token once), list, revoke.
     #[command(subcommand)]

@@ -103,6 +103,18 @@ pub fn record_access(
     records: u64,
     outcome: &str,
 ) -> Option<String> {
+    record_access_in(cli, &cli.data_dir, action, target, records, outcome)
+}
+
+/// [`record_access`] in the ledger of `dir` (another partition's, read by the same command).
+pub fn record_access_in(
+    cli: &Cli,
+    dir: &std::path::Path,
+    action: &str,
+    target: &str,
+    records: u64,
+    outcome: &str,
+) -> Option<String> {
     let access = Access {
         subject: subject(),
         interface: "cli".into(),
@@ -112,10 +124,13 @@ pub fn record_access(
         outcome: outcome.into(),
         origin: "local".into(),
     };
-    if !cli.data_dir.join("identity.json").exists() {
+    if !dir.join("identity.json").exists() {
         return None;
     }
-    match open_writer(cli, &format!("record {action}")) {
+    let opened = writer_options(cli, &format!("record {action}"))
+        .map_err(|e| LedgerError::Invalid(format!("{e:#}")))
+        .and_then(|opts| Ledger::open(dir, opts));
+    match opened {
         Ok((mut l, _)) => {
             let r = l
                 .append_internal(RecordKind::Access, &access)
@@ -124,15 +139,15 @@ pub fn record_access(
             r.err()
                 .map(|e| format!("could not record this {action} in the ledger: {e}"))
         }
-        Err(LedgerError::Locked(_)) => spool(cli, &access)
+        Err(LedgerError::Locked(_)) => spool(dir, &access)
             .err()
             .map(|e| format!("could not record this {action}: {e:#}")),
         Err(e) => Some(format!("could not record this {action} in the ledger: {e}")),
     }
 }
 
-fn spool(cli: &Cli, a: &Access) -> Result<()> {
-    let p = cli.data_dir.join("access.spool");
+fn spool(dir: &std::path::Path, a: &Access) -> Result<()> {
+    let p = dir.join("access.spool");
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -523,6 +523,22 @@ pub struct ManifestEntry {
     /// pruned entry, purged from the archive too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived: Option<Timestamp>,
+    /// The newest position in a message stream (JetStream) the ledger had applied when this
+    /// segment was sealed (a cluster writer resumes after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamPos>,
+}
+
+/// A record's place in the message stream it was consumed from: the stream sequence of its
+/// message and its index among the message's records. Kept in the WAL frame's metadata (derived
+/// data, not hashed) and in the manifest at each seal, so that a cluster writer resumes from the
+/// ledger's own last record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StreamPos {
+    /// Stream sequence of the message.
+    pub seq: u64,
+    /// Index of the record in the message.
+    pub k: u32,
 }
 
 impl ManifestEntry {
@@ -671,6 +687,7 @@ mod tests {
             compact_range: Vec::new(),
             tombstone: None,
             archived: None,
+            stream: None,
         };
         append_manifest(&p, &entry(0)).unwrap();
         // a crash half-way through the next append

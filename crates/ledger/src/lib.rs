@@ -27,6 +27,7 @@ pub mod wal;
 pub mod witness;
 pub mod writer;
 
+pub use datadir::StreamPos;
 pub use writer::{Anchor, Clock, Extractor, Ledger, Options, Recovery, SystemClock};
 
 /// Errors of the ledger.

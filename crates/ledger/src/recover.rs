@@ -138,6 +138,8 @@ pub(crate) fn recover(
         expected = e.last + 1;
     }
 
+    // the stream position: the manifest's newest, then the WALs' frames (newest wins)
+    let mut stream_pos = manifest.iter().rev().find_map(|e| e.stream);
     let mut reseal = Vec::new();
     let wals = list_wals(dir)?;
     let mut active: Option<(u64, PathBuf, u64, SegmentBuilder, Option<Timestamp>, u64)> = None;
@@ -200,6 +202,9 @@ pub(crate) fn recover(
             frontier.push(fr.leaf);
             tail_leaves.push(fr.leaf);
             batch_seq = fr.batch + 1;
+            if let Some(p) = crate::writer::frame_stream_pos(fr.meta) {
+                stream_pos = Some(p);
+            }
         }
         if let Some(fr) = scan.frames.last() {
             let d = record::decode(fr.record).map_err(LedgerError::Invalid)?;
@@ -245,7 +250,15 @@ pub(crate) fn recover(
                 }
             }
             let batch = builder.finish()?;
-            reseal.push(seal_job(first, last - 1, batch, &frontier, chain, path));
+            reseal.push(seal_job(
+                first,
+                last - 1,
+                batch,
+                &frontier,
+                chain,
+                path,
+                stream_pos,
+            ));
         } else {
             active = Some((first, path, good_end, builder, opened, last));
         }
@@ -310,6 +323,7 @@ pub(crate) fn recover(
         last_checkpoint: checkpoints.last().cloned(),
         clean_shutdown,
         reseal,
+        stream_pos,
     })
 }
 

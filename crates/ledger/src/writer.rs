@@ -7,7 +7,7 @@
 //! (no retry on the same file descriptor — the page cache may already have dropped the data);
 //! checkpoints only ever sign durable sizes, never smaller than a size signed before.
 
-use crate::datadir::{self, b64, DataDir, Identity, ManifestEntry};
+use crate::datadir::{self, b64, DataDir, Identity, ManifestEntry, StreamPos};
 use crate::keys::{self, KeyLogEntry, KeySet};
 use crate::merkle::{chain_seed, Frontier, Hash};
 use crate::note::{sign_note, Checkpoint, NoteSigner, NoteVerifier, SignedCheckpoint};
@@ -150,6 +150,16 @@ struct FrameMeta {
     f: Option<Format>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     q: Option<Quarantine>,
+    /// Where in a message stream the record came from (cluster writers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p: Option<StreamPos>,
+}
+
+/// The stream position a WAL frame's metadata names, if any.
+pub(crate) fn frame_stream_pos(meta: &[u8]) -> Option<StreamPos> {
+    serde_json::from_slice::<FrameMeta>(meta)
+        .ok()
+        .and_then(|m| m.p)
 }
 
 /// The format a WAL frame's metadata names, if any.
@@ -179,6 +189,8 @@ pub(crate) struct SealJob {
     frontier: Vec<Hash>,
     chain: Hash,
     wal_path: PathBuf,
+    /// The ledger's stream position when the WAL was rotated.
+    stream: Option<StreamPos>,
 }
 
 struct Sealer {
@@ -216,6 +228,8 @@ pub struct Ledger {
     seal_error: Arc<Mutex<Option<String>>>,
     /// Raw-column buffers handed back by sealing, reused by the next WAL's builder.
     spare_raw: Arc<Mutex<Vec<RawBuffers>>>,
+    /// The newest stream position appended (cluster writers resume after it).
+    stream_pos: Option<StreamPos>,
 }
 
 impl Ledger {
@@ -300,6 +314,7 @@ impl Ledger {
             state.batch_seq,
         );
         l.last_checkpoint = state.last_checkpoint;
+        l.stream_pos = state.stream_pos;
         for job in state.reseal {
             recovery.resealed += 1;
             l.seal_now(job)?;
@@ -357,6 +372,7 @@ impl Ledger {
             sealer: None,
             seal_error,
             spare_raw: Arc::new(Mutex::new(Vec::new())),
+            stream_pos: None,
             opts,
         }
     }
@@ -535,12 +551,24 @@ impl Ledger {
     /// Append a parsed or quarantined record. Returns its index; it is durable only after
     /// [`Ledger::commit`].
     pub fn append(&mut self, rec: &Record) -> Result<u64, LedgerError> {
+        self.append_from(rec, None)
+    }
+
+    /// [`Ledger::append`] for a record consumed from a message stream: its position is kept in
+    /// the frame's metadata (and at the next seal in the manifest), so that
+    /// [`Ledger::stream_position`] survives a crash.
+    pub fn append_from(
+        &mut self,
+        rec: &Record,
+        pos: Option<StreamPos>,
+    ) -> Result<u64, LedgerError> {
         let (kind, meta, x) = match &rec.body {
             Body::Event(e) => (
                 RecordKind::Event,
                 FrameMeta {
                     f: Some(e.format),
                     q: None,
+                    p: pos,
                 },
                 Extracted::Event(e),
             ),
@@ -549,16 +577,31 @@ impl Ledger {
                 FrameMeta {
                     f: None,
                     q: Some(q.clone()),
+                    p: pos,
                 },
                 Extracted::Quarantine(q),
             ),
             Body::Internal => (
                 RecordKind::Lifecycle,
-                FrameMeta::default(),
+                FrameMeta {
+                    p: pos,
+                    ..FrameMeta::default()
+                },
                 Extracted::Internal,
             ),
         };
-        self.append_raw(kind, rec.received, &rec.source, &rec.raw, &meta, x)
+        let i = self.append_raw(kind, rec.received, &rec.source, &rec.raw, &meta, x)?;
+        if pos.is_some() {
+            self.stream_pos = pos;
+        }
+        Ok(i)
+    }
+
+    /// The newest stream position appended (durable once committed; after a crash, the newest
+    /// one that was durable): where a cluster writer resumes. `None`: no record came from a
+    /// stream.
+    pub fn stream_position(&self) -> Option<StreamPos> {
+        self.stream_pos
     }
 
     /// Append a record trailwarden writes itself (its payload is `value` as JSON).
@@ -567,17 +610,35 @@ impl Ledger {
         kind: RecordKind,
         value: &T,
     ) -> Result<u64, LedgerError> {
+        self.append_internal_from(kind, value, None)
+    }
+
+    /// [`Ledger::append_internal`] for a record that came from a message stream (an ingest
+    /// node's access record): its position is kept as [`Ledger::append_from`] keeps it.
+    pub fn append_internal_from<T: Serialize>(
+        &mut self,
+        kind: RecordKind,
+        value: &T,
+        pos: Option<StreamPos>,
+    ) -> Result<u64, LedgerError> {
         let payload = serde_json::to_vec(value)
             .map_err(|e| LedgerError::Invalid(format!("encoding {kind} record: {e}")))?;
         let now = self.opts.clock.now();
-        self.append_raw(
+        let i = self.append_raw(
             kind,
             now,
             "trailwarden",
             &payload,
-            &FrameMeta::default(),
+            &FrameMeta {
+                p: pos,
+                ..FrameMeta::default()
+            },
             Extracted::Internal,
-        )
+        )?;
+        if pos.is_some() {
+            self.stream_pos = pos;
+        }
+        Ok(i)
     }
 
     fn append_raw(
@@ -748,6 +809,7 @@ impl Ledger {
             frontier: self.frontier.nodes().to_vec(),
             chain: self.chain,
             wal_path: old.path,
+            stream: self.stream_pos,
         };
         drop(old.io);
         if self.opts.background_seal {
@@ -1203,6 +1265,7 @@ fn seal(
         compact_range: Vec::new(),
         tombstone: None,
         archived: None,
+        stream: job.stream,
         first: job.first,
         last: job.last,
         state: "sealed".into(),
@@ -1245,6 +1308,7 @@ mod internal {
         pub last_checkpoint: Option<SignedCheckpoint>,
         pub clean_shutdown: bool,
         pub reseal: Vec<SealJob>,
+        pub stream_pos: Option<StreamPos>,
     }
 
     pub(crate) fn seal_job(
@@ -1254,8 +1318,10 @@ mod internal {
         frontier: &Frontier,
         chain: Hash,
         wal_path: PathBuf,
+        stream: Option<StreamPos>,
     ) -> SealJob {
         SealJob {
+            stream,
             signers: Vec::new(),
             newest_received: None,
             first,

@@ -30,7 +30,7 @@ struct Args {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: tw-loadgen --url URL --token T [--ca PEM] --events FILE.jsonl [--batch 400] [--connections 8] [--seconds 30] [--rate EVENTS_PER_S]");
+    eprintln!("usage: tw-loadgen --url URL[,URL…] --token T[,T…] [--ca PEM[,PEM…]] --events FILE.jsonl [--batch 400] [--connections 8] [--seconds 30] [--rate EVENTS_PER_S]\n  several URLs (cluster ingest nodes): connection i posts to URL i mod n with token i mod n");
     std::process::exit(2)
 }
 
@@ -130,17 +130,23 @@ fn main() {
             .collect(),
     );
     assert!(!bodies.is_empty(), "need at least {} events", a.batch);
-    let (tls, rest) = if let Some(r) = a.url.strip_prefix("https://") {
-        (true, r)
-    } else if let Some(r) = a.url.strip_prefix("http://") {
-        (false, r)
-    } else {
-        usage()
-    };
-    let host = rest.trim_end_matches('/').to_string();
+    let mut hosts = Vec::new();
+    let mut tls = false;
+    for u in a.url.split(',') {
+        let (t, rest) = if let Some(r) = u.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = u.strip_prefix("http://") {
+            (false, r)
+        } else {
+            usage()
+        };
+        tls |= t;
+        hosts.push(rest.trim_end_matches('/').to_string());
+    }
+    let tokens: Vec<String> = a.token.split(',').map(str::to_string).collect();
     let tls_cfg = tls.then(|| {
         let mut roots = rustls::RootCertStore::empty();
-        if let Some(ca) = &a.ca {
+        for ca in a.ca.iter().flat_map(|c| c.split(',')) {
             use rustls::pki_types::pem::PemObject;
             for c in rustls::pki_types::CertificateDer::pem_file_iter(ca)
                 .unwrap_or_else(|e| panic!("{ca}: {e}"))
@@ -168,6 +174,8 @@ fn main() {
     let start = Instant::now();
     let mut hs = Vec::new();
     for c in 0..a.connections {
+        let host = hosts[c % hosts.len()].clone();
+        let token = tokens[c % tokens.len()].clone();
         let (a, bodies, stop, sent, refused, lat, host, tls_cfg) = (
             a.clone(),
             bodies.clone(),
@@ -198,7 +206,7 @@ fn main() {
                 i += a.connections;
                 let head = format!(
                     "POST /v1/ingest/k8s-audit HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                    a.token,
+                    token,
                     body.len()
                 );
                 match post(&mut r, head.as_bytes(), body) {

@@ -14,7 +14,7 @@ pub mod metrics;
 pub mod writer;
 
 pub use detector::{DetectStats, Detector, RuleConfig, CORRELATION_CAP};
-pub use writer::{Batch, ChangeError, Pipeline, Refused, Stored};
+pub use writer::{Batch, ChangeError, Fence, Job, Pipeline, Refused, Stored};
 
 use std::path::PathBuf;
 

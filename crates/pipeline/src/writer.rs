@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use trailwarden_alert::{AlertError, Change, Status};
 use trailwarden_ledger::note::SignedCheckpoint;
 use trailwarden_ledger::record::Access;
-use trailwarden_ledger::Ledger;
+use trailwarden_ledger::{Ledger, StreamPos};
 use trailwarden_model::{Body, Record, RecordKind, Timestamp};
 
 /// Where a stored batch landed.
@@ -38,6 +38,12 @@ pub struct Batch {
     pub reply: Option<oneshot::Sender<Result<Stored, String>>>,
     /// Raw bytes of the records (what the queue limit counts), computed once.
     bytes: u64,
+    /// What makes a retry of the same input recognisable (the request body's hash): a cluster
+    /// ingest node derives its JetStream message ids from it. `None`: every batch is new.
+    pub id: Option<String>,
+    /// For records consumed from a stream (cluster writers): the position of the first record;
+    /// record `j` is at `k + j` of the same message.
+    pub stream: Option<StreamPos>,
 }
 
 impl Batch {
@@ -55,7 +61,17 @@ impl Batch {
             records,
             reply,
             bytes,
+            id: None,
+            stream: None,
         }
+    }
+
+    /// Take the batch off the queue's counters (a custom consumer calls this once per batch).
+    pub fn dequeued(&self, metrics: &Metrics) {
+        metrics
+            .queue_events
+            .fetch_sub(self.records.len() as u64, Ordering::Relaxed);
+        metrics.queue_bytes.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 
     /// Raw bytes of the records.
@@ -144,6 +160,14 @@ pub enum Job {
         serde_json::Value,
         oneshot::Sender<Result<u64, String>>,
     ),
+    /// Append an internal record consumed from a stream at a position (an ingest node's
+    /// access record); answered with its ledger index once durable.
+    Streamed(
+        RecordKind,
+        serde_json::Value,
+        StreamPos,
+        oneshot::Sender<Result<u64, String>>,
+    ),
     /// Ledger maintenance run on the writer (the archive tier's evictions and prunes): the
     /// closure gets the ledger between batches; answered with what it returns.
     Maintain(
@@ -168,6 +192,11 @@ pub enum Refused {
     Stopped(String),
 }
 
+/// A writer's right to write: checked before every write to the ledger. A cluster writer's
+/// lease answers `Err(why)` once it may no longer be the partition's writer; the writer thread
+/// then stops at once, without one more record (not even its stop record).
+pub type Fence = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// The handle the server holds.
 pub struct Pipeline {
     tx: Mutex<Option<Sender<Job>>>,
@@ -189,22 +218,55 @@ impl Pipeline {
         max_events: u64,
         max_bytes: u64,
     ) -> (Arc<Pipeline>, std::thread::JoinHandle<()>) {
+        Pipeline::start_fenced(
+            ledger, detector, detect, metrics, max_events, max_bytes, None,
+        )
+    }
+
+    /// [`Pipeline::start`] for a writer that holds a lease: `fence` is asked before every write.
+    pub fn start_fenced(
+        ledger: Ledger,
+        detector: Detector,
+        detect: bool,
+        metrics: Arc<Metrics>,
+        max_events: u64,
+        max_bytes: u64,
+        fence: Option<Fence>,
+    ) -> (Arc<Pipeline>, std::thread::JoinHandle<()>) {
+        metrics.ledger_size.store(ledger.size(), Ordering::Relaxed);
+        let m = metrics.clone();
+        Pipeline::start_with(metrics, max_events, max_bytes, move |rx, failed| {
+            let w = Writer {
+                ledger: Some(ledger),
+                detector,
+                detect,
+                detect_failed: false,
+                metrics: m,
+                failed,
+                last_heartbeat: Instant::now(),
+                last_spool: Instant::now(),
+                fence,
+            };
+            w.run(rx)
+        })
+    }
+
+    /// A pipeline whose jobs are taken by `body` on a thread of its own instead of the ledger
+    /// writer (a cluster ingest node forwards them to JetStream). `body` answers each job, takes
+    /// batches off the queue counters ([`Batch::dequeued`]) and writes why it stopped, if it
+    /// failed, into the `Mutex` ([`Pipeline::failure`] reads it).
+    pub fn start_with(
+        metrics: Arc<Metrics>,
+        max_events: u64,
+        max_bytes: u64,
+        body: impl FnOnce(Receiver<Job>, Arc<Mutex<Option<String>>>) + Send + 'static,
+    ) -> (Arc<Pipeline>, std::thread::JoinHandle<()>) {
         let (tx, rx) = std::sync::mpsc::channel();
         let failed = Arc::new(Mutex::new(None));
-        metrics.ledger_size.store(ledger.size(), Ordering::Relaxed);
-        let w = Writer {
-            ledger: Some(ledger),
-            detector,
-            detect,
-            detect_failed: false,
-            metrics: metrics.clone(),
-            failed: failed.clone(),
-            last_heartbeat: Instant::now(),
-            last_spool: Instant::now(),
-        };
+        let f = failed.clone();
         let h = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || w.run(rx))
+            .spawn(move || body(rx, f))
             .unwrap_or_else(|e| panic!("cannot start the ledger writer thread: {e}"));
         (
             Arc::new(Pipeline {
@@ -316,6 +378,21 @@ impl Pipeline {
             .map_err(|e| format!("{e:?}"))?;
         rx.await
             .map_err(|_| "the ledger writer stopped".to_string())?
+    }
+
+    /// [`Self::record`] for a record consumed from a stream at `pos` (kept in the ledger so a
+    /// cluster writer resumes after it).
+    /// Queued at once; the receiver answers once it is durable.
+    pub fn record_from(
+        &self,
+        kind: RecordKind,
+        body: serde_json::Value,
+        pos: StreamPos,
+    ) -> Result<oneshot::Receiver<Result<u64, String>>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Streamed(kind, body, pos, tx))
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(rx)
     }
 
     /// [`Self::record`] from a thread outside the async runtime.
@@ -466,6 +543,7 @@ struct Writer {
     failed: Arc<Mutex<Option<String>>>,
     last_heartbeat: Instant,
     last_spool: Instant,
+    fence: Option<Fence>,
 }
 
 /// Most jobs (or bytes) taken into one commit.
@@ -534,7 +612,7 @@ impl Writer {
                     let _ = r.send(Err(why.to_string()));
                 }
             }
-            Job::Access(_, Some(r)) | Job::Record(_, _, r) => {
+            Job::Access(_, Some(r)) | Job::Record(_, _, r) | Job::Streamed(_, _, _, r) => {
                 let _ = r.send(Err(why.to_string()));
             }
             Job::Maintain(_, r) => {
@@ -557,14 +635,35 @@ impl Writer {
     }
 
     fn dequeued(&self, b: &Batch) {
-        let n = b.records.len() as u64;
-        let bytes = b.bytes;
-        self.metrics.queue_events.fetch_sub(n, Ordering::Relaxed);
-        self.metrics.queue_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        b.dequeued(&self.metrics);
+    }
+
+    /// Whether this writer lost the right to write (its lease): then it stops without one more
+    /// write — the ledger is dropped unclosed, the failure says why.
+    fn fenced(&mut self) -> bool {
+        let Some(f) = &self.fence else {
+            return false;
+        };
+        let Err(why) = f() else {
+            return false;
+        };
+        if let Ok(mut g) = self.failed.lock() {
+            if g.is_none() {
+                *g = Some(format!("this writer was fenced off: {why}"));
+            }
+        }
+        self.ledger = None;
+        true
     }
 
     /// Append, commit once, answer, detect. Returns true when the writer stopped.
     fn process(&mut self, jobs: Vec<Job>) -> bool {
+        if self.fenced() {
+            for j in jobs {
+                self.refuse(j, "this writer lost its lease: not stored here");
+            }
+            return true;
+        }
         let Some(mut ledger) = self.ledger.take() else {
             for j in jobs {
                 self.refuse(j, "the ledger writer has stopped");
@@ -592,8 +691,12 @@ impl Writer {
                     self.dequeued(&b);
                     let mut stored = Stored::default();
                     let mut counts = BatchCounts::default();
-                    for rec in b.records {
-                        match l.append(&rec) {
+                    for (j, rec) in b.records.into_iter().enumerate() {
+                        let pos = b.stream.map(|p| StreamPos {
+                            seq: p.seq,
+                            k: p.k + j as u32,
+                        });
+                        match l.append_from(&rec, pos) {
                             Ok(i) => {
                                 stored.first.get_or_insert(i);
                                 stored.last = Some(i);
@@ -637,6 +740,15 @@ impl Writer {
                 Job::Maintain(f, reply) => {
                     let r = f(l);
                     let _ = reply.send(r);
+                }
+                Job::Streamed(kind, body, pos, reply) => {
+                    match l.append_internal_from(kind, &body, Some(pos)) {
+                        Ok(i) => access_replies.push((Some(reply), i)),
+                        Err(e) => {
+                            let _ = reply.send(Err(e.to_string()));
+                            error = Some(e.to_string());
+                        }
+                    }
                 }
                 Job::Record(kind, body, reply) => match l.append_internal(kind, &body) {
                     Ok(i) => access_replies.push((Some(reply), i)),
@@ -738,6 +850,18 @@ impl Writer {
                 }
                 Job::Stop { reason, reply } => stop = Some((reason, reply)),
             }
+        }
+        if error.is_none() && self.fence.as_ref().is_some_and(|f| f().is_err()) {
+            // deposed while appending: nothing of this group is committed (the new writer
+            // consumes these messages again); the writer stops below
+            self.ledger = Some(ledger);
+            self.fenced();
+            for (reply, ..) in batch_replies {
+                if let Some(r) = reply {
+                    let _ = r.send(Err("this writer lost its lease: not stored here".into()));
+                }
+            }
+            return true;
         }
         if error.is_none() {
             let _ = self.detector.record(l);
@@ -870,6 +994,9 @@ impl Writer {
     }
 
     fn idle(&mut self) {
+        if self.fenced() {
+            return;
+        }
         let Some(l) = self.ledger.as_mut() else {
             return;
         };
@@ -903,7 +1030,10 @@ impl Writer {
         reason: &str,
         reply: Option<oneshot::Sender<Result<SignedCheckpoint, String>>>,
     ) {
-        let r = match self.ledger.take() {
+        let r = match self.ledger.take().filter(|_| {
+            // a deposed writer writes no stop record
+            self.fence.as_ref().is_none_or(|f| f().is_ok())
+        }) {
             Some(mut l) => {
                 let _ = self.detector.record(&mut l);
                 l.close(reason).map_err(|e| e.to_string())

@@ -165,6 +165,33 @@ impl Engine {
         Engine::over_with(snap, Some(remote), opts)
     }
 
+    /// Open several ledgers as one: the partitions of a cluster (one data directory each). The
+    /// tables hold the records of all of them; `_ResourceId`-style provenance is the record's
+    /// `source`, and each ledger's own indexes stay as they are (they overlap across ledgers).
+    pub fn open_many(data_dirs: &[&Path], opts: QueryOptions) -> Result<Engine, QueryError> {
+        let mut all = QuerySnapshot {
+            segments: Vec::new(),
+            tail: None,
+            size: 0,
+        };
+        let mut tails = Vec::new();
+        for d in data_dirs {
+            let s = Engine::snapshot(d)
+                .map_err(|e| QueryError::Engine(format!("{}: {e}", d.display())))?;
+            all.segments.extend(s.segments);
+            all.size += s.size;
+            tails.extend(s.tail);
+        }
+        if !tails.is_empty() {
+            all.tail = Some(datafusion::arrow::compute::concat_batches(
+                &trailwarden_ledger::segment::schema(),
+                &tails,
+            )
+            .map_err(|e| QueryError::Engine(format!("joining the ledgers' tails: {e}")))?);
+        }
+        Engine::over(all, opts)
+    }
+
     /// A consistent snapshot of the ledger in `data_dir`.
     fn snapshot(data_dir: &Path) -> Result<QuerySnapshot, QueryError> {
         let extractor: Arc<trailwarden_ledger::Extractor> =

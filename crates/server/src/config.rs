@@ -36,6 +36,9 @@ pub struct Config {
     pub ui: Ui,
     /// The archive tier on object storage (10.3.3, 10.5.1): `url`, `hot_days`, `retain_days`.
     pub archive: trailwarden_archive::ArchiveConfig,
+    /// Scale-out on NATS JetStream: `nats_url`, `role` (`all`, `ingest`, `writer`),
+    /// `partition`.
+    pub cluster: trailwarden_cluster::ClusterConfig,
 }
 
 /// `[ui]`: the web UI served next to the API.
@@ -494,6 +497,13 @@ impl Config {
         self.review
             .settings()
             .map_err(|e| ServerError::Config(format!("review: {e}")))?;
+        self.cluster.check().map_err(ServerError::Config)?;
+        if self.cluster.role == trailwarden_cluster::Role::Ingest && self.archive.url.is_some() {
+            return bad(
+                "archive.url is set on an ingest node: the partition's writer archives its ledger (an ingest node has none)"
+                    .into(),
+            );
+        }
         self.alerting.check().map_err(|e| {
             ServerError::Config(
                 e.to_string()

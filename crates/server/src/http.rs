@@ -97,9 +97,29 @@ pub struct AppState {
     pub rules: Vec<Value>,
     /// The archive tier's passes.
     pub archive: Arc<crate::archiving::Stats>,
+    /// A cluster node's own counters (`/metrics`).
+    pub cluster: Option<ClusterMetrics>,
+    /// On a cluster ingest node: whether JetStream acknowledges (`/readyz`).
+    pub publish: Option<Arc<trailwarden_cluster::ingest::PublishStats>>,
 }
 
+/// A cluster node's counters in the Prometheus exposition format.
+pub type ClusterMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
 type St = State<Arc<AppState>>;
+
+/// The router of a cluster ingest node: health, metrics and the ingest endpoints (it has no
+/// ledger to read: queries, alerts and reviews are the partition writer's).
+pub fn ingest_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .route("/v1/ingest/{endpoint}", post(ingest))
+        .fallback(fallback)
+        .with_state(state)
+}
 
 /// The router.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -323,6 +343,16 @@ async fn readyz(State(s): St) -> Response {
     if s.pipeline.stopping() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "stopping");
     }
+    if s
+        .publish
+        .as_ref()
+        .is_some_and(|p| p.down.load(Ordering::Relaxed) == 1)
+    {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "JetStream does not acknowledge: ingest answers 503",
+        );
+    }
     if s.metrics.disk_low.load(Ordering::Relaxed) == 1 {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -374,6 +404,9 @@ async fn metrics(State(s): St, Extension(c): Extension<ConnInfo>, h: HeaderMap) 
     );
     text.push_str(&s.scheduled.render());
     text.push_str(&s.archive.render());
+    if let Some(c) = &s.cluster {
+        text.push_str(&c());
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -618,8 +651,13 @@ async fn ingest(
     let source = format!("api:{endpoint} {} {}", p.subject, c.peer.ip());
     let classifier = s.classifier.clone();
     let max_record = s.cfg.ingest.max_record_bytes;
-    let records = match tokio::task::spawn_blocking(move || {
-        parse_body(&classifier, format, max_record, &source, &bytes)
+    let clustered = s.publish.is_some();
+    let (records, body_sha) = match tokio::task::spawn_blocking(move || {
+        let sha = clustered.then(|| trailwarden_model::sha256_hex(&bytes));
+        (
+            parse_body(&classifier, format, max_record, &source, &bytes),
+            sha,
+        )
     })
     .await
     {
@@ -645,7 +683,10 @@ async fn ingest(
     }
     let total = records.len();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let b = Batch::new(endpoint.clone(), p.subject.clone(), records, Some(tx));
+    let mut b = Batch::new(endpoint.clone(), p.subject.clone(), records, Some(tx));
+    // the same body to the same endpoint is the same batch (a cluster ingest node derives its
+    // JetStream message ids from this, so a retry is stored once)
+    b.id = body_sha.map(|h| format!("{endpoint}.{}", &h[..32]));
     match s.pipeline.submit(b) {
         Ok(()) => {}
         Err((Refused::Backpressure, _)) => {

@@ -20,6 +20,7 @@ use trailwarden_ledger::{Ledger, LedgerError};
 use trailwarden_model::Timestamp;
 use trailwarden_pipeline::detector::{Detector, RuleConfig};
 use trailwarden_pipeline::metrics::Metrics;
+use trailwarden_cluster::Role as ClusterRole;
 use trailwarden_pipeline::Pipeline;
 
 /// What a started server tells its operator.
@@ -129,7 +130,7 @@ pub fn serve(
     ledger_opts: trailwarden_ledger::Options,
     on_started: impl FnOnce(&Started),
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<SignedCheckpoint, ServerError> {
+) -> Result<Option<SignedCheckpoint>, ServerError> {
     serve_with(cfg, data_dir, ledger_opts, None, on_started, shutdown)
 }
 
@@ -141,7 +142,7 @@ pub fn serve_with(
     mount: Option<Mount>,
     on_started: impl FnOnce(&Started),
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<SignedCheckpoint, ServerError> {
+) -> Result<Option<SignedCheckpoint>, ServerError> {
     // the archive before anything starts: refused credentials or a missing bucket stop here
     let archive_warning = match &cfg.archive.url {
         None => None,
@@ -152,14 +153,32 @@ pub fn serve_with(
             .block_on(crate::archiving::check_at_start(&cfg.archive))?,
     };
     std::fs::create_dir_all(&data_dir).map_err(|e| ServerError::io(&data_dir, e))?;
+    let role = cfg.cluster.role;
+    let ingest_node = role == ClusterRole::Ingest;
+    // a cluster writer takes its partition's lease first (a standby waits here)
+    let writer_node = match role {
+        ClusterRole::Writer => Some(
+            trailwarden_cluster::writer::WriterNode::start(&cfg.cluster, |holder| {
+                eprintln!(
+                    "standby: partition {} is written by {holder}; taking over when its lease lapses",
+                    cfg.cluster.partition
+                )
+            })
+            .map_err(|e| ServerError::Config(e.to_string()))?,
+        ),
+        _ => None,
+    };
     // the ledger first: it creates the data directory's keys (and refuses a busy directory)
-    let (ledger, _recovery) = Ledger::open(&data_dir, ledger_opts).map_err(|e| match e {
-        LedgerError::Locked(m) => ServerError::Config(format!(
-            "the data directory {} is in use by another trailwarden process ({m}); stop it first",
-            data_dir.display()
-        )),
-        e => ServerError::Ledger(e),
-    })?;
+    let ledger = if ingest_node {
+        None
+    } else {
+        Some(open_ledger(
+            &data_dir,
+            ledger_opts,
+            writer_node.as_ref().map(|w| w.lease.clone()),
+        )?)
+    };
+    let stream_from = ledger.as_ref().and_then(|l| l.stream_position());
     let admin_token = first_token(&data_dir)?;
     let mut tls_cert = None;
     let mut fingerprint = None;
@@ -190,8 +209,10 @@ pub fn serve_with(
         &d.trusted_registries,
     );
     let (mut detector, warnings) = Detector::open(&data_dir, &rules, true)?;
+    // an ingest node detects nothing: the partition's writer does (one owner per partition)
+    let detecting = cfg.detection.enabled && !ingest_node;
     // the catalogue `GET /v1/rules` lists (the detector keeps its compiled form to itself)
-    let mut catalogue: Vec<serde_json::Value> = if cfg.detection.enabled {
+    let mut catalogue: Vec<serde_json::Value> = if detecting {
         trailwarden_pipeline::detector::load_rules(&data_dir, &rules)
             .0
             .iter()
@@ -217,7 +238,7 @@ pub fn serve_with(
             .set_sla(Some(settings.sla_ns().clone()));
     }
     let mut warnings = warnings;
-    if cfg.detection.enabled {
+    if let (true, Some(ledger)) = (detecting, &ledger) {
         detector.rebuild(&data_dir)?;
         // events committed before a crash but never checked: checked now
         let n = detector.catch_up(&data_dir, ledger.size())?;
@@ -230,7 +251,7 @@ pub fn serve_with(
     // scheduled query rules: the pack's, the data directory's, --rules; a query that does not
     // plan against the tables loads disabled with the reason (and raises nothing)
     let mut scheduled = Vec::new();
-    if cfg.detection.enabled {
+    if detecting {
         let (rules, errors) = trailwarden_schedule::load_all(
             &data_dir,
             cfg.detection.builtin_rules,
@@ -259,15 +280,38 @@ pub fn serve_with(
         }
     }
     let metrics = Arc::new(Metrics::default());
-    let ledger_size = ledger.size();
-    let (pipeline, writer) = Pipeline::start(
-        ledger,
-        detector,
-        cfg.detection.enabled,
-        metrics.clone(),
-        cfg.ingest.queue_events,
-        cfg.ingest.queue_bytes,
-    );
+    let ledger_size = ledger.as_ref().map_or(0, |l| l.size());
+    let publish_stats = Arc::new(trailwarden_cluster::ingest::PublishStats::default());
+    let (pipeline, writer) = match ledger {
+        Some(ledger) => Pipeline::start_fenced(
+            ledger,
+            detector,
+            detecting,
+            metrics.clone(),
+            cfg.ingest.queue_events,
+            cfg.ingest.queue_bytes,
+            writer_node.as_ref().map(|w| w.lease.fence()),
+        ),
+        None => trailwarden_cluster::ingest::start(
+            &cfg.cluster,
+            metrics.clone(),
+            cfg.ingest.queue_events,
+            cfg.ingest.queue_bytes,
+            publish_stats.clone(),
+        )
+        .map_err(|e| ServerError::Config(e.to_string()))?,
+    };
+    let cluster_metrics: Option<crate::http::ClusterMetrics> = match (&writer_node, ingest_node) {
+        (Some(w), _) => {
+            let st = w.stats.clone();
+            Some(Arc::new(move || st.exposition()))
+        }
+        (None, true) => {
+            let st = publish_stats.clone();
+            Some(Arc::new(move || st.exposition()))
+        }
+        _ => None,
+    };
     let alerts = AlertStore::open(data_dir.join("alerts.db"))?;
     let notify_stats = Arc::new(trailwarden_notify::Stats::default());
     let sched_stats = Arc::new(crate::scheduled::Stats::default());
@@ -309,15 +353,22 @@ pub fn serve_with(
         verify_running: tokio::sync::Mutex::new(()),
         rules: catalogue,
         archive: Arc::new(crate::archiving::Stats::default()),
+        cluster: cluster_metrics,
+        publish: ingest_node.then(|| publish_stats.clone()),
     });
-    // the automated daily review (10.4.1.1) and its sign-off reminder
-    let reviewer = crate::reviews::Reviewer::start(state.clone());
+    // the automated daily review (10.4.1.1) and its sign-off reminder (not on an ingest node:
+    // it has no ledger to review)
+    let reviewer = (!ingest_node).then(|| crate::reviews::Reviewer::start(state.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("trailwarden-io")
         .build()
         .map_err(|e| ServerError::Config(format!("starting the runtime: {e}")))?;
     let on_failure = pipeline.clone();
+    // a cluster writer consumes its partition from the ledger's own position
+    let mut consuming = writer_node
+        .as_ref()
+        .map(|w| w.consume(pipeline.clone(), stream_from));
     let result = rt.block_on(async move {
         let listener = TcpListener::bind(&cfg.http.listen)
             .await
@@ -350,11 +401,16 @@ pub fn serve_with(
             .start()
             .map_err(|e| ServerError::Config(format!("alert delivery: {e}")))?;
         on_started(&started);
-        let api = crate::http::router(state.clone());
-        let app = match mount {
-            Some(m) => m(state.clone(), api.clone()).merge(api),
-            None => api,
+        let api = if ingest_node {
+            crate::http::ingest_router(state.clone())
+        } else {
+            crate::http::router(state.clone())
         };
+        let app = match mount {
+            Some(m) if !ingest_node => m(state.clone(), api.clone()).merge(api),
+            _ => api,
+        };
+
         let app = app
             .layer(axum::middleware::from_fn(crate::http::preread_body))
             .layer(axum::middleware::from_fn_with_state(
@@ -364,13 +420,22 @@ pub fn serve_with(
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let conns = Arc::new(tokio::sync::Semaphore::new(cfg.http.max_connections));
         background(state.clone());
-        crate::archiving::spawn(state.clone());
+        if !ingest_node {
+            crate::archiving::spawn(state.clone());
+        }
         let mut shutdown = std::pin::pin!(shutdown);
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| ServerError::Config(format!("installing the SIGTERM handler: {e}")))?;
         let reason = loop {
+            let cluster_stop = async {
+                match consuming.as_mut() {
+                    Some(rx) => rx.await.map_or_else(|_| "the cluster consumer ended".to_string(), |e| e.to_string()),
+                    None => std::future::pending().await,
+                }
+            };
             let permit = tokio::select! {
                 p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break "semaphore closed".to_string() },
+                why = cluster_stop => break format!("serve stopped: the cluster writer stopped ({why})"),
                 _ = &mut shutdown => break "serve stopped".to_string(),
                 _ = sigterm.recv() => break "serve stopped: SIGTERM".to_string(),
                 _ = tokio::signal::ctrl_c() => break "serve stopped: SIGINT".to_string(),
@@ -411,9 +476,23 @@ pub fn serve_with(
         let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
         syslog.drain(grace).await;
         let _ = tokio::task::spawn_blocking(move || scheduler.stop()).await;
-        let _ = tokio::task::spawn_blocking(move || reviewer.stop()).await;
-        crate::archiving::at_stop(&state).await;
-        let r = pipeline.stop(&reason).await.map_err(ServerError::Stopped);
+        if let Some(reviewer) = reviewer {
+            let _ = tokio::task::spawn_blocking(move || reviewer.stop()).await;
+        }
+        if !ingest_node && state.pipeline.failure().is_none() {
+            crate::archiving::at_stop(&state).await;
+        }
+        // an ingest node has no ledger to close: every batch it acknowledged is in JetStream
+        let r = if ingest_node {
+            let _ = pipeline.stop(&reason).await;
+            Ok(None)
+        } else {
+            pipeline
+                .stop(&reason)
+                .await
+                .map(Some)
+                .map_err(ServerError::Stopped)
+        };
         // deliveries queued by the last commits go out during the grace; the rest after the
         // next start (the outbox is durable)
         deliveries.stop(Duration::from_secs(2)).await;
@@ -426,7 +505,55 @@ pub fn serve_with(
     }
     drop(rt);
     let _ = writer.join();
+    drop(writer_node);
     result
+}
+
+/// Open the ledger; a cluster writer that just took the lease first waits while the previous
+/// writer's process still holds the data directory (a paused or dying process keeps its lock;
+/// fenced by the lease, it writes nothing more and exits when it runs again).
+fn open_ledger(
+    data_dir: &Path,
+    opts: trailwarden_ledger::Options,
+    lease: Option<Arc<trailwarden_cluster::nats::Lease>>,
+) -> Result<Ledger, ServerError> {
+    if let Some(lease) = &lease {
+        let lock = data_dir.join("LOCK");
+        let mut told = false;
+        loop {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock)
+                .map_err(|e| ServerError::io(&lock, e))?;
+            if f.try_lock().is_ok() {
+                break; // released when `f` drops, right before the ledger takes it
+            }
+            lease.valid().map_err(|why| {
+                ServerError::Config(format!(
+                    "lost the lease while waiting for the data directory: {why}"
+                ))
+            })?;
+            if !told {
+                eprintln!(
+                    "waiting for the previous writer to release {}",
+                    data_dir.display()
+                );
+                told = true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Ledger::open(data_dir, opts)
+        .map(|(l, _)| l)
+        .map_err(|e| match e {
+            LedgerError::Locked(m) => ServerError::Config(format!(
+                "the data directory {} is in use by another trailwarden process ({m}); stop it first",
+                data_dir.display()
+            )),
+            e => ServerError::Ledger(e),
+        })
 }
 
 async fn serve_conn<I>(
@@ -481,7 +608,7 @@ fn background(s: Arc<AppState>) {
         }
     });
     let every = s.cfg.verify_interval_ns().unwrap_or(0);
-    if every > 0 {
+    if every > 0 && s.cfg.cluster.role != ClusterRole::Ingest {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(5)).await;
             loop {

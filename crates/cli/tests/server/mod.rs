@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod archive;
+mod cluster;
 mod compliance;
 mod components;
 mod delivery;

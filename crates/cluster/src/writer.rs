@@ -1,0 +1,414 @@
+//! The partition's ledger writer: takes the lease (a standby waits for it), then consumes the
+//! partition's subject in stream order from the ledger's own last record, appends each
+//! message's records with their stream position, and acknowledges the messages only once the
+//! ledger committed them (fsync).
+
+use crate::config::ClusterConfig;
+use crate::nats::Lease;
+use crate::wire::{self, Message};
+use crate::ClusterError;
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use trailwarden_ledger::StreamPos;
+use trailwarden_model::{Body, Quarantine, Record, RecordKind, Timestamp};
+use trailwarden_pipeline::{Batch, Pipeline, Refused};
+
+/// What a writer counts (exposed on `/metrics`).
+#[derive(Default, Debug)]
+pub struct ConsumeStats {
+    /// Messages applied (committed, then acknowledged).
+    pub messages: AtomicU64,
+    /// Messages skipped because the ledger already held them (redeliveries, replays).
+    pub skipped: AtomicU64,
+    /// Messages that were not trailwarden messages (quarantined with their bytes).
+    pub foreign: AtomicU64,
+    /// The stream sequence of the newest message applied.
+    pub position: AtomicU64,
+    /// 1 while this node holds the partition's lease.
+    pub leader: AtomicU64,
+    /// Time from an ingest node receiving a batch to this writer's commit: counts per bucket
+    /// of [`LATENCY_BUCKETS`] (cumulative in the exposition), and the sum in microseconds.
+    latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    latency_sum_us: AtomicU64,
+}
+
+/// Upper bounds (seconds) of the end-to-end latency histogram.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+];
+
+impl ConsumeStats {
+    /// Count one batch's latency (seconds from its receipt on an ingest node to the commit).
+    pub fn observe(&self, seconds: f64) {
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.latency[i].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add((seconds.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Prometheus exposition lines.
+    pub fn exposition(&self) -> String {
+        let mut h = String::from(
+            "# HELP trailwarden_cluster_end_to_end_seconds Time from an ingest node receiving a batch to the writer's commit (fsync); clocks of both nodes.\n# TYPE trailwarden_cluster_end_to_end_seconds histogram\n",
+        );
+        let mut cum = 0;
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            cum += self.latency[i].load(Ordering::Relaxed);
+            h.push_str(&format!(
+                "trailwarden_cluster_end_to_end_seconds_bucket{{le=\"{b}\"}} {cum}\n"
+            ));
+        }
+        cum += self.latency[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+        h.push_str(&format!(
+            "trailwarden_cluster_end_to_end_seconds_bucket{{le=\"+Inf\"}} {cum}\ntrailwarden_cluster_end_to_end_seconds_sum {}\ntrailwarden_cluster_end_to_end_seconds_count {cum}\n",
+            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        ));
+        h + &format!(
+            "# HELP trailwarden_cluster_applied_messages_total JetStream messages committed to the ledger.\n# TYPE trailwarden_cluster_applied_messages_total counter\ntrailwarden_cluster_applied_messages_total {}\n\
+             # HELP trailwarden_cluster_skipped_messages_total Redelivered messages the ledger already held.\n# TYPE trailwarden_cluster_skipped_messages_total counter\ntrailwarden_cluster_skipped_messages_total {}\n\
+             # HELP trailwarden_cluster_foreign_messages_total Messages that were not trailwarden's (quarantined).\n# TYPE trailwarden_cluster_foreign_messages_total counter\ntrailwarden_cluster_foreign_messages_total {}\n\
+             # HELP trailwarden_cluster_stream_position Stream sequence of the newest message applied.\n# TYPE trailwarden_cluster_stream_position gauge\ntrailwarden_cluster_stream_position {}\n\
+             # HELP trailwarden_cluster_leader 1 while this writer holds its partition's lease.\n# TYPE trailwarden_cluster_leader gauge\ntrailwarden_cluster_leader {}\n",
+            self.messages.load(Ordering::Relaxed),
+            self.skipped.load(Ordering::Relaxed),
+            self.foreign.load(Ordering::Relaxed),
+            self.position.load(Ordering::Relaxed),
+            self.leader.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A writer node: its NATS connection and lease, on a runtime of their own (the lease is
+/// renewed while the ledger opens and recovers).
+pub struct WriterNode {
+    rt: tokio::runtime::Runtime,
+    js: jetstream::Context,
+    cfg: ClusterConfig,
+    /// The lease: [`Lease::fence`] goes to the ledger writer.
+    pub lease: Arc<Lease>,
+    /// Counters.
+    pub stats: Arc<ConsumeStats>,
+}
+
+impl WriterNode {
+    /// Connect and take the partition's lease, waiting as a standby while another node holds
+    /// it (`on_wait` is told who, once).
+    pub fn start(
+        cfg: &ClusterConfig,
+        on_wait: impl FnOnce(&str),
+    ) -> Result<WriterNode, ClusterError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("nats-writer")
+            .enable_all()
+            .build()
+            .map_err(|e| ClusterError::Nats(format!("starting the runtime: {e}")))?;
+        let (js, lease) = rt.block_on(async {
+            let client = crate::nats::connect(cfg).await?;
+            let js = jetstream::new(client);
+            crate::nats::ensure_stream(&js, cfg).await?;
+            let lease = Lease::acquire(&js, cfg, on_wait).await?;
+            Ok::<_, ClusterError>((js, lease))
+        })?;
+        let stats = Arc::new(ConsumeStats::default());
+        stats.leader.store(1, Ordering::Relaxed);
+        Ok(WriterNode {
+            rt,
+            js,
+            cfg: cfg.clone(),
+            lease: Arc::new(lease),
+            stats,
+        })
+    }
+
+    /// Start consuming into `pipeline` after `from` (the ledger's stream position). The
+    /// returned receiver answers when consuming stopped, with why.
+    pub fn consume(
+        &self,
+        pipeline: Arc<Pipeline>,
+        from: Option<StreamPos>,
+    ) -> tokio::sync::oneshot::Receiver<ClusterError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let js = self.js.clone();
+        let cfg = self.cfg.clone();
+        let stats = self.stats.clone();
+        let lease = self.lease.clone();
+        self.rt.spawn(async move {
+            let e = consume(&js, &cfg, &pipeline, from, &stats, &lease).await;
+            stats.leader.store(0, Ordering::Relaxed);
+            let _ = tx.send(e);
+        });
+        rx
+    }
+}
+
+/// Queue a batch, waiting while the pipeline's queue is full.
+async fn submit(p: &Pipeline, mut b: Batch) -> Result<(), ClusterError> {
+    loop {
+        match p.submit(b) {
+            Ok(()) => return Ok(()),
+            Err((Refused::Backpressure, back)) => {
+                b = back;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err((Refused::Stopped(why), _)) => return Err(ClusterError::Stopped(why)),
+        }
+    }
+}
+
+async fn consume(
+    js: &jetstream::Context,
+    cfg: &ClusterConfig,
+    pipeline: &Pipeline,
+    mut pos: Option<StreamPos>,
+    stats: &ConsumeStats,
+    lease: &Lease,
+) -> ClusterError {
+    match run(js, cfg, pipeline, &mut pos, stats, lease).await {
+        Ok(()) => ClusterError::Stopped("consuming stopped".into()),
+        Err(e) => e,
+    }
+}
+
+async fn run(
+    js: &jetstream::Context,
+    cfg: &ClusterConfig,
+    pipeline: &Pipeline,
+    pos: &mut Option<StreamPos>,
+    stats: &ConsumeStats,
+    lease: &Lease,
+) -> Result<(), ClusterError> {
+    let nats = |what: &str, e: &dyn std::fmt::Display| ClusterError::Nats(format!("{what}: {e}"));
+    let stream = crate::nats::ensure_stream(js, cfg).await?;
+    if let Some(prev) = &lease.previous {
+        pipeline.control_for(
+            "cluster-takeover",
+            Some(&cfg.partition),
+            "Ledger writer taken over",
+            format!(
+                "{} took partition {} over from {prev} (its lease lapsed); consuming resumes after stream sequence {}",
+                cfg.node_name(),
+                cfg.partition,
+                pos.map_or(0, |p| p.seq)
+            ),
+        );
+    }
+    let info = stream
+        .get_info()
+        .await
+        .map_err(|e| nats("reading the stream", &e))?;
+    if let Some(p) = pos {
+        if info.state.messages > 0 && info.state.first_sequence > p.seq + 1 {
+            pipeline.control_for(
+                "cluster-gap",
+                Some(&cfg.partition),
+                "Stream messages expired before the ledger writer applied them",
+                format!(
+                    "the ledger of partition {} holds messages up to stream sequence {}, but the stream {} now starts at {}: messages in between were removed by its limits (max_age_days = {}) before this writer applied them; some may have been this partition's",
+                    cfg.partition, p.seq, cfg.stream, info.state.first_sequence, cfg.max_age_days
+                ),
+            );
+        }
+    }
+    // the consumer starts at the ledger's own position, whatever an earlier consumer acked
+    let name = cfg.writer_consumer();
+    let _ = stream.delete_consumer(&name).await;
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            description: Some(format!("trailwarden ledger writer of {}", cfg.partition)),
+            filter_subject: cfg.subject(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: 20_000,
+            deliver_policy: match pos {
+                Some(p) => consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: p.seq,
+                },
+                None => consumer::DeliverPolicy::All,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats("creating the writer's consumer", &e))?;
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        if let Some(f) = pipeline.failure() {
+            return Err(ClusterError::Stopped(f));
+        }
+        lease.valid().map_err(ClusterError::Fenced)?;
+        let mut msgs = Vec::new();
+        let fetched = consumer
+            .fetch()
+            .max_messages(512)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await;
+        let mut error = None;
+        match fetched {
+            Ok(mut s) => {
+                while let Some(m) = s.next().await {
+                    match m {
+                        Ok(m) => msgs.push(m),
+                        Err(e) => {
+                            error = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => error = Some(e.to_string()),
+        }
+        match (&error, msgs.is_empty()) {
+            (Some(e), true) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(10) {
+                    pipeline.control_for(
+                        "cluster-consume",
+                        Some(&cfg.partition),
+                        "Ledger writer cannot read from JetStream",
+                        format!(
+                            "the writer of partition {} has not reached JetStream for {}s ({e}); ingest nodes refuse new batches with 503 until it is back, nothing acknowledged is lost",
+                            cfg.partition,
+                            since.elapsed().as_secs()
+                        ),
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            _ => failing_since = None,
+        }
+        let mut waits = Vec::new();
+        for m in &msgs {
+            let info = m.info().map_err(|e| nats("a message's metadata", &e))?;
+            let seq = info.stream_sequence;
+            let done_k = match *pos {
+                Some(p) if seq < p.seq => {
+                    stats.skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Some(p) if seq == p.seq => Some(p.k),
+                _ => None,
+            };
+            let skip = done_k.map_or(0, |k| k as usize + 1);
+            match wire::decode(&m.payload) {
+                Ok(Message::Records {
+                    endpoint,
+                    sender,
+                    records,
+                }) => {
+                    let n = records.len();
+                    let received = records.first().map(|r| r.received);
+                    if skip >= n {
+                        stats.skipped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let mut b = Batch::new(
+                        endpoint,
+                        sender,
+                        records.into_iter().skip(skip).collect(),
+                        Some(tx),
+                    );
+                    b.stream = Some(StreamPos {
+                        seq,
+                        k: skip as u32,
+                    });
+                    submit(pipeline, b).await?;
+                    waits.push(Wait::Batch(rx, received));
+                    *pos = Some(StreamPos {
+                        seq,
+                        k: (n - 1) as u32,
+                    });
+                }
+                Ok(Message::Access(a)) => {
+                    if done_k.is_some() {
+                        stats.skipped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let body = serde_json::to_value(&a)
+                        .map_err(|e| ClusterError::Message(e.to_string()))?;
+                    let p = StreamPos { seq, k: 0 };
+                    let rx = pipeline
+                        .record_from(RecordKind::Access, body, p)
+                        .map_err(ClusterError::Stopped)?;
+                    waits.push(Wait::Index(rx));
+                    *pos = Some(p);
+                }
+                Ok(Message::Control(c)) => {
+                    // not a ledger record of its own (the alert is): a replay merges into it
+                    pipeline.control_for(&c.kind, c.subject.as_deref(), &c.title, c.summary);
+                }
+                Err(e) => {
+                    if done_k.is_some() {
+                        continue;
+                    }
+                    stats.foreign.fetch_add(1, Ordering::Relaxed);
+                    let rec = Record {
+                        source: format!("nats:{}/{}", cfg.stream, m.subject),
+                        received: Timestamp::now(),
+                        raw: m.payload.to_vec(),
+                        location: None,
+                        body: Body::Quarantine(Quarantine {
+                            format: None,
+                            reason: format!(
+                                "JetStream message {seq} on {} is not a trailwarden message: {e}",
+                                m.subject
+                            ),
+                            full_len: None,
+                            full_sha256: None,
+                        }),
+                    };
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let mut b = Batch::new("nats".into(), "jetstream".into(), vec![rec], Some(tx));
+                    b.stream = Some(StreamPos { seq, k: 0 });
+                    submit(pipeline, b).await?;
+                    waits.push(Wait::Batch(rx, None));
+                    *pos = Some(StreamPos { seq, k: 0 });
+                }
+            }
+        }
+        // durable first, then acknowledged
+        for w in waits {
+            let r = match w {
+                Wait::Batch(rx, received) => {
+                    let r = rx.await.map(|r| r.map(|_| ()));
+                    if let (Ok(Ok(())), Some(t)) = (&r, received) {
+                        stats.observe((Timestamp::now().0 - t.0) as f64 / 1e9);
+                    }
+                    r
+                }
+                Wait::Index(rx) => rx.await.map(|r| r.map(|_| ())),
+            };
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(ClusterError::Stopped(e)),
+                Err(_) => return Err(ClusterError::Stopped("the ledger writer stopped".into())),
+            }
+        }
+        let acks = futures::future::join_all(msgs.iter().map(|m| m.ack())).await;
+        // a lost ack only means a redelivery, which the position skips
+        let _ = acks;
+        stats
+            .messages
+            .fetch_add(msgs.len() as u64, Ordering::Relaxed);
+        if let Some(p) = pos {
+            stats.position.store(p.seq, Ordering::Relaxed);
+        }
+    }
+}
+
+enum Wait {
+    Batch(
+        tokio::sync::oneshot::Receiver<Result<trailwarden_pipeline::Stored, String>>,
+        Option<Timestamp>,
+    ),
+    Index(tokio::sync::oneshot::Receiver<Result<u64, String>>),
+}
