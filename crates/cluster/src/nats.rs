@@ -80,6 +80,8 @@ pub async fn ensure_stream(
 /// was *sent* — before the server lets the key expire — or at once when another node holds it.
 pub struct Lease {
     valid_until: Arc<AtomicU64>,
+    renewed: Arc<AtomicU64>,
+    ttl: Duration,
     lost: Arc<AtomicBool>,
     base: Instant,
     /// The revision the lease was taken at (the writer's epoch; it only grows).
@@ -150,8 +152,9 @@ impl Lease {
                 .as_nanos() as u64
         };
         let valid_until = Arc::new(AtomicU64::new(deadline(sent)));
+        let renewed = Arc::new(AtomicU64::new(base.elapsed().as_nanos() as u64));
         let lost = Arc::new(AtomicBool::new(false));
-        let (vu, l) = (valid_until.clone(), lost.clone());
+        let (vu, l, rn) = (valid_until.clone(), lost.clone(), renewed.clone());
         let task = tokio::spawn(async move {
             let mut rev = rev;
             loop {
@@ -161,6 +164,7 @@ impl Lease {
                     Ok(r) => {
                         rev = r;
                         vu.store(deadline(sent), Ordering::SeqCst);
+                        rn.store(base.elapsed().as_nanos() as u64, Ordering::SeqCst);
                     }
                     Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                         // somebody else holds it now: this writer is deposed for good
@@ -174,6 +178,8 @@ impl Lease {
         });
         Ok(Lease {
             valid_until,
+            renewed,
+            ttl,
             lost,
             base,
             epoch: rev,
@@ -192,6 +198,13 @@ impl Lease {
             return Err("the lease expired without renewal (NATS unreachable, or this process was paused)".into());
         }
         Ok(())
+    }
+
+    /// Whether the last renewal is older than half the lease (NATS unreachable): the writer
+    /// raises that before the lease lapses.
+    pub fn renewal_late(&self) -> bool {
+        let now = self.base.elapsed().as_nanos() as u64;
+        now.saturating_sub(self.renewed.load(Ordering::SeqCst)) > (self.ttl / 2).as_nanos() as u64
     }
 
     /// The check as a closure for the ledger writer.

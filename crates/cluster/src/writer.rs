@@ -244,37 +244,54 @@ async fn run(
         }
         lease.valid().map_err(ClusterError::Fenced)?;
         let mut msgs = Vec::new();
-        let fetched = consumer
-            .fetch()
-            .max_messages(512)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await;
-        let mut error = None;
-        match fetched {
-            Ok(mut s) => {
-                while let Some(m) = s.next().await {
-                    match m {
-                        Ok(m) => msgs.push(m),
-                        Err(e) => {
-                            error = Some(e.to_string());
-                            break;
+        let mut error: Option<String>;
+        if js.client().connection_state() != async_nats::connection::State::Connected {
+            error = Some("the connection to NATS is down".into());
+        } else {
+            // bounded: with NATS unreachable a fetch can wait for ever
+            let fetch = async {
+                let mut error = None;
+                match consumer
+                    .fetch()
+                    .max_messages(512)
+                    .expires(Duration::from_millis(500))
+                    .messages()
+                    .await
+                {
+                    Ok(mut s) => {
+                        while let Some(m) = s.next().await {
+                            match m {
+                                Ok(m) => msgs.push(m),
+                                Err(e) => {
+                                    error = Some(e.to_string());
+                                    break;
+                                }
+                            }
                         }
                     }
+                    Err(e) => error = Some(e.to_string()),
                 }
-            }
-            Err(e) => error = Some(e.to_string()),
+                error
+            };
+            error = match tokio::time::timeout(Duration::from_secs(2), fetch).await {
+                Ok(e) => e,
+                Err(_) => Some("JetStream did not answer a fetch within 2s".into()),
+            };
+        }
+        if error.is_none() && msgs.is_empty() && lease.renewal_late() {
+            error = Some("the lease could not be renewed".into());
         }
         match (&error, msgs.is_empty()) {
             (Some(e), true) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_secs(10) {
+                // raised at once: the lease lapses soon after (this writer stops writing then)
+                {
                     pipeline.control_for(
                         "cluster-consume",
                         Some(&cfg.partition),
                         "Ledger writer cannot read from JetStream",
                         format!(
-                            "the writer of partition {} has not reached JetStream for {}s ({e}); ingest nodes refuse new batches with 503 until it is back, nothing acknowledged is lost",
+                            "the writer of partition {} has not reached JetStream for {}s ({e}); ingest nodes refuse new batches with 503 until it is back, nothing acknowledged is lost; if its lease lapses meanwhile the writer stops (restart it, or let Kubernetes do so, once NATS is back)",
                             cfg.partition,
                             since.elapsed().as_secs()
                         ),
@@ -393,9 +410,12 @@ async fn run(
                 Err(_) => return Err(ClusterError::Stopped("the ledger writer stopped".into())),
             }
         }
-        let acks = futures::future::join_all(msgs.iter().map(|m| m.ack())).await;
-        // a lost ack only means a redelivery, which the position skips
-        let _ = acks;
+        // bounded (acks wait on a connection that may be gone); a lost ack only means a
+        // redelivery, which the ledger's position skips
+        if js.client().connection_state() == async_nats::connection::State::Connected {
+            let acks = futures::future::join_all(msgs.iter().map(|m| m.ack()));
+            let _ = tokio::time::timeout(Duration::from_secs(1), acks).await;
+        }
         stats
             .messages
             .fetch_add(msgs.len() as u64, Ordering::Relaxed);

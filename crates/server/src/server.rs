@@ -426,22 +426,23 @@ pub fn serve_with(
         let mut shutdown = std::pin::pin!(shutdown);
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| ServerError::Config(format!("installing the SIGTERM handler: {e}")))?;
+        let mut cluster_stop = std::pin::pin!(async {
+            match consuming.as_mut() {
+                Some(rx) => rx.await.map_or_else(|_| "the cluster consumer ended".to_string(), |e| e.to_string()),
+                None => std::future::pending().await,
+            }
+        });
         let reason = loop {
-            let cluster_stop = async {
-                match consuming.as_mut() {
-                    Some(rx) => rx.await.map_or_else(|_| "the cluster consumer ended".to_string(), |e| e.to_string()),
-                    None => std::future::pending().await,
-                }
-            };
             let permit = tokio::select! {
                 p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break "semaphore closed".to_string() },
-                why = cluster_stop => break format!("serve stopped: the cluster writer stopped ({why})"),
+                why = &mut cluster_stop => break format!("serve stopped: the cluster writer stopped ({why})"),
                 _ = &mut shutdown => break "serve stopped".to_string(),
                 _ = sigterm.recv() => break "serve stopped: SIGTERM".to_string(),
                 _ = tokio::signal::ctrl_c() => break "serve stopped: SIGINT".to_string(),
             };
             let (sock, peer) = tokio::select! {
                 r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                why = &mut cluster_stop => break format!("serve stopped: the cluster writer stopped ({why})"),
                 _ = &mut shutdown => break "serve stopped".to_string(),
                 _ = sigterm.recv() => break "serve stopped: SIGTERM".to_string(),
                 _ = tokio::signal::ctrl_c() => break "serve stopped: SIGINT".to_string(),
