@@ -109,8 +109,7 @@ impl ClusterConfig {
         let name_ok = |s: &str| {
             !s.is_empty()
                 && s.len() <= 64
-                && s
-                    .bytes()
+                && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         if !name_ok(&self.partition) {

@@ -338,8 +338,10 @@ async fn publish_all(
         out.push(match f {
             Err(e) => Err(e),
             Ok(v) => {
-                let acks =
-                    futures::future::join_all(v.into_iter().map(std::future::IntoFuture::into_future)).await;
+                let acks = futures::future::join_all(
+                    v.into_iter().map(std::future::IntoFuture::into_future),
+                )
+                .await;
                 let mut r = Ok(());
                 for a in acks {
                     match a {

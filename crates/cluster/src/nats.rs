@@ -116,9 +116,10 @@ impl Lease {
         let kv = match created {
             Ok(kv) => kv,
             // made by another node (perhaps with other settings): use it as it is
-            Err(e) => js.get_key_value(LEASE_BUCKET).await.map_err(|_| {
-                ClusterError::Nats(format!("lease bucket {LEASE_BUCKET}: {e}"))
-            })?,
+            Err(e) => js
+                .get_key_value(LEASE_BUCKET)
+                .await
+                .map_err(|_| ClusterError::Nats(format!("lease bucket {LEASE_BUCKET}: {e}")))?,
         };
         let key = cfg.lease_key();
         let me = cfg.node_name();
@@ -195,7 +196,10 @@ impl Lease {
             return Err("another node took the partition's lease".into());
         }
         if now >= self.valid_until.load(Ordering::SeqCst) {
-            return Err("the lease expired without renewal (NATS unreachable, or this process was paused)".into());
+            return Err(
+                "the lease expired without renewal (NATS unreachable, or this process was paused)"
+                    .into(),
+            );
         }
         Ok(())
     }

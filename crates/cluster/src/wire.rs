@@ -223,19 +223,20 @@ pub fn decode(b: &[u8]) -> Result<Message, ClusterError> {
                     }),
                 };
                 let j = c.json()?;
-                let body = match tag {
-                    1 => Body::Event(Box::new(serde_json::from_slice::<Event>(j).map_err(
-                        |e| ClusterError::Message(format!("record {i}: event fields: {e}")),
-                    )?)),
-                    2 => Body::Quarantine(serde_json::from_slice::<Quarantine>(j).map_err(
-                        |e| ClusterError::Message(format!("record {i}: quarantine: {e}")),
-                    )?),
-                    t => {
-                        return Err(ClusterError::Message(format!(
-                            "record {i}: unknown body kind {t}"
-                        )))
-                    }
-                };
+                let body =
+                    match tag {
+                        1 => Body::Event(Box::new(serde_json::from_slice::<Event>(j).map_err(
+                            |e| ClusterError::Message(format!("record {i}: event fields: {e}")),
+                        )?)),
+                        2 => Body::Quarantine(serde_json::from_slice::<Quarantine>(j).map_err(
+                            |e| ClusterError::Message(format!("record {i}: quarantine: {e}")),
+                        )?),
+                        t => {
+                            return Err(ClusterError::Message(format!(
+                                "record {i}: unknown body kind {t}"
+                            )))
+                        }
+                    };
                 records.push(Record {
                     source,
                     received: Timestamp(received),

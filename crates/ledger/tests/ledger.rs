@@ -1880,3 +1880,53 @@ fn a_genesis_cut_after_identity_json_gets_its_genesis_record_on_open() {
     let r = verify_dir(&d);
     assert_eq!(r.status, Status::Ok, "{:?}", r.failures);
 }
+
+/// A cluster writer resumes from the ledger's own stream position: it survives a crash (from
+/// the WAL frames' metadata), a seal that moved every record out of the WAL (from the
+/// manifest), internal records appended after it, and a reopen after a clean close.
+#[test]
+fn stream_position_survives_crash_seal_and_restart() {
+    use trailwarden_ledger::StreamPos;
+    let dir = tmp("stream-pos");
+    let t0 = Timestamp(1_700_000_000_000_000_000);
+    {
+        let (mut l, _) = Ledger::open(&dir, opts()).unwrap();
+        assert_eq!(l.stream_position(), None);
+        for i in 0..5u64 {
+            l.append_from(&event_record(i, t0), Some(StreamPos { seq: 10 + i, k: 0 }))
+                .unwrap();
+        }
+        // an alert the writer raised in between carries no position
+        l.append_internal(RecordKind::Alert, &serde_json::json!({"x": 1}))
+            .unwrap();
+        l.commit().unwrap();
+        assert_eq!(l.stream_position(), Some(StreamPos { seq: 14, k: 0 }));
+        // a crash: dropped without close
+    }
+    let (mut l, _) = Ledger::open(&dir, opts()).unwrap();
+    assert_eq!(l.stream_position(), Some(StreamPos { seq: 14, k: 0 }));
+    // enough records to seal several segments (48 KiB each): the WAL then holds none of them
+    let mut last = StreamPos { seq: 14, k: 0 };
+    for i in 0..400u64 {
+        last = StreamPos {
+            seq: 100 + i / 4,
+            k: (i % 4) as u32,
+        };
+        l.append_from(&event_record(i, t0), Some(last)).unwrap();
+        if i % 50 == 49 {
+            l.commit().unwrap();
+        }
+    }
+    l.commit().unwrap();
+    l.close("test").unwrap();
+    let m = datadir::read_manifest(&DataDir::new(&dir).manifest_path()).unwrap();
+    assert!(m.len() >= 2, "segments were sealed");
+    assert!(m.last().unwrap().stream.is_some(), "the manifest keeps it");
+    let (l, _) = Ledger::open(&dir, opts()).unwrap();
+    assert_eq!(l.stream_position(), Some(last));
+    // the newest seal's position is at most the ledger's (the WAL tail holds the rest)
+    assert!(m.last().unwrap().stream.unwrap() <= last);
+    drop(l);
+    let r = verify::verify(&dir, VerifyOptions::default()).unwrap();
+    assert_ne!(r.status, Status::Failed, "{r:?}");
+}

@@ -183,11 +183,13 @@ impl Engine {
             tails.extend(s.tail);
         }
         if !tails.is_empty() {
-            all.tail = Some(datafusion::arrow::compute::concat_batches(
-                &trailwarden_ledger::segment::schema(),
-                &tails,
-            )
-            .map_err(|e| QueryError::Engine(format!("joining the ledgers' tails: {e}")))?);
+            all.tail = Some(
+                datafusion::arrow::compute::concat_batches(
+                    &trailwarden_ledger::segment::schema(),
+                    &tails,
+                )
+                .map_err(|e| QueryError::Engine(format!("joining the ledgers' tails: {e}")))?,
+            );
         }
         Engine::over(all, opts)
     }

@@ -343,8 +343,7 @@ async fn readyz(State(s): St) -> Response {
     if s.pipeline.stopping() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "stopping");
     }
-    if s
-        .publish
+    if s.publish
         .as_ref()
         .is_some_and(|p| p.down.load(Ordering::Relaxed) == 1)
     {

@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use trailwarden_alert::AlertStore;
+use trailwarden_cluster::Role as ClusterRole;
 use trailwarden_ledger::note::SignedCheckpoint;
 use trailwarden_ledger::{Ledger, LedgerError};
 use trailwarden_model::Timestamp;
 use trailwarden_pipeline::detector::{Detector, RuleConfig};
 use trailwarden_pipeline::metrics::Metrics;
-use trailwarden_cluster::Role as ClusterRole;
 use trailwarden_pipeline::Pipeline;
 
 /// What a started server tells its operator.

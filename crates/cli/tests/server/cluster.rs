@@ -126,7 +126,11 @@ fn nats_cluster(dir: &Path) -> Vec<NatsNode> {
     panic!("the NATS cluster elected no JetStream leader");
 }
 
-fn cluster_env<'a>(role: &'a str, urls: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+fn cluster_env<'a>(
+    role: &'a str,
+    urls: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
     let mut v = vec![
         ("TRAILWARDEN_CLUSTER_ROLE", role),
         ("TRAILWARDEN_CLUSTER_NATS_URL", urls),
@@ -253,7 +257,15 @@ fn post(base: &str, token: &str, data: &Path, body: &str) -> u16 {
     let f = data.with_extension(format!("post-{}", std::process::id()));
     std::fs::write(&f, body).unwrap();
     let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
         .arg("--cacert")
         .arg(data.join("keys/tls.crt"))
         .args([
@@ -267,7 +279,10 @@ fn post(base: &str, token: &str, data: &Path, body: &str) -> u16 {
         ])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 fn ingest_node(dir: &Path, name: &str, urls: &str) -> (Server, String) {
@@ -308,7 +323,11 @@ fn assert_exactly_once(data: &Path, acked: &BTreeSet<String>, prefix: &str) {
     let have = ids_in_ledger(data);
     let twice: Vec<_> = have.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(twice.is_empty(), "stored more than once: {twice:?}");
-    let missing: Vec<_> = acked.iter().filter(|id| !have.contains_key(*id)).take(5).collect();
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|id| !have.contains_key(*id))
+        .take(5)
+        .collect();
     assert!(
         missing.is_empty(),
         "acknowledged but not in the ledger: {missing:?} (of {})",
@@ -322,7 +341,12 @@ fn assert_exactly_once(data: &Path, acked: &BTreeSet<String>, prefix: &str) {
 /// `verify` finds nothing wrong: a clean result, or warnings that are only the unclean stops
 /// the test caused itself (kill -9, a fenced writer: each leaves a truthful warning).
 fn assert_verifies(data: &Path) {
-    let out = bin().arg("--data-dir").arg(data).arg("verify").output().unwrap();
+    let out = bin()
+        .arg("--data-dir")
+        .arg(data)
+        .arg("verify")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let warnings_only_unclean = out.status.code() == Some(2)
         && text
@@ -343,7 +367,9 @@ fn wait_count(w: &Server, token: &str, prefix: &str, n: usize, d: Duration) {
     while Instant::now() < end {
         let (rows, _) = w.query(
             token,
-            &format!("AKSAudit | where AuditId startswith '{prefix}' | summarize n = dcount(AuditId)"),
+            &format!(
+                "AKSAudit | where AuditId startswith '{prefix}' | summarize n = dcount(AuditId)"
+            ),
         );
         last = rows.first().and_then(|r| r["n"].as_i64()).unwrap_or(0);
         if last as usize >= n {
@@ -409,7 +435,10 @@ fn cluster_two_ingest_nodes_one_writer_every_event_once_retries_stored_once() {
     // the corpus holds some audit ids twice (Falco's traces reuse them): compare sets
     let have = ids_in_ledger(&dir.join("w"));
     for id in &sent {
-        assert!(have.contains_key(id), "{id} was acknowledged but is not in the ledger");
+        assert!(
+            have.contains_key(id),
+            "{id} was acknowledged but is not in the ledger"
+        );
     }
     assert_eq!(have["retry-1"], 1, "a retried batch is stored once");
     assert_eq!(have["retry-2"], 1);
@@ -477,7 +506,9 @@ fn cluster_writer_kill9_standby_takes_over_and_a_paused_writer_is_fenced() {
     );
     let fenced: Vec<String> = w2.lines.try_iter().collect();
     assert!(
-        fenced.iter().any(|l| l.contains("fenced") || l.contains("lease")),
+        fenced
+            .iter()
+            .any(|l| l.contains("fenced") || l.contains("lease")),
         "{fenced:?}"
     );
     // a third writer picks up everything the stream holds
@@ -507,7 +538,10 @@ fn dir_bytes(d: &Path) -> BTreeMap<String, u64> {
             for e in rd.flatten() {
                 let md = e.metadata().unwrap();
                 if md.is_file() {
-                    out.insert(format!("{sub}/{}", e.file_name().to_string_lossy()), md.len());
+                    out.insert(
+                        format!("{sub}/{}", e.file_name().to_string_lossy()),
+                        md.len(),
+                    );
                 }
             }
         }
@@ -562,7 +596,10 @@ fn cluster_nats_down_ingest_answers_503_with_retry_after_and_a_control_alert() {
         if let Some(st) = w.child.try_wait().unwrap() {
             break st;
         }
-        assert!(Instant::now() < end, "the writer kept running without its lease");
+        assert!(
+            Instant::now() < end,
+            "the writer kept running without its lease"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(!st.success());
@@ -608,7 +645,11 @@ fn cluster_nats_down_ingest_answers_503_with_retry_after_and_a_control_alert() {
 fn cluster_one_nats_node_of_three_killed_under_load_and_an_ingest_node_killed_mid_batch() {
     let dir = tmpdir("cluster-r3");
     let mut nodes = nats_cluster(&dir);
-    let urls = nodes.iter().map(NatsNode::url).collect::<Vec<_>>().join(",");
+    let urls = nodes
+        .iter()
+        .map(NatsNode::url)
+        .collect::<Vec<_>>()
+        .join(",");
     let r3 = [("TRAILWARDEN_CLUSTER_REPLICAS", "3")];
     let w = Server::start(&dir.join("w"), &cluster_env("writer", &urls, &r3));
     let i1 = Server::start(&dir.join("i1"), &cluster_env("ingest", &urls, &r3));
