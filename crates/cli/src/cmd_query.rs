@@ -183,7 +183,10 @@ pub fn run(cli: &Cli, a: &QueryArgs) -> Result<u8> {
         ),
     };
     let language = if a.sql { "sql" } else { "kql" };
-    let target = format!("{language}: {}{window}", text.trim());
+    let mut target = format!("{language}: {}{window}", text.trim());
+    if !a.ledgers.is_empty() {
+        target.push_str(&format!(" [over {} other ledgers too]", a.ledgers.len()));
+    }
     let outcome = if result.is_ok() { "success" } else { "failure" };
     let mut warnings = vec![store::record_access(
         cli,
@@ -197,7 +200,7 @@ pub fn run(cli: &Cli, a: &QueryArgs) -> Result<u8> {
             cli,
             d,
             "query",
-            &format!("{target} [with {} other ledgers]", a.ledgers.len()),
+            &target,
             rows as u64,
             outcome,
         ));

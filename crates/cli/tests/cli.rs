@@ -686,6 +686,48 @@ fn key_rotation_and_config_changes_are_recorded() {
     std::fs::remove_dir_all(&d).ok();
 }
 
+/// One query over several partitions' ledgers (`--ledger`): the rows of all of them, and the
+/// read recorded in each ledger.
+#[test]
+fn one_query_over_several_partition_ledgers_is_recorded_in_each() {
+    let (_, a) = stored("part-a", 200, 21);
+    let (_, b) = stored("part-b", 300, 22);
+    let count = |args: &[&str]| -> i64 {
+        let out = run(tw(&a).args(args));
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        json(&out)[0]["Count"].as_i64().unwrap()
+    };
+    let only_a = count(&["query", "--output", "json", "events | count"]);
+    let both = count(&[
+        "query",
+        "--output",
+        "json",
+        "--ledger",
+        b.to_str().unwrap(),
+        "events | count",
+    ]);
+    let out = run(tw(&b).args(["query", "--output", "json", "events | count"]));
+    let only_b = json(&out)[0]["Count"].as_i64().unwrap();
+    assert_eq!(both, only_a + only_b);
+    // both ledgers hold the access record of the combined query
+    for d in [&a, &b] {
+        let out = run(tw(d).args([
+            "query",
+            "--output",
+            "json",
+            "TrailwardenAccess | where Target has 'other ledgers too' | count",
+        ]));
+        assert_eq!(json(&out)[0]["Count"].as_i64(), Some(1), "{}", d.display());
+    }
+    // a directory without a ledger is an error naming it
+    let out = run(tw(&a).args(["query", "--ledger", "/nonexistent-tw", "events | count"]));
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent-tw"),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn queries_run_in_kql_and_sql_and_are_themselves_recorded() {
     let (d, data) = stored("query", 300, 11);

@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod config;
 pub mod ingest;
 pub mod nats;

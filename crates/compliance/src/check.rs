@@ -1347,6 +1347,59 @@ mod config {
                 }
             }
         }
+        // [cluster]: events cross the network to NATS, and JetStream holds them until the
+        // writer's fsync
+        let cluster = doc.get("cluster");
+        if let Some(urls) = cluster
+            .and_then(|c| c.get("nats_url"))
+            .and_then(Value::as_str)
+        {
+            let plain: Vec<&str> = urls
+                .split(',')
+                .map(str::trim)
+                .filter(|u| {
+                    let host = u
+                        .split("://")
+                        .nth(1)
+                        .unwrap_or(u)
+                        .rsplit('@')
+                        .next()
+                        .unwrap_or("")
+                        .split(':')
+                        .next()
+                        .unwrap_or("");
+                    !u.starts_with("tls://")
+                        && !matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]")
+                })
+                .collect();
+            if !plain.is_empty() && cluster.and_then(|c| c.get("tls_ca")).is_none() {
+                out.push(f(
+                    "TW-CFG-08",
+                    "10.3.2",
+                    Severity::High,
+                    line_of(text, "nats_url", 1),
+                    format!("[cluster] nats_url reaches {} without TLS", plain.join(", ")),
+                    "audit events and the writer's lease would cross the network in clear text, open to change on the way (10.3.2)".into(),
+                    "use tls:// URLs (with tls_ca for a private CA) and NATS users or creds_file per role (docs/cluster.md)",
+                ));
+            }
+            let servers = urls.split(',').filter(|u| !u.trim().is_empty()).count();
+            let replicas = cluster
+                .and_then(|c| c.get("replicas"))
+                .and_then(Value::as_u64)
+                .unwrap_or(1);
+            if servers >= 3 && replicas < 3 {
+                out.push(f(
+                    "TW-CFG-09",
+                    "10.5.1",
+                    Severity::Medium,
+                    line_of(text, "replicas", 1),
+                    format!("[cluster] replicas = {replicas} on {servers} NATS servers"),
+                    "an acknowledged event waits in JetStream until the writer commits it: with one replica, losing that NATS node loses it".into(),
+                    "set replicas = 3 (the stream is created with it; an existing stream keeps its own)",
+                ));
+            }
+        }
         out
     }
 }

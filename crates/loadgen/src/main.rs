@@ -118,7 +118,93 @@ fn post(r: &mut BufReader<Box<dyn Conn>>, head: &[u8], body: &[u8]) -> std::io::
     Ok(code)
 }
 
+/// `tw-loadgen --jetstream NATS_URL --events FILE [--batch 400] [--seconds 30] [--replicas 1]
+/// [--window 256]`: publish the messages an ingest node would make of these batches straight
+/// to JetStream (parsed and encoded exactly as `serve --role ingest` does), acknowledged.
+fn jetstream_mode(args: &[String]) {
+    let get = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let url = get("--jetstream").unwrap_or_else(|| usage());
+    let events = get("--events").unwrap_or_else(|| usage());
+    let num = |k: &str, d: usize| get(k).map_or(d, |v| v.parse().unwrap_or_else(|_| usage()));
+    let (batch, seconds, replicas, window) = (
+        num("--batch", 400),
+        num("--seconds", 30),
+        num("--replicas", 1),
+        num("--window", 256),
+    );
+    let text = std::fs::read_to_string(&events).unwrap_or_else(|e| panic!("{events}: {e}"));
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut msgs = Vec::new();
+    for c in lines.chunks(batch).filter(|c| c.len() == batch) {
+        let body = format!("{{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"metadata\":{{}},\"items\":[{}]}}", c.join(","));
+        let mut recs = Vec::new();
+        let mut sink = |r: trailwarden_model::Record| -> Result<(), String> {
+            recs.push(r);
+            Ok(())
+        };
+        let _ = trailwarden_parse::Ingestor::new(Default::default(), &mut sink).ingest_bytes(
+            "api:k8s-audit token:tok-bench(ingest) 127.0.0.1",
+            body.as_bytes(),
+        );
+        let enc: Vec<_> = recs
+            .iter()
+            .filter_map(|r| trailwarden_cluster::wire::EncodedRecord::new(r).ok())
+            .collect();
+        for r in trailwarden_cluster::wire::chunks(&enc, (8 << 20) - 4096) {
+            let n = r.len();
+            msgs.push((
+                trailwarden_cluster::wire::records_message("k8s-audit", "bench", &enc[r]),
+                n,
+            ));
+        }
+    }
+    assert!(!msgs.is_empty(), "need at least {batch} events");
+    let cfg = trailwarden_cluster::ClusterConfig {
+        nats_url: Some(url),
+        role: trailwarden_cluster::Role::Ingest,
+        stream: format!("BENCH_R{replicas}"),
+        subject_prefix: format!("bench.r{replicas}"),
+        replicas,
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = rt
+        .block_on(trailwarden_cluster::bench::publish_raw(
+            &cfg,
+            &msgs,
+            seconds as f64,
+            window,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "{}",
+        serde_json::json!({
+            "events": r.records,
+            "messages": r.messages,
+            "bytes": r.bytes,
+            "seconds": r.seconds,
+            "events_per_second": (r.records as f64 / r.seconds).round(),
+            "mb_per_second": (r.bytes as f64 / r.seconds / 1e6 * 10.0).round() / 10.0,
+            "replicas": replicas,
+            "window": window,
+        })
+    );
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--jetstream") {
+        jetstream_mode(&args);
+        return;
+    }
     let a = parse_args();
     let text = std::fs::read_to_string(&a.events).unwrap_or_else(|e| panic!("{}: {e}", a.events));
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
