@@ -81,6 +81,11 @@ pub struct ClusterConfig {
     pub tls_ca: Option<PathBuf>,
     /// This node's name in leases and alerts (default: host name and process id).
     pub node: Option<String>,
+    /// A file holding the cluster's message key (at least 32 bytes, mode 0600): ingest nodes
+    /// sign every message with it (HMAC-SHA256), the writer quarantines a message without a
+    /// valid signature instead of storing it as an event. Unset: messages are not signed (then
+    /// NATS permissions alone decide who can feed the ledger; `check` reports it).
+    pub message_key_file: Option<PathBuf>,
 }
 
 impl Default for ClusterConfig {
@@ -99,6 +104,7 @@ impl Default for ClusterConfig {
             creds_file: None,
             tls_ca: None,
             node: None,
+            message_key_file: None,
         }
     }
 }
@@ -163,6 +169,41 @@ impl ClusterConfig {
             ),
             _ => Ok(()),
         }
+    }
+
+    /// The message key, read from `message_key_file` (refused when shorter than 32 bytes,
+    /// readable by others or writable by its group).
+    pub fn message_key(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some(p) = &self.message_key_file else {
+            return Ok(None);
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(p)
+                .map_err(|e| format!("cluster.message_key_file {}: {e}", p.display()))?
+                .permissions()
+                .mode();
+            // group read stays allowed: Kubernetes mounts Secrets group-readable for fsGroup
+            if mode & 0o027 != 0 {
+                return Err(format!(
+                    "cluster.message_key_file {} is readable by others or writable by its group (mode {:o}): chmod 600 it",
+                    p.display(),
+                    mode & 0o777
+                ));
+            }
+        }
+        let key = std::fs::read(p)
+            .map_err(|e| format!("cluster.message_key_file {}: {e}", p.display()))?;
+        let key = key.trim_ascii().to_vec();
+        if key.len() < 32 {
+            return Err(format!(
+                "cluster.message_key_file {}: {} bytes, at least 32 needed (e.g. `openssl rand -hex 32`)",
+                p.display(),
+                key.len()
+            ));
+        }
+        Ok(Some(key))
     }
 
     /// The partition's subject.

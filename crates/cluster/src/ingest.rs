@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use trailwarden_model::{Body, Timestamp};
+use trailwarden_model::Timestamp;
 use trailwarden_pipeline::metrics::{BatchCounts, Metrics};
 use trailwarden_pipeline::{Batch, Job, Pipeline, Stored};
 
@@ -76,9 +76,11 @@ pub fn start(
         };
         Ok::<_, ClusterError>((js, client.server_info().max_payload))
     })?;
+    let key = cfg.message_key().map_err(ClusterError::Config)?;
     let f = Forwarder {
         rt,
         js,
+        key,
         subject: cfg.subject(),
         partition: cfg.partition.clone(),
         timeout: Duration::from_secs(cfg.publish_timeout_seconds),
@@ -100,6 +102,8 @@ pub fn start(
 struct Forwarder {
     rt: tokio::runtime::Runtime,
     js: jetstream::Context,
+    /// The cluster's message key: every message is signed with it.
+    key: Option<Vec<u8>>,
     subject: String,
     partition: String,
     timeout: Duration,
@@ -196,6 +200,7 @@ impl Forwarder {
         });
         let results = self.rt.block_on(publish_all(
             &self.js,
+            self.key.as_deref(),
             &self.subject,
             self.timeout,
             outage.into_iter().map(|m| (m, nuid())).collect(),
@@ -284,6 +289,7 @@ type Pending = (Owed, Vec<Vec<u8>>, Vec<String>, Option<String>);
 /// per job (`Err` when any of its messages was not acknowledged within the timeout).
 async fn publish_all(
     js: &jetstream::Context,
+    key: Option<&[u8]>,
     subject: &str,
     timeout: Duration,
     first: Vec<(Vec<u8>, String)>,
@@ -292,9 +298,12 @@ async fn publish_all(
 ) -> (bool, Vec<Result<(), String>>) {
     let deadline = Instant::now() + timeout;
     let send = |m: &Vec<u8>, id: &str| {
-        let msg = jetstream::message::PublishMessage::build()
+        let mut msg = jetstream::message::PublishMessage::build()
             .payload(bytes::Bytes::from(m.clone()))
             .message_id(id);
+        if let Some(k) = key {
+            msg = msg.header(wire::SIGNATURE_HEADER, wire::sign(k, m).as_str());
+        }
         js.send_publish(subject.to_string(), msg)
     };
     let mut first_ok = true;
@@ -392,18 +401,7 @@ fn refuse(j: Job) {
 fn counts(b: &Batch) -> BatchCounts {
     let mut c = BatchCounts::default();
     for r in &b.records {
-        match &r.body {
-            Body::Event(ev) => {
-                *c.by_format
-                    .entry(ev.format.as_str().to_string())
-                    .or_default() += 1;
-                if let Some(t) = ev.time {
-                    c.last_event = Some(c.last_event.map_or(t, |x: Timestamp| x.max(t)));
-                }
-            }
-            Body::Quarantine(_) => c.quarantined += 1,
-            Body::Internal => {}
-        }
+        c.add(r);
     }
     c
 }

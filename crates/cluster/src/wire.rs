@@ -296,3 +296,31 @@ pub fn chunks(recs: &[EncodedRecord], budget: usize) -> Vec<std::ops::Range<usiz
 
 /// Bytes allowed for a record's header and source in [`chunks`]' estimate.
 pub const SOURCE_ALLOWANCE: usize = 512;
+
+/// The header carrying a message's signature.
+pub const SIGNATURE_HEADER: &str = "Tw-Signature";
+
+/// HMAC-SHA256 of a message under the cluster's key, hex.
+pub fn sign(key: &[u8], message: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    // any key length is accepted by HMAC; the config insists on at least 32 bytes
+    let mut mac = match <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Whether `signature` (hex) is the message's under `key` (compared in constant time).
+pub fn verify(key: &[u8], message: &[u8], signature: &str) -> bool {
+    use hmac::{Hmac, KeyInit, Mac};
+    let Ok(sig) = hex::decode(signature) else {
+        return false;
+    };
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key) else {
+        return false;
+    };
+    mac.update(message);
+    mac.verify_slice(&sig).is_ok()
+}

@@ -103,6 +103,7 @@ impl WriterNode {
         cfg: &ClusterConfig,
         on_wait: impl FnOnce(&str),
     ) -> Result<WriterNode, ClusterError> {
+        cfg.message_key().map_err(ClusterError::Config)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("nats-writer")
@@ -135,12 +136,19 @@ impl WriterNode {
         from: Option<StreamPos>,
     ) -> tokio::sync::oneshot::Receiver<ClusterError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let key = match self.cfg.message_key() {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = tx.send(ClusterError::Config(e));
+                return rx;
+            }
+        };
         let js = self.js.clone();
         let cfg = self.cfg.clone();
         let stats = self.stats.clone();
         let lease = self.lease.clone();
         self.rt.spawn(async move {
-            let e = consume(&js, &cfg, &pipeline, from, &stats, &lease).await;
+            let e = consume(&js, &cfg, &pipeline, from, &stats, &lease, key.as_deref()).await;
             stats.leader.store(0, Ordering::Relaxed);
             let _ = tx.send(e);
         });
@@ -169,8 +177,9 @@ async fn consume(
     mut pos: Option<StreamPos>,
     stats: &ConsumeStats,
     lease: &Lease,
+    key: Option<&[u8]>,
 ) -> ClusterError {
-    match run(js, cfg, pipeline, &mut pos, stats, lease).await {
+    match run(js, cfg, pipeline, &mut pos, stats, lease, key).await {
         Ok(()) => ClusterError::Stopped("consuming stopped".into()),
         Err(e) => e,
     }
@@ -183,6 +192,7 @@ async fn run(
     pos: &mut Option<StreamPos>,
     stats: &ConsumeStats,
     lease: &Lease,
+    key: Option<&[u8]>,
 ) -> Result<(), ClusterError> {
     let nats = |what: &str, e: &dyn std::fmt::Display| ClusterError::Nats(format!("{what}: {e}"));
     let stream = crate::nats::ensure_stream(js, cfg).await?;
@@ -315,7 +325,22 @@ async fn run(
                 _ => None,
             };
             let skip = done_k.map_or(0, |k| k as usize + 1);
-            match wire::decode(&m.payload) {
+            // with a cluster key, only a message an ingest node signed is trailwarden's
+            let signed = key.is_none_or(|k| {
+                m.headers
+                    .as_ref()
+                    .and_then(|h| h.get(wire::SIGNATURE_HEADER))
+                    .is_some_and(|sig| wire::verify(k, &m.payload, sig.as_str()))
+            });
+            let decoded = if signed {
+                wire::decode(&m.payload)
+            } else {
+                Err(ClusterError::Message(format!(
+                    "no valid {} (not signed with the cluster's message key)",
+                    wire::SIGNATURE_HEADER
+                )))
+            };
+            match decoded {
                 Ok(Message::Records {
                     endpoint,
                     sender,

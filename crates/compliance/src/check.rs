@@ -1383,6 +1383,17 @@ mod config {
                     "use tls:// URLs (with tls_ca for a private CA) and NATS users or creds_file per role (docs/cluster.md)",
                 ));
             }
+            if cluster.and_then(|c| c.get("message_key_file")).is_none() {
+                out.push(f(
+                    "TW-CFG-10",
+                    "10.3.2",
+                    Severity::Medium,
+                    line_of(text, "[cluster]", 1),
+                    "[cluster] has no message_key_file: messages are not signed".into(),
+                    "any client allowed to publish on the partition's subject could put events into the ledger; only NATS permissions stand in the way (10.3.2)".into(),
+                    "give ingest nodes and the writer the same message_key_file (32+ random bytes, mode 0600); the writer then quarantines unsigned messages",
+                ));
+            }
             let servers = urls.split(',').filter(|u| !u.trim().is_empty()).count();
             let replicas = cluster
                 .and_then(|c| c.get("replicas"))

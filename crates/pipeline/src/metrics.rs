@@ -84,6 +84,25 @@ pub struct BatchCounts {
     pub last_event: Option<Timestamp>,
 }
 
+impl BatchCounts {
+    /// Count one record.
+    pub fn add(&mut self, rec: &trailwarden_model::Record) {
+        match &rec.body {
+            trailwarden_model::Body::Event(ev) => {
+                *self
+                    .by_format
+                    .entry(ev.format.as_str().to_string())
+                    .or_default() += 1;
+                if let Some(t) = ev.time {
+                    self.last_event = Some(self.last_event.map_or(t, |x| x.max(t)));
+                }
+            }
+            trailwarden_model::Body::Quarantine(_) => self.quarantined += 1,
+            trailwarden_model::Body::Internal => {}
+        }
+    }
+}
+
 impl Metrics {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         crate::lock(&self.inner)

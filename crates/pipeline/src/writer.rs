@@ -304,6 +304,9 @@ impl Pipeline {
 
     /// Queue a batch, unless the queue is over its limits (then the caller answers 429). A
     /// refused batch is handed back.
+    // the refused batch comes back by value on purpose: the caller retries with it (syslog,
+    // the cluster consumer); boxing it would allocate on every refusal for nothing
+    #[allow(clippy::result_large_err)]
     pub fn submit(&self, b: Batch) -> Result<(), (Refused, Batch)> {
         if self.stopping() {
             return Err((Refused::Stopped("the server is stopping".into()), b));
@@ -706,24 +709,12 @@ impl Writer {
                                 break;
                             }
                         }
-                        match &rec.body {
-                            Body::Event(ev) => {
-                                *counts
-                                    .by_format
-                                    .entry(ev.format.as_str().to_string())
-                                    .or_default() += 1;
-                                if let Some(t) = ev.time {
-                                    counts.last_event =
-                                        Some(counts.last_event.map_or(t, |x| x.max(t)));
-                                }
-                                if self.detect && !self.detect_failed {
-                                    if let Some(i) = stored.last {
-                                        detect_queue.push((i, rec));
-                                    }
-                                }
+                        counts.add(&rec);
+                        if matches!(rec.body, Body::Event(_)) && self.detect && !self.detect_failed
+                        {
+                            if let Some(i) = stored.last {
+                                detect_queue.push((i, rec));
                             }
-                            Body::Quarantine(_) => counts.quarantined += 1,
-                            Body::Internal => {}
                         }
                     }
                     batch_replies.push((b.reply, stored, b.endpoint, b.sender, counts));

@@ -111,24 +111,22 @@ type St = State<Arc<AppState>>;
 /// The router of a cluster ingest node: health, metrics and the ingest endpoints (it has no
 /// ledger to read: queries, alerts and reviews are the partition writer's).
 pub fn ingest_router(state: Arc<AppState>) -> Router {
+    edge_routes().fallback(fallback).with_state(state)
+}
+
+/// What every node serves: health, the API document, metrics and ingest.
+fn edge_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/v1/ingest/{endpoint}", post(ingest))
-        .fallback(fallback)
-        .with_state(state)
 }
 
 /// The router.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi))
-        .route("/metrics", get(metrics))
-        .route("/v1/ingest/{endpoint}", post(ingest))
+    edge_routes()
         .route("/v1/query", post(query))
         .route("/v1/alerts", get(alerts_list))
         .route("/v1/alerts/{id}", get(alerts_show))

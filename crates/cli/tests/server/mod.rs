@@ -201,6 +201,29 @@ impl Server {
         (code, t.next().unwrap_or("").to_string(), body)
     }
 
+    /// POST JSON with `curl -i`: the status line, headers and body, lowercased (to look at
+    /// `Retry-After` and friends).
+    pub fn post_json_with_headers(&self, token: &str, path: &str, body: &str) -> String {
+        let f = self.data.with_extension(format!("body-{}", rand_suffix()));
+        std::fs::write(&f, body).unwrap();
+        let out = Command::new("curl")
+            .args(["-sS", "-i", "--max-time", "30", "--cacert"])
+            .arg(self.data.join("keys/tls.crt"))
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &format!("@{}", f.display()),
+                &self.url(path),
+            ])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&f);
+        String::from_utf8_lossy(&out.stdout).to_lowercase()
+    }
+
     pub fn post_json(&self, token: &str, path: &str, body: &str) -> (u16, String) {
         let f = self.data.with_extension(format!("body-{}", rand_suffix()));
         std::fs::write(&f, body).unwrap();
@@ -928,21 +951,11 @@ fn serve_low_disk_refuses_with_503_and_raises_a_control_alert() {
         ],
     );
     std::thread::sleep(Duration::from_millis(1500));
-    let out = Command::new("curl")
-        .args(["-sS", "-i", "--cacert"])
-        .arg(data.join("keys/tls.crt"))
-        .args([
-            "-H",
-            &format!("Authorization: Bearer {}", s.token),
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &synthetic("d1", "disk").to_string(),
-            &s.url("/v1/ingest/k8s-audit"),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let text = s.post_json_with_headers(
+        &s.token,
+        "/v1/ingest/k8s-audit",
+        &synthetic("d1", "disk").to_string(),
+    );
     assert!(
         text.starts_with("http/2 503") || text.starts_with("http/1.1 503"),
         "{text}"

@@ -44,6 +44,9 @@ readinessProbe:
 {{- if and (eq .Values.mode "scaled") .Values.cluster.credsSecret }}
 - { name: nats-creds, mountPath: /etc/trailwarden/nats, readOnly: true }
 {{- end }}
+{{- if and (eq .Values.mode "scaled") .Values.cluster.messageKeySecret }}
+- { name: message-key, mountPath: /etc/trailwarden/cluster, readOnly: true }
+{{- end }}
 {{- end -}}
 {{- define "tw.volumes" -}}
 - name: config
@@ -62,6 +65,10 @@ readinessProbe:
 - name: nats-creds
   secret: { secretName: {{ .Values.cluster.credsSecret }}, defaultMode: 0400 }
 {{- end }}
+{{- if and (eq .Values.mode "scaled") .Values.cluster.messageKeySecret }}
+- name: message-key
+  secret: { secretName: {{ .Values.cluster.messageKeySecret }}, defaultMode: 0400 }
+{{- end }}
 {{- end -}}
 {{- define "tw.env" -}}
 - { name: TRAILWARDEN_CONFIG, value: /etc/trailwarden/trailwarden.toml }
@@ -79,6 +86,9 @@ readinessProbe:
   valueFrom: { fieldRef: { fieldPath: metadata.name } }
 {{- if .Values.cluster.credsSecret }}
 - { name: TRAILWARDEN_CLUSTER_CREDS_FILE, value: /etc/trailwarden/nats/nats.creds }
+{{- end }}
+{{- if .Values.cluster.messageKeySecret }}
+- { name: TRAILWARDEN_CLUSTER_MESSAGE_KEY_FILE, value: /etc/trailwarden/cluster/cluster.key }
 {{- end }}
 {{- end }}
 {{- end -}}
