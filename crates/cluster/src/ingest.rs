@@ -147,7 +147,7 @@ impl Forwarder {
 
     /// Publish a group of jobs concurrently, then answer each. Returns true on stop.
     fn forward(&mut self, jobs: Vec<Job>) -> bool {
-        let mut pending: Vec<(Owed, Vec<Vec<u8>>, Vec<String>, Option<String>)> = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
         let mut stop = None;
         for j in jobs {
             match j {

@@ -3,6 +3,8 @@
 //! batch into messages, and the `[cluster]` checks. The paths through a real `nats-server` are
 //! in the CLI's server tests (`crates/cli/tests/server/cluster.rs`).
 
+#![allow(clippy::unwrap_used)] // test harness: a failed unwrap is a failed test
+
 use proptest::prelude::*;
 use std::path::Path;
 use trailwarden_cluster::wire::{self, EncodedRecord, Message};
