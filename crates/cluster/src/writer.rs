@@ -227,26 +227,7 @@ async fn run(
         }
     }
     // the consumer starts at the ledger's own position, whatever an earlier consumer acked
-    let name = cfg.writer_consumer();
-    let _ = stream.delete_consumer(&name).await;
-    let consumer = stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some(name.clone()),
-            description: Some(format!("trailwarden ledger writer of {}", cfg.partition)),
-            filter_subject: cfg.subject(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(60),
-            max_ack_pending: 20_000,
-            deliver_policy: match pos {
-                Some(p) => consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: p.seq,
-                },
-                None => consumer::DeliverPolicy::All,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| nats("creating the writer's consumer", &e))?;
+    let mut consumer = writer_consumer(&stream, cfg, *pos).await?;
     let mut failing_since: Option<Instant> = None;
     loop {
         if let Some(f) = pipeline.failure() {
@@ -255,6 +236,7 @@ async fn run(
         lease.valid().map_err(ClusterError::Fenced)?;
         let mut msgs = Vec::new();
         let mut error: Option<String>;
+        let mut cut_short = false;
         if js.client().connection_state() != async_nats::connection::State::Connected {
             error = Some("the connection to NATS is down".into());
         } else {
@@ -264,6 +246,7 @@ async fn run(
                 match consumer
                     .fetch()
                     .max_messages(512)
+                    .max_bytes(32 << 20)
                     .expires(Duration::from_millis(500))
                     .messages()
                     .await
@@ -283,10 +266,20 @@ async fn run(
                 }
                 error
             };
-            error = match tokio::time::timeout(Duration::from_secs(2), fetch).await {
+            error = match tokio::time::timeout(Duration::from_secs(10), fetch).await {
                 Ok(e) => e,
-                Err(_) => Some("JetStream did not answer a fetch within 2s".into()),
+                Err(_) => Some("JetStream did not finish a fetch within 10s".into()),
             };
+            // a fetch that ended early leaves the rest of its batch delivered to nobody: those
+            // messages would come back only as redeliveries, after later ones. Nothing of it is
+            // applied; the consumer starts again at the ledger's position (stream order kept).
+            cut_short = error.is_some();
+        }
+        if cut_short {
+            msgs.clear();
+            if let Ok(c) = writer_consumer(&stream, cfg, *pos).await {
+                consumer = c;
+            }
         }
         if error.is_none() && msgs.is_empty() && lease.renewal_late() {
             error = Some("the lease could not be renewed".into());
@@ -311,6 +304,29 @@ async fn run(
                 continue;
             }
             _ => failing_since = None,
+        }
+        // stream order or nothing: a redelivery of a message the ledger does not hold yet, or
+        // sequences going backwards, mean something was delivered out of order; this batch is
+        // dropped and the consumer starts again at the ledger's position (never skip ahead)
+        let mut last = pos.map(|p| p.seq);
+        let mut in_order = true;
+        for m in &msgs {
+            let Ok(info) = m.info() else {
+                in_order = false;
+                break;
+            };
+            let seq = info.stream_sequence;
+            let behind = pos.is_some_and(|p| seq <= p.seq);
+            if (info.delivered > 1 && !behind) || (!behind && last.is_some_and(|l| seq < l)) {
+                in_order = false;
+                break;
+            }
+            last = Some(last.map_or(seq, |l| l.max(seq)));
+        }
+        if !in_order {
+            msgs.clear();
+            consumer = writer_consumer(&stream, cfg, *pos).await?;
+            continue;
         }
         let mut waits = Vec::new();
         for m in &msgs {
@@ -448,6 +464,35 @@ async fn run(
             stats.position.store(p.seq, Ordering::Relaxed);
         }
     }
+}
+
+/// The writer's durable consumer, made afresh at the ledger's position (deleted first: what an
+/// earlier consumer acknowledged or had in flight does not count).
+async fn writer_consumer(
+    stream: &async_nats::jetstream::stream::Stream,
+    cfg: &ClusterConfig,
+    pos: Option<StreamPos>,
+) -> Result<consumer::Consumer<consumer::pull::Config>, ClusterError> {
+    let name = cfg.writer_consumer();
+    let _ = stream.delete_consumer(&name).await;
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            description: Some(format!("trailwarden ledger writer of {}", cfg.partition)),
+            filter_subject: cfg.subject(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: 20_000,
+            deliver_policy: match pos {
+                Some(p) => consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: p.seq,
+                },
+                None => consumer::DeliverPolicy::All,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ClusterError::Nats(format!("creating the writer's consumer: {e}")))
 }
 
 enum Wait {
