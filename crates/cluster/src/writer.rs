@@ -266,14 +266,18 @@ async fn run(
                 }
                 error
             };
+            // a status from the server (batch complete, expired, max bytes) ends a fetch: what
+            // came is processed. Only a fetch this side gave up on can leave the rest of its
+            // batch delivered to nobody (those would come back as redeliveries after later
+            // messages): nothing of it is applied, the consumer starts again at the ledger's
+            // position (stream order kept).
             error = match tokio::time::timeout(Duration::from_secs(10), fetch).await {
                 Ok(e) => e,
-                Err(_) => Some("JetStream did not finish a fetch within 10s".into()),
+                Err(_) => {
+                    cut_short = true;
+                    Some("JetStream did not finish a fetch within 10s".into())
+                }
             };
-            // a fetch that ended early leaves the rest of its batch delivered to nobody: those
-            // messages would come back only as redeliveries, after later ones. Nothing of it is
-            // applied; the consumer starts again at the ledger's position (stream order kept).
-            cut_short = error.is_some();
         }
         if cut_short {
             msgs.clear();
