@@ -321,7 +321,7 @@ async fn run(
             };
             let seq = info.stream_sequence;
             let behind = pos.is_some_and(|p| seq <= p.seq);
-            if (info.delivered > 1 && !behind) || (!behind && last.is_some_and(|l| seq < l)) {
+            if !behind && (info.delivered > 1 || last.is_some_and(|l| seq < l)) {
                 in_order = false;
                 break;
             }
