@@ -29,6 +29,9 @@ pub struct ConsumeStats {
     pub position: AtomicU64,
     /// 1 while this node holds the partition's lease.
     pub leader: AtomicU64,
+    /// Times the writer dropped what it fetched and started its consumer again at the ledger's
+    /// position (messages delivered out of order, or to nobody).
+    pub resyncs: AtomicU64,
     /// Time from an ingest node receiving a batch to this writer's commit: counts per bucket
     /// of [`LATENCY_BUCKETS`] (cumulative in the exposition), and the sum in microseconds.
     latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
@@ -74,12 +77,14 @@ impl ConsumeStats {
              # HELP trailwarden_cluster_skipped_messages_total Redelivered messages the ledger already held.\n# TYPE trailwarden_cluster_skipped_messages_total counter\ntrailwarden_cluster_skipped_messages_total {}\n\
              # HELP trailwarden_cluster_foreign_messages_total Messages that were not trailwarden's (quarantined).\n# TYPE trailwarden_cluster_foreign_messages_total counter\ntrailwarden_cluster_foreign_messages_total {}\n\
              # HELP trailwarden_cluster_stream_position Stream sequence of the newest message applied.\n# TYPE trailwarden_cluster_stream_position gauge\ntrailwarden_cluster_stream_position {}\n\
-             # HELP trailwarden_cluster_leader 1 while this writer holds its partition's lease.\n# TYPE trailwarden_cluster_leader gauge\ntrailwarden_cluster_leader {}\n",
+             # HELP trailwarden_cluster_leader 1 while this writer holds its partition's lease.\n# TYPE trailwarden_cluster_leader gauge\ntrailwarden_cluster_leader {}\n\
+             # HELP trailwarden_cluster_resyncs_total Fetches dropped and the consumer restarted at the ledger's position (out-of-order or lost deliveries).\n# TYPE trailwarden_cluster_resyncs_total counter\ntrailwarden_cluster_resyncs_total {}\n",
             self.messages.load(Ordering::Relaxed),
             self.skipped.load(Ordering::Relaxed),
             self.foreign.load(Ordering::Relaxed),
             self.position.load(Ordering::Relaxed),
             self.leader.load(Ordering::Relaxed),
+            self.resyncs.load(Ordering::Relaxed),
         )
     }
 }
@@ -228,6 +233,11 @@ async fn run(
     }
     // the consumer starts at the ledger's own position, whatever an earlier consumer acked
     let mut consumer = writer_consumer(&stream, cfg, *pos).await?;
+    // the consumer sequence the next first delivery must carry: a fresh consumer numbers its
+    // deliveries 1, 2, 3…; a number skipped went to someone else (a fetch given up on, a pull
+    // whose answers were lost with a connection) and those messages would come back only as
+    // redeliveries after later ones
+    let mut next_delivery = 1u64;
     let mut failing_since: Option<Instant> = None;
     loop {
         if let Some(f) = pipeline.failure() {
@@ -281,8 +291,10 @@ async fn run(
         }
         if cut_short {
             msgs.clear();
+            stats.resyncs.fetch_add(1, Ordering::Relaxed);
             if let Ok(c) = writer_consumer(&stream, cfg, *pos).await {
                 consumer = c;
+                next_delivery = 1;
             }
         }
         if error.is_none() && msgs.is_empty() && lease.renewal_late() {
@@ -309,10 +321,13 @@ async fn run(
             }
             _ => failing_since = None,
         }
-        // stream order or nothing: a redelivery of a message the ledger does not hold yet, or
-        // sequences going backwards, mean something was delivered out of order; this batch is
-        // dropped and the consumer starts again at the ledger's position (never skip ahead)
+        // stream order or nothing: a first delivery whose consumer sequence skips a number
+        // (messages delivered to nobody here), a redelivery of a message the ledger does not
+        // hold yet, or sequences going backwards, mean this writer would apply messages out of
+        // order; the batch is dropped and the consumer starts again at the ledger's position
+        // (never skip ahead)
         let mut last = pos.map(|p| p.seq);
+        let mut expect = next_delivery;
         let mut in_order = true;
         for m in &msgs {
             let Ok(info) = m.info() else {
@@ -321,6 +336,13 @@ async fn run(
             };
             let seq = info.stream_sequence;
             let behind = pos.is_some_and(|p| seq <= p.seq);
+            if info.delivered == 1 {
+                if info.consumer_sequence != expect {
+                    in_order = false;
+                    break;
+                }
+                expect += 1;
+            }
             if !behind && (info.delivered > 1 || last.is_some_and(|l| seq < l)) {
                 in_order = false;
                 break;
@@ -329,9 +351,12 @@ async fn run(
         }
         if !in_order {
             msgs.clear();
+            stats.resyncs.fetch_add(1, Ordering::Relaxed);
             consumer = writer_consumer(&stream, cfg, *pos).await?;
+            next_delivery = 1;
             continue;
         }
+        next_delivery = expect;
         let mut waits = Vec::new();
         for m in &msgs {
             let info = m.info().map_err(|e| nats("a message's metadata", &e))?;

@@ -119,7 +119,7 @@ fn post(r: &mut BufReader<Box<dyn Conn>>, head: &[u8], body: &[u8]) -> std::io::
 }
 
 /// `tw-loadgen --jetstream NATS_URL --events FILE [--batch 400] [--seconds 30] [--replicas 1]
-/// [--window 256]`: publish the messages an ingest node would make of these batches straight
+/// [--window 32]`: publish the messages an ingest node would make of these batches straight
 /// to JetStream (parsed and encoded exactly as `serve --role ingest` does), acknowledged.
 fn jetstream_mode(args: &[String]) {
     let get = |k: &str| {
@@ -135,7 +135,7 @@ fn jetstream_mode(args: &[String]) {
         num("--batch", 400),
         num("--seconds", 30),
         num("--replicas", 1),
-        num("--window", 256),
+        num("--window", 32),
     );
     let text = std::fs::read_to_string(&events).unwrap_or_else(|e| panic!("{events}: {e}"));
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -195,6 +195,7 @@ fn jetstream_mode(args: &[String]) {
             "mb_per_second": (r.bytes as f64 / r.seconds / 1e6 * 10.0).round() / 10.0,
             "replicas": replicas,
             "window": window,
+            "retries": r.retries,
         })
     );
 }

@@ -740,3 +740,102 @@ fn cluster_message_key_unsigned_messages_are_quarantined_not_stored() {
     );
     drop((plain, signer, nats));
 }
+
+/// Regression (found by `scripts/bench-cluster`, 2026-12-03): the writer once gave up on a
+/// fetch of big messages after 2 s; the rest of that fetch had been delivered to nobody, later
+/// messages moved the ledger's position past them, and their redeliveries a minute later were
+/// skipped as "already applied" — acknowledged events lost. Here a second client takes three
+/// deliveries of the writer's own consumer and never acknowledges them (what a fetch given up
+/// on, or a pull whose answers were lost with a connection, leaves), while ~1 MB batches
+/// arrive: the writer must notice the deliveries it did not get (consumer sequences skipped),
+/// start again at its own position, and store every acknowledged event once — well before the
+/// 60 s after which JetStream would redeliver them.
+#[test]
+fn cluster_regression_deliveries_to_nobody_big_messages_none_skipped() {
+    use futures::StreamExt;
+    let dir = tmpdir("cluster-lost-delivery");
+    let nats = NatsNode::start(&dir, "single", None);
+    let url = nats.url();
+    let w = Server::start(&dir.join("w"), &cluster_env("writer", &url, &[]));
+    let (i1, t1) = ingest_node(&dir, "i1", &url);
+    // the thief: a pull of three messages on the writer's durable consumer, never acknowledged
+    let (got_tx, got_rx) = mpsc::channel();
+    let thief_url = url.clone();
+    let thief = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let client = async_nats::connect(thief_url).await.unwrap();
+            let js = async_nats::jetstream::new(client);
+            let stream = js.get_stream("TRAILWARDEN").await.unwrap();
+            let consumer: async_nats::jetstream::consumer::PullConsumer =
+                stream.get_consumer("writer-prod").await.unwrap();
+            let mut seqs = Vec::new();
+            let end = Instant::now() + Duration::from_secs(30);
+            while seqs.len() < 3 && Instant::now() < end {
+                let Ok(mut batch) = consumer
+                    .fetch()
+                    .max_messages(3 - seqs.len())
+                    .expires(Duration::from_secs(5))
+                    .messages()
+                    .await
+                else {
+                    continue;
+                };
+                while let Some(Ok(m)) = batch.next().await {
+                    seqs.push(m.info().unwrap().stream_sequence);
+                }
+            }
+            got_tx.send(seqs).unwrap();
+            // held (never acknowledged) until the test ends
+            tokio::time::sleep(Duration::from_secs(90)).await;
+        });
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    // ~1 MB batches, one after another
+    let pad = "x".repeat(4000);
+    let mut acked = BTreeSet::new();
+    for b in 0..24 {
+        let items: Vec<serde_json::Value> = (0..250)
+            .map(|i| {
+                let mut e = synthetic(&format!("lost-{b}-{i}"), "loader");
+                e["annotations"] = serde_json::json!({ "pad": pad });
+                e
+            })
+            .collect();
+        let body = serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}).to_string();
+        assert!(body.len() > 1_000_000);
+        let (code, text) = i1.post_json(&t1, "/v1/ingest/k8s-audit", &body);
+        assert_eq!(code, 200, "{text}");
+        for i in 0..250 {
+            acked.insert(format!("lost-{b}-{i}"));
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let stolen = got_rx.recv_timeout(Duration::from_secs(40)).unwrap();
+    assert_eq!(
+        stolen.len(),
+        3,
+        "the second client must have taken deliveries for the test to mean anything"
+    );
+    let admin = w.token.clone();
+    wait_count(&w, &admin, "lost-", acked.len(), Duration::from_secs(45));
+    let (_, m) = w.curl(Some(&admin), &[&w.url("/metrics")]);
+    let resyncs = m
+        .lines()
+        .find_map(|l| l.strip_prefix("trailwarden_cluster_resyncs_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        resyncs >= 1,
+        "the writer did not notice the lost deliveries: {m}"
+    );
+    let (code, _) = w.stop();
+    assert_eq!(code, 0);
+    drop(i1);
+    assert_exactly_once(&dir.join("w"), &acked, "lost-");
+    drop(nats);
+    drop(thief);
+}
