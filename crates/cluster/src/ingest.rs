@@ -59,7 +59,7 @@ pub fn start(
         .enable_all()
         .build()
         .map_err(|e| ClusterError::Nats(format!("starting the runtime: {e}")))?;
-    let wait = Duration::from_secs(cfg.publish_timeout_seconds * 2);
+    let wait = crate::nats::STREAM_WAIT + Duration::from_secs(cfg.publish_timeout_seconds * 2);
     let (js, max_payload) = rt.block_on(async {
         let client = crate::nats::connect(cfg).await?;
         let mut js = jetstream::new(client.clone());

@@ -68,10 +68,36 @@ pub async fn ensure_stream(
         ),
         ..Default::default()
     };
-    js.get_or_create_stream(config)
-        .await
-        .map_err(|e| ClusterError::Nats(format!("stream {}: {e}", cfg.stream)))
+    // a NATS cluster that has just started answers with timeouts until it has elected its
+    // JetStream leaders: those are waited out (bounded); other refusals are reported at once
+    let deadline = Instant::now() + STREAM_WAIT;
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                let text = e.to_string();
+                let transient = ["timed out", "no responders", "unavailable", "leader"]
+                    .iter()
+                    .any(|t| text.to_ascii_lowercase().contains(t));
+                if !transient || Instant::now() >= deadline {
+                    return Err(ClusterError::Nats(format!(
+                        "stream {}: {text}{}",
+                        cfg.stream,
+                        if transient {
+                            format!(" (still so after {}s)", STREAM_WAIT.as_secs())
+                        } else {
+                            String::new()
+                        }
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }
+
+/// How long a starting node waits for JetStream to answer about the stream.
+pub const STREAM_WAIT: Duration = Duration::from_secs(30);
 
 /// A writer's lease on its partition: a key in a JetStream key-value bucket whose entries
 /// expire after `lease_seconds`; taken with a create (only when absent), renewed with a

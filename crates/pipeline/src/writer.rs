@@ -209,22 +209,9 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Start the writer thread over an open ledger.
+    /// Start the writer thread over an open ledger. A writer that holds a lease passes it as
+    /// `fence`: it is asked before every write.
     pub fn start(
-        ledger: Ledger,
-        detector: Detector,
-        detect: bool,
-        metrics: Arc<Metrics>,
-        max_events: u64,
-        max_bytes: u64,
-    ) -> (Arc<Pipeline>, std::thread::JoinHandle<()>) {
-        Pipeline::start_fenced(
-            ledger, detector, detect, metrics, max_events, max_bytes, None,
-        )
-    }
-
-    /// [`Pipeline::start`] for a writer that holds a lease: `fence` is asked before every write.
-    pub fn start_fenced(
         ledger: Ledger,
         detector: Detector,
         detect: bool,

@@ -168,6 +168,22 @@ pub fn serve_with(
         ),
         _ => None,
     };
+    // the start record names the writer's lease epoch (the KV revision it took the lease at,
+    // growing with every takeover): the ledger says which tenure wrote what
+    let mut ledger_opts = ledger_opts;
+    if let Some(w) = &writer_node {
+        ledger_opts.reason = format!(
+            "{} (cluster writer of partition {}, node {}, lease epoch {}{})",
+            ledger_opts.reason,
+            cfg.cluster.partition,
+            cfg.cluster.node_name(),
+            w.lease.epoch,
+            w.lease
+                .previous
+                .as_ref()
+                .map_or(String::new(), |p| format!(", taken over from {p}"))
+        );
+    }
     // the ledger first: it creates the data directory's keys (and refuses a busy directory)
     let ledger = if ingest_node {
         None
@@ -283,7 +299,7 @@ pub fn serve_with(
     let ledger_size = ledger.as_ref().map_or(0, |l| l.size());
     let publish_stats = Arc::new(trailwarden_cluster::ingest::PublishStats::default());
     let (pipeline, writer) = match ledger {
-        Some(ledger) => Pipeline::start_fenced(
+        Some(ledger) => Pipeline::start(
             ledger,
             detector,
             detecting,

@@ -526,6 +526,35 @@ fn cluster_writer_kill9_standby_takes_over_and_a_paused_writer_is_fenced() {
     assert_eq!(code, 0);
     drop((i1, i2, nats));
     assert_exactly_once(&wdir, &acked, "fo-");
+    // each tenure's start record names its lease epoch, growing with every takeover
+    let out = cli_ok(
+        &wdir,
+        &[
+            "query",
+            "--output",
+            "json",
+            "records | where kind == 'lifecycle' and raw has 'lease epoch' | sort by ledger_index asc | project raw",
+        ],
+    );
+    let epochs: Vec<u64> = serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            let raw = r["raw"].as_str()?;
+            let tail = &raw[raw.find("lease epoch ")? + "lease epoch ".len()..];
+            tail.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(epochs.len(), 3, "three writers started: {out}");
+    assert!(
+        epochs.windows(2).all(|w| w[0] < w[1]),
+        "epochs grow: {epochs:?}"
+    );
     eprintln!("takeover after kill -9: {took:?} (lease 4 s)");
 }
 
