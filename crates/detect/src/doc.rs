@@ -43,7 +43,7 @@ pub struct JsonDoc<'a> {
 pub fn json_values<'v>(value: &'v Value, field: &str) -> Vals<'v> {
     let mut out = Vals::new();
     let segs: SmallVec<[&str; 8]> = field.split('.').collect();
-    collect(value, &segs, &mut out);
+    collect(value, field, &segs, &mut out);
     out
 }
 
@@ -92,7 +92,9 @@ fn leaf(v: &Value) -> Val<'_> {
 
 /// Walk `segs` from `v`. Keys may themselves contain dots (`authorization.k8s.io/decision`), so
 /// at each object the longest run of segments naming a key is taken first; arrays are expanded.
-fn collect<'a>(v: &'a Value, segs: &[&str], out: &mut Vals<'a>) {
+/// The values at path `segs` under `v`; `path` is the same path as text (`segs` joined by
+/// dots), so a key that itself holds dots is looked up as a slice of it, not a new string.
+fn collect<'a>(v: &'a Value, path: &str, segs: &[&str], out: &mut Vals<'a>) {
     if segs.is_empty() {
         match v {
             Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => {
@@ -107,21 +109,22 @@ fn collect<'a>(v: &'a Value, segs: &[&str], out: &mut Vals<'a>) {
     }
     match v {
         Value::Object(map) => {
+            // the longest key first: `a.b` as one key before `a` then `b`
             for k in (1..=segs.len()).rev() {
-                let key: Cow<'_, str> = if k == 1 {
-                    Cow::Borrowed(segs[0])
-                } else {
-                    Cow::Owned(segs[..k].join("."))
+                let len = segs[..k].iter().map(|s| s.len()).sum::<usize>() + k - 1;
+                let Some(key) = path.get(..len) else {
+                    continue;
                 };
-                if let Some(child) = map.get(key.as_ref()) {
-                    collect(child, &segs[k..], out);
+                if let Some(child) = map.get(key) {
+                    let rest = path.get(len + 1..).unwrap_or("");
+                    collect(child, rest, &segs[k..], out);
                     return;
                 }
             }
         }
         Value::Array(items) => {
             for item in items {
-                collect(item, segs, out);
+                collect(item, path, segs, out);
             }
         }
         _ => {}

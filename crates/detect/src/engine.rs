@@ -49,6 +49,9 @@ pub struct Engine {
     alerts: Vec<bool>,
     /// Per rule: some correlation counts its matches.
     feeds: Vec<bool>,
+    /// Per rule: the Kubernetes resources (`objectRef.resource`, lowercase) it can only match,
+    /// if it names them (the second prefilter after the verb).
+    resources: Vec<Option<Vec<String>>>,
     correlator: Correlator,
     /// Rules that cannot run, with why (besides those disabled at load).
     pub problems: Vec<(usize, String)>,
@@ -83,12 +86,17 @@ impl Engine {
         let silent = correlator.silent_bases();
         let alerts = (0..rules.len()).map(|i| !silent.contains(&i)).collect();
         let feeds = (0..rules.len()).map(|i| correlator.uses(i)).collect();
+        let resources = rules
+            .iter()
+            .map(|r| r.required_values("objectRef.resource"))
+            .collect();
         Engine {
             rules,
             by_format,
             scratch: Vec::new(),
             alerts,
             feeds,
+            resources,
             correlator,
             problems,
         }
@@ -129,7 +137,7 @@ impl Engine {
             return false;
         };
         let mut candidates = std::mem::take(&mut self.scratch);
-        self.by_format[slot].candidates(ev, &mut candidates);
+        self.by_format[slot].candidates(ev, &self.resources, &mut candidates);
         if candidates.is_empty() {
             self.scratch = candidates;
             return false;
@@ -186,7 +194,7 @@ impl Engine {
             return;
         };
         let mut candidates = Vec::new();
-        self.by_format[slot].candidates(ev, &mut candidates);
+        self.by_format[slot].candidates(ev, &self.resources, &mut candidates);
         for_each_doc(ev, raw, &mut |doc| {
             for &i in &candidates {
                 if self.rules[i].matches(doc) {
@@ -198,8 +206,30 @@ impl Engine {
 }
 
 impl Slot {
-    /// The rules to run over `ev`, ascending.
-    fn candidates(&self, ev: &Event, out: &mut Vec<usize>) {
+    /// The rules to run over `ev`, ascending: by the verb, then by the resource a rule names
+    /// (`resources`, per rule; Kubernetes audit events only, whose resource is a normalized
+    /// field).
+    fn candidates(&self, ev: &Event, resources: &[Option<Vec<String>>], out: &mut Vec<usize>) {
+        self.by_verb(ev, out);
+        if !ev.format.is_kubernetes_audit() {
+            return;
+        }
+        let have = ev.resource.resource.as_deref();
+        out.retain(|&i| match resources.get(i) {
+            Some(Some(want)) => have.is_some_and(|r| {
+                if r.is_ascii() {
+                    want.iter().any(|w| w.eq_ignore_ascii_case(r))
+                } else {
+                    let r = r.to_lowercase();
+                    want.contains(&r)
+                }
+            }),
+            _ => true,
+        });
+    }
+
+    /// The rules to run over `ev` by its verb, ascending.
+    fn by_verb(&self, ev: &Event, out: &mut Vec<usize>) {
         out.clear();
         let by_verb = ev.action.as_deref().and_then(|v| {
             if v.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -290,6 +320,8 @@ pub struct EventDoc<'a> {
     ev: &'a Event,
     raw: &'a [u8],
     text: OnceCell<Cow<'a, str>>,
+    /// Whether the text escapes characters a key could be spelled with (`\u`, `\/`).
+    escapes: OnceCell<bool>,
     json: OnceCell<Option<Value>>,
 }
 
@@ -301,6 +333,7 @@ impl<'a> EventDoc<'a> {
             ev,
             raw,
             text: OnceCell::new(),
+            escapes: OnceCell::new(),
             json: OnceCell::new(),
         }
     }
@@ -371,6 +404,21 @@ impl Doc for EventDoc<'_> {
     fn values(&self, field: &str) -> Vals<'_> {
         if let Some(v) = self.fast(field) {
             return v;
+        }
+        // every key on the field's path is spelled out in the text (unless escaped): when one
+        // is not there the field is absent, and the text need not be parsed (most events have
+        // no `requestObject`, which most rules reading the JSON look into)
+        let text = self.text_ref().as_bytes();
+        let escapes = *self.escapes.get_or_init(|| {
+            memchr::memmem::find(text, b"\\u").is_some()
+                || memchr::memmem::find(text, b"\\/").is_some()
+        });
+        if !escapes
+            && field
+                .split('.')
+                .any(|seg| memchr::memmem::find(text, seg.as_bytes()).is_none())
+        {
+            return Vals::new();
         }
         match self
             .json

@@ -567,3 +567,94 @@ fn correlation_state_is_bounded_and_evictions_are_counted() {
     .unwrap();
     assert!(bad[0].disabled.as_deref().unwrap().contains("timespan"));
 }
+
+/// Parse JSONL Kubernetes audit events as `ingest` does and run `rules` through the engine (the
+/// path with the verb and resource prefilters and the lazy JSON view); the rule ids per event.
+fn engine_hits(rules: Vec<trailwarden_detect::Rule>, lines: &[String]) -> Vec<Vec<String>> {
+    let mut evs = Vec::new();
+    let mut sink = |r: trailwarden_model::Record| -> Result<(), String> {
+        if let trailwarden_model::Body::Event(ev) = r.body {
+            evs.push((*ev, r.raw));
+        }
+        Ok(())
+    };
+    let text = lines.join("\n");
+    let mut ing = trailwarden_parse::ingest::Ingestor::new(Default::default(), &mut sink);
+    ing.ingest_bytes("test", text.as_bytes()).unwrap();
+    drop(ing);
+    assert_eq!(evs.len(), lines.len(), "every line is an event");
+    let mut engine = trailwarden_detect::Engine::new(rules, 1000);
+    evs.iter()
+        .enumerate()
+        .map(|(i, (ev, raw))| {
+            let mut out = Vec::new();
+            engine.check(i as u64, 0, ev, raw, &mut out);
+            let mut ids: Vec<String> = out
+                .iter()
+                .map(|d| engine.rules()[d.rule].id.clone())
+                .collect();
+            ids.sort();
+            ids
+        })
+        .collect()
+}
+
+/// Regression guard for the detection prefilters (issue 16): skipping the JSON parse when a key
+/// of a field's path is not in the text, and running only the rules naming the event's
+/// resource, must not change what matches — a key spelled with `\u` escapes, a key holding dots
+/// and slashes, a resource in capitals, another resource.
+#[test]
+fn prefilters_do_not_change_matches_escaped_keys_dotted_keys_resources() {
+    let rules = load_str(
+        r#"
+title: evil image in a pod
+id: t-image
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel:
+    verb: create
+    objectRef.resource: pods
+    requestObject.spec.containers.image|startswith: 'evil.example/'
+  condition: sel
+level: high
+---
+title: forbidden by the authorizer
+id: t-forbid
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel:
+    annotations.authorization.k8s.io/decision: forbid
+  condition: sel
+level: low
+"#,
+        "prefilters.yml",
+    )
+    .unwrap();
+    let event = |id: &str, resource: &str, extra: &str| {
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"{id}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/p/{resource}","verb":"create","user":{{"username":"alice"}},"sourceIPs":["10.0.0.1"],"objectRef":{{"resource":"{resource}","namespace":"p","apiVersion":"v1"}},"responseStatus":{{"code":201}},"requestReceivedTimestamp":"2026-12-03T10:00:00.000000Z","stageTimestamp":"2026-12-03T10:00:00.001000Z"{extra}}}"#
+        )
+    };
+    let pod =
+        r#","requestObject":{"spec":{"containers":[{"name":"a","image":"evil.example/miner:1"}]}}"#;
+    let escaped = r#","\u0072equestObject":{"spec":{"containers":[{"name":"a","\u0069mage":"evil.example/miner:1"}]}}"#;
+    let forbid = r#","annotations":{"authorization.k8s.io/decision":"forbid","authorization.k8s.io/reason":""}"#;
+    let lines = vec![
+        event("1", "pods", pod),
+        event("2", "pods", escaped),
+        event("3", "PODS", pod),
+        event("4", "configmaps", pod),
+        event("5", "pods", forbid),
+        event("6", "pods", ""),
+    ];
+    let hits = engine_hits(rules, &lines);
+    let want: Vec<Vec<&str>> = vec![
+        vec!["t-image"],
+        vec!["t-image"],
+        vec!["t-image"],
+        vec![],
+        vec!["t-forbid"],
+        vec![],
+    ];
+    assert_eq!(hits, want);
+}
