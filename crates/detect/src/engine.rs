@@ -29,7 +29,8 @@ pub struct Detection {
     pub matched: Vec<String>,
 }
 
-/// The rules that apply to one format, prefiltered by the Kubernetes verb.
+/// The rules that apply to one format, prefiltered by the Kubernetes verb (and then, in
+/// `Slot::candidates`, by resource).
 #[derive(Default)]
 struct Slot {
     /// Rules that may match whatever the verb (ascending).
