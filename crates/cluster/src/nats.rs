@@ -76,9 +76,10 @@ pub async fn ensure_stream(
             Ok(s) => return Ok(s),
             Err(e) => {
                 let text = e.to_string();
+                let lower = text.to_ascii_lowercase();
                 let transient = ["timed out", "no responders", "unavailable", "leader"]
                     .iter()
-                    .any(|t| text.to_ascii_lowercase().contains(t));
+                    .any(|t| lower.contains(t));
                 if !transient || Instant::now() >= deadline {
                     return Err(ClusterError::Nats(format!(
                         "stream {}: {text}{}",
