@@ -103,8 +103,10 @@ impl LedgerReader {
             _ => chain,
         };
         let verifier = keys.current().clone();
-        let manifest = datadir::read_manifest(&dir.manifest_path())?;
+        // WALs first: a WAL sealed between the two reads is then in both lists (the readers skip
+        // what a segment covers), never in neither
         let wals = list_wals(&dir)?;
+        let manifest = datadir::read_manifest(&dir.manifest_path())?;
         Ok(LedgerReader {
             dir,
             identity,

@@ -237,6 +237,9 @@ impl State {
     }
 }
 
+/// Times `verify` looks at the files again when a live writer sealed a WAL while it ran.
+const MAX_ROUNDS: usize = 1000;
+
 /// Verify the ledger in `root`.
 pub fn verify(
     root: impl Into<PathBuf>,
@@ -390,222 +393,247 @@ pub fn verify(
     // segments runs on worker threads, ahead of the in-order checks here.
     let total = reader.size().unwrap_or(0).max(1);
     let mut chain = chain_seed(&origin);
-    let manifest = reader.manifest.clone();
-    let sealed: Vec<PathBuf> = manifest
-        .iter()
-        .filter(|e| e.state == "sealed")
-        .map(|e| reader.dir.seg_dir().join(&e.file))
-        .collect();
-    let mut scans = ScanPipeline::start(sealed, opts.threads);
-    for entry in manifest {
-        if entry.first != st.expected {
-            st.fail(
-                if entry.first > st.expected {
-                    "E_MISSING_SEGMENT"
-                } else {
-                    "E_OVERLAP"
-                },
-                None,
-                Some([st.expected, entry.first]),
-                Some(entry.file.clone()),
-                format!(
-                    "segment {}-{} does not start at record {}",
-                    entry.first, entry.last, st.expected
-                ),
-            );
-            st.frontier = None;
-            st.expected = entry.first;
-        }
-        if entry.state == "pruned" || entry.state == "evicted" {
-            resync_pruned(&mut st, &entry);
-            chain = entry.chain_hash().unwrap_or(chain);
-            continue;
-        }
-        st.checked.segments += 1;
-        let seg_name = entry.file.clone();
-        let scan = scans.next_scan();
-        // file hash, seal note, binding
-        match scan.file_sha256 {
-            Err(e) => {
+    // A live writer seals WALs while this runs: a WAL listed at open may be gone (sealed) by the
+    // time it is read, its segment appended to the manifest after it was read. Such a gap is
+    // looked at again (WALs listed, then the manifest re-read) and the new segments verified
+    // from where the check stopped; a gap still there after that is a failure.
+    let mut manifest = reader.manifest.clone();
+    let mut wals = reader.wals.clone();
+    let mut round = 0usize;
+    'rounds: loop {
+        let todo: Vec<ManifestEntry> = manifest
+            .drain(..)
+            .filter(|e| round == 0 || e.first >= st.expected)
+            .collect();
+        let sealed: Vec<PathBuf> = todo
+            .iter()
+            .filter(|e| e.state == "sealed")
+            .map(|e| reader.dir.seg_dir().join(&e.file))
+            .collect();
+        let mut scans = ScanPipeline::start(sealed, opts.threads);
+        for entry in todo {
+            if entry.first != st.expected {
                 st.fail(
-                    "E_MISSING_SEGMENT",
+                    if entry.first > st.expected {
+                        "E_MISSING_SEGMENT"
+                    } else {
+                        "E_OVERLAP"
+                    },
                     None,
-                    Some([entry.first, entry.last + 1]),
-                    Some(seg_name.clone()),
-                    format!("segment file unreadable: {e}"),
+                    Some([st.expected, entry.first]),
+                    Some(entry.file.clone()),
+                    format!(
+                        "segment {}-{} does not start at record {}",
+                        entry.first, entry.last, st.expected
+                    ),
                 );
-                resync(&mut st, &entry);
+                st.frontier = None;
+                st.expected = entry.first;
+            }
+            if entry.state == "pruned" || entry.state == "evicted" {
+                resync_pruned(&mut st, &entry);
                 chain = entry.chain_hash().unwrap_or(chain);
                 continue;
             }
-            Ok(sha) => {
-                if sha != entry.sha256 {
+            st.checked.segments += 1;
+            let seg_name = entry.file.clone();
+            let scan = scans.next_scan();
+            // file hash, seal note, binding
+            match scan.file_sha256 {
+                Err(e) => {
                     st.fail(
-                        "E_SEGMENT_HASH",
+                        "E_MISSING_SEGMENT",
                         None,
                         Some([entry.first, entry.last + 1]),
                         Some(seg_name.clone()),
-                        "segment file SHA-256 differs from the manifest",
+                        format!("segment file unreadable: {e}"),
                     );
+                    resync(&mut st, &entry);
+                    chain = entry.chain_hash().unwrap_or(chain);
+                    continue;
                 }
-                check_seal(&mut st, &reader, &entry, &sha, &origin);
+                Ok(sha) => {
+                    if sha != entry.sha256 {
+                        st.fail(
+                            "E_SEGMENT_HASH",
+                            None,
+                            Some([entry.first, entry.last + 1]),
+                            Some(seg_name.clone()),
+                            "segment file SHA-256 differs from the manifest",
+                        );
+                    }
+                    check_seal(&mut st, &reader, &entry, &sha, &origin);
+                }
             }
-        }
-        match scan.meta {
-            Ok(m) if m.origin != origin || m.first != entry.first || m.last != entry.last => st
-                .fail(
-                    "E_SEGMENT_SUBSTITUTED",
-                    None,
-                    Some([entry.first, entry.last + 1]),
-                    Some(seg_name.clone()),
-                    format!(
-                        "the file belongs to {} records {}-{}",
-                        m.origin, m.first, m.last
+            match scan.meta {
+                Ok(m) if m.origin != origin || m.first != entry.first || m.last != entry.last => st
+                    .fail(
+                        "E_SEGMENT_SUBSTITUTED",
+                        None,
+                        Some([entry.first, entry.last + 1]),
+                        Some(seg_name.clone()),
+                        format!(
+                            "the file belongs to {} records {}-{}",
+                            m.origin, m.first, m.last
+                        ),
                     ),
-                ),
-            Ok(_) => {}
-            Err(e) => st.fail(
-                "E_SEGMENT_HASH",
-                None,
-                Some([entry.first, entry.last + 1]),
-                Some(seg_name.clone()),
-                e.to_string(),
-            ),
-        }
-        for r in &scan.rows {
-            visit(
-                &mut st,
-                r.index,
-                r.kind,
-                r.received,
-                r.payload_len,
-                r.payload.as_deref(),
-                r.leaf,
-                r.prefix_ok,
-                &mut opts,
-            );
-        }
-        if let Some(e) = scan.error {
-            st.fail(
-                "E_SEGMENT_HASH",
-                None,
-                Some([entry.first, entry.last + 1]),
-                Some(seg_name.clone()),
-                format!("segment cannot be read: {e}"),
-            );
-        }
-        if st.expected != entry.last + 1 {
-            st.fail(
-                "E_INDEX_MISMATCH",
-                Some(st.expected.min(entry.last + 1)),
-                None,
-                Some(seg_name.clone()),
-                format!(
-                    "segment {}-{} ends at record {}",
-                    entry.first,
-                    entry.last,
-                    st.expected.wrapping_sub(1)
-                ),
-            );
-            resync(&mut st, &entry);
-        } else if let Some(f) = &st.frontier {
-            if b64(&f.root()) != entry.seal_root {
-                st.fail(
-                    "E_ROOT_MISMATCH",
+                Ok(_) => {}
+                Err(e) => st.fail(
+                    "E_SEGMENT_HASH",
                     None,
                     Some([entry.first, entry.last + 1]),
                     Some(seg_name.clone()),
-                    "the records do not hash to the segment's seal root",
+                    e.to_string(),
+                ),
+            }
+            for r in &scan.rows {
+                visit(
+                    &mut st,
+                    r.index,
+                    r.kind,
+                    r.received,
+                    r.payload_len,
+                    r.payload.as_deref(),
+                    r.leaf,
+                    r.prefix_ok,
+                    &mut opts,
                 );
             }
-        }
-        chain = entry.chain_hash().unwrap_or(chain);
-    }
-    let n_wals = reader.wals.len();
-    for (i, (first, path)) in reader.wals.iter().enumerate() {
-        if *first < st.expected {
-            continue; // sealed meanwhile (the seal already covered it)
-        }
-        st.checked.wal_files += 1;
-        let name = path.file_name().map(|n| n.to_string_lossy().to_string());
-        if *first != st.expected {
-            st.fail(
-                "E_MISSING_SEGMENT",
-                None,
-                Some([st.expected, *first]),
-                name.clone(),
-                "records between the last segment and this WAL are missing",
-            );
-            st.frontier = None;
-            st.expected = *first;
-        }
-        let Some(data) = crate::datadir::read_if_exists(path)? else {
-            continue;
-        };
-        let mut off = 0usize;
-        let mut expect_chain = chain;
-        while off < data.len() {
-            match wal::frame_at(&data, off) {
-                Ok(fr) => {
-                    off += fr.len;
-                    let leaf = crate::merkle::leaf_hash(fr.record);
-                    let (index, kind, received, payload) = match record::decode(fr.record) {
-                        Ok(d) => (d.index, d.kind as u8, d.received, d.payload),
-                        Err(e) => {
-                            st.fail("E_MALFORMED", Some(st.expected), None, name.clone(), e);
-                            st.expected += 1;
-                            continue;
-                        }
-                    };
-                    if chain_next(&expect_chain, &fr.leaf) != fr.chain {
-                        st.fail(
-                            "E_CHAIN",
-                            Some(index),
-                            None,
-                            name.clone(),
-                            "WAL hash chain broken",
-                        );
-                    }
-                    expect_chain = fr.chain;
-                    visit(
-                        &mut st,
-                        index,
-                        kind,
-                        received,
-                        payload.len(),
-                        Some(payload),
-                        leaf,
-                        fr.leaf == leaf,
-                        &mut opts,
+            if let Some(e) = scan.error {
+                st.fail(
+                    "E_SEGMENT_HASH",
+                    None,
+                    Some([entry.first, entry.last + 1]),
+                    Some(seg_name.clone()),
+                    format!("segment cannot be read: {e}"),
+                );
+            }
+            if st.expected != entry.last + 1 {
+                st.fail(
+                    "E_INDEX_MISMATCH",
+                    Some(st.expected.min(entry.last + 1)),
+                    None,
+                    Some(seg_name.clone()),
+                    format!(
+                        "segment {}-{} ends at record {}",
+                        entry.first,
+                        entry.last,
+                        st.expected.wrapping_sub(1)
+                    ),
+                );
+                resync(&mut st, &entry);
+            } else if let Some(f) = &st.frontier {
+                if b64(&f.root()) != entry.seal_root {
+                    st.fail(
+                        "E_ROOT_MISMATCH",
+                        None,
+                        Some([entry.first, entry.last + 1]),
+                        Some(seg_name.clone()),
+                        "the records do not hash to the segment's seal root",
                     );
                 }
-                Err(_) => {
-                    let rest = (data.len() - off) as u64;
-                    let later = data[off + 1..].windows(4).any(|w| w == wal::FRAME_MAGIC);
-                    if i + 1 == n_wals && (rest < 80 << 20) && !later {
-                        st.warn(
-                            "W_TORN_TAIL",
-                            Some(st.expected),
-                            None,
-                            format!(
-                                "{rest} bytes of an unacknowledged write at the end of {}",
-                                name.clone().unwrap_or_default()
-                            ),
-                        );
-                    } else {
-                        st.fail(
-                            "E_MALFORMED",
-                            Some(st.expected),
-                            None,
-                            name.clone(),
-                            format!("damaged WAL frame at byte {off}"),
-                        );
-                    }
-                    break;
+            }
+            chain = entry.chain_hash().unwrap_or(chain);
+        }
+        let n_wals = wals.len();
+        for (i, (first, path)) in wals.iter().enumerate() {
+            if *first < st.expected {
+                continue; // sealed meanwhile (the seal already covered it)
+            }
+            let data = crate::datadir::read_if_exists(path)?;
+            if (*first != st.expected || data.is_none()) && round < MAX_ROUNDS {
+                // sealed since the listing? look again
+                let again = crate::recover::list_wals(&reader.dir)?;
+                let m = crate::datadir::read_manifest(&reader.dir.manifest_path())?;
+                if again != wals || m.iter().any(|e| e.first == st.expected) {
+                    wals = again;
+                    manifest = m;
+                    round += 1;
+                    continue 'rounds;
                 }
             }
+            st.checked.wal_files += 1;
+            let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+            if *first != st.expected {
+                st.fail(
+                    "E_MISSING_SEGMENT",
+                    None,
+                    Some([st.expected, *first]),
+                    name.clone(),
+                    "records between the last segment and this WAL are missing",
+                );
+                st.frontier = None;
+                st.expected = *first;
+            }
+            let Some(data) = data else {
+                continue;
+            };
+            let mut off = 0usize;
+            let mut expect_chain = chain;
+            while off < data.len() {
+                match wal::frame_at(&data, off) {
+                    Ok(fr) => {
+                        off += fr.len;
+                        let leaf = crate::merkle::leaf_hash(fr.record);
+                        let (index, kind, received, payload) = match record::decode(fr.record) {
+                            Ok(d) => (d.index, d.kind as u8, d.received, d.payload),
+                            Err(e) => {
+                                st.fail("E_MALFORMED", Some(st.expected), None, name.clone(), e);
+                                st.expected += 1;
+                                continue;
+                            }
+                        };
+                        if chain_next(&expect_chain, &fr.leaf) != fr.chain {
+                            st.fail(
+                                "E_CHAIN",
+                                Some(index),
+                                None,
+                                name.clone(),
+                                "WAL hash chain broken",
+                            );
+                        }
+                        expect_chain = fr.chain;
+                        visit(
+                            &mut st,
+                            index,
+                            kind,
+                            received,
+                            payload.len(),
+                            Some(payload),
+                            leaf,
+                            fr.leaf == leaf,
+                            &mut opts,
+                        );
+                    }
+                    Err(_) => {
+                        let rest = (data.len() - off) as u64;
+                        let later = data[off + 1..].windows(4).any(|w| w == wal::FRAME_MAGIC);
+                        if i + 1 == n_wals && (rest < 80 << 20) && !later {
+                            st.warn(
+                                "W_TORN_TAIL",
+                                Some(st.expected),
+                                None,
+                                format!(
+                                    "{rest} bytes of an unacknowledged write at the end of {}",
+                                    name.clone().unwrap_or_default()
+                                ),
+                            );
+                        } else {
+                            st.fail(
+                                "E_MALFORMED",
+                                Some(st.expected),
+                                None,
+                                name.clone(),
+                                format!("damaged WAL frame at byte {off}"),
+                            );
+                        }
+                        break;
+                    }
+                }
+            }
+            chain = expect_chain;
         }
-        chain = expect_chain;
+        break;
     }
     if let Some(p) = opts.progress.as_mut() {
         p(st.checked.records, total);
