@@ -93,6 +93,100 @@ const COMMIT_BYTES: usize = 4 << 20;
 /// … or when the oldest pending record waited this long.
 const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// Parsed records go to the store thread in batches of at most this many records, …
+const BATCH_RECORDS: usize = 512;
+/// … or this many raw bytes, …
+const BATCH_BYTES: usize = 1 << 20;
+/// … or as old as this (a slow input still reaches the ledger promptly).
+const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+/// Batches parsed ahead of the store thread (memory bound: this × `BATCH_BYTES` of raw input).
+const CHANNEL_BATCHES: usize = 8;
+
+/// Records of one input, on their way to the store thread.
+#[derive(Default)]
+struct Batch {
+    input: usize,
+    records: Vec<Record>,
+    bytes: usize,
+    started: Option<Instant>,
+}
+
+/// What the store thread did.
+struct Stored {
+    ranges: Vec<Range>,
+    durable_at: f64,
+    checkpoint: Option<trailwarden_ledger::note::SignedCheckpoint>,
+    detection: Option<crate::detector::DetectStats>,
+    detect_error: Option<String>,
+    storage_error: Option<String>,
+}
+
+/// The store thread: append each batch, commit (fdatasync) when `COMMIT_BYTES` are pending or
+/// the oldest pending record waited `COMMIT_INTERVAL` (also when the input pauses), run
+/// detection on what just became durable; at the end commit, detect the rest, close.
+fn store_loop(
+    mut l: trailwarden_ledger::Ledger,
+    mut detector: Option<Detector>,
+    rx: std::sync::mpsc::Receiver<Batch>,
+    inputs: usize,
+    started: Instant,
+) -> Stored {
+    let mut st = Stored {
+        ranges: vec![Range::default(); inputs],
+        durable_at: 0.0,
+        checkpoint: None,
+        detection: None,
+        detect_error: None,
+        storage_error: None,
+    };
+    let mut pending: Vec<(u64, Record)> = Vec::new();
+    let mut oldest_pending: Option<Instant> = None;
+    let mut run = |st: &mut Stored| -> Result<(), trailwarden_ledger::LedgerError> {
+        loop {
+            let wait = oldest_pending.map_or(COMMIT_INTERVAL, |t| {
+                COMMIT_INTERVAL.saturating_sub(t.elapsed())
+            });
+            let batch = match rx.recv_timeout(wait) {
+                Ok(b) => Some(b),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(b) = batch {
+                let r = &mut st.ranges[b.input];
+                for rec in b.records {
+                    let idx = l.append(&rec)?;
+                    r.first.get_or_insert(idx);
+                    r.last = Some(idx);
+                    if detector.is_some() {
+                        pending.push((idx, rec));
+                    }
+                }
+                oldest_pending.get_or_insert_with(|| b.started.unwrap_or_else(Instant::now));
+            }
+            let waited = oldest_pending.map(|t| t.elapsed());
+            if l.pending_bytes() >= COMMIT_BYTES || waited.is_some_and(|w| w >= COMMIT_INTERVAL) {
+                l.commit()?;
+                oldest_pending = None;
+                detect_durable(&mut detector, &mut l, &mut pending, &mut st.detect_error);
+            }
+        }
+        l.commit()?;
+        st.durable_at = started.elapsed().as_secs_f64();
+        detect_durable(&mut detector, &mut l, &mut pending, &mut st.detect_error);
+        l.commit()?;
+        Ok(())
+    };
+    match run(&mut st) {
+        Ok(()) => match l.close("ingest finished") {
+            Ok(cp) => st.checkpoint = Some(cp),
+            Err(e) => st.storage_error = Some(e.to_string()),
+        },
+        Err(e) => st.storage_error = Some(e.to_string()),
+    }
+    st.detection = detector.as_ref().map(|d| d.stats.clone());
+    st
+}
+
 /// Ledger indexes assigned to one input.
 #[derive(Default, Clone, Copy)]
 struct Range {
@@ -146,23 +240,8 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
         }
     };
 
-    // detection runs on records once they are durable (after each commit)
-    let mut detector = if ledger.is_some() && !a.no_detect {
-        let mut d = crate::detector::open(cli, &a.rules, true)?;
-        if let Err(e) = d.rebuild(&cli.data_dir) {
-            eprintln!("warning: correlation state could not be rebuilt from the ledger: {e:#}");
-        }
-        Some(d)
-    } else {
-        None
-    };
-    let mut detect_error: Option<String> = None;
-    let mut pending: Vec<(u64, Record)> = Vec::new();
-
     let mut ranges: Vec<Range> = vec![Range::default(); a.files.len()];
     let current = std::cell::Cell::new(0usize);
-    let mut oldest_pending: Option<Instant> = None;
-    let mut storage_error: Option<String> = None;
     let total: u64 = a
         .files
         .iter()
@@ -185,95 +264,145 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
 
     let started = Instant::now();
     let mut failed_inputs: Vec<String> = Vec::new();
-    let summary: Summary = {
-        let current_ref = &current;
-        let ranges_ref = &mut ranges;
-        let storage_ref = &mut storage_error;
-        let mut sink = |rec: Record| -> Result<(), String> {
-            if let Some(w) = emit.as_mut() {
-                let line = rec.to_json().to_string();
-                w.write_all(line.as_bytes())
-                    .and_then(|_| w.write_all(b"\n"))
-                    .map_err(|e| format!("cannot write normalized output: {e}"))?;
+    let mut sink_failed = false;
+    // Two threads: this one reads, parses and normalizes; the store thread appends to the
+    // ledger, commits (fdatasync) and runs detection on what is durable, while this one parses
+    // the next batch.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(CHANNEL_BATCHES);
+    let (summary, stored) = std::thread::scope(|scope| -> Result<(Summary, Option<Stored>)> {
+        let store_thread = match ledger.take() {
+            Some(l) => {
+                // detection runs on records once they are durable (after each commit)
+                let detector = if !a.no_detect {
+                    let mut d = crate::detector::open(cli, &a.rules, true)?;
+                    if let Err(e) = d.rebuild(&cli.data_dir) {
+                        eprintln!(
+                            "warning: correlation state could not be rebuilt from the ledger: {e:#}"
+                        );
+                    }
+                    Some(d)
+                } else {
+                    None
+                };
+                let n = a.files.len();
+                Some(
+                    std::thread::Builder::new()
+                        .name("ingest-store".into())
+                        .spawn_scoped(scope, move || store_loop(l, detector, rx, n, started))
+                        .context("cannot start the store thread")?,
+                )
             }
-            if let Some(l) = ledger.as_mut() {
-                let idx = l.append(&rec).map_err(|e| {
-                    *storage_ref = Some(e.to_string());
-                    e.to_string()
-                })?;
-                let r = &mut ranges_ref[current_ref.get()];
-                r.first.get_or_insert(idx);
-                r.last = Some(idx);
-                if detector.is_some() {
-                    pending.push((idx, rec));
-                }
-                let waited = oldest_pending.get_or_insert_with(Instant::now).elapsed();
-                if l.pending_bytes() >= COMMIT_BYTES || waited >= COMMIT_INTERVAL {
-                    l.commit().map_err(|e| {
-                        *storage_ref = Some(e.to_string());
-                        e.to_string()
-                    })?;
-                    oldest_pending = None;
-                    detect_durable(&mut detector, l, &mut pending, &mut detect_error);
-                }
+            None => {
+                drop(rx);
+                None
             }
-            Ok(())
         };
-        let mut ing = Ingestor::new(opts, &mut sink);
-        if let Some(t) = fixed_time {
-            ing = ing.with_clock(move || t);
-        }
-        let mut done_before: u64 = 0;
-        for (i, f) in a.files.iter().enumerate() {
-            current_ref.set(i);
-            bar.set_message(f.clone());
-            let base = done_before;
-            let mut progress =
-                |consumed: u64, _size: Option<u64>| bar.set_position(base + consumed);
-            if let Err(e) = ing.ingest_path(f, &mut progress) {
-                if matches!(e, trailwarden_parse::ParseError::Sink { .. }) {
-                    bar.finish_and_clear();
-                    eprintln!("error: {e}");
-                    return Ok(crate::EXIT_STORAGE);
-                }
-                eprintln!("error: {e}");
-                failed_inputs.push(f.clone());
+        let storing = store_thread.is_some();
+        let batch = std::cell::RefCell::new(Batch::default());
+        let flush = |tx: &std::sync::mpsc::SyncSender<Batch>| -> Result<(), String> {
+            let b = std::mem::take(&mut *batch.borrow_mut());
+            if b.records.is_empty() {
+                return Ok(());
             }
-            done_before += std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-        }
-        ing.into_summary()
-    };
+            tx.send(b)
+                .map_err(|_| "the ledger stopped accepting records (see below)".to_string())
+        };
+        let summary = {
+            let current_ref = &current;
+            let mut sink = |rec: Record| -> Result<(), String> {
+                if let Some(w) = emit.as_mut() {
+                    let line = rec.to_json().to_string();
+                    w.write_all(line.as_bytes())
+                        .and_then(|_| w.write_all(b"\n"))
+                        .map_err(|e| format!("cannot write normalized output: {e}"))?;
+                }
+                if storing {
+                    let full = {
+                        let mut b = batch.borrow_mut();
+                        if b.records.is_empty() {
+                            b.input = current_ref.get();
+                            b.started = Some(Instant::now());
+                        }
+                        b.bytes += rec.raw.len();
+                        b.records.push(rec);
+                        b.records.len() >= BATCH_RECORDS
+                            || b.bytes >= BATCH_BYTES
+                            || b.started.is_some_and(|t| t.elapsed() >= BATCH_WAIT)
+                    };
+                    if full {
+                        flush(&tx)?;
+                    }
+                }
+                Ok(())
+            };
+            let mut ing = Ingestor::new(opts, &mut sink);
+            if let Some(t) = fixed_time {
+                ing = ing.with_clock(move || t);
+            }
+            let mut done_before: u64 = 0;
+            for (i, f) in a.files.iter().enumerate() {
+                current_ref.set(i);
+                bar.set_message(f.clone());
+                let base = done_before;
+                let mut progress =
+                    |consumed: u64, _size: Option<u64>| bar.set_position(base + consumed);
+                let r = ing.ingest_path(f, &mut progress);
+                // a batch never spans two inputs (ranges are per input)
+                let flushed = if storing { flush(&tx) } else { Ok(()) };
+                match r {
+                    Err(e @ trailwarden_parse::ParseError::Sink { .. }) => {
+                        bar.finish_and_clear();
+                        eprintln!("error: {e}");
+                        sink_failed = true;
+                        break;
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        failed_inputs.push(f.clone());
+                    }
+                    Ok(_) => {}
+                }
+                if let Err(e) = flushed {
+                    eprintln!("error: {e}");
+                    sink_failed = true;
+                    break;
+                }
+                done_before += std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+            }
+            ing.into_summary()
+        };
+        drop(tx);
+        let stored = match store_thread {
+            Some(h) => Some(
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("the store thread panicked"))?,
+            ),
+            None => None,
+        };
+        Ok((summary, stored))
+    })?;
     bar.finish_and_clear();
     if let Some(w) = emit.as_mut() {
         w.flush().context("flushing normalized output")?;
     }
     drop(emit);
-    let mut durable_at = started.elapsed().as_secs_f64();
-    let mut checkpoint = None;
-    if let Some(mut l) = ledger.take() {
-        match l.commit() {
-            Ok(_) => durable_at = started.elapsed().as_secs_f64(),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(crate::EXIT_STORAGE);
-            }
-        }
-        detect_durable(&mut detector, &mut l, &mut pending, &mut detect_error);
-        if let Err(e) = l.commit() {
+    let (mut durable_at, mut checkpoint, mut detection, mut detect_error) =
+        (started.elapsed().as_secs_f64(), None, None, None);
+    if let Some(st) = stored {
+        if let Some(e) = st.storage_error {
             eprintln!("error: {e}");
             return Ok(crate::EXIT_STORAGE);
         }
-        match l.close("ingest finished") {
-            Ok(cp) => checkpoint = Some(cp),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(crate::EXIT_STORAGE);
-            }
-        }
+        ranges = st.ranges;
+        durable_at = st.durable_at;
+        checkpoint = st.checkpoint;
+        detection = st.detection;
+        detect_error = st.detect_error;
     }
-    let _ = storage_error;
+    if sink_failed {
+        return Ok(crate::EXIT_STORAGE);
+    }
     let elapsed = started.elapsed().as_secs_f64();
-    let detection = detector.as_ref().map(|d| d.stats.clone());
     print_summary(
         cli.output,
         &summary,

@@ -10,6 +10,11 @@
 //!
 //! At a steady rate, latency is measured from when each batch was due, not when it was sent, so
 //! a slow answer delays the next batch's clock too (no coordinated omission).
+//!
+//! For endurance runs (`scripts/soak`): `--unique PREFIX` gives every posted event its own
+//! `auditID` (`PREFIX` + batch number + position), `--acked FILE` writes the numbers of the
+//! batches the server acknowledged (one per line), and a connection that fails (a server
+//! killed and restarted) is reconnected instead of ending the run; failures are counted.
 #![warn(missing_docs)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,10 +32,12 @@ struct Args {
     connections: usize,
     seconds: u64,
     rate: Option<f64>,
+    unique: Option<String>,
+    acked: Option<String>,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: tw-loadgen --url URL[,URL…] --token T[,T…] [--ca PEM[,PEM…]] --events FILE.jsonl [--batch 400] [--connections 8] [--seconds 30] [--rate EVENTS_PER_S]\n  several URLs (cluster ingest nodes): connection i posts to URL i mod n with token i mod n");
+    eprintln!("usage: tw-loadgen --url URL[,URL…] --token T[,T…] [--ca PEM[,PEM…]] --events FILE.jsonl [--batch 400] [--connections 8] [--seconds 30] [--rate EVENTS_PER_S] [--unique PREFIX] [--acked FILE]\n  several URLs (cluster ingest nodes): connection i posts to URL i mod n with token i mod n");
     std::process::exit(2)
 }
 
@@ -44,6 +51,8 @@ fn parse_args() -> Args {
         connections: 8,
         seconds: 30,
         rate: None,
+        unique: None,
+        acked: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -57,6 +66,8 @@ fn parse_args() -> Args {
             "--connections" => a.connections = v().parse().unwrap_or_else(|_| usage()),
             "--seconds" => a.seconds = v().parse().unwrap_or_else(|_| usage()),
             "--rate" => a.rate = Some(v().parse().unwrap_or_else(|_| usage())),
+            "--unique" => a.unique = Some(v()),
+            "--acked" => a.acked = Some(v()),
             _ => usage(),
         }
     }
@@ -69,21 +80,79 @@ fn parse_args() -> Args {
 trait Conn: Read + Write + Send {}
 impl<T: Read + Write + Send> Conn for T {}
 
-fn connect(a: &Args, host: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> Box<dyn Conn> {
-    let tcp = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+fn connect(host: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> std::io::Result<Box<dyn Conn>> {
+    let tcp = TcpStream::connect(host)?;
     let _ = tcp.set_nodelay(true);
     match tls {
         Some(cfg) => {
             let name = host.rsplit_once(':').map_or(host, |(h, _)| h).to_string();
-            let server =
-                rustls::pki_types::ServerName::try_from(name).unwrap_or_else(|e| panic!("{e}"));
+            let server = rustls::pki_types::ServerName::try_from(name)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
             let c = rustls::ClientConnection::new(cfg.clone(), server)
-                .unwrap_or_else(|e| panic!("{e}"));
-            let _ = a;
-            Box::new(rustls::StreamOwned::new(c, tcp))
+                .map_err(std::io::Error::other)?;
+            Ok(Box::new(rustls::StreamOwned::new(c, tcp)))
         }
-        None => Box::new(tcp),
+        None => Ok(Box::new(tcp)),
     }
+}
+
+/// The events of the file, in batches: joined bodies, or (with `--unique`) each event split
+/// around its `auditID` value so that every post can give its events ids of their own.
+enum Batches {
+    Fixed(Vec<Vec<u8>>),
+    Unique {
+        prefix: String,
+        batches: Vec<Vec<(String, String)>>,
+    },
+}
+
+const LIST_HEAD: &str =
+    "{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"metadata\":{},\"items\":[";
+
+impl Batches {
+    fn len(&self) -> usize {
+        match self {
+            Batches::Fixed(b) => b.len(),
+            Batches::Unique { batches, .. } => batches.len(),
+        }
+    }
+
+    /// The body of batch number `k` (a post's own number in `--unique` mode).
+    fn body(&self, k: u64) -> std::borrow::Cow<'_, [u8]> {
+        let i = (k % self.len() as u64) as usize;
+        match self {
+            Batches::Fixed(b) => std::borrow::Cow::Borrowed(&b[i]),
+            Batches::Unique { prefix, batches } => {
+                let mut out = String::with_capacity(
+                    LIST_HEAD.len()
+                        + batches[i]
+                            .iter()
+                            .map(|(h, t)| h.len() + t.len() + 40)
+                            .sum::<usize>(),
+                );
+                out.push_str(LIST_HEAD);
+                for (j, (head, tail)) in batches[i].iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(head);
+                    out.push_str(&format!("{prefix}{k:010}-{j:04}"));
+                    out.push_str(tail);
+                }
+                out.push_str("]}");
+                std::borrow::Cow::Owned(out.into_bytes())
+            }
+        }
+    }
+}
+
+/// Splits an event line around its `auditID` value: (everything up to the value, everything
+/// after it).
+fn split_audit_id(line: &str) -> Option<(String, String)> {
+    const KEY: &str = "\"auditID\":\"";
+    let at = line.find(KEY)? + KEY.len();
+    let end = at + line[at..].find('"')?;
+    Some((line[..at].to_string(), line[end..].to_string()))
 }
 
 /// Send one request and read the answer; returns the status code.
@@ -209,14 +278,36 @@ fn main() {
     let a = parse_args();
     let text = std::fs::read_to_string(&a.events).unwrap_or_else(|e| panic!("{}: {e}", a.events));
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
-        lines
-            .chunks(a.batch)
-            .filter(|c| c.len() == a.batch)
-            .map(|c| format!("{{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"metadata\":{{}},\"items\":[{}]}}", c.join(",")).into_bytes())
-            .collect(),
-    );
-    assert!(!bodies.is_empty(), "need at least {} events", a.batch);
+    let full: Vec<&[&str]> = lines
+        .chunks(a.batch)
+        .filter(|c| c.len() == a.batch)
+        .collect();
+    let bodies = Arc::new(match &a.unique {
+        None => Batches::Fixed(
+            full.iter()
+                .map(|c| format!("{LIST_HEAD}{}]}}", c.join(",")).into_bytes())
+                .collect(),
+        ),
+        Some(prefix) => Batches::Unique {
+            prefix: prefix.clone(),
+            batches: full
+                .iter()
+                .map(|c| {
+                    c.iter()
+                        .map(|l| {
+                            split_audit_id(l).unwrap_or_else(|| {
+                                panic!(
+                                    "--unique: an event without \"auditID\": {}",
+                                    &l[..l.len().min(200)]
+                                )
+                            })
+                        })
+                        .collect()
+                })
+                .collect(),
+        },
+    });
+    assert!(bodies.len() > 0, "need at least {} events", a.batch);
     let mut hosts = Vec::new();
     let mut tls = false;
     for u in a.url.split(',') {
@@ -257,29 +348,50 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let next_batch = Arc::new(AtomicU64::new(0));
     let lat = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
     let start = Instant::now();
     let mut hs = Vec::new();
     for c in 0..a.connections {
         let host = hosts[c % hosts.len()].clone();
         let token = tokens[c % tokens.len()].clone();
-        let (a, bodies, stop, sent, refused, lat, host, tls_cfg) = (
+        let (a, bodies, stop, sent, refused, failed, next_batch, lat, acked, tls_cfg) = (
             a.clone(),
             bodies.clone(),
             stop.clone(),
             sent.clone(),
             refused.clone(),
+            failed.clone(),
+            next_batch.clone(),
             lat.clone(),
-            host.clone(),
+            acked.clone(),
             tls_cfg.clone(),
         );
         hs.push(std::thread::spawn(move || {
-            let mut r = BufReader::with_capacity(64 << 10, connect(&a, &host, tls_cfg.as_ref()));
+            let open = || {
+                let mut first = true;
+                loop {
+                    match connect(&host, tls_cfg.as_ref()) {
+                        Ok(s) => return Some(BufReader::with_capacity(64 << 10, s)),
+                        Err(e) if first && a.unique.is_none() => panic!("connect {host}: {e}"),
+                        Err(_) => {}
+                    }
+                    first = false;
+                    if stop.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            };
+            let Some(mut r) = open() else { return };
             let mut mine = Vec::new();
+            let mut mine_acked = Vec::new();
             // per-connection schedule for the steady rate
             let interval = a.rate.map(|rate| Duration::from_secs_f64(a.batch as f64 * a.connections as f64 / rate));
             let mut due = start + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / a.connections as f64));
-            let mut i = c;
+            let mut i = c as u64;
             while !stop.load(Ordering::Relaxed) {
                 if interval.is_some() {
                     let now = Instant::now();
@@ -289,22 +401,36 @@ fn main() {
                 } else {
                     due = Instant::now();
                 }
-                let body = &bodies[i % bodies.len()];
-                i += a.connections;
+                // unique mode: every post has its own number (and so its own event ids)
+                let k = if a.unique.is_some() { next_batch.fetch_add(1, Ordering::Relaxed) } else { i };
+                i += a.connections as u64;
+                let body = bodies.body(k);
                 let head = format!(
                     "POST /v1/ingest/k8s-audit HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                     token,
                     body.len()
                 );
-                match post(&mut r, head.as_bytes(), body) {
+                match post(&mut r, head.as_bytes(), &body) {
                     Ok(200) => {
                         mine.push(due.elapsed().as_secs_f64());
+                        mine_acked.push(k);
                         sent.fetch_add(a.batch as u64, Ordering::Relaxed);
                     }
                     Ok(429) | Ok(503) => {
                         refused.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(code) => panic!("unexpected answer {code}"),
+                    // a server killed and restarted (endurance runs): count, reconnect, go on
+                    Err(e) if a.unique.is_some() => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("connection {c}: {e}; reconnecting");
+                        match open() {
+                            Some(n) => r = n,
+                            None => break,
+                        }
+                        due = Instant::now();
+                        continue;
+                    }
                     Err(e) => panic!("connection {c}: {e}"),
                 }
                 if let Some(iv) = interval {
@@ -314,12 +440,21 @@ fn main() {
             if let Ok(mut g) = lat.lock() {
                 g.extend(mine);
             }
+            if let Ok(mut g) = acked.lock() {
+                g.extend(mine_acked);
+            }
         }));
     }
     std::thread::sleep(Duration::from_secs(a.seconds));
     stop.store(true, Ordering::Relaxed);
     for h in hs {
         let _ = h.join();
+    }
+    if let Some(path) = &a.acked {
+        let mut ks = acked.lock().map(|g| g.clone()).unwrap_or_default();
+        ks.sort_unstable();
+        let text: String = ks.iter().map(|k| format!("{k}\n")).collect();
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("{path}: {e}"));
     }
     let elapsed = start.elapsed().as_secs_f64();
     let mut l = lat.lock().map(|g| g.clone()).unwrap_or_default();
@@ -339,6 +474,7 @@ fn main() {
             "events_per_second": (events as f64 / elapsed).round(),
             "batches": l.len(),
             "refused_batches": refused.load(Ordering::Relaxed),
+            "failed_batches": failed.load(Ordering::Relaxed),
             "ack_ms": {"p50": pct(0.50), "p99": pct(0.99), "p999": pct(0.999), "max": l.last().copied().unwrap_or(0.0) * 1000.0},
             "connections": a.connections,
             "rate": a.rate,
