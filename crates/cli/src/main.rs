@@ -40,21 +40,34 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// do not name it).
 const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
 
-/// Keep freed memory for reuse instead of handing it back to the kernel and faulting it in again
-/// (in a VM every fresh page is zeroed, and sealing a segment frees and reallocates tens of
-/// megabytes): mimalloc for Rust allocations, glibc's malloc for zstd's contexts. Memory stays
-/// at its high-water mark, which the bounded pipeline keeps small.
+/// Batch commands (`ingest`, `detect`, `verify`, …) keep freed memory for reuse instead of
+/// handing it back to the kernel and faulting it in again (in a VM every fresh page is zeroed,
+/// and sealing a segment frees and reallocates tens of megabytes): mimalloc for Rust
+/// allocations, glibc's malloc for zstd's contexts; such a command's memory stays at its
+/// high-water mark until it exits.
+///
+/// `serve` runs for months: memory a query, a seal or a burst used and freed goes back to the
+/// kernel after `SERVE_PURGE_DELAY_MS` unused (mimalloc) and above 64 MiB of free heap top
+/// (glibc), so its RSS follows what it holds, not the highest it ever held (BENCHMARKS.md
+/// "Soak"). `MIMALLOC_PURGE_DELAY` in the environment overrides either choice.
 #[allow(unsafe_code)] // the only unsafe in trailwarden: two C allocators' option setters
-fn tune_allocators() {
+fn tune_allocators(long_running: bool) {
+    let purge_delay = if long_running { SERVE_PURGE_DELAY_MS } else { -1 };
+    let trim = if long_running { 64 << 20 } else { 1 << 30 };
     // SAFETY: plain option setters, called before any other thread exists.
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, purge_delay);
+        }
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, trim);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
+
+/// How long (ms) `serve`'s freed memory may stay unused before mimalloc returns it.
+const SERVE_PURGE_DELAY_MS: libc::c_long = 1000;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -205,7 +218,8 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
-    tune_allocators();
+    // parsing the arguments starts no thread and allocates little: the allocators are tuned
+    // for the command before it runs
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -214,6 +228,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    tune_allocators(matches!(cli.command, Command::Serve(_)));
     let result = match &cli.command {
         Command::Gen(a) => cmd_gen::run(&cli, a),
         Command::Ingest(a) => cmd_ingest::run(&cli, a),
