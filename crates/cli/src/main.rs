@@ -52,7 +52,11 @@ const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
 /// "Soak"). `MIMALLOC_PURGE_DELAY` in the environment overrides either choice.
 #[allow(unsafe_code)] // the only unsafe in trailwarden: two C allocators' option setters
 fn tune_allocators(long_running: bool) {
-    let purge_delay = if long_running { SERVE_PURGE_DELAY_MS } else { -1 };
+    let purge_delay = if long_running {
+        SERVE_PURGE_DELAY_MS
+    } else {
+        -1
+    };
     let trim = if long_running { 64 << 20 } else { 1 << 30 };
     // SAFETY: plain option setters, called before any other thread exists.
     unsafe {
