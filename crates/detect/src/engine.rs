@@ -5,12 +5,18 @@
 
 use crate::correlation::Correlator;
 use crate::doc::{Doc, FlatDoc, Val, Vals};
+use crate::extract::{Extracted, Paths};
 use crate::rule::{LogSource, Rule};
 use serde_json::Value;
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use trailwarden_model::{Event, Format};
+
+/// How many (format, verb, resource) triples [`Engine`] remembers the candidate rules of (a
+/// cluster has a few hundred; the cap keeps made-up resource names from growing it).
+const CANDIDATE_CACHE: usize = 4096;
 
 /// One alert-worthy finding: a rule matched an event, or a correlation's condition was met.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +52,11 @@ pub struct Engine {
     by_format: Vec<Slot>,
     /// Candidate rules of the event being checked (reused).
     scratch: Vec<usize>,
+    /// Kubernetes audit events: candidate rules per format, verb and resource, as
+    /// [`Slot::candidates`] gives them (at most [`CANDIDATE_CACHE`] entries).
+    by_request: HashMap<String, Vec<usize>, foldhash::fast::RandomState>,
+    /// The key being looked up in `by_request` (reused).
+    request_key: String,
     /// Per rule: raises alerts of its own (false for bases that only feed correlations).
     alerts: Vec<bool>,
     /// Per rule: some correlation counts its matches.
@@ -54,6 +65,9 @@ pub struct Engine {
     /// if it names them (the second prefilter after the verb).
     resources: Vec<Option<Vec<String>>>,
     correlator: Correlator,
+    /// The JSON fields the rules read beyond the normalized ones, pulled out of a document in
+    /// one pass.
+    paths: Paths,
     /// Rules that cannot run, with why (besides those disabled at load).
     pub problems: Vec<(usize, String)>,
 }
@@ -91,10 +105,19 @@ impl Engine {
             .iter()
             .map(|r| r.required_values("objectRef.resource"))
             .collect();
+        let paths = Paths::new(
+            rules
+                .iter()
+                .filter(|r| r.disabled.is_none())
+                .flat_map(Rule::fields),
+        );
         Engine {
+            paths,
             rules,
             by_format,
             scratch: Vec::new(),
+            by_request: HashMap::default(),
+            request_key: String::new(),
             alerts,
             feeds,
             resources,
@@ -138,7 +161,7 @@ impl Engine {
             return false;
         };
         let mut candidates = std::mem::take(&mut self.scratch);
-        self.by_format[slot].candidates(ev, &self.resources, &mut candidates);
+        self.candidates(slot, ev, &mut candidates);
         if candidates.is_empty() {
             self.scratch = candidates;
             return false;
@@ -149,7 +172,7 @@ impl Engine {
         let correlator = &mut self.correlator;
         let mut fed = false;
         let mut matched = Vec::new();
-        for_each_doc(ev, raw, &mut |doc| {
+        for_each_doc(ev, raw, Some(&self.paths), &mut |doc| {
             matched.clear();
             for &i in &candidates {
                 if rules[i].matches(doc) {
@@ -188,6 +211,37 @@ impl Engine {
         fed
     }
 
+    /// The rules to run over `ev` (of format `slot`), ascending; for Kubernetes audit events
+    /// from the cache of (format, verb, resource) triples seen before.
+    fn candidates(&mut self, slot: usize, ev: &Event, out: &mut Vec<usize>) {
+        if !ev.format.is_kubernetes_audit() {
+            self.by_format[slot].candidates(ev, &self.resources, out);
+            return;
+        }
+        // the key: format, then verb and resource each with a tag for absent and a
+        // separator that cannot be part of the text before it
+        let key = &mut self.request_key;
+        key.clear();
+        let _ = write!(key, "{slot}");
+        for part in [ev.action.as_deref(), ev.resource.resource.as_deref()] {
+            match part {
+                Some(p) => {
+                    let _ = write!(key, ":{}:{p}", p.len());
+                }
+                None => key.push('-'),
+            }
+        }
+        if let Some(hit) = self.by_request.get(key.as_str()) {
+            out.clear();
+            out.extend_from_slice(hit);
+            return;
+        }
+        self.by_format[slot].candidates(ev, &self.resources, out);
+        if self.by_request.len() < CANDIDATE_CACHE {
+            self.by_request.insert(key.clone(), out.clone());
+        }
+    }
+
     /// Single-event matches only (no correlation state): per match, the rule index and the
     /// searches that matched. For `rules test`.
     pub fn matches(&self, ev: &Event, raw: &[u8], f: &mut dyn FnMut(usize, Vec<&str>)) {
@@ -196,7 +250,7 @@ impl Engine {
         };
         let mut candidates = Vec::new();
         self.by_format[slot].candidates(ev, &self.resources, &mut candidates);
-        for_each_doc(ev, raw, &mut |doc| {
+        for_each_doc(ev, raw, Some(&self.paths), &mut |doc| {
             for &i in &candidates {
                 if self.rules[i].matches(doc) {
                     f(i, self.rules[i].matched_searches(doc));
@@ -273,8 +327,9 @@ impl Slot {
 
 /// The documents an event gives Sigma rules: the audit event itself for JSON formats (the inner
 /// document of an envelope such as AKS's `properties.log`), the fields of all records of an
-/// auditd event, the message otherwise.
-pub fn for_each_doc(ev: &Event, raw: &[u8], f: &mut dyn FnMut(&dyn Doc)) {
+/// auditd event, the message otherwise. `paths`: the JSON fields to pull out of a JSON event in
+/// one pass (others parse the event).
+pub fn for_each_doc(ev: &Event, raw: &[u8], paths: Option<&Paths>, f: &mut dyn FnMut(&dyn Doc)) {
     match ev.format {
         Format::Auditd => {
             let raw_text = String::from_utf8_lossy(raw);
@@ -301,7 +356,11 @@ pub fn for_each_doc(ev: &Event, raw: &[u8], f: &mut dyn FnMut(&dyn Doc)) {
         | Format::AzureActivity
         | Format::Signin
         | Format::EntraAudit
-        | Format::App => f(&EventDoc::new(ev, raw)),
+        | Format::App => {
+            let mut doc = EventDoc::new(ev, raw);
+            doc.paths = paths;
+            f(&doc)
+        }
         _ => {
             let raw_text = String::from_utf8_lossy(raw);
             let message = ev.message.as_deref().unwrap_or_default();
@@ -324,6 +383,11 @@ pub struct EventDoc<'a> {
     /// Whether the text escapes characters a key could be spelled with (`\u`, `\/`).
     escapes: OnceCell<bool>,
     json: OnceCell<Option<Value>>,
+    /// The fields pulled out in one pass (`paths`), when that pass could answer.
+    paths: Option<&'a Paths>,
+    extracted: OnceCell<Option<Extracted<'a>>>,
+    /// Path segments looked for in the text, and found (see [`Paths::could_have`]).
+    seen: Cell<(u64, u64)>,
 }
 
 impl<'a> EventDoc<'a> {
@@ -336,7 +400,17 @@ impl<'a> EventDoc<'a> {
             text: OnceCell::new(),
             escapes: OnceCell::new(),
             json: OnceCell::new(),
+            paths: None,
+            extracted: OnceCell::new(),
+            seen: Cell::new((0, 0)),
         }
+    }
+
+    /// A document that pulls the JSON fields in `paths` out of the text in one pass.
+    pub fn with_paths(ev: &'a Event, raw: &'a [u8], paths: &'a Paths) -> EventDoc<'a> {
+        let mut d = EventDoc::new(ev, raw);
+        d.paths = Some(paths);
+        d
     }
 
     /// The fields a Kubernetes event's normalized form holds verbatim; empty when the event has
@@ -393,11 +467,29 @@ impl<'a> EventDoc<'a> {
         })
     }
 
-    fn text_ref(&self) -> &str {
+    fn text_cow(&self) -> &Cow<'a, str> {
         self.text.get_or_init(|| match &self.ev.payload {
             Some(p) => Cow::Borrowed(p.as_str()),
-            None => String::from_utf8_lossy(self.raw),
+            None => match std::str::from_utf8(self.raw) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => String::from_utf8_lossy(self.raw),
+            },
         })
+    }
+
+    fn text_ref(&self) -> &str {
+        self.text_cow()
+    }
+
+    /// The fields of `paths` in one pass over the text (`None`: parse the text instead — it
+    /// was not valid UTF-8, or the pass could not answer exactly).
+    fn extracted(&self, paths: &Paths) -> Option<&Extracted<'a>> {
+        self.extracted
+            .get_or_init(|| match self.text_cow() {
+                Cow::Borrowed(text) => paths.extract(text),
+                Cow::Owned(_) => None,
+            })
+            .as_ref()
     }
 }
 
@@ -414,7 +506,20 @@ impl Doc for EventDoc<'_> {
             memchr::memmem::find(text, b"\\u").is_some()
                 || memchr::memmem::find(text, b"\\/").is_some()
         });
-        if !escapes
+        if let Some((paths, slot)) = self.paths.and_then(|p| Some((p, p.slot(field)?))) {
+            if !escapes {
+                let mut seen = self.seen.get();
+                let could = paths.could_have(slot, text, &mut seen);
+                self.seen.set(seen);
+                if !could {
+                    return Vals::new();
+                }
+            }
+            if let Some(ex) = self.extracted(paths) {
+                let vals: &[Val<'_>] = ex.get(slot);
+                return vals.iter().cloned().collect();
+            }
+        } else if !escapes
             && field
                 .split('.')
                 .any(|seg| memchr::memmem::find(text, seg.as_bytes()).is_none())

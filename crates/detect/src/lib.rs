@@ -12,6 +12,7 @@ pub mod correlation;
 pub mod doc;
 pub mod engine;
 mod error;
+pub mod extract;
 pub mod matcher;
 pub mod placeholders;
 pub mod rule;

@@ -63,11 +63,89 @@ pub enum CmpOp {
     Gte,
 }
 
-fn lower(s: &str) -> Cow<'_, str> {
-    if s.chars().any(char::is_uppercase) {
+/// `s` as case-insensitive patterns compare it: lowercase when it has an uppercase letter.
+pub fn lower(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        }
+    } else if s.chars().any(char::is_uppercase) {
         Cow::Owned(s.to_lowercase())
     } else {
         Cow::Borrowed(s)
+    }
+}
+
+/// A list of case-insensitive string patterns, any of which may match, tested in one step:
+/// the value is lowercased once, equality is one hash lookup, substrings one Aho-Corasick pass,
+/// prefixes and suffixes compared in turn.
+#[derive(Clone, Debug, Default)]
+pub struct StrSet {
+    any: bool,
+    eq: std::collections::HashSet<String>,
+    prefix: Vec<String>,
+    suffix: Vec<String>,
+    contains: Option<aho_corasick::AhoCorasick>,
+    regex: Vec<Regex>,
+}
+
+impl StrSet {
+    /// The set of `matchers` when every one is a case-insensitive string pattern (else `None`).
+    pub fn new(matchers: &[Matcher]) -> Option<StrSet> {
+        let mut set = StrSet::default();
+        let mut contains = Vec::new();
+        for m in matchers {
+            let Matcher::Str {
+                pattern,
+                cased: false,
+            } = m
+            else {
+                return None;
+            };
+            match pattern {
+                Pattern::Any => set.any = true,
+                Pattern::Eq(p) => {
+                    set.eq.insert(p.clone());
+                }
+                Pattern::Prefix(p) => set.prefix.push(p.clone()),
+                Pattern::Suffix(p) => set.suffix.push(p.clone()),
+                Pattern::Contains(p) => contains.push(p.clone()),
+                Pattern::Regex(r) => set.regex.push(r.clone()),
+            }
+        }
+        if !contains.is_empty() {
+            set.contains = Some(aho_corasick::AhoCorasick::new(&contains).ok()?);
+        }
+        Some(set)
+    }
+
+    /// Does the string `v` match any pattern?
+    pub fn test_str(&self, v: &str) -> bool {
+        if self.any {
+            return true;
+        }
+        if self.regex.iter().any(|r| r.is_match(v)) {
+            return true;
+        }
+        let v = lower(v);
+        let v = v.as_ref();
+        self.eq.contains(v)
+            || self.prefix.iter().any(|p| v.starts_with(p.as_str()))
+            || self.suffix.iter().any(|p| v.ends_with(p.as_str()))
+            || self.contains.as_ref().is_some_and(|ac| ac.is_match(v))
+    }
+
+    /// Does one value of a field match? (Strings, numbers by their text, booleans as
+    /// `true`/`false`, as [`Matcher::test`].)
+    pub fn test(&self, v: &Val<'_>) -> bool {
+        match v {
+            Val::Str(s) | Val::Num(_, s) => self.test_str(s),
+            Val::Bool(true) => self.test_str("true"),
+            Val::Bool(false) => self.test_str("false"),
+            _ => false,
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::condition::{self, Cond};
 use crate::doc::{Doc, Val};
-use crate::matcher::{self, CmpOp, Matcher, Pattern, Piece};
+use crate::matcher::{self, CmpOp, Matcher, Pattern, Piece, StrSet};
 use crate::DetectError;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -73,70 +73,25 @@ struct FieldTest {
     field: String,
     matchers: Vec<Matcher>,
     all: bool,
-    /// The same test, compiled for a set of case-insensitive strings (any of them).
-    set: Option<SetTest>,
+    /// The same test, compiled for a list of case-insensitive strings (any of them).
+    set: Option<StrSet>,
 }
-
-/// Many case-insensitive strings of one kind, tested in one step.
-#[derive(Clone, Debug)]
-enum SetTest {
-    /// Any of these substrings (one Aho-Corasick pass over the value).
-    Contains(aho_corasick::AhoCorasick),
-    /// Equal to any of these (lowercase).
-    Eq(std::collections::HashSet<String>),
-}
-
-/// Lists at least this long are compiled into a [`SetTest`].
-const SET_MIN: usize = 3;
 
 impl FieldTest {
     fn new(field: String, matchers: Vec<Matcher>, all: bool) -> FieldTest {
-        let mut t = FieldTest {
-            field,
-            // an empty list matches nothing (`any` of nothing), with `all` too
-            all: all && !matchers.is_empty(),
-            matchers,
-            set: None,
+        // an empty list matches nothing (`any` of nothing), with `all` too
+        let all = all && !matchers.is_empty();
+        let set = if all || matchers.len() < 2 {
+            None
+        } else {
+            StrSet::new(&matchers)
         };
-        if t.all || t.matchers.len() < SET_MIN {
-            return t;
+        FieldTest {
+            field,
+            all,
+            matchers,
+            set,
         }
-        let strs: Option<Vec<&Pattern>> = t
-            .matchers
-            .iter()
-            .map(|m| match m {
-                Matcher::Str {
-                    pattern,
-                    cased: false,
-                } => Some(pattern),
-                _ => None,
-            })
-            .collect();
-        let Some(pats) = strs else { return t };
-        let contains: Option<Vec<&str>> = pats
-            .iter()
-            .map(|p| match p {
-                Pattern::Contains(x) if x.is_ascii() => Some(x.as_str()),
-                _ => None,
-            })
-            .collect();
-        if let Some(c) = contains {
-            t.set = aho_corasick::AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .build(c)
-                .ok()
-                .map(SetTest::Contains);
-            return t;
-        }
-        let eq: Option<std::collections::HashSet<String>> = pats
-            .iter()
-            .map(|p| match p {
-                Pattern::Eq(x) => Some(x.to_lowercase()),
-                _ => None,
-            })
-            .collect();
-        t.set = eq.map(SetTest::Eq);
-        t
     }
 }
 
@@ -811,24 +766,7 @@ impl FieldTest {
     fn eval(&self, doc: &dyn Doc) -> bool {
         let values = doc.values(&self.field);
         if let Some(set) = &self.set {
-            return values.iter().any(|v| {
-                let s = match v {
-                    Val::Str(s) | Val::Num(_, s) => s.as_ref(),
-                    Val::Bool(true) => "true",
-                    Val::Bool(false) => "false",
-                    _ => return false,
-                };
-                match set {
-                    SetTest::Contains(ac) => ac.is_match(s),
-                    SetTest::Eq(h) => {
-                        if s.chars().any(char::is_uppercase) {
-                            h.contains(&s.to_lowercase())
-                        } else {
-                            h.contains(s)
-                        }
-                    }
-                }
-            });
+            return values.iter().any(|v| set.test(v));
         }
         let one = |m: &Matcher| match m {
             Matcher::Exists(b) => values.iter().any(|v| *v != Val::Null) == *b,
@@ -950,6 +888,30 @@ impl Rule {
                 searches,
             } => union(searches.iter().map(search).collect()),
         }
+    }
+
+    /// Every field the rule's searches read (with repeats), and the fields `fieldref` values
+    /// name: what the engine extracts from a document.
+    pub fn fields(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for (_, s) in &self.searches {
+            let Search::Fields(alts) = s else { continue };
+            for t in alts.iter().flatten() {
+                out.push(t.field.as_str());
+                for m in &t.matchers {
+                    if let Matcher::FieldRef(other) = m {
+                        out.push(other.as_str());
+                    }
+                }
+            }
+        }
+        if let Some(c) = &self.correlation {
+            out.extend(c.group_by.iter().map(String::as_str));
+            if let crate::correlation::Kind::ValueCount(f) = &c.kind {
+                out.push(f.as_str());
+            }
+        }
+        out
     }
 
     /// The searches that matched (for "why did this fire").

@@ -288,12 +288,20 @@ fn falco_traces_raise_alerts_of_the_same_intent_and_negatives_do_not() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Regression guard for the engine's fast path: the fields it reads from the normalized event
-/// must give the values the JSON holds, for every Kubernetes event of the corpus.
+/// Regression guard for the engine's fast paths: the fields it reads from the normalized event,
+/// and every field of the pack pulled out of the text in one pass, must give the values the
+/// parsed JSON holds, for every Kubernetes event of the corpus.
 #[test]
 fn event_fields_read_from_the_normalized_event_equal_the_json_values() {
     use trailwarden_detect::engine::EventDoc;
+    use trailwarden_detect::extract::Paths;
     use trailwarden_detect::{Doc, JsonDoc, Val};
+    let rules = pack();
+    let mut pack_fields: Vec<&str> = rules.iter().flat_map(Rule::fields).collect();
+    pack_fields.sort();
+    pack_fields.dedup();
+    let paths = Paths::new(pack_fields.iter().copied());
+    let mut extracted_present = 0;
     const FIELDS: [&str; 15] = [
         "verb",
         "stage",
@@ -374,9 +382,27 @@ fn event_fields_read_from_the_normalized_event_equal_the_json_values() {
                 assert_eq!(norm(&got), norm(&want), "{}: {field}", f.display());
                 checked += 1;
             }
+            let one_pass = EventDoc::with_paths(ev, &r.raw, &paths);
+            for field in &pack_fields {
+                let want: Vec<Val> = json.values(field).to_vec();
+                let mut got: Vec<Val> = one_pass.values(field).to_vec();
+                if FIELDS.contains(field) {
+                    // normalized fields: absent and null are the same (checked above)
+                    got.retain(|v| *v != Val::Null);
+                    let mut want = want.clone();
+                    want.retain(|v| *v != Val::Null);
+                    assert_eq!(got, want, "{}: {field}", f.display());
+                } else {
+                    assert_eq!(got, want, "{}: {field}", f.display());
+                    if !got.is_empty() && field.starts_with("requestObject.") {
+                        extracted_present += 1;
+                    }
+                }
+            }
         }
     }
     assert!(checked > 1000, "{checked}");
+    assert!(extracted_present > 10, "{extracted_present}");
 }
 
 /// Regression (issue 17): a burst of 65 refusals raised evidence for 60 of them, because the
