@@ -33,6 +33,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let parsed: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
+        // the one leniency: a number too large for a float where no rule looks (the pass
+        // skips it unread; the parser refuses the whole document)
+        Err(e) if e.to_string().starts_with("number out of range") => return,
         Err(e) => panic!("extracted from a text the parser refuses: {e}"),
     };
     for f in fields {

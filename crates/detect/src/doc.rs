@@ -22,10 +22,75 @@ pub enum Val<'a> {
     Composite,
 }
 
+/// The Kubernetes audit fields a normalized event holds verbatim (resolved from the field name
+/// once, when a rule is loaded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Normalized {
+    /// `verb`
+    Verb,
+    /// `stage`
+    Stage,
+    /// `requestURI`
+    RequestUri,
+    /// `objectRef.resource`
+    Resource,
+    /// `objectRef.subresource`
+    Subresource,
+    /// `objectRef.namespace`
+    Namespace,
+    /// `objectRef.name`
+    Name,
+    /// `objectRef.apiGroup`
+    ApiGroup,
+    /// `user.username`
+    Username,
+    /// `user.groups`
+    Groups,
+    /// `impersonatedUser.username`
+    ImpersonatedUsername,
+    /// `impersonatedUser.groups`
+    ImpersonatedGroups,
+    /// `userAgent`
+    UserAgent,
+    /// `sourceIPs`
+    SourceIps,
+    /// `responseStatus.code`
+    Code,
+}
+
+impl Normalized {
+    /// The normalized field a Sigma field name is, if it is one.
+    pub fn of(field: &str) -> Option<Normalized> {
+        Some(match field {
+            "verb" => Normalized::Verb,
+            "stage" => Normalized::Stage,
+            "requestURI" => Normalized::RequestUri,
+            "objectRef.resource" => Normalized::Resource,
+            "objectRef.subresource" => Normalized::Subresource,
+            "objectRef.namespace" => Normalized::Namespace,
+            "objectRef.name" => Normalized::Name,
+            "objectRef.apiGroup" => Normalized::ApiGroup,
+            "user.username" => Normalized::Username,
+            "user.groups" => Normalized::Groups,
+            "impersonatedUser.username" => Normalized::ImpersonatedUsername,
+            "impersonatedUser.groups" => Normalized::ImpersonatedGroups,
+            "userAgent" => Normalized::UserAgent,
+            "sourceIPs" => Normalized::SourceIps,
+            "responseStatus.code" => Normalized::Code,
+            _ => return None,
+        })
+    }
+}
+
 /// A document rules are evaluated against.
 pub trait Doc {
     /// Every value at a field path (arrays on the way are expanded; empty = absent).
     fn values(&self, field: &str) -> Vals<'_>;
+    /// The values of a normalized field when this document answers it without looking the
+    /// name up (`None`: ask [`Doc::values`]).
+    fn normalized(&self, _field: Normalized) -> Option<Vals<'_>> {
+        None
+    }
     /// The text keyword searches look in.
     fn text(&self) -> &str;
 }

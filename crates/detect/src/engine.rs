@@ -4,19 +4,27 @@
 //! stored records, and in `trailwarden rules test`.
 
 use crate::correlation::Correlator;
-use crate::doc::{Doc, FlatDoc, Val, Vals};
+use crate::doc::{Doc, FlatDoc, Normalized, Val, Vals};
 use crate::extract::{Extracted, Paths};
-use crate::rule::{LogSource, Rule};
+use crate::rule::{LogSource, Memo, Rule};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::hash::BuildHasher;
 use trailwarden_model::{Event, Format};
 
 /// How many (format, verb, resource) triples [`Engine`] remembers the candidate rules of (a
 /// cluster has a few hundred; the cap keeps made-up resource names from growing it).
 const CANDIDATE_CACHE: usize = 4096;
+
+/// The candidate rules of one (format, verb, resource) triple.
+struct Cached {
+    slot: usize,
+    verb: Option<String>,
+    resource: Option<String>,
+    rules: Vec<usize>,
+}
 
 /// One alert-worthy finding: a rule matched an event, or a correlation's condition was met.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,10 +61,12 @@ pub struct Engine {
     /// Candidate rules of the event being checked (reused).
     scratch: Vec<usize>,
     /// Kubernetes audit events: candidate rules per format, verb and resource, as
-    /// [`Slot::candidates`] gives them (at most [`CANDIDATE_CACHE`] entries).
-    by_request: HashMap<String, Vec<usize>, foldhash::fast::RandomState>,
-    /// The key being looked up in `by_request` (reused).
-    request_key: String,
+    /// [`Slot::candidates`] gives them, by the hash of the three (at most [`CANDIDATE_CACHE`]
+    /// entries).
+    by_request: HashMap<u64, Vec<Cached>>,
+    request_hasher: foldhash::fast::RandomState,
+    /// Entries in `by_request`.
+    cached: usize,
     /// Per rule: raises alerts of its own (false for bases that only feed correlations).
     alerts: Vec<bool>,
     /// Per rule: some correlation counts its matches.
@@ -65,16 +75,18 @@ pub struct Engine {
     /// if it names them (the second prefilter after the verb).
     resources: Vec<Option<Vec<String>>>,
     correlator: Correlator,
-    /// The JSON fields the rules read beyond the normalized ones, pulled out of a document in
-    /// one pass.
+    /// The JSON fields the rules read, pulled out of a document in one pass.
     paths: Paths,
+    /// Field test results for the document being checked.
+    memo: Memo,
     /// Rules that cannot run, with why (besides those disabled at load).
     pub problems: Vec<(usize, String)>,
 }
 
 impl Engine {
     /// Compile `rules`; correlations keep at most `cap` groups.
-    pub fn new(rules: Vec<Rule>, cap: usize) -> Engine {
+    pub fn new(mut rules: Vec<Rule>, cap: usize) -> Engine {
+        let memo = crate::rule::memoize(&mut rules);
         let (correlator, problems) = Correlator::new(&rules, cap);
         let by_format = Format::ALL
             .iter()
@@ -112,12 +124,14 @@ impl Engine {
                 .flat_map(Rule::fields),
         );
         Engine {
+            memo,
             paths,
             rules,
             by_format,
             scratch: Vec::new(),
             by_request: HashMap::default(),
-            request_key: String::new(),
+            request_hasher: foldhash::fast::RandomState::default(),
+            cached: 0,
             alerts,
             feeds,
             resources,
@@ -170,12 +184,14 @@ impl Engine {
         let alerts = &self.alerts;
         let feeds = &self.feeds;
         let correlator = &mut self.correlator;
+        let memo = &self.memo;
         let mut fed = false;
         let mut matched = Vec::new();
         for_each_doc(ev, raw, Some(&self.paths), &mut |doc| {
             matched.clear();
+            memo.clear();
             for &i in &candidates {
-                if rules[i].matches(doc) {
+                if rules[i].matches_with(doc, memo) {
                     matched.push(i);
                     if alerts[i] {
                         out.push(Detection {
@@ -185,7 +201,7 @@ impl Engine {
                             evidence: vec![id],
                             time,
                             matched: rules[i]
-                                .matched_searches(doc)
+                                .matched_searches_with(doc, memo)
                                 .into_iter()
                                 .map(str::to_string)
                                 .collect(),
@@ -218,27 +234,29 @@ impl Engine {
             self.by_format[slot].candidates(ev, &self.resources, out);
             return;
         }
-        // the key: format, then verb and resource each with a tag for absent and a
-        // separator that cannot be part of the text before it
-        let key = &mut self.request_key;
-        key.clear();
-        let _ = write!(key, "{slot}");
-        for part in [ev.action.as_deref(), ev.resource.resource.as_deref()] {
-            match part {
-                Some(p) => {
-                    let _ = write!(key, ":{}:{p}", p.len());
-                }
-                None => key.push('-'),
-            }
-        }
-        if let Some(hit) = self.by_request.get(key.as_str()) {
+        let (verb, resource) = (ev.action.as_deref(), ev.resource.resource.as_deref());
+        let hash = self.request_hasher.hash_one((slot, verb, resource));
+        let bucket = self
+            .by_request
+            .get(&hash)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if let Some(hit) = bucket.iter().find(|e| {
+            e.slot == slot && e.verb.as_deref() == verb && e.resource.as_deref() == resource
+        }) {
             out.clear();
-            out.extend_from_slice(hit);
+            out.extend_from_slice(&hit.rules);
             return;
         }
         self.by_format[slot].candidates(ev, &self.resources, out);
-        if self.by_request.len() < CANDIDATE_CACHE {
-            self.by_request.insert(key.clone(), out.clone());
+        if self.cached < CANDIDATE_CACHE {
+            self.cached += 1;
+            self.by_request.entry(hash).or_default().push(Cached {
+                slot,
+                verb: verb.map(str::to_string),
+                resource: resource.map(str::to_string),
+                rules: out.clone(),
+            });
         }
     }
 
@@ -415,7 +433,7 @@ impl<'a> EventDoc<'a> {
 
     /// The fields a Kubernetes event's normalized form holds verbatim; empty when the event has
     /// no such value (absent, which Sigma's `null` treats as null).
-    fn fast<'s>(&'s self, field: &str) -> Option<Vals<'s>> {
+    fn fast<'s>(&'s self, field: Normalized) -> Option<Vals<'s>> {
         if !self.ev.format.is_kubernetes_audit() {
             return None;
         }
@@ -436,34 +454,33 @@ impl<'a> EventDoc<'a> {
         let r = &ev.resource;
         let imp = ev.user.impersonated.as_ref();
         Some(match field {
-            "verb" => one(&ev.action),
-            "stage" => one(&ev.stage),
-            "requestURI" => one(&ev.request_uri),
-            "objectRef.resource" => one(&r.resource),
-            "objectRef.subresource" => one(&r.subresource),
-            "objectRef.namespace" => one(&r.namespace),
-            "objectRef.name" => one(&r.name),
-            "objectRef.apiGroup" => one(&r.api_group),
-            "user.username" => one(&ev.user.identity.name),
-            "user.groups" => many(&ev.user.identity.groups),
-            "impersonatedUser.username" => match imp {
+            Normalized::Verb => one(&ev.action),
+            Normalized::Stage => one(&ev.stage),
+            Normalized::RequestUri => one(&ev.request_uri),
+            Normalized::Resource => one(&r.resource),
+            Normalized::Subresource => one(&r.subresource),
+            Normalized::Namespace => one(&r.namespace),
+            Normalized::Name => one(&r.name),
+            Normalized::ApiGroup => one(&r.api_group),
+            Normalized::Username => one(&ev.user.identity.name),
+            Normalized::Groups => many(&ev.user.identity.groups),
+            Normalized::ImpersonatedUsername => match imp {
                 Some(i) => one(&i.name),
                 None => Vals::new(),
             },
-            "impersonatedUser.groups" => match imp {
+            Normalized::ImpersonatedGroups => match imp {
                 Some(i) => many(&i.groups),
                 None => Vals::new(),
             },
-            "userAgent" => one(&ev.origin.user_agent),
-            "sourceIPs" => many(&ev.origin.ips),
-            "responseStatus.code" => {
+            Normalized::UserAgent => one(&ev.origin.user_agent),
+            Normalized::SourceIps => many(&ev.origin.ips),
+            Normalized::Code => {
                 let mut out = Vals::new();
                 if let Some(c) = ev.outcome.code {
                     out.push(Val::Num(c as f64, Cow::Owned(c.to_string())));
                 }
                 out
             }
-            _ => return None,
         })
     }
 
@@ -494,8 +511,12 @@ impl<'a> EventDoc<'a> {
 }
 
 impl Doc for EventDoc<'_> {
+    fn normalized(&self, field: Normalized) -> Option<Vals<'_>> {
+        self.fast(field)
+    }
+
     fn values(&self, field: &str) -> Vals<'_> {
-        if let Some(v) = self.fast(field) {
+        if let Some(v) = Normalized::of(field).and_then(|n| self.fast(n)) {
             return v;
         }
         // every key on the field's path is spelled out in the text (unless escaped): when one

@@ -7,7 +7,9 @@
 //! scalars at the end of a path gives each scalar and any other array or object gives one
 //! [`Val::Composite`]. Where the two could differ — an object with the same key twice (a parsed
 //! document keeps the last), or keys `a` and `a.b` side by side (the longer one wins) — the pass
-//! says so and the caller parses the document instead.
+//! says so and the caller parses the document instead. One leniency: a number too large for a
+//! float (`1e999`) where no rule looks is skipped unread, so the document's other fields are
+//! still there, where the parser refuses the whole document.
 
 use crate::doc::{Val, Vals};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -460,6 +462,13 @@ mod tests {
         assert!(paths.extract(r#"{"a": {"b": 1}, "x": 2}"#).is_some());
         assert!(paths.extract(r#"{"a": 1} trailing"#).is_none());
         assert!(paths.extract(r#"{"a": "#).is_none());
+        // found by the json_extract fuzz target: a number out of range where no rule looks
+        let lenient = paths.extract(r#"{"x": 1, "y": 3e6888}"#);
+        assert_eq!(
+            lenient.map(|e| e.get(paths.slot("x").unwrap_or(0)).len()),
+            Some(1)
+        );
+        assert!(paths.extract(r#"{"x": 3e6888}"#).is_none());
     }
 
     #[test]

@@ -116,7 +116,14 @@ impl StrSet {
             }
         }
         if !contains.is_empty() {
-            set.contains = Some(aho_corasick::AhoCorasick::new(&contains).ok()?);
+            // ASCII letters case-insensitively (the value may be ASCII and not lowered);
+            // patterns are lowercase, so a lowered non-ASCII value matches as before
+            set.contains = Some(
+                aho_corasick::AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(&contains)
+                    .ok()?,
+            );
         }
         Some(set)
     }
@@ -128,6 +135,22 @@ impl StrSet {
         }
         if self.regex.iter().any(|r| r.is_match(v)) {
             return true;
+        }
+        if v.is_ascii() {
+            // patterns are lowercase: ASCII text is compared case-insensitively, lowered (on
+            // the stack) only for the hash lookup
+            let ci = |a: &[u8], b: &str| a.eq_ignore_ascii_case(b.as_bytes());
+            let b = v.as_bytes();
+            return (!self.eq.is_empty() && with_ascii_lower(v, |l| self.eq.contains(l)))
+                || self
+                    .prefix
+                    .iter()
+                    .any(|p| b.len() >= p.len() && ci(&b[..p.len()], p))
+                || self
+                    .suffix
+                    .iter()
+                    .any(|p| b.len() >= p.len() && ci(&b[b.len() - p.len()..], p))
+                || self.contains.as_ref().is_some_and(|ac| ac.is_match(v));
         }
         let v = lower(v);
         let v = v.as_ref();
@@ -159,6 +182,19 @@ impl Pattern {
     }
 
     fn test_str(&self, v: &str, cased: bool) -> bool {
+        if !cased && v.is_ascii() {
+            // the pattern is lowercase: compare ASCII case-insensitively, without lowering
+            let ci = |a: &[u8], b: &str| a.eq_ignore_ascii_case(b.as_bytes());
+            let b = v.as_bytes();
+            return match self {
+                Pattern::Any => true,
+                Pattern::Eq(p) => ci(b, p),
+                Pattern::Prefix(p) => b.len() >= p.len() && ci(&b[..p.len()], p),
+                Pattern::Suffix(p) => b.len() >= p.len() && ci(&b[b.len() - p.len()..], p),
+                Pattern::Contains(p) => with_ascii_lower(v, |v| v.contains(p.as_str())),
+                Pattern::Regex(r) => r.is_match(v),
+            };
+        }
         let v = if cased || matches!(self, Pattern::Regex(_) | Pattern::Any) {
             Cow::Borrowed(v)
         } else {
@@ -172,6 +208,25 @@ impl Pattern {
             Pattern::Contains(p) => v.contains(p.as_str()),
             Pattern::Regex(r) => r.is_match(&v),
         }
+    }
+}
+
+/// `f` of the ASCII text `v` in lowercase (on the stack when short).
+fn with_ascii_lower<T>(v: &str, f: impl FnOnce(&str) -> T) -> T {
+    if !v.bytes().any(|b| b.is_ascii_uppercase()) {
+        return f(v);
+    }
+    let mut buf = [0u8; 256];
+    match buf.get_mut(..v.len()) {
+        Some(b) => {
+            b.copy_from_slice(v.as_bytes());
+            b.make_ascii_lowercase();
+            match std::str::from_utf8(b) {
+                Ok(s) => f(s),
+                Err(_) => f(&v.to_ascii_lowercase()),
+            }
+        }
+        None => f(&v.to_ascii_lowercase()),
     }
 }
 
@@ -474,5 +529,41 @@ mod tests {
         }
         assert_eq!(windash("-enc x").len(), 5);
         assert_eq!(utf16("A", "utf16le"), vec![0x41, 0]);
+    }
+
+    proptest::proptest! {
+        /// Case-insensitive tests compare ASCII text without lowering it, and a list is one
+        /// set: both must answer as lowering the value and comparing does (Unicode included:
+        /// the Kelvin sign lowers to `k`, `İ` to two characters).
+        #[test]
+        fn case_insensitive_shortcuts_agree_with_lowering(
+            pats in proptest::collection::vec("[aAbBkK\u{212A}ßİ*]{0,4}", 1..6),
+            v in "[aAbBkK \u{212A}ßİ]{0,6}",
+        ) {
+            let ms: Vec<Matcher> = pats
+                .iter()
+                .filter_map(|p| compile_pieces(&pieces(p), false).ok())
+                .map(|pattern| Matcher::Str { pattern, cased: false })
+                .collect();
+            let lowered = v.to_lowercase();
+            let lv = if v.chars().any(char::is_uppercase) { lowered.as_str() } else { v.as_str() };
+            let reference = |m: &Matcher| match m {
+                Matcher::Str { pattern, .. } => match pattern {
+                    Pattern::Any => true,
+                    Pattern::Eq(p) => lv == p,
+                    Pattern::Prefix(p) => lv.starts_with(p.as_str()),
+                    Pattern::Suffix(p) => lv.ends_with(p.as_str()),
+                    Pattern::Contains(p) => lv.contains(p.as_str()),
+                    Pattern::Regex(r) => r.is_match(&v),
+                },
+                _ => false,
+            };
+            let want = ms.iter().any(reference);
+            let val = Val::Str(Cow::Borrowed(v.as_str()));
+            proptest::prop_assert_eq!(ms.iter().any(|m| m.test(&val)), want);
+            if let Some(set) = StrSet::new(&ms) {
+                proptest::prop_assert_eq!(set.test(&val), want);
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! the reason.
 
 use crate::condition::{self, Cond};
-use crate::doc::{Doc, Val};
+use crate::doc::{Doc, Normalized, Val};
 use crate::matcher::{self, CmpOp, Matcher, Pattern, Piece, StrSet};
 use crate::DetectError;
 use std::collections::BTreeSet;
@@ -75,6 +75,74 @@ struct FieldTest {
     all: bool,
     /// The same test, compiled for a list of case-insensitive strings (any of them).
     set: Option<StrSet>,
+    /// The field, when a normalized event holds it (resolved once, not per event).
+    normalized: Option<Normalized>,
+    /// Its number in the engine's [`Memo`] (tests that are the same in several rules share
+    /// it); `NO_MEMO` outside an engine.
+    memo: u32,
+}
+
+const NO_MEMO: u32 = u32::MAX;
+
+/// Results of field tests for the document being evaluated: a test several rules make (the
+/// control plane's identities, a failed status) is evaluated once per document.
+#[derive(Debug, Default)]
+pub struct Memo {
+    stamp: std::cell::Cell<u32>,
+    /// Per test: the stamp it was evaluated at, and the result.
+    results: Vec<std::cell::Cell<(u32, bool)>>,
+}
+
+impl Memo {
+    fn new(tests: usize) -> Memo {
+        Memo {
+            stamp: std::cell::Cell::new(1),
+            results: (0..tests)
+                .map(|_| std::cell::Cell::new((0, false)))
+                .collect(),
+        }
+    }
+
+    /// Forget every result: the next document is a new one.
+    pub fn clear(&self) {
+        let next = self.stamp.get().wrapping_add(1);
+        if next == 0 {
+            for r in &self.results {
+                r.set((0, false));
+            }
+            self.stamp.set(1);
+        } else {
+            self.stamp.set(next);
+        }
+    }
+
+    fn get(&self, id: u32) -> Option<bool> {
+        let (at, v) = self.results.get(id as usize)?.get();
+        (at == self.stamp.get()).then_some(v)
+    }
+
+    fn set(&self, id: u32, v: bool) {
+        if let Some(r) = self.results.get(id as usize) {
+            r.set((self.stamp.get(), v));
+        }
+    }
+}
+
+/// Number the field tests of `rules` for one [`Memo`]: equal tests (same field, modifiers and
+/// values) get the same number. Returns the memo.
+pub fn memoize(rules: &mut [Rule]) -> Memo {
+    let mut ids: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    for r in rules.iter_mut() {
+        for (_, s) in &mut r.searches {
+            let Search::Fields(alts) = s else { continue };
+            for t in alts.iter_mut().flatten() {
+                let key = format!("{}\0{}\0{:?}", t.field, t.all, t.matchers);
+                let next = ids.len() as u32;
+                t.memo = *ids.entry(key).or_insert(next);
+            }
+        }
+    }
+    Memo::new(ids.len())
 }
 
 impl FieldTest {
@@ -87,10 +155,12 @@ impl FieldTest {
             StrSet::new(&matchers)
         };
         FieldTest {
+            normalized: Normalized::of(&field),
             field,
             all,
             matchers,
             set,
+            memo: NO_MEMO,
         }
     }
 }
@@ -763,8 +833,20 @@ fn value_matchers(
 }
 
 impl FieldTest {
-    fn eval(&self, doc: &dyn Doc) -> bool {
-        let values = doc.values(&self.field);
+    fn eval(&self, doc: &dyn Doc, memo: &Memo) -> bool {
+        if let Some(v) = memo.get(self.memo) {
+            return v;
+        }
+        let v = self.eval_now(doc);
+        memo.set(self.memo, v);
+        v
+    }
+
+    fn eval_now(&self, doc: &dyn Doc) -> bool {
+        let values = match self.normalized.and_then(|n| doc.normalized(n)) {
+            Some(v) => v,
+            None => doc.values(&self.field),
+        };
         if let Some(set) = &self.set {
             return values.iter().any(|v| set.test(v));
         }
@@ -820,9 +902,11 @@ impl Search {
         Some(out)
     }
 
-    fn eval(&self, doc: &dyn Doc) -> bool {
+    fn eval(&self, doc: &dyn Doc, memo: &Memo) -> bool {
         match self {
-            Search::Fields(alts) => alts.iter().any(|tests| tests.iter().all(|t| t.eval(doc))),
+            Search::Fields(alts) => alts
+                .iter()
+                .any(|tests| tests.iter().all(|t| t.eval(doc, memo))),
             Search::Keywords(ps, all) => {
                 let text = Val::Str(doc.text().into());
                 let hit = |p: &Pattern| p.test(&text);
@@ -840,7 +924,13 @@ impl Rule {
     /// Does this rule match `doc`? (A disabled rule matches nothing; a correlation rule is not
     /// matched against single events: see [`crate::correlation::Correlator`].)
     pub fn matches(&self, doc: &dyn Doc) -> bool {
-        self.disabled.is_none() && self.condition.iter().any(|c| self.eval(c, doc))
+        self.matches_with(doc, &Memo::default())
+    }
+
+    /// [`Rule::matches`], with the results of field tests shared through `memo` (cleared for
+    /// each document; see [`memoize`]).
+    pub fn matches_with(&self, doc: &dyn Doc, memo: &Memo) -> bool {
+        self.disabled.is_none() && self.condition.iter().any(|c| self.eval(c, doc, memo))
     }
 
     /// Is `reference` this rule's name or id?
@@ -916,20 +1006,25 @@ impl Rule {
 
     /// The searches that matched (for "why did this fire").
     pub fn matched_searches(&self, doc: &dyn Doc) -> Vec<&str> {
+        self.matched_searches_with(doc, &Memo::default())
+    }
+
+    /// [`Rule::matched_searches`] with a [`Memo`].
+    pub fn matched_searches_with(&self, doc: &dyn Doc, memo: &Memo) -> Vec<&str> {
         self.searches
             .iter()
-            .filter(|(_, s)| s.eval(doc))
+            .filter(|(_, s)| s.eval(doc, memo))
             .map(|(n, _)| n.as_str())
             .collect()
     }
 
-    fn eval(&self, c: &Plan, doc: &dyn Doc) -> bool {
-        let search = |i: &usize| self.searches[*i].1.eval(doc);
+    fn eval(&self, c: &Plan, doc: &dyn Doc, memo: &Memo) -> bool {
+        let search = |i: &usize| self.searches[*i].1.eval(doc, memo);
         match c {
             Plan::Search(i) => search(i),
-            Plan::Not(x) => !self.eval(x, doc),
-            Plan::And(xs) => xs.iter().all(|x| self.eval(x, doc)),
-            Plan::Or(xs) => xs.iter().any(|x| self.eval(x, doc)),
+            Plan::Not(x) => !self.eval(x, doc, memo),
+            Plan::And(xs) => xs.iter().all(|x| self.eval(x, doc, memo)),
+            Plan::Or(xs) => xs.iter().any(|x| self.eval(x, doc, memo)),
             Plan::Of {
                 all: true,
                 searches,
