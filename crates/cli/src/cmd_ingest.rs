@@ -121,12 +121,18 @@ struct Stored {
     storage_error: Option<String>,
 }
 
+/// Committed batches handed to the detection thread ahead of it (memory bound: this ×
+/// `COMMIT_BYTES` of records).
+const DETECT_BATCHES: usize = 4;
+
 /// The store thread: append each batch, commit (fdatasync) when `COMMIT_BYTES` are pending or
-/// the oldest pending record waited `COMMIT_INTERVAL` (also when the input pauses), run
-/// detection on what just became durable; at the end commit, detect the rest, close.
+/// the oldest pending record waited `COMMIT_INTERVAL` (also when the input pauses), and hand
+/// what just became durable to the detection thread, appending the `raised` records it sends
+/// back (committed with the next commit); at the end commit, wait for detection to finish,
+/// append and commit what it raised, close.
 fn store_loop(
     mut l: trailwarden_ledger::Ledger,
-    mut detector: Option<Detector>,
+    detector: Option<Detector>,
     rx: std::sync::mpsc::Receiver<Batch>,
     inputs: usize,
     started: Instant,
@@ -139,52 +145,163 @@ fn store_loop(
         detect_error: None,
         storage_error: None,
     };
-    let mut pending: Vec<(u64, Record)> = Vec::new();
-    let mut oldest_pending: Option<Instant> = None;
-    let mut run = |st: &mut Stored| -> Result<(), trailwarden_ledger::LedgerError> {
-        loop {
-            let wait = oldest_pending.map_or(COMMIT_INTERVAL, |t| {
-                COMMIT_INTERVAL.saturating_sub(t.elapsed())
-            });
-            let batch = match rx.recv_timeout(wait) {
-                Ok(b) => Some(b),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            if let Some(b) = batch {
-                let r = &mut st.ranges[b.input];
-                for rec in b.records {
-                    let idx = l.append(&rec)?;
-                    r.first.get_or_insert(idx);
-                    r.last = Some(idx);
-                    if detector.is_some() {
-                        pending.push((idx, rec));
+    std::thread::scope(|scope| {
+        let (raised_tx, raised_rx) = std::sync::mpsc::channel::<Vec<serde_json::Value>>();
+        let mut detect = match detector {
+            Some(d) => {
+                let (dtx, drx) = std::sync::mpsc::sync_channel(DETECT_BATCHES);
+                match std::thread::Builder::new()
+                    .name("ingest-detect".into())
+                    .spawn_scoped(scope, move || detect_loop(d, drx, raised_tx))
+                {
+                    Ok(h) => Some((dtx, h)),
+                    Err(e) => {
+                        st.detect_error = Some(format!("cannot start the detection thread: {e}"));
+                        None
                     }
                 }
-                oldest_pending.get_or_insert_with(|| b.started.unwrap_or_else(Instant::now));
             }
-            let waited = oldest_pending.map(|t| t.elapsed());
-            if l.pending_bytes() >= COMMIT_BYTES || waited.is_some_and(|w| w >= COMMIT_INTERVAL) {
-                l.commit()?;
-                oldest_pending = None;
-                detect_durable(&mut detector, &mut l, &mut pending, &mut st.detect_error);
+            None => {
+                // nothing will be raised: the channel must not wait for a sender
+                drop(raised_tx);
+                None
             }
-        }
-        l.commit()?;
-        st.durable_at = started.elapsed().as_secs_f64();
-        detect_durable(&mut detector, &mut l, &mut pending, &mut st.detect_error);
-        l.commit()?;
-        Ok(())
-    };
-    match run(&mut st) {
-        Ok(()) => match l.close("ingest finished") {
-            Ok(cp) => st.checkpoint = Some(cp),
+        };
+        let append_raised = |l: &mut trailwarden_ledger::Ledger,
+                             block: bool|
+         -> Result<(), trailwarden_ledger::LedgerError> {
+            let mut take = |v: Vec<serde_json::Value>| {
+                v.iter().try_for_each(|r| {
+                    l.append_internal(trailwarden_model::RecordKind::Alert, r)
+                        .map(|_| ())
+                })
+            };
+            if block {
+                // detection finished: everything it raised is in the channel
+                for v in raised_rx.iter() {
+                    take(v)?;
+                }
+            } else {
+                while let Ok(v) = raised_rx.try_recv() {
+                    take(v)?;
+                }
+            }
+            Ok(())
+        };
+        let mut pending: Vec<(u64, Record)> = Vec::new();
+        let mut oldest_pending: Option<Instant> = None;
+        let mut run = |st: &mut Stored| -> Result<(), trailwarden_ledger::LedgerError> {
+            loop {
+                let wait = oldest_pending.map_or(COMMIT_INTERVAL, |t| {
+                    COMMIT_INTERVAL.saturating_sub(t.elapsed())
+                });
+                let batch = match rx.recv_timeout(wait) {
+                    Ok(b) => Some(b),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                };
+                if let Some(b) = batch {
+                    let r = &mut st.ranges[b.input];
+                    let detecting = detect.is_some();
+                    for rec in b.records {
+                        let idx = l.append(&rec)?;
+                        r.first.get_or_insert(idx);
+                        r.last = Some(idx);
+                        if detecting {
+                            pending.push((idx, rec));
+                        }
+                    }
+                    oldest_pending.get_or_insert_with(|| b.started.unwrap_or_else(Instant::now));
+                }
+                let waited = oldest_pending.map(|t| t.elapsed());
+                if l.pending_bytes() >= COMMIT_BYTES || waited.is_some_and(|w| w >= COMMIT_INTERVAL)
+                {
+                    append_raised(&mut l, false)?;
+                    l.commit()?;
+                    oldest_pending = None;
+                    // detection runs on records once they are durable
+                    hand_over(detect.as_ref().map(|d| &d.0), &mut pending, st);
+                }
+            }
+            l.commit()?;
+            st.durable_at = started.elapsed().as_secs_f64();
+            hand_over(detect.as_ref().map(|d| &d.0), &mut pending, st);
+            if let Some((dtx, h)) = detect.take() {
+                drop(dtx);
+                match h.join() {
+                    Ok((stats, error)) => {
+                        st.detection = Some(stats);
+                        if let Some(e) = error {
+                            st.detect_error = Some(e);
+                        }
+                    }
+                    Err(_) => st.detect_error = Some("the detection thread panicked".into()),
+                }
+            }
+            append_raised(&mut l, true)?;
+            l.commit()?;
+            Ok(())
+        };
+        match run(&mut st) {
+            Ok(()) => match l.close("ingest finished") {
+                Ok(cp) => st.checkpoint = Some(cp),
+                Err(e) => st.storage_error = Some(e.to_string()),
+            },
             Err(e) => st.storage_error = Some(e.to_string()),
-        },
-        Err(e) => st.storage_error = Some(e.to_string()),
-    }
-    st.detection = detector.as_ref().map(|d| d.stats.clone());
+        }
+    });
     st
+}
+
+/// Send the records that just became durable to the detection thread (`dtx`), if detection
+/// runs.
+fn hand_over(
+    dtx: Option<&std::sync::mpsc::SyncSender<Vec<(u64, Record)>>>,
+    pending: &mut Vec<(u64, Record)>,
+    st: &mut Stored,
+) {
+    let Some(dtx) = dtx else {
+        pending.clear();
+        return;
+    };
+    if !pending.is_empty() && dtx.send(std::mem::take(pending)).is_err() {
+        st.detect_error
+            .get_or_insert_with(|| "the detection thread stopped".to_string());
+    }
+}
+
+/// The detection thread: check each durable batch, store what it raised in the alert store,
+/// and send the `raised` ledger records to the store thread. A detection failure stops
+/// detection for the rest of the run (reported at the end), never ingestion: later batches
+/// are taken and dropped so the store thread never waits.
+fn detect_loop(
+    mut d: Detector,
+    rx: std::sync::mpsc::Receiver<Vec<(u64, Record)>>,
+    raised: std::sync::mpsc::Sender<Vec<serde_json::Value>>,
+) -> (crate::detector::DetectStats, Option<String>) {
+    let mut error = None;
+    for batch in rx {
+        if error.is_some() {
+            continue;
+        }
+        let mut run = || -> Result<Vec<serde_json::Value>> {
+            for (idx, rec) in &batch {
+                if let Body::Event(ev) = &rec.body {
+                    d.check(*idx, rec.received, &rec.source, ev, &rec.raw)?;
+                }
+            }
+            Ok(d.raised_records()?)
+        };
+        match run() {
+            Ok(v) if v.is_empty() => {}
+            Ok(v) => {
+                // the store thread keeps the receiver until this thread is joined
+                let _ = raised.send(v);
+            }
+            Err(e) => error = Some(format!("{e:#}")),
+        }
+    }
+    (d.stats.clone(), error)
 }
 
 /// Ledger indexes assigned to one input.
@@ -427,35 +544,6 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
         return Ok(crate::EXIT_PROBLEM);
     }
     Ok(crate::EXIT_OK)
-}
-
-/// Run detection over the records that just became durable, and append `raised` records for
-/// the new alerts (committed with the next commit). A detection failure stops detection for the
-/// rest of the run (reported at the end), never ingestion.
-fn detect_durable(
-    detector: &mut Option<Detector>,
-    l: &mut trailwarden_ledger::Ledger,
-    pending: &mut Vec<(u64, Record)>,
-    error: &mut Option<String>,
-) {
-    let Some(d) = detector.as_mut() else {
-        pending.clear();
-        return;
-    };
-    let mut run = || -> Result<()> {
-        for (idx, rec) in pending.drain(..) {
-            if let Body::Event(ev) = &rec.body {
-                d.check(idx, rec.received, &rec.source, ev, &rec.raw)?;
-            }
-        }
-        d.record(l)?;
-        Ok(())
-    };
-    if let Err(e) = run() {
-        *error = Some(format!("{e:#}"));
-        *detector = None;
-        pending.clear();
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

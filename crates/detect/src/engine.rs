@@ -524,8 +524,9 @@ impl Doc for EventDoc<'_> {
         // no `requestObject`, which most rules reading the JSON look into)
         let text = self.text_ref().as_bytes();
         let escapes = *self.escapes.get_or_init(|| {
-            memchr::memmem::find(text, b"\\u").is_some()
-                || memchr::memmem::find(text, b"\\/").is_some()
+            memchr::memchr(b'\\', text).is_some()
+                && (memchr::memmem::find(text, b"\\u").is_some()
+                    || memchr::memmem::find(text, b"\\/").is_some())
         });
         if let Some((paths, slot)) = self.paths.and_then(|p| Some((p, p.slot(field)?))) {
             if !escapes {
@@ -537,8 +538,7 @@ impl Doc for EventDoc<'_> {
                 }
             }
             if let Some(ex) = self.extracted(paths) {
-                let vals: &[Val<'_>] = ex.get(slot);
-                return vals.iter().cloned().collect();
+                return ex.get(slot).cloned().collect();
             }
         } else if !escapes
             && field

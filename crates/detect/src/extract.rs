@@ -11,7 +11,7 @@
 //! float (`1e999`) where no rule looks is skipped unread, so the document's other fields are
 //! still there, where the parser refuses the whole document.
 
-use crate::doc::{Val, Vals};
+use crate::doc::Val;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -95,15 +95,19 @@ impl Node {
     }
 }
 
-/// The values of every wanted path in one document, by slot.
+/// The values of every wanted path in one document: (slot, value) in document order (a
+/// document holds few of the wanted paths, so this is shorter than a list per slot).
 pub struct Extracted<'a> {
-    values: Vec<Vals<'a>>,
+    values: Vec<(usize, Val<'a>)>,
 }
 
 impl<'a> Extracted<'a> {
-    /// The values at `slot` (empty = absent).
-    pub fn get(&self, slot: usize) -> &[Val<'a>] {
-        self.values.get(slot).map_or(&[], |v| v.as_slice())
+    /// The values at `slot`, in document order (none = absent).
+    pub fn get(&self, slot: usize) -> impl Iterator<Item = &Val<'a>> {
+        self.values
+            .iter()
+            .filter(move |(s, _)| *s == slot)
+            .map(|(_, v)| v)
     }
 }
 
@@ -191,7 +195,7 @@ impl Paths {
     /// one JSON value, or holds a duplicate or dotted key on a wanted path (parse it instead).
     pub fn extract<'a>(&self, text: &'a str) -> Option<Extracted<'a>> {
         let mut out = Out {
-            values: vec![Vals::new(); self.len()],
+            values: Vec::new(),
             ambiguous: false,
         };
         let mut de = serde_json::Deserializer::from_str(text);
@@ -212,7 +216,7 @@ impl Paths {
 }
 
 struct Out<'a> {
-    values: Vec<Vals<'a>>,
+    values: Vec<(usize, Val<'a>)>,
     ambiguous: bool,
 }
 
@@ -242,7 +246,7 @@ impl<'p, 'o, 'de> DeserializeSeed<'de> for Walk<'p, 'o, 'de> {
 impl<'p, 'o, 'de> Walk<'p, 'o, 'de> {
     fn scalar(self, v: Val<'de>) -> Option<Val<'de>> {
         for &s in self.leaves {
-            self.out.values[s].push(v.clone());
+            self.out.values.push((s, v.clone()));
         }
         Some(v)
     }
@@ -320,9 +324,9 @@ impl<'p, 'o, 'de> Visitor<'de> for Walk<'p, 'o, 'de> {
         }
         for &s in self.leaves {
             if composite || items.is_empty() {
-                self.out.values[s].push(Val::Composite);
+                self.out.values.push((s, Val::Composite));
             } else {
-                self.out.values[s].extend(items.iter().cloned());
+                self.out.values.extend(items.iter().map(|v| (s, v.clone())));
             }
         }
         Ok(None)
@@ -330,7 +334,7 @@ impl<'p, 'o, 'de> Visitor<'de> for Walk<'p, 'o, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         for &s in self.leaves {
-            self.out.values[s].push(Val::Composite);
+            self.out.values.push((s, Val::Composite));
         }
         let Some(node) = self.node else {
             while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
@@ -430,7 +434,11 @@ mod tests {
             let Some(ex) = &ex else {
                 panic!("no answer for {text}")
             };
-            assert_eq!(ex.get(slot).to_vec(), want, "{f} in {text}");
+            assert_eq!(
+                ex.get(slot).cloned().collect::<Vec<_>>(),
+                want,
+                "{f} in {text}"
+            );
         }
     }
 
@@ -465,7 +473,7 @@ mod tests {
         // found by the json_extract fuzz target: a number out of range where no rule looks
         let lenient = paths.extract(r#"{"x": 1, "y": 3e6888}"#);
         assert_eq!(
-            lenient.map(|e| e.get(paths.slot("x").unwrap_or(0)).len()),
+            lenient.map(|e| e.get(paths.slot("x").unwrap_or(0)).count()),
             Some(1)
         );
         assert!(paths.extract(r#"{"x": 3e6888}"#).is_none());
@@ -525,7 +533,7 @@ mod tests {
             if let Some(ex) = &ex {
                 for f in FIELDS {
                     let slot = paths.slot(f).unwrap_or(usize::MAX);
-                    proptest::prop_assert_eq!(ex.get(slot).to_vec(), json_values(&parsed, f).to_vec(), "{} in {}", f, text);
+                    proptest::prop_assert_eq!(ex.get(slot).cloned().collect::<Vec<_>>(), json_values(&parsed, f).to_vec(), "{} in {}", f, text);
                 }
             }
         }

@@ -84,7 +84,7 @@ pub fn lower(s: &str) -> Cow<'_, str> {
 #[derive(Clone, Debug, Default)]
 pub struct StrSet {
     any: bool,
-    eq: std::collections::HashSet<String>,
+    eq: std::collections::HashSet<String, foldhash::fast::RandomState>,
     prefix: Vec<String>,
     suffix: Vec<String>,
     contains: Option<aho_corasick::AhoCorasick>,

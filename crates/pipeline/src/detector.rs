@@ -380,19 +380,30 @@ impl Detector {
     /// detection got, the correlation inputs), then append a `raised` ledger record for every
     /// new alert (committed with the ledger's next commit).
     pub fn record(&mut self, l: &mut Ledger) -> Result<(), LedgerError> {
-        self.flush()
+        let raised = self
+            .raised_records()
             .map_err(|e| LedgerError::Invalid(e.to_string()))?;
-        for (id, a) in self.unrecorded.drain(..) {
-            l.append_internal(
-                RecordKind::Alert,
-                &serde_json::json!({
+        for r in &raised {
+            l.append_internal(RecordKind::Alert, r)?;
+        }
+        Ok(())
+    }
+
+    /// Store what was detected, as [`Detector::record`], and hand back the `raised` ledger
+    /// records of the new alerts for the thread that owns the ledger to append.
+    pub fn raised_records(&mut self) -> Result<Vec<serde_json::Value>> {
+        self.flush()?;
+        Ok(self
+            .unrecorded
+            .drain(..)
+            .map(|(id, a)| {
+                serde_json::json!({
                     "action": "raised", "alert_id": id, "rule_id": a.rule_id,
                     "title": a.title, "level": a.level, "group_key": a.group_key,
                     "summary": a.summary, "evidence": a.evidence,
-                }),
-            )?;
-        }
-        Ok(())
+                })
+            })
+            .collect())
     }
 
     /// Store, in one transaction of the alert store, the detections not yet stored (each
