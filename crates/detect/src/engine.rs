@@ -406,6 +406,8 @@ pub struct EventDoc<'a> {
     extracted: OnceCell<Option<Extracted<'a>>>,
     /// Path segments looked for in the text, and found (see [`Paths::could_have`]).
     seen: Cell<(u64, u64)>,
+    /// The status code as text (formatted once).
+    code_text: OnceCell<String>,
 }
 
 impl<'a> EventDoc<'a> {
@@ -421,6 +423,7 @@ impl<'a> EventDoc<'a> {
             paths: None,
             extracted: OnceCell::new(),
             seen: Cell::new((0, 0)),
+            code_text: OnceCell::new(),
         }
     }
 
@@ -477,7 +480,8 @@ impl<'a> EventDoc<'a> {
             Normalized::Code => {
                 let mut out = Vals::new();
                 if let Some(c) = ev.outcome.code {
-                    out.push(Val::Num(c as f64, Cow::Owned(c.to_string())));
+                    let text = self.code_text.get_or_init(|| c.to_string());
+                    out.push(Val::Num(c as f64, Cow::Borrowed(text.as_str())));
                 }
                 out
             }
