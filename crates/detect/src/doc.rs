@@ -196,23 +196,25 @@ fn collect<'a>(v: &'a Value, path: &str, segs: &[&str], out: &mut Vals<'a>) {
     }
 }
 
+/// An audit-event-like document with dotted keys, arrays of objects and of strings (tests).
+#[cfg(test)]
+pub(crate) const SAMPLE: &str = r#"{"objectRef": {"resource": "pods"},
+    "annotations": {"authorization.k8s.io/decision": "allow"},
+    "requestObject": {"spec": {"volumes": [
+        {"name": "a", "hostPath": {"path": "/etc"}},
+        {"name": "b", "emptyDir": {}},
+        {"name": "c", "hostPath": {"path": "/var/run/docker.sock"}}
+    ]}},
+    "user": {"groups": ["system:masters", "system:authenticated"]},
+    "code": 403}"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn paths_expand_arrays_and_accept_dotted_keys() {
-        let v: Value = serde_json::json!({
-            "objectRef": {"resource": "pods"},
-            "annotations": {"authorization.k8s.io/decision": "allow"},
-            "requestObject": {"spec": {"volumes": [
-                {"name": "a", "hostPath": {"path": "/etc"}},
-                {"name": "b", "emptyDir": {}},
-                {"name": "c", "hostPath": {"path": "/var/run/docker.sock"}}
-            ]}},
-            "user": {"groups": ["system:masters", "system:authenticated"]},
-            "code": 403
-        });
+        let v: Value = serde_json::from_str(SAMPLE).unwrap_or_default();
         let d = JsonDoc { value: &v, raw: "" };
         assert_eq!(
             d.values("objectRef.resource").to_vec(),
