@@ -374,11 +374,10 @@ pub fn for_each_doc(ev: &Event, raw: &[u8], paths: Option<&Paths>, f: &mut dyn F
         | Format::AzureActivity
         | Format::Signin
         | Format::EntraAudit
-        | Format::App => {
-            let mut doc = EventDoc::new(ev, raw);
-            doc.paths = paths;
-            f(&doc)
-        }
+        | Format::App => f(&match paths {
+            Some(p) => EventDoc::with_paths(ev, raw, p),
+            None => EventDoc::new(ev, raw),
+        }),
         _ => {
             let raw_text = String::from_utf8_lossy(raw);
             let message = ev.message.as_deref().unwrap_or_default();

@@ -136,8 +136,23 @@ pub fn memoize(rules: &mut [Rule]) -> Memo {
         for (_, s) in &mut r.searches {
             let Search::Fields(alts) = s else { continue };
             for t in alts.iter_mut().flatten() {
-                let key = format!("{}\0{}\0{:?}", t.field, t.all, t.matchers);
                 let next = ids.len() as u32;
+                // a regex prints its pattern but not its flags (`re` and `re|i` print alike):
+                // a test with one is never shared
+                let regex = t.matchers.iter().any(|m| {
+                    matches!(
+                        m,
+                        Matcher::Str {
+                            pattern: Pattern::Regex(_),
+                            ..
+                        }
+                    )
+                });
+                let key = if regex {
+                    format!("regex\0{next}")
+                } else {
+                    format!("{}\0{}\0{:?}", t.field, t.all, t.matchers)
+                };
                 t.memo = *ids.entry(key).or_insert(next);
             }
         }

@@ -599,6 +599,65 @@ fn engine_hits(rules: Vec<trailwarden_detect::Rule>, lines: &[String]) -> Vec<Ve
         .collect()
 }
 
+/// Regression (issue 16): field tests equal in two rules are evaluated once per event — but
+/// `re` and `re|i` on the same pattern, whose regexes print alike, are different tests, and
+/// shared tests still give each rule its own answer.
+#[test]
+fn shared_field_tests_keep_regex_flags_and_per_rule_answers() {
+    let rules = load_str(
+        r#"
+title: cased regex
+id: t-re
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel:
+    user.username|re: '^ALICE$'
+  condition: sel
+level: low
+---
+title: case-insensitive regex
+id: t-re-i
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel:
+    user.username|re|i: '^ALICE$'
+  condition: sel
+level: low
+---
+title: shared filter, kept
+id: t-shared-a
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel:
+    verb: create
+  filter:
+    user.username: bob
+  condition: sel and not filter
+level: low
+---
+title: shared filter, inverted
+id: t-shared-b
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel:
+    user.username: bob
+  condition: sel
+level: low
+"#,
+        "memo.yml",
+    )
+    .unwrap();
+    let line = |user: &str| {
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a-{user}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/p/pods","verb":"create","user":{{"username":"{user}"}},"sourceIPs":["10.0.0.1"],"objectRef":{{"resource":"pods","namespace":"p","apiVersion":"v1"}},"responseStatus":{{"code":201}},"requestReceivedTimestamp":"2026-12-03T10:00:00.000000Z","stageTimestamp":"2026-12-03T10:00:00.001000Z"}}"#
+        )
+    };
+    let hits = engine_hits(rules, &[line("alice"), line("ALICE"), line("bob")]);
+    assert_eq!(hits[0], ["t-re-i", "t-shared-a"]);
+    assert_eq!(hits[1], ["t-re", "t-re-i", "t-shared-a"]);
+    assert_eq!(hits[2], ["t-shared-b"]);
+}
+
 /// Regression guard for the detection prefilters (issue 16): skipping the JSON parse when a key
 /// of a field's path is not in the text, and running only the rules naming the event's
 /// resource, must not change what matches — a key spelled with `\u` escapes, a key holding dots
