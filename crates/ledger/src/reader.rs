@@ -165,7 +165,7 @@ impl LedgerReader {
         let mut manifest = self.manifest.clone();
         let mut wals = self.wals.clone();
         for _attempt in 0..8 {
-            match self.for_each_once(&manifest, &wals, &mut next, to, &mut f)? {
+            match self.for_each_once(&manifest, &wals, &mut next, to, None, &mut f)? {
                 Pass::Done => return Ok(()),
                 Pass::Sealed => {
                     manifest = datadir::read_manifest(&self.dir.manifest_path())?;
@@ -178,12 +178,51 @@ impl LedgerReader {
         ))
     }
 
+    /// Visit the records whose indexes are in `want`, in order, reading from each sealed
+    /// segment only the rows they are in (a sparse set — the events a correlation replays after
+    /// a restart — costs what it holds, not the range it spans). Indexes past the end are
+    /// skipped; stops early when `f` returns `Ok(false)`.
+    pub fn for_each_of(
+        &self,
+        want: &std::collections::BTreeSet<u64>,
+        mut f: impl FnMut(StoredRecord) -> Result<bool, LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let (Some(&from), Some(&last)) = (want.first(), want.last()) else {
+            return Ok(());
+        };
+        let mut next = from;
+        let mut manifest = self.manifest.clone();
+        let mut wals = self.wals.clone();
+        let mut g = |r: StoredRecord| {
+            if want.contains(&r.index) {
+                f(r)
+            } else {
+                Ok(true)
+            }
+        };
+        for _attempt in 0..8 {
+            match self.for_each_once(&manifest, &wals, &mut next, last + 1, Some(want), &mut g)? {
+                Pass::Done => return Ok(()),
+                Pass::Sealed => {
+                    manifest = datadir::read_manifest(&self.dir.manifest_path())?;
+                    wals = list_wals(&self.dir)?;
+                }
+            }
+        }
+        Err(LedgerError::Invalid(
+            "the ledger kept changing while being read; try again".into(),
+        ))
+    }
+
+    /// One pass over the segments, then the WAL files, from `next` up to `to`; with `want`,
+    /// sealed segments are read only at the rows of those indexes.
     fn for_each_once(
         &self,
         manifest: &[ManifestEntry],
         wals: &[(u64, PathBuf)],
         next: &mut u64,
         to: u64,
+        want: Option<&std::collections::BTreeSet<u64>>,
         f: &mut impl FnMut(StoredRecord) -> Result<bool, LedgerError>,
     ) -> Result<Pass, LedgerError> {
         let mut go = true;
@@ -193,7 +232,7 @@ impl LedgerReader {
             .filter(|e| e.state == "sealed" && e.last >= start && e.first < to)
         {
             let path = self.dir.seg_dir().join(&e.file);
-            segment::for_each_hashed(&path, |r| {
+            let visit = |r: segment::HashedRef<'_>| {
                 if !go || r.index < *next || r.index >= to {
                     return Ok(());
                 }
@@ -211,7 +250,18 @@ impl LedgerReader {
                 })?;
                 *next = r.index + 1;
                 Ok(())
-            })?;
+            };
+            match want {
+                None => segment::for_each_hashed(&path, visit)?,
+                Some(w) => {
+                    let rows: Vec<u64> = w.range(start.max(e.first)..=e.last).copied().collect();
+                    if !rows.is_empty() {
+                        segment::for_each_hashed_of(&path, e.first, &rows, visit)?;
+                    }
+                    // the segment is done, whichever of its records were wanted
+                    *next = (*next).max(e.last + 1);
+                }
+            }
             if !go {
                 return Ok(Pass::Done);
             }

@@ -664,8 +664,58 @@ pub fn for_each_hashed(
     guarded(path, || for_each_hashed_unguarded(path, f))
 }
 
+/// Stream the hashed fields of the rows of a segment whose first record is `first` and whose
+/// indexes are in `want` (sorted, deduplicated): a segment holds its records in index order
+/// without gaps, so a record's row is its index minus `first`, and the Parquet reader decodes
+/// only the pages those rows are in. Rows whose index is not in `want` are never passed to `f`.
+pub fn for_each_hashed_of(
+    path: &Path,
+    first: u64,
+    want: &[u64],
+    f: impl FnMut(HashedRef<'_>) -> Result<(), LedgerError>,
+) -> Result<(), LedgerError> {
+    guarded(path, || {
+        for_each_hashed_rows(path, Some(rows_of(first, want)), want, f)
+    })
+}
+
+/// Runs of skipped and selected rows for the records `want` of a segment starting at `first`.
+fn rows_of(first: u64, want: &[u64]) -> parquet::arrow::arrow_reader::RowSelection {
+    use parquet::arrow::arrow_reader::RowSelector;
+    let mut sel = Vec::new();
+    let mut at = 0usize;
+    for &i in want {
+        let Some(row) = i.checked_sub(first).and_then(|r| usize::try_from(r).ok()) else {
+            continue;
+        };
+        if row < at {
+            continue;
+        }
+        if row > at {
+            sel.push(RowSelector::skip(row - at));
+        }
+        match sel.last_mut() {
+            Some(last) if !last.skip => last.row_count += 1,
+            _ => sel.push(RowSelector::select(1)),
+        }
+        at = row + 1;
+    }
+    sel.into()
+}
+
 fn for_each_hashed_unguarded(
     path: &Path,
+    f: impl FnMut(HashedRef<'_>) -> Result<(), LedgerError>,
+) -> Result<(), LedgerError> {
+    for_each_hashed_rows(path, None, &[], f)
+}
+
+/// The rows of `selection` (all when `None`); with a selection, only rows whose index is in
+/// `want` reach `f`.
+fn for_each_hashed_rows(
+    path: &Path,
+    selection: Option<parquet::arrow::arrow_reader::RowSelection>,
+    want: &[u64],
     mut f: impl FnMut(HashedRef<'_>) -> Result<(), LedgerError>,
 ) -> Result<(), LedgerError> {
     use arrow_array::cast::AsArray;
@@ -677,15 +727,28 @@ fn for_each_hashed_unguarded(
     let bad = |e: &dyn std::fmt::Display| {
         LedgerError::Corrupt(format!("segment {} cannot be read: {e}", path.display()))
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
+    let selected = selection.is_some();
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+        file,
+        // with a selection, the page index lets the reader skip whole pages (optional: a
+        // segment written without one is still read, row by row)
+        parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_page_index_policy(
+            if selected {
+                parquet::file::metadata::PageIndexPolicy::Optional
+            } else {
+                parquet::file::metadata::PageIndexPolicy::Skip
+            },
+        ),
+    )
+    .map_err(|e| bad(&e))?;
     let mut cols = HASHED_COLUMNS.to_vec();
     cols.push(FORMAT_COLUMN);
     let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(8192)
-        .build()
-        .map_err(|e| bad(&e))?;
+    let mut builder = builder.with_projection(mask).with_batch_size(8192);
+    if let Some(sel) = selection {
+        builder = builder.with_row_selection(sel);
+    }
+    let reader = builder.build().map_err(|e| bad(&e))?;
     for batch in reader {
         let batch = batch.map_err(|e| bad(&e))?;
         if batch.num_columns() != 7 {
@@ -722,6 +785,10 @@ fn for_each_hashed_unguarded(
         for i in 0..batch.num_rows() {
             if idx.is_null(i) || raw.is_null(i) || leaf.is_null(i) || src.is_null(i) {
                 return Err(bad(&format!("null hashed field in row {i}")));
+            }
+            if selected && want.binary_search(&idx.value(i)).is_err() {
+                // not the row its index should be at: the caller finds the record missing
+                continue;
             }
             f(HashedRef {
                 index: idx.value(i),
