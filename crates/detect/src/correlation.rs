@@ -159,10 +159,50 @@ struct Active {
 struct State {
     /// (time, event id, referenced rule position, value) in arrival order.
     window: VecDeque<(i64, u64, usize, Option<String>)>,
+    /// How many events of the window hold each value (value counts), and each referenced
+    /// rule's position (temporal): distinct counts in O(1) per event, not a sort of the window.
+    values: HashMap<String, u32>,
+    positions: HashMap<usize, u32>,
     touched: u64,
     /// A count correlation crossed its threshold and the burst goes on: the time of its last
     /// event. Each further event within the timespan of it joins the alert as evidence.
     burst: Option<i64>,
+}
+
+impl State {
+    fn push(&mut self, time: i64, id: u64, pos: usize, value: Option<String>) {
+        if let Some(v) = &value {
+            *self.values.entry(v.clone()).or_insert(0) += 1;
+        }
+        *self.positions.entry(pos).or_insert(0) += 1;
+        self.window.push_back((time, id, pos, value));
+    }
+
+    fn pop_front(&mut self) {
+        let Some((_, _, pos, value)) = self.window.pop_front() else {
+            return;
+        };
+        if let Some(v) = value {
+            if let Some(n) = self.values.get_mut(&v) {
+                *n -= 1;
+                if *n == 0 {
+                    self.values.remove(&v);
+                }
+            }
+        }
+        if let Some(n) = self.positions.get_mut(&pos) {
+            *n -= 1;
+            if *n == 0 {
+                self.positions.remove(&pos);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.window.clear();
+        self.values.clear();
+        self.positions.clear();
+    }
 }
 
 /// Correlation state over a stream of base-rule matches.
@@ -338,33 +378,18 @@ impl Correlator {
                     }
                     _ => st.burst = None,
                 }
-                st.window.push_back((time, id, pos, value));
+                st.push(time, id, pos, value);
                 while st
                     .window
                     .front()
                     .is_some_and(|(t, ..)| *t < time.saturating_sub(a.corr.timespan))
                 {
-                    st.window.pop_front();
+                    st.pop_front();
                 }
                 let count = match &a.corr.kind {
                     Kind::EventCount => st.window.len() as u64,
-                    Kind::ValueCount(_) => {
-                        let mut v: Vec<&String> = st
-                            .window
-                            .iter()
-                            .filter_map(|(_, _, _, v)| v.as_ref())
-                            .collect();
-                        v.sort();
-                        v.dedup();
-                        v.len() as u64
-                    }
-                    Kind::Temporal => {
-                        let mut seen: Vec<usize> =
-                            st.window.iter().map(|(_, _, p, _)| *p).collect();
-                        seen.sort_unstable();
-                        seen.dedup();
-                        seen.len() as u64
-                    }
+                    Kind::ValueCount(_) => st.values.len() as u64,
+                    Kind::Temporal => st.positions.len() as u64,
                     Kind::TemporalOrdered => {
                         // the longest prefix of the rule list seen in order within the window
                         let mut next = 0usize;
@@ -391,7 +416,7 @@ impl Correlator {
                     });
                     // one alert per burst: what follows within the timespan joins it, and
                     // counting starts again once the burst is over
-                    st.window.clear();
+                    st.clear();
                     if counts {
                         st.burst = Some(time);
                     }

@@ -528,6 +528,29 @@ fn correlations_count_group_and_order_within_their_timespan() {
         (fired[0].0.as_str(), fired[0].2),
         ("Secrets read across namespaces", 3)
     );
+    // distinct values leave the count as their events leave the window (counted per value,
+    // not by sorting the window: a value read twice stays until its last read leaves)
+    let (mut c, _) = Correlator::new(&rules, 1000);
+    let spread = vec![
+        (0, ev("sa:ci", "get", "secrets", "a", 200)),
+        (1, ev("sa:ci", "get", "secrets", "b", 200)),
+        (500, ev("sa:ci", "get", "secrets", "b", 200)),
+        // a (t=0) has left the 10-minute window, b is still in it through its second read
+        (700, ev("sa:ci", "get", "secrets", "c", 200)),
+        // b's last read (t=500) is in the window: b, c, d are 3
+        (710, ev("sa:ci", "get", "secrets", "d", 200)),
+    ];
+    let fired = stream(&rules, &mut c, &spread);
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    assert_eq!((fired[0].2, fired[0].3.len()), (3, 3)); // b at t=1 has left too
+    let (mut c, _) = Correlator::new(&rules, 1000);
+    let expired = vec![
+        (0, ev("sa:ci", "get", "secrets", "a", 200)),
+        (1, ev("sa:ci", "get", "secrets", "b", 200)),
+        (700, ev("sa:ci", "get", "secrets", "c", 200)),
+        (710, ev("sa:ci", "get", "secrets", "a", 200)),
+    ];
+    assert!(stream(&rules, &mut c, &expired).is_empty());
     // ordered: service account, then the binding, by the same user — not the other way round
     let (mut c, _) = Correlator::new(&rules, 1000);
     let mut bind = ev("alice", "create", "clusterrolebindings", "", 201);

@@ -1997,10 +1997,7 @@ fn verify_regression_wal_sealed_while_verifying_is_not_a_gap() {
 fn for_each_of_reads_only_the_wanted_records_and_equals_a_filtered_scan() {
     let d = tmp("for-each-of");
     build(&d, 2500);
-    let sealed = manifest(&d)
-        .iter()
-        .filter(|e| e.state == "sealed")
-        .count();
+    let sealed = manifest(&d).iter().filter(|e| e.state == "sealed").count();
     assert!(sealed >= 2, "{sealed} sealed segments");
     // and a WAL tail after the sealed segments
     let (mut l, _) = Ledger::open(&d, unsealed()).unwrap();
@@ -2010,10 +2007,23 @@ fn for_each_of_reads_only_the_wanted_records_and_equals_a_filtered_scan() {
     l.commit().unwrap();
     let reader = LedgerReader::open(&d, None).unwrap();
     let size = reader.size().unwrap();
-    let want: std::collections::BTreeSet<u64> =
-        [0, 1, 2, 150, 151, 999, 1000, 1001, 1777, 2400, size - 3, size - 1, size + 5]
-            .into_iter()
-            .collect();
+    let want: std::collections::BTreeSet<u64> = [
+        0,
+        1,
+        2,
+        150,
+        151,
+        999,
+        1000,
+        1001,
+        1777,
+        2400,
+        size - 3,
+        size - 1,
+        size + 5,
+    ]
+    .into_iter()
+    .collect();
     let key = |r: &trailwarden_ledger::reader::StoredRecord| (r.index, r.raw.clone(), r.leaf);
     let mut got = Vec::new();
     reader
