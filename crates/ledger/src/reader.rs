@@ -161,11 +161,23 @@ impl LedgerReader {
         to: u64,
         mut f: impl FnMut(StoredRecord) -> Result<bool, LedgerError>,
     ) -> Result<(), LedgerError> {
+        self.for_each_in(from, to, None, &mut f)
+    }
+
+    /// [`LedgerReader::for_each`], sealed segments read only at the rows of `want` when given;
+    /// a pass that finds a WAL file sealed meanwhile is retried on the new segment list.
+    fn for_each_in(
+        &self,
+        from: u64,
+        to: u64,
+        want: Option<&std::collections::BTreeSet<u64>>,
+        f: &mut impl FnMut(StoredRecord) -> Result<bool, LedgerError>,
+    ) -> Result<(), LedgerError> {
         let mut next = from;
         let mut manifest = self.manifest.clone();
         let mut wals = self.wals.clone();
         for _attempt in 0..8 {
-            match self.for_each_once(&manifest, &wals, &mut next, to, None, &mut f)? {
+            match self.for_each_once(&manifest, &wals, &mut next, to, want, f)? {
                 Pass::Done => return Ok(()),
                 Pass::Sealed => {
                     manifest = datadir::read_manifest(&self.dir.manifest_path())?;
@@ -190,9 +202,6 @@ impl LedgerReader {
         let (Some(&from), Some(&last)) = (want.first(), want.last()) else {
             return Ok(());
         };
-        let mut next = from;
-        let mut manifest = self.manifest.clone();
-        let mut wals = self.wals.clone();
         let mut g = |r: StoredRecord| {
             if want.contains(&r.index) {
                 f(r)
@@ -200,18 +209,7 @@ impl LedgerReader {
                 Ok(true)
             }
         };
-        for _attempt in 0..8 {
-            match self.for_each_once(&manifest, &wals, &mut next, last + 1, Some(want), &mut g)? {
-                Pass::Done => return Ok(()),
-                Pass::Sealed => {
-                    manifest = datadir::read_manifest(&self.dir.manifest_path())?;
-                    wals = list_wals(&self.dir)?;
-                }
-            }
-        }
-        Err(LedgerError::Invalid(
-            "the ledger kept changing while being read; try again".into(),
-        ))
+        self.for_each_in(from, last.saturating_add(1), Some(want), &mut g)
     }
 
     /// One pass over the segments, then the WAL files, from `next` up to `to`; with `want`,
