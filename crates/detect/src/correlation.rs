@@ -159,8 +159,9 @@ struct Active {
 struct State {
     /// (time, event id, referenced rule position, value) in arrival order.
     window: VecDeque<(i64, u64, usize, Option<String>)>,
-    /// How many events of the window hold each value (value counts), and each referenced
-    /// rule's position (temporal): distinct counts in O(1) per event, not a sort of the window.
+    /// How many events of the window hold each value (value counts; other kinds carry no
+    /// value), and each referenced rule's position (temporal only): distinct counts in O(1)
+    /// per event, not a sort of the window.
     values: HashMap<String, u32>,
     positions: HashMap<usize, u32>,
     touched: u64,
@@ -169,12 +170,30 @@ struct State {
     burst: Option<i64>,
 }
 
-impl State {
-    fn push(&mut self, time: i64, id: u64, pos: usize, value: Option<String>) {
-        if let Some(v) = &value {
-            *self.values.entry(v.clone()).or_insert(0) += 1;
+/// One more event of `key` in a multiset.
+fn count_in<K: std::hash::Hash + Eq>(m: &mut HashMap<K, u32>, key: K) {
+    *m.entry(key).or_insert(0) += 1;
+}
+
+/// One event of `key` fewer in a multiset (gone at zero).
+fn count_out<K: std::hash::Hash + Eq>(m: &mut HashMap<K, u32>, key: &K) {
+    if let Some(n) = m.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            m.remove(key);
         }
-        *self.positions.entry(pos).or_insert(0) += 1;
+    }
+}
+
+impl State {
+    /// Add an event; `positions`: the correlation counts distinct referenced rules.
+    fn push(&mut self, time: i64, id: u64, pos: usize, value: Option<String>, positions: bool) {
+        if let Some(v) = &value {
+            count_in(&mut self.values, v.clone());
+        }
+        if positions {
+            count_in(&mut self.positions, pos);
+        }
         self.window.push_back((time, id, pos, value));
     }
 
@@ -183,19 +202,9 @@ impl State {
             return;
         };
         if let Some(v) = value {
-            if let Some(n) = self.values.get_mut(&v) {
-                *n -= 1;
-                if *n == 0 {
-                    self.values.remove(&v);
-                }
-            }
+            count_out(&mut self.values, &v);
         }
-        if let Some(n) = self.positions.get_mut(&pos) {
-            *n -= 1;
-            if *n == 0 {
-                self.positions.remove(&pos);
-            }
-        }
+        count_out(&mut self.positions, &pos);
     }
 
     fn clear(&mut self) {
@@ -378,7 +387,7 @@ impl Correlator {
                     }
                     _ => st.burst = None,
                 }
-                st.push(time, id, pos, value);
+                st.push(time, id, pos, value, matches!(a.corr.kind, Kind::Temporal));
                 while st
                     .window
                     .front()

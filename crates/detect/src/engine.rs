@@ -187,7 +187,7 @@ impl Engine {
         let memo = &self.memo;
         let mut fed = false;
         let mut matched = Vec::new();
-        for_each_doc(ev, raw, Some(&self.paths), &mut |doc| {
+        for_each_doc(ev, raw, &self.paths, &mut |doc| {
             matched.clear();
             memo.clear();
             for &i in &candidates {
@@ -268,7 +268,7 @@ impl Engine {
         };
         let mut candidates = Vec::new();
         self.by_format[slot].candidates(ev, &self.resources, &mut candidates);
-        for_each_doc(ev, raw, Some(&self.paths), &mut |doc| {
+        for_each_doc(ev, raw, &self.paths, &mut |doc| {
             for &i in &candidates {
                 if self.rules[i].matches(doc) {
                     f(i, self.rules[i].matched_searches(doc));
@@ -347,7 +347,7 @@ impl Slot {
 /// document of an envelope such as AKS's `properties.log`), the fields of all records of an
 /// auditd event, the message otherwise. `paths`: the JSON fields to pull out of a JSON event in
 /// one pass (others parse the event).
-pub fn for_each_doc(ev: &Event, raw: &[u8], paths: Option<&Paths>, f: &mut dyn FnMut(&dyn Doc)) {
+pub fn for_each_doc(ev: &Event, raw: &[u8], paths: &Paths, f: &mut dyn FnMut(&dyn Doc)) {
     match ev.format {
         Format::Auditd => {
             let raw_text = String::from_utf8_lossy(raw);
@@ -374,10 +374,7 @@ pub fn for_each_doc(ev: &Event, raw: &[u8], paths: Option<&Paths>, f: &mut dyn F
         | Format::AzureActivity
         | Format::Signin
         | Format::EntraAudit
-        | Format::App => f(&match paths {
-            Some(p) => EventDoc::with_paths(ev, raw, p),
-            None => EventDoc::new(ev, raw),
-        }),
+        | Format::App => f(&EventDoc::with_paths(ev, raw, paths)),
         _ => {
             let raw_text = String::from_utf8_lossy(raw);
             let message = ev.message.as_deref().unwrap_or_default();

@@ -152,21 +152,6 @@ impl Paths {
         self.slots.get(field).copied()
     }
 
-    /// How many paths.
-    pub fn len(&self) -> usize {
-        self.needs.len()
-    }
-
-    /// No paths at all.
-    pub fn is_empty(&self) -> bool {
-        self.needs.is_empty()
-    }
-
-    /// Distinct path segments (the keys [`Paths::could_have`] looks for).
-    pub fn segments(&self) -> usize {
-        self.segments.len()
-    }
-
     /// Could `text` (JSON that escapes no character of a key) hold `slot`'s path? False when
     /// one of its keys does not occur in the text at all. `seen` remembers, per segment (the
     /// first 64), which were looked for (`.0`) and found (`.1`), so a document is searched

@@ -136,28 +136,16 @@ impl StrSet {
         if self.regex.iter().any(|r| r.is_match(v)) {
             return true;
         }
-        if v.is_ascii() {
-            // patterns are lowercase: ASCII text is compared case-insensitively, lowered (on
-            // the stack) only for the hash lookup
-            let ci = |a: &[u8], b: &str| a.eq_ignore_ascii_case(b.as_bytes());
-            let b = v.as_bytes();
-            return (!self.eq.is_empty() && with_ascii_lower(v, |l| self.eq.contains(l)))
-                || self
-                    .prefix
-                    .iter()
-                    .any(|p| b.len() >= p.len() && ci(&b[..p.len()], p))
-                || self
-                    .suffix
-                    .iter()
-                    .any(|p| b.len() >= p.len() && ci(&b[b.len() - p.len()..], p))
-                || self.contains.as_ref().is_some_and(|ac| ac.is_match(v));
-        }
-        let v = lower(v);
-        let v = v.as_ref();
-        self.eq.contains(v)
-            || self.prefix.iter().any(|p| v.starts_with(p.as_str()))
-            || self.suffix.iter().any(|p| v.ends_with(p.as_str()))
-            || self.contains.as_ref().is_some_and(|ac| ac.is_match(v))
+        // patterns are lowercase; see `comparable`
+        let v = comparable(v);
+        let b = v.as_bytes();
+        (!self.eq.is_empty() && with_ascii_lower(&v, |l| self.eq.contains(l)))
+            || self.prefix.iter().any(|p| ci_prefix(b, p))
+            || self.suffix.iter().any(|p| ci_suffix(b, p))
+            || self
+                .contains
+                .as_ref()
+                .is_some_and(|ac| ac.is_match(v.as_ref()))
     }
 
     /// Does one value of a field match? (Strings, numbers by their text, booleans as
@@ -182,33 +170,52 @@ impl Pattern {
     }
 
     fn test_str(&self, v: &str, cased: bool) -> bool {
-        if !cased && v.is_ascii() {
-            // the pattern is lowercase: compare ASCII case-insensitively, without lowering
-            let ci = |a: &[u8], b: &str| a.eq_ignore_ascii_case(b.as_bytes());
-            let b = v.as_bytes();
+        if cased || matches!(self, Pattern::Regex(_) | Pattern::Any) {
             return match self {
                 Pattern::Any => true,
-                Pattern::Eq(p) => ci(b, p),
-                Pattern::Prefix(p) => b.len() >= p.len() && ci(&b[..p.len()], p),
-                Pattern::Suffix(p) => b.len() >= p.len() && ci(&b[b.len() - p.len()..], p),
-                Pattern::Contains(p) => with_ascii_lower(v, |v| v.contains(p.as_str())),
+                Pattern::Eq(p) => v == p,
+                Pattern::Prefix(p) => v.starts_with(p.as_str()),
+                Pattern::Suffix(p) => v.ends_with(p.as_str()),
+                Pattern::Contains(p) => v.contains(p.as_str()),
                 Pattern::Regex(r) => r.is_match(v),
             };
         }
-        let v = if cased || matches!(self, Pattern::Regex(_) | Pattern::Any) {
-            Cow::Borrowed(v)
-        } else {
-            lower(v)
-        };
+        // the pattern is lowercase; see `comparable`
+        let v = comparable(v);
+        let b = v.as_bytes();
         match self {
-            Pattern::Any => true,
-            Pattern::Eq(p) => v.as_ref() == p,
-            Pattern::Prefix(p) => v.starts_with(p.as_str()),
-            Pattern::Suffix(p) => v.ends_with(p.as_str()),
-            Pattern::Contains(p) => v.contains(p.as_str()),
-            Pattern::Regex(r) => r.is_match(&v),
+            Pattern::Eq(p) => ci(b, p),
+            Pattern::Prefix(p) => ci_prefix(b, p),
+            Pattern::Suffix(p) => ci_suffix(b, p),
+            Pattern::Contains(p) => with_ascii_lower(&v, |v| v.contains(p.as_str())),
+            Pattern::Any | Pattern::Regex(_) => true, // answered above
         }
     }
+}
+
+/// `v` as case-insensitive tests compare it with lowercase patterns: ASCII text as it is
+/// (compared ignoring ASCII case, without lowering it), other text lowered.
+fn comparable(v: &str) -> Cow<'_, str> {
+    if v.is_ascii() {
+        Cow::Borrowed(v)
+    } else {
+        lower(v)
+    }
+}
+
+/// Equal ignoring ASCII case.
+fn ci(a: &[u8], p: &str) -> bool {
+    a.eq_ignore_ascii_case(p.as_bytes())
+}
+
+/// Starts with `p`, ignoring ASCII case.
+fn ci_prefix(a: &[u8], p: &str) -> bool {
+    a.len() >= p.len() && ci(&a[..p.len()], p)
+}
+
+/// Ends with `p`, ignoring ASCII case.
+fn ci_suffix(a: &[u8], p: &str) -> bool {
+    a.len() >= p.len() && ci(&a[a.len() - p.len()..], p)
 }
 
 /// `f` of the ASCII text `v` in lowercase (on the stack when short).
