@@ -6,6 +6,11 @@
 use std::time::Instant;
 use trailwarden_query::{Engine, QueryOptions};
 
+/// The allocator of the `trailwarden` binary (crates/cli/src/main.rs), so that the figures are
+/// the ones users get.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dir = args

@@ -11,6 +11,7 @@ mod error;
 mod fmt;
 pub mod kql;
 pub use trailwarden_kql::json;
+pub mod dictcount;
 mod parse_op;
 pub mod prune;
 pub mod render;
