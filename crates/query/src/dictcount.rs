@@ -586,12 +586,20 @@ impl DictCounts {
         let keys = dict.keys();
         let counts = &mut self.counts;
         let k = keys.values();
-        match (kinds, keys.nulls()) {
-            (None, None) => {
+        let no_null_keys = keys.null_count() == 0;
+        match kinds {
+            None if no_null_keys => {
                 for &i in k.iter() {
                     // keys of a valid dictionary array are in range
                     if let Some(c) = counts.get_mut(i as usize) {
                         *c += 1;
+                    }
+                }
+            }
+            Some((kv, want)) if no_null_keys && kv.null_count() == 0 => {
+                for (&i, &kind) in k.iter().zip(kv.values().iter()) {
+                    if let Some(c) = counts.get_mut(i as usize) {
+                        *c += i64::from(kind == want);
                     }
                 }
             }
