@@ -4,6 +4,7 @@ Parquet segments, all CPUs, median of RUNS. Prints `name seconds rows sum-of-cou
     python3 scripts/bench/duckdb_queries.py DATA_DIR HOUR_START [RUNS]
 """
 
+import os
 import statistics
 import sys
 import time
@@ -27,7 +28,10 @@ queries = {
                AND json_extract_string(decode(raw), '$.objectRef.resource') = 'clusterrolebindings'
                AND json_extract_string(decode(raw), '$.requestObject.roleRef.name') = 'cluster-admin'""",
 }
+only = os.environ.get("QUERIES")  # e.g. QUERIES=q1,q2, as query_bench takes it
 for name, q in queries.items():
+    if only and name not in only.split(","):
+        continue
     times = []
     rows = 0
     for _ in range(runs):
