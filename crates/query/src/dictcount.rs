@@ -26,6 +26,7 @@ use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::physical_plan::{FileSource, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Operator;
 use datafusion::parquet::arrow::arrow_reader::{
@@ -380,7 +381,7 @@ impl ExecutionPlan for DictionaryCountExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         // files are dealt round robin: segments are of similar size
         let files: Vec<PathBuf> = self
@@ -392,10 +393,14 @@ impl ExecutionPlan for DictionaryCountExec {
             .collect();
         let (column, kind, schema) = (self.column.clone(), self.kind, self.schema.clone());
         let out = schema.clone();
+        let mut memory = MemoryConsumer::new(format!("DictionaryCountExec[{partition}]"))
+            .register(context.memory_pool());
         let work = async move {
-            tokio::task::spawn_blocking(move || count_files(&files, &column, kind, &out))
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?
+            tokio::task::spawn_blocking(move || {
+                count_files(&files, &column, kind, &out, &mut memory)
+            })
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
@@ -408,20 +413,52 @@ fn pq_err(path: &std::path::Path, e: impl fmt::Display) -> DataFusionError {
     DataFusionError::Execution(format!("counting segment {}: {e}", path.display()))
 }
 
+/// Rows per value so far, and the bytes that holds (reserved from the query's memory pool).
+#[derive(Default)]
+struct Totals {
+    map: HashMap<String, i64>,
+    nulls: i64,
+    bytes: usize,
+}
+
+impl Totals {
+    fn add(&mut self, value: Option<&str>, n: i64) {
+        match value {
+            None => self.nulls += n,
+            Some(v) => match self.map.get_mut(v) {
+                Some(c) => *c += n,
+                None => {
+                    self.bytes += v.len() + 48;
+                    self.map.insert(v.to_string(), n);
+                }
+            },
+        }
+    }
+}
+
 /// Count the rows of `files` per value of `column` (rows of kind `kind` only, if set).
 fn count_files(
     files: &[PathBuf],
     column: &str,
     kind: KindFilter,
     out: &SchemaRef,
+    memory: &mut MemoryReservation,
 ) -> Result<RecordBatch> {
-    let mut totals: HashMap<Option<String>, i64> = HashMap::new();
+    let mut totals = Totals::default();
     for path in files {
         count_file(path, column, kind, &mut totals).map_err(|e| pq_err(path, e))?;
+        // a column with millions of distinct values holds them all here, as DataFusion's own
+        // partial aggregation would: within the query's memory limit
+        memory.try_resize(totals.bytes)?;
     }
-    let mut values: Vec<Option<String>> = Vec::with_capacity(totals.len());
-    let mut counts: Vec<i64> = Vec::with_capacity(totals.len());
-    for (v, n) in totals {
+    let n = totals.map.len() + usize::from(totals.nulls > 0);
+    let mut values: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut counts: Vec<i64> = Vec::with_capacity(n);
+    if totals.nulls > 0 {
+        values.push(None);
+        counts.push(totals.nulls);
+    }
+    for (v, n) in totals.map.into_iter().map(|(v, n)| (Some(v), n)) {
         values.push(v);
         counts.push(n);
     }
@@ -437,7 +474,7 @@ fn count_file(
     path: &std::path::Path,
     column: &str,
     kind: KindFilter,
-    totals: &mut HashMap<Option<String>, i64>,
+    totals: &mut Totals,
 ) -> Result<()> {
     let file = File::open(path)?;
     let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())?;
@@ -494,7 +531,7 @@ fn count_file(
                 .iter()
                 .map(|&g| meta.metadata().row_group(g).num_rows())
                 .sum();
-            *totals.entry(None).or_default() += n;
+            totals.add(None, n);
             continue;
         }
         let reader =
@@ -575,7 +612,7 @@ impl DictCounts {
         &mut self,
         dict: &DictionaryArray<Int32Type>,
         kinds: Option<(&UInt8Array, u8)>,
-        totals: &mut HashMap<Option<String>, i64>,
+        totals: &mut Totals,
     ) {
         let values = dict.values();
         if !self.values.as_ref().is_some_and(|v| Arc::ptr_eq(v, values)) {
@@ -631,18 +668,17 @@ impl DictCounts {
         self.nulls += n as i64;
     }
 
-    fn flush(&mut self, totals: &mut HashMap<Option<String>, i64>) {
+    fn flush(&mut self, totals: &mut Totals) {
         if let Some(values) = self.values.take() {
             let strings = values.as_string::<i32>();
             for (i, &n) in self.counts.iter().enumerate() {
                 if n > 0 {
-                    let v = strings.is_valid(i).then(|| strings.value(i).to_string());
-                    *totals.entry(v).or_default() += n;
+                    totals.add(strings.is_valid(i).then(|| strings.value(i)), n);
                 }
             }
         }
         if self.nulls > 0 {
-            *totals.entry(None).or_default() += self.nulls;
+            totals.add(None, self.nulls);
             self.nulls = 0;
         }
         self.counts.clear();
