@@ -181,25 +181,29 @@ fn find_union(
     if node.downcast_ref::<UnionExec>().is_some() {
         return Some((node.clone(), index));
     }
+    let (input, index) = pass_through(node, index)?;
+    find_union(input, index)
+}
+
+/// Through a column projection or a repartition: the input and the column's index there
+/// (`None` for any other node, or a column the projection computes).
+fn pass_through(
+    node: &Arc<dyn ExecutionPlan>,
+    index: usize,
+) -> Option<(&Arc<dyn ExecutionPlan>, usize)> {
     if let Some(p) = node.downcast_ref::<ProjectionExec>() {
         let c = p.expr().get(index)?.expr.downcast_ref::<Column>()?;
-        return find_union(p.input(), c.index());
+        return Some((p.input(), c.index()));
     }
-    if let Some(r) = node.downcast_ref::<RepartitionExec>() {
-        return find_union(r.input(), index);
-    }
-    None
+    node.downcast_ref::<RepartitionExec>()
+        .map(|r| (r.input(), index))
 }
 
 /// Follow the group column down to a local Parquet scan: through column projections,
 /// repartitions and at most one `kind = k` filter.
 fn walk(node: &Arc<dyn ExecutionPlan>, index: usize, kind: KindFilter) -> Option<Scan> {
-    if let Some(p) = node.downcast_ref::<ProjectionExec>() {
-        let c = p.expr().get(index)?.expr.downcast_ref::<Column>()?;
-        return walk(p.input(), c.index(), kind);
-    }
-    if let Some(r) = node.downcast_ref::<RepartitionExec>() {
-        return walk(r.input(), index, kind);
+    if let Some((input, index)) = pass_through(node, index) {
+        return walk(input, index, kind);
     }
     if let Some(f) = node.downcast_ref::<FilterExec>() {
         if kind.is_some() {
