@@ -128,6 +128,15 @@ impl StrSet {
         Some(set)
     }
 
+    /// Does testing a value cost more than a hash lookup (substrings, several prefixes or
+    /// suffixes, a regex)? Such sets are worth remembering per value (see `rule::ValueCache`).
+    pub fn is_costly(&self) -> bool {
+        !self.any
+            && (self.contains.is_some()
+                || !self.regex.is_empty()
+                || self.prefix.len() + self.suffix.len() > 2)
+    }
+
     /// Does the string `v` match any pattern?
     pub fn test_str(&self, v: &str) -> bool {
         if self.any {
@@ -238,6 +247,28 @@ fn with_ascii_lower<T>(v: &str, f: impl FnOnce(&str) -> T) -> T {
 }
 
 impl Matcher {
+    /// Is this a test of one value on its own (not `Null`, `Exists` or `FieldRef`, which look
+    /// at all of a field's values or at another field)?
+    pub fn is_per_value(&self) -> bool {
+        !matches!(
+            self,
+            Matcher::Null | Matcher::Exists(_) | Matcher::FieldRef(_)
+        )
+    }
+
+    /// Does testing a value cost more than a comparison (a substring, a regex, an address
+    /// parsed for a network)?
+    pub fn is_costly(&self) -> bool {
+        matches!(
+            self,
+            Matcher::Cidr(..)
+                | Matcher::Str {
+                    pattern: Pattern::Regex(_) | Pattern::Contains(_),
+                    ..
+                }
+        )
+    }
+
     /// Does one value of the field match? (`Null`, `Exists` and `FieldRef` are decided by the
     /// caller, which sees all of the field's values.)
     pub fn test(&self, v: &Val<'_>) -> bool {

@@ -85,12 +85,71 @@ struct FieldTest {
 const NO_MEMO: u32 = u32::MAX;
 
 /// Results of field tests for the document being evaluated: a test several rules make (the
-/// control plane's identities, a failed status) is evaluated once per document.
+/// control plane's identities, a failed status) is evaluated once per document. Costly tests
+/// (a user agent against a list of substrings, a user name against dozens of prefixes, an
+/// address against networks) also remember their answer per value across documents: a
+/// cluster has a few hundred user names and agents, not one per event.
 #[derive(Debug, Default)]
 pub struct Memo {
     stamp: std::cell::Cell<u32>,
     /// Per test: the stamp it was evaluated at, and the result.
     results: Vec<std::cell::Cell<(u32, bool)>>,
+    /// Per test: its answers per string value, when the test is costly and looks at one value
+    /// at a time.
+    values: Vec<Option<std::cell::RefCell<ValueCache>>>,
+}
+
+/// Values longer than this are tested every time (a cache entry holds its value).
+const VALUE_CACHE_KEY: usize = 256;
+/// Answers remembered per test (then forgotten all at once and refilled): at most
+/// `VALUE_CACHE_ENTRIES × VALUE_CACHE_KEY` bytes of values per test.
+const VALUE_CACHE_ENTRIES: usize = 1024;
+/// Lookups between checks of the hit rate.
+const VALUE_CACHE_WINDOW: u32 = 8192;
+/// Evaluations without the cache after a window where fewer than half the lookups hit (a field
+/// with a new value per event: request URIs, addresses of a scan).
+const VALUE_CACHE_REST: u32 = 65_536;
+
+/// One costly test's answers by value (see [`Memo`]).
+#[derive(Debug, Default)]
+struct ValueCache {
+    answers: std::collections::HashMap<Box<str>, bool, foldhash::fast::RandomState>,
+    lookups: u32,
+    hits: u32,
+    /// Evaluations left before the cache is tried again.
+    resting: u32,
+}
+
+impl ValueCache {
+    /// The answer for `v`, remembered or computed by `test`.
+    fn answer(&mut self, v: &str, test: impl FnOnce() -> bool) -> bool {
+        if self.resting > 0 {
+            self.resting -= 1;
+            return test();
+        }
+        if v.len() > VALUE_CACHE_KEY {
+            return test();
+        }
+        self.lookups += 1;
+        if let Some(&known) = self.answers.get(v) {
+            self.hits += 1;
+            return known;
+        }
+        let answer = test();
+        if self.answers.len() >= VALUE_CACHE_ENTRIES {
+            self.answers.clear();
+        }
+        self.answers.insert(v.into(), answer);
+        if self.lookups >= VALUE_CACHE_WINDOW {
+            if self.hits < self.lookups / 2 {
+                self.resting = VALUE_CACHE_REST;
+                self.answers = Default::default();
+            }
+            self.lookups = 0;
+            self.hits = 0;
+        }
+        answer
+    }
 }
 
 impl Memo {
@@ -100,7 +159,12 @@ impl Memo {
             results: (0..tests)
                 .map(|_| std::cell::Cell::new((0, false)))
                 .collect(),
+            values: (0..tests).map(|_| None).collect(),
         }
+    }
+
+    fn cache(&self, id: u32) -> Option<&std::cell::RefCell<ValueCache>> {
+        self.values.get(id as usize)?.as_ref()
     }
 
     /// Forget every result: the next document is a new one.
@@ -132,6 +196,7 @@ impl Memo {
 /// values) get the same number. Returns the memo.
 pub fn memoize(rules: &mut [Rule]) -> Memo {
     let mut ids: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut cached = Vec::new();
     for r in rules.iter_mut() {
         for (_, s) in &mut r.searches {
             let Search::Fields(alts) = s else { continue };
@@ -154,10 +219,19 @@ pub fn memoize(rules: &mut [Rule]) -> Memo {
                     format!("{}\0{}\0{:?}", t.field, t.all, t.matchers)
                 };
                 t.memo = *ids.entry(key).or_insert(next);
+                if t.memo == next && t.caches_values() {
+                    cached.push(next);
+                }
             }
         }
     }
-    Memo::new(ids.len())
+    let mut memo = Memo::new(ids.len());
+    for id in cached {
+        if let Some(slot) = memo.values.get_mut(id as usize) {
+            *slot = Some(Default::default());
+        }
+    }
+    memo
 }
 
 impl FieldTest {
@@ -852,16 +926,51 @@ impl FieldTest {
         if let Some(v) = memo.get(self.memo) {
             return v;
         }
-        let v = self.eval_now(doc);
+        let v = match memo.cache(self.memo) {
+            Some(cache) => self.eval_cached(doc, &mut cache.borrow_mut()),
+            None => self.eval_now(doc),
+        };
         memo.set(self.memo, v);
         v
     }
 
-    fn eval_now(&self, doc: &dyn Doc) -> bool {
-        let values = match self.normalized.and_then(|n| doc.normalized(n)) {
+    /// Is the test costly, and decided by each value on its own (so its answer for a value
+    /// can be remembered)?
+    fn caches_values(&self) -> bool {
+        !self.all
+            && self.matchers.iter().all(Matcher::is_per_value)
+            && match &self.set {
+                Some(set) => set.is_costly(),
+                None => self.matchers.len() > 4 || self.matchers.iter().any(Matcher::is_costly),
+            }
+    }
+
+    /// Does one value pass? (For a test that [`FieldTest::caches_values`], the test is: any
+    /// value passes.)
+    fn test_value(&self, v: &Val<'_>) -> bool {
+        match &self.set {
+            Some(set) => set.test(v),
+            None => self.matchers.iter().any(|m| m.test(v)),
+        }
+    }
+
+    /// [`FieldTest::eval_now`] with string values' answers remembered in `cache`.
+    fn eval_cached(&self, doc: &dyn Doc, cache: &mut ValueCache) -> bool {
+        self.values(doc).iter().any(|v| match v {
+            Val::Str(s) => cache.answer(s, || self.test_value(v)),
+            v => self.test_value(v),
+        })
+    }
+
+    fn values<'d>(&self, doc: &'d dyn Doc) -> crate::doc::Vals<'d> {
+        match self.normalized.and_then(|n| doc.normalized(n)) {
             Some(v) => v,
             None => doc.values(&self.field),
-        };
+        }
+    }
+
+    fn eval_now(&self, doc: &dyn Doc) -> bool {
+        let values = self.values(doc);
         if let Some(set) = &self.set {
             return values.iter().any(|v| set.test(v));
         }

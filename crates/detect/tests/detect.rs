@@ -740,3 +740,117 @@ level: low
     ];
     assert_eq!(hits, want);
 }
+
+/// Regression guard for the per-value answers of costly tests (issue 16): a user agent against
+/// a list of substrings, a user name against many prefixes, an address against networks, a
+/// regex — remembered per value across events — must answer as the tests do on their own,
+/// when values repeat, when more distinct values arrive than the cache holds (it is emptied
+/// and refilled), and when a value is too long to be remembered.
+#[test]
+fn remembered_answers_of_costly_tests_equal_fresh_ones() {
+    let rules = load_str(
+        r#"
+title: scanner agent
+id: t-agent
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel:
+    userAgent|contains: [kube-hunter, peirates, kdigger]
+  condition: sel
+level: low
+---
+title: system identity from outside
+id: t-outside
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel:
+    user.username|startswith: ['system:serviceaccount:', 'system:node:', 'eks:', 'aks:']
+  private:
+    sourceIPs|cidr: [10.0.0.0/8, 192.168.0.0/16, 172.16.0.0/12]
+  condition: sel and not private
+level: low
+---
+title: odd name
+id: t-regex
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel:
+    objectRef.name|re: '^x-[0-9]+-odd$'
+  condition: sel
+level: low
+"#,
+        "cache.yml",
+    )
+    .unwrap();
+    let line = |i: usize, agent: &str, user: &str, ip: &str, name: &str| {
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a-{i}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/p/pods","verb":"get","user":{{"username":"{user}"}},"sourceIPs":["{ip}"],"userAgent":"{agent}","objectRef":{{"resource":"pods","namespace":"p","name":"{name}","apiVersion":"v1"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"2026-12-03T10:00:00.000000Z","stageTimestamp":"2026-12-03T10:00:00.001000Z"}}"#
+        )
+    };
+    let long = format!("kubectl/{}peirates", "x".repeat(400));
+    let mut lines = Vec::new();
+    for i in 0..12_000 {
+        // a few values that repeat, and a stream of new ones (more than the cache holds)
+        let agent = match i % 4 {
+            0 => "kubectl/v1.30.1 (linux/amd64)".to_string(),
+            1 => "Kube-Hunter/0.6".to_string(),
+            2 => long.clone(),
+            _ => format!("client-{i}/1.0 kdigger-{}", i % 7 == 0),
+        };
+        let user = match i % 3 {
+            0 => "system:serviceaccount:p:app".to_string(),
+            1 => format!("user-{i}"),
+            _ => format!("EKS:node-{}", i % 5),
+        };
+        let ip = match i % 5 {
+            0 => "10.1.2.3".to_string(),
+            1 => format!("203.0.113.{}", i % 250),
+            _ => format!("172.{}.0.1", 10 + i % 12),
+        };
+        lines.push(line(
+            i,
+            &agent,
+            &user,
+            &ip,
+            &format!("x-{i}-{}", if i % 6 == 0 { "odd" } else { "even" }),
+        ));
+    }
+    let hits = engine_hits(rules.clone(), &lines);
+    // the same rules, each test evaluated afresh (no engine: no memo, no cache)
+    let mut fresh = Vec::new();
+    let mut sink = |r: trailwarden_model::Record| -> Result<(), String> {
+        if let trailwarden_model::Body::Event(ev) = r.body {
+            let mut ids = Vec::new();
+            let paths = Default::default();
+            trailwarden_detect::engine::for_each_doc(&ev, &r.raw, &paths, &mut |doc| {
+                ids.extend(
+                    rules
+                        .iter()
+                        .filter(|x| x.matches(doc))
+                        .map(|x| x.id.clone()),
+                );
+            });
+            ids.sort();
+            fresh.push(ids);
+        }
+        Ok(())
+    };
+    let mut ing = trailwarden_parse::ingest::Ingestor::new(Default::default(), &mut sink);
+    ing.ingest_bytes("test", lines.join("\n").as_bytes())
+        .unwrap();
+    drop(ing);
+    assert_eq!(hits, fresh);
+    let count = |id: &str| hits.iter().filter(|h| h.iter().any(|x| x == id)).count();
+    // the answers are not all one way
+    assert!(
+        count("t-agent") > 4000 && count("t-agent") < 12_000,
+        "{}",
+        count("t-agent")
+    );
+    assert!(
+        count("t-outside") > 400 && count("t-outside") < 8000,
+        "{}",
+        count("t-outside")
+    );
+    assert_eq!(count("t-regex"), 2000);
+}
