@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::time::Instant;
-use trailwarden_model::{Body, Classifier, ClassifierConfig, Format, Record, Timestamp};
+use trailwarden_model::{Classifier, ClassifierConfig, Format, Record, Timestamp};
 use trailwarden_parse::{Ingestor, Options, Summary};
 
 /// Arguments of `trailwarden ingest`.
@@ -285,11 +285,7 @@ fn detect_loop(
             continue;
         }
         let mut run = || -> Result<Vec<serde_json::Value>> {
-            for (idx, rec) in &batch {
-                if let Body::Event(ev) = &rec.body {
-                    d.check(*idx, rec.received, &rec.source, ev, &rec.raw)?;
-                }
-            }
+            d.check_batch(&batch)?;
             Ok(d.raised_records()?)
         };
         match run() {

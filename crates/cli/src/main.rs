@@ -50,7 +50,7 @@ const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
 /// kernel after `SERVE_PURGE_DELAY_MS` unused (mimalloc) and above 64 MiB of free heap top
 /// (glibc), so its RSS follows what it holds, not the highest it ever held (BENCHMARKS.md
 /// "Soak"). `MIMALLOC_PURGE_DELAY` in the environment overrides either choice.
-#[allow(unsafe_code)] // the only unsafe in trailwarden: two C allocators' option setters
+#[allow(unsafe_code)] // two C allocators' option setters (with detect's prefetch hint, all the unsafe)
 fn tune_allocators(long_running: bool) {
     let purge_delay = if long_running {
         SERVE_PURGE_DELAY_MS

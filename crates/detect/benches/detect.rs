@@ -36,6 +36,10 @@ fn measure(name: &str, rules: &[Rule], evs: &[(Event, Vec<u8>, i64)]) {
         let mut out = Vec::new();
         let start = Instant::now();
         for (i, (ev, raw, t)) in evs.iter().enumerate() {
+            // as the ingest path does over a batch
+            if let Some((next, raw, _)) = evs.get(i + 2) {
+                engine.prefetch(next, raw);
+            }
             engine.check(i as u64, *t, ev, raw, &mut out);
             detections += out.len();
             out.clear();

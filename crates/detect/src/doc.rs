@@ -91,6 +91,12 @@ pub trait Doc {
     fn normalized(&self, _field: Normalized) -> Option<Vals<'_>> {
         None
     }
+    /// A normalized field that holds at most one string, straight from the document:
+    /// `Some(None)` when absent, `Some(Some(s))`; `None` when the field is not such a field
+    /// or this document does not answer it this way (ask [`Doc::normalized`]).
+    fn normalized_str(&self, _field: Normalized) -> Option<Option<&str>> {
+        None
+    }
     /// The text keyword searches look in.
     fn text(&self) -> &str;
 }

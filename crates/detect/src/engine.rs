@@ -160,6 +160,35 @@ impl Engine {
         self.correlator.max_timespan()
     }
 
+    /// Hint that `ev` (received as `raw`) is checked next but one: the strings every event's
+    /// first tests read (verb, resource, user, agent, stage, addresses, the text) are asked of
+    /// memory now, so [`Engine::check`] does not wait for them. Call it for the event two
+    /// ahead of the one being checked when going through a batch: a third of the engine's
+    /// time over records fresh from a parser is waiting for their strings.
+    pub fn prefetch(&self, ev: &Event, raw: &[u8]) {
+        let s = |v: &Option<String>| {
+            if let Some(v) = v {
+                prefetch(v.as_ptr());
+            }
+        };
+        s(&ev.action);
+        s(&ev.resource.resource);
+        s(&ev.user.identity.name);
+        s(&ev.origin.user_agent);
+        s(&ev.stage);
+        s(&ev.request_uri);
+        if let Some(ips) = &ev.origin.ips {
+            prefetch(ips.as_ptr().cast());
+            if let Some(ip) = ips.first() {
+                prefetch(ip.as_ptr());
+            }
+        }
+        match &ev.payload {
+            Some(p) => prefetch(p.as_ptr()),
+            None => prefetch(raw.as_ptr()),
+        }
+    }
+
     /// Run every applicable rule over one event with id `id` at `time` (ns); detections are
     /// appended to `out`. Returns true when the event fed a correlation (it must be replayed
     /// to rebuild correlation state after a restart).
@@ -343,6 +372,22 @@ impl Slot {
     }
 }
 
+/// Ask the CPU to bring the cache line at `p` in. A hint: it reads nothing the program sees,
+/// never faults (whatever the address), and does nothing on other architectures.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    // SAFETY: `prefetcht0` performs no architectural memory access and cannot fault for any
+    // address; SSE, which it needs, is part of the x86_64 baseline. (The only `unsafe` in the
+    // engine: stable Rust has no safe prefetch.)
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// The documents an event gives Sigma rules: the audit event itself for JSON formats (the inner
 /// document of an envelope such as AKS's `properties.log`), the fields of all records of an
 /// auditd event, the message otherwise. `paths`: the JSON fields to pull out of a JSON event in
@@ -403,7 +448,29 @@ pub struct EventDoc<'a> {
     /// Path segments looked for in the text, and found (see [`Paths::could_have`]).
     seen: Cell<(u64, u64)>,
     /// The status code as text (formatted once).
-    code_text: OnceCell<String>,
+    code_text: OnceCell<CodeText>,
+}
+
+/// A status code's digits, formatted in place (no allocation per event).
+struct CodeText {
+    buf: [u8; 20],
+    len: usize,
+}
+
+impl CodeText {
+    fn new(code: i64) -> CodeText {
+        use std::io::Write;
+        let mut buf = [0u8; 20];
+        let mut rest = &mut buf[..];
+        // an i64 has at most 20 characters ("-9223372036854775808"), so this cannot fail
+        let _ = write!(rest, "{code}");
+        let len = 20 - rest.len();
+        CodeText { buf, len }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
 }
 
 impl<'a> EventDoc<'a> {
@@ -476,11 +543,41 @@ impl<'a> EventDoc<'a> {
             Normalized::Code => {
                 let mut out = Vals::new();
                 if let Some(c) = ev.outcome.code {
-                    let text = self.code_text.get_or_init(|| c.to_string());
+                    let text = self.code_text.get_or_init(|| CodeText::new(c));
                     out.push(Val::Num(c as f64, Cow::Borrowed(text.as_str())));
                 }
                 out
             }
+        })
+    }
+
+    /// [`Doc::normalized_str`]: the Kubernetes fields of one string, in place.
+    fn fast_str(&self, field: Normalized) -> Option<Option<&str>> {
+        if !self.ev.format.is_kubernetes_audit() {
+            return None;
+        }
+        let ev = self.ev;
+        let r = &ev.resource;
+        Some(match field {
+            Normalized::Verb => ev.action.as_deref(),
+            Normalized::Stage => ev.stage.as_deref(),
+            Normalized::RequestUri => ev.request_uri.as_deref(),
+            Normalized::Resource => r.resource.as_deref(),
+            Normalized::Subresource => r.subresource.as_deref(),
+            Normalized::Namespace => r.namespace.as_deref(),
+            Normalized::Name => r.name.as_deref(),
+            Normalized::ApiGroup => r.api_group.as_deref(),
+            Normalized::Username => ev.user.identity.name.as_deref(),
+            Normalized::ImpersonatedUsername => ev
+                .user
+                .impersonated
+                .as_ref()
+                .and_then(|i| i.name.as_deref()),
+            Normalized::UserAgent => ev.origin.user_agent.as_deref(),
+            Normalized::Groups
+            | Normalized::ImpersonatedGroups
+            | Normalized::SourceIps
+            | Normalized::Code => return None,
         })
     }
 
@@ -513,6 +610,10 @@ impl<'a> EventDoc<'a> {
 impl Doc for EventDoc<'_> {
     fn normalized(&self, field: Normalized) -> Option<Vals<'_>> {
         self.fast(field)
+    }
+
+    fn normalized_str(&self, field: Normalized) -> Option<Option<&str>> {
+        self.fast_str(field)
     }
 
     fn values(&self, field: &str) -> Vals<'_> {

@@ -956,21 +956,34 @@ impl FieldTest {
 
     /// [`FieldTest::eval_now`] with string values' answers remembered in `cache`.
     fn eval_cached(&self, doc: &dyn Doc, cache: &mut ValueCache) -> bool {
-        self.values(doc).iter().any(|v| match v {
-            Val::Str(s) => cache.answer(s, || self.test_value(v)),
-            v => self.test_value(v),
+        self.with_values(doc, |values| {
+            values.iter().any(|v| match v {
+                Val::Str(s) => cache.answer(s, || self.test_value(v)),
+                v => self.test_value(v),
+            })
         })
     }
 
-    fn values<'d>(&self, doc: &'d dyn Doc) -> crate::doc::Vals<'d> {
+    /// `f` of the field's values in `doc` (a field of one string is read in place).
+    fn with_values(&self, doc: &dyn Doc, f: impl FnOnce(&[Val<'_>]) -> bool) -> bool {
+        if let Some(one) = self.normalized.and_then(|n| doc.normalized_str(n)) {
+            return match one {
+                Some(s) => f(&[Val::Str(std::borrow::Cow::Borrowed(s))]),
+                None => f(&[]),
+            };
+        }
         match self.normalized.and_then(|n| doc.normalized(n)) {
-            Some(v) => v,
-            None => doc.values(&self.field),
+            Some(v) => f(&v),
+            None => f(&doc.values(&self.field)),
         }
     }
 
     fn eval_now(&self, doc: &dyn Doc) -> bool {
-        let values = self.values(doc);
+        self.with_values(doc, |values| self.decide(doc, values))
+    }
+
+    /// The test's answer for a field holding `values`.
+    fn decide(&self, doc: &dyn Doc, values: &[Val<'_>]) -> bool {
         if let Some(set) = &self.set {
             return values.iter().any(|v| set.test(v));
         }

@@ -9,7 +9,7 @@ use trailwarden_detect::placeholders::{self, Placeholders};
 use trailwarden_detect::{Detection, Engine, Rule};
 use trailwarden_ledger::reader::LedgerReader;
 use trailwarden_ledger::{Ledger, LedgerError};
-use trailwarden_model::{Event, RecordKind, Timestamp};
+use trailwarden_model::{Body, Event, Record, RecordKind, Timestamp};
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
@@ -311,6 +311,22 @@ impl Detector {
         self.through = Some(size - 1);
         self.flush()?;
         Ok(n)
+    }
+
+    /// Check a batch of durable events (ledger index, record); records that are not events
+    /// are skipped. The engine is told of each event two ahead ([`Engine::prefetch`]).
+    pub fn check_batch(&mut self, batch: &[(u64, Record)]) -> Result<()> {
+        for (k, (index, rec)) in batch.iter().enumerate() {
+            if let Some((_, next)) = batch.get(k + 2) {
+                if let Body::Event(ev) = &next.body {
+                    self.engine.prefetch(ev, &next.raw);
+                }
+            }
+            if let Body::Event(ev) = &rec.body {
+                self.check(*index, rec.received, &rec.source, ev, &rec.raw)?;
+            }
+        }
+        Ok(())
     }
 
     /// Check one durable event (ledger index `index`, received from `source`) and store what

@@ -935,18 +935,10 @@ impl Writer {
     }
 
     fn run_detection(&mut self, events: Vec<(u64, Record)>) {
-        let mut result = Ok(());
-        for (i, rec) in &events {
-            if let Body::Event(ev) = &rec.body {
-                if let Err(e) = self
-                    .detector
-                    .check(*i, rec.received, &rec.source, ev, &rec.raw)
-                {
-                    result = Err(e.to_string());
-                    break;
-                }
-            }
-        }
+        let result = self
+            .detector
+            .check_batch(&events)
+            .map_err(|e| e.to_string());
         self.metrics.rule_matches(&self.detector.matches);
         if let Err(e) = result {
             self.detect_failed = true;

@@ -336,6 +336,7 @@ fn event_fields_read_from_the_normalized_event_equal_the_json_values() {
         }
     }
     let mut checked = 0;
+    let mut strings_in_place = 0;
     for f in files {
         let mut records = Vec::new();
         {
@@ -380,6 +381,20 @@ fn event_fields_read_from_the_normalized_event_equal_the_json_values() {
                         .collect()
                 };
                 assert_eq!(norm(&got), norm(&want), "{}: {field}", f.display());
+                // a field of one string read in place is the same value
+                let n = trailwarden_detect::doc::Normalized::of(field).unwrap();
+                if let Some(one) = fast.normalized_str(n) {
+                    let by_vals = fast.normalized(n).unwrap();
+                    let by_vals: Vec<&str> = by_vals
+                        .iter()
+                        .map(|v| match v {
+                            Val::Str(s) => s.as_ref(),
+                            _ => panic!("{field} is not a string field"),
+                        })
+                        .collect();
+                    assert_eq!(one.into_iter().collect::<Vec<_>>(), by_vals, "{field}");
+                    strings_in_place += 1;
+                }
                 checked += 1;
             }
             let one_pass = EventDoc::with_paths(ev, &r.raw, &paths);
@@ -403,6 +418,7 @@ fn event_fields_read_from_the_normalized_event_equal_the_json_values() {
     }
     assert!(checked > 1000, "{checked}");
     assert!(extracted_present > 10, "{extracted_present}");
+    assert!(strings_in_place > 1000, "{strings_in_place}");
 }
 
 /// Regression (issue 17): a burst of 65 refusals raised evidence for 60 of them, because the
