@@ -620,16 +620,28 @@ impl Doc for EventDoc<'_> {
         if let Some(v) = Normalized::of(field).and_then(|n| self.fast(n)) {
             return v;
         }
+        let slot = self.paths.and_then(|p| Some((p, p.slot(field)?)));
+        if let Some((_, slot)) = slot {
+            // the text was gone through for another field already
+            if let Some(Some(ex)) = self.extracted.get() {
+                return ex.get(slot).cloned().collect();
+            }
+        }
         // every key on the field's path is spelled out in the text (unless escaped): when one
         // is not there the field is absent, and the text need not be parsed (most events have
-        // no `requestObject`, which most rules reading the JSON look into)
-        let text = self.text_ref().as_bytes();
+        // no `requestObject`, which most rules reading the JSON look into). Keys of ASCII are
+        // looked for in the bytes as received (not yet checked to be UTF-8: an ASCII key is in
+        // them exactly when it is in the text made of them)
+        let text = match (&self.ev.payload, slot) {
+            (None, Some((paths, _))) if paths.ascii_keys() => self.raw,
+            _ => self.text_ref().as_bytes(),
+        };
         let escapes = *self.escapes.get_or_init(|| {
             memchr::memchr(b'\\', text).is_some()
                 && (memchr::memmem::find(text, b"\\u").is_some()
                     || memchr::memmem::find(text, b"\\/").is_some())
         });
-        if let Some((paths, slot)) = self.paths.and_then(|p| Some((p, p.slot(field)?))) {
+        if let Some((paths, slot)) = slot {
             if !escapes {
                 let mut seen = self.seen.get();
                 let could = paths.could_have(slot, text, &mut seen);

@@ -28,6 +28,8 @@ pub struct Paths {
     needs: Vec<Vec<usize>>,
     /// Distinct path segments, each with a precompiled substring finder.
     segments: Vec<memchr::memmem::Finder<'static>>,
+    /// Every segment is ASCII.
+    ascii: bool,
     root: Node,
 }
 
@@ -140,6 +142,7 @@ impl Paths {
             .collect();
         let entries: Vec<(usize, &str)> = order.iter().copied().enumerate().collect();
         Paths {
+            ascii: order.iter().all(|f| f.is_ascii()),
             slots,
             needs,
             segments,
@@ -150,6 +153,12 @@ impl Paths {
     /// The slot of `field`, if it is one of the wanted paths.
     pub fn slot(&self, field: &str) -> Option<usize> {
         self.slots.get(field).copied()
+    }
+
+    /// Are all the keys of the wanted paths ASCII? (Then [`Paths::could_have`] may look in
+    /// bytes not yet checked to be UTF-8: lossy decoding keeps every ASCII byte in place.)
+    pub fn ascii_keys(&self) -> bool {
+        self.ascii
     }
 
     /// Could `text` (JSON that escapes no character of a key) hold `slot`'s path? False when
