@@ -914,13 +914,17 @@ fn raise_in(
     window_ns: i64,
     now: i64,
 ) -> rusqlite::Result<Raised> {
+    // prepared once per connection (the statement cache): a batch of detections runs these
+    // thousands of times
     let existing: Option<OpenAlertRow> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT id, evidence, last_seen, first_seen, evidence_truncated, level, notified_at
              FROM alerts
              WHERE rule_id = ?1 AND group_key = ?2 AND status IN ('new', 'acknowledged')
                AND last_seen >= ?3 AND first_seen <= ?4
              ORDER BY last_seen DESC LIMIT 1",
+        )?
+        .query_row(
             params![
                 a.rule_id,
                 a.group_key,
@@ -953,19 +957,19 @@ fn raise_in(
                     }
                 }
             }
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE alerts SET evidence = ?2, evidence_truncated = ?3,
                     count = count + ?4, detections = detections + 1,
                     last_seen = ?5, first_seen = ?6 WHERE id = ?1",
-                params![
-                    id,
-                    json(&evidence),
-                    truncated,
-                    a.count as i64,
-                    last.max(a.time),
-                    first.min(a.time)
-                ],
-            )?;
+            )?
+            .execute(params![
+                id,
+                json(&evidence),
+                truncated,
+                a.count as i64,
+                last.max(a.time),
+                first.min(a.time)
+            ])?;
             if let Some(routing) = routing {
                 // sent again when the level rises, or when it went quiet and came back
                 let escalated = level_rank(&a.level) > level_rank(&level);
@@ -988,30 +992,30 @@ fn raise_in(
             let mut evidence = a.evidence.clone();
             let truncated = evidence.len() > MAX_EVIDENCE;
             evidence.truncate(MAX_EVIDENCE);
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO alerts (rule_id, title, level, tags, status, group_key, summary,
                     evidence, evidence_truncated, count, detections, first_seen, last_seen,
                     created_at, version, namespace, source, notified_at, due_at)
                  VALUES (?1, ?2, ?3, ?4, 'new', ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, 1, ?12,
                     ?13, ?11, ?14)",
-                params![
-                    a.rule_id,
-                    a.title,
-                    a.level,
-                    json(&a.tags),
-                    a.group_key,
-                    a.summary,
-                    json(&evidence),
-                    truncated,
-                    a.count as i64,
-                    a.time,
-                    now,
-                    a.namespace,
-                    a.source,
-                    sla.and_then(|m| m.get(&a.level))
-                        .map(|d| now.saturating_add(*d))
-                ],
-            )?;
+            )?
+            .execute(params![
+                a.rule_id,
+                a.title,
+                a.level,
+                json(&a.tags),
+                a.group_key,
+                a.summary,
+                json(&evidence),
+                truncated,
+                a.count as i64,
+                a.time,
+                now,
+                a.namespace,
+                a.source,
+                sla.and_then(|m| m.get(&a.level))
+                    .map(|d| now.saturating_add(*d))
+            ])?;
             let id = tx.last_insert_rowid();
             if let Some(routing) = routing {
                 let msg = outbox::snapshot(tx, id, "raised", None)?;
