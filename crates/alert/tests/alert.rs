@@ -326,14 +326,14 @@ fn silences_hold_back_matching_deliveries_until_they_end() {
 }
 
 fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "tw-alert-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
+    let d = trailwarden_model::scratch::dir(
+        "tw-alert",
+        &std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos()
-    ));
+            .to_string(),
+    );
     std::fs::create_dir_all(&d).unwrap();
     d
 }

@@ -17,7 +17,7 @@ const DAY: i64 = 86_400 * 1_000_000_000;
 
 /// A fresh scratch directory.
 pub fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tw-archive-{}-{name}", std::process::id()));
+    let d = trailwarden_model::scratch::dir("tw-archive", name);
     let _ = std::fs::remove_dir_all(&d);
     d
 }

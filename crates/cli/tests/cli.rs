@@ -14,7 +14,7 @@ fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_trailwarden"));
     c.env(
         "TRAILWARDEN_DATA_DIR",
-        std::env::temp_dir().join(format!("tw-cli-{}-data-{n}", std::process::id())),
+        trailwarden_model::scratch::dir("tw-cli", &format!("data-{n}")),
     )
     .env("TRAILWARDEN_USER", "cli-test")
     .env_remove("TRAILWARDEN_ANCHOR_DIR")
@@ -30,7 +30,7 @@ fn tw(data: &Path) -> Command {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tw-cli-{}-{name}", std::process::id()));
+    let d = trailwarden_model::scratch::dir("tw-cli", name);
     std::fs::create_dir_all(&d).unwrap();
     d
 }

@@ -26,7 +26,7 @@ const ORIGIN: &str = "test.example/ledger";
 const DAY: i64 = 86_400 * 1_000_000_000;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tw-ledger-{}-{name}", std::process::id()));
+    let d = trailwarden_model::scratch::dir("tw-ledger", name);
     let _ = std::fs::remove_dir_all(&d);
     d
 }

@@ -13,6 +13,7 @@
 pub mod event;
 pub mod pci;
 pub mod record;
+pub mod scratch;
 pub mod time;
 
 pub use event::{

@@ -350,7 +350,7 @@ fn compressed_inputs_read_transparently() {
     use std::io::Write;
     let plain = std::fs::read(fixtures().join("k8s-stages.jsonl")).unwrap();
     let (want, _) = ingest_bytes(&plain, "x");
-    let dir = std::env::temp_dir().join(format!("tw-parse-{}", std::process::id()));
+    let dir = trailwarden_model::scratch::dir("tw-parse", "compressed");
     std::fs::create_dir_all(&dir).unwrap();
     let gz = dir.join("a.jsonl.gz");
     let mut e = flate2::write::GzEncoder::new(

@@ -10,7 +10,7 @@ use trailwarden_parse::ingest::{Ingestor, Options as IngestOptions};
 use trailwarden_query::{Engine, QueryOptions, QueryOutput};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tw-query-{}-{name}", std::process::id()));
+    let d = trailwarden_model::scratch::dir("tw-query", name);
     let _ = std::fs::remove_dir_all(&d);
     d
 }

@@ -11,7 +11,7 @@ use trailwarden_model::Timestamp;
 use trailwarden_parse::ingest::{Ingestor, Options as IngestOptions};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tw-sched-{}-{name}", std::process::id()));
+    let d = trailwarden_model::scratch::dir("tw-sched", name);
     let _ = std::fs::remove_dir_all(&d);
     d
 }

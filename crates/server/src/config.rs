@@ -646,7 +646,7 @@ mod tests {
 
     #[test]
     fn toml_file_unknown_key_is_an_error_naming_it() {
-        let dir = std::env::temp_dir().join(format!("tw-config-{}", std::process::id()));
+        let dir = trailwarden_model::scratch::dir("tw-config", "files");
         std::fs::create_dir_all(&dir).expect("dir");
         let p = dir.join("c.toml");
         std::fs::write(&p, "[http]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n").expect("w");

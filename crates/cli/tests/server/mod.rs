@@ -55,7 +55,7 @@ pub(crate) fn cli_ok(data: &Path, args: &[&str]) -> String {
 }
 
 pub fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tw-srv-{}-{name}", std::process::id()));
+    let d = trailwarden_model::scratch::dir("tw-srv", name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
