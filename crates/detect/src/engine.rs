@@ -500,46 +500,29 @@ impl<'a> EventDoc<'a> {
     /// The fields a Kubernetes event's normalized form holds verbatim; empty when the event has
     /// no such value (absent, which Sigma's `null` treats as null).
     fn fast<'s>(&'s self, field: Normalized) -> Option<Vals<'s>> {
+        // the fields of one string, as `fast_str` reads them
+        if let Some(one) = self.fast_str(field) {
+            return Some(
+                one.map(|s| Val::Str(Cow::Borrowed(s)))
+                    .into_iter()
+                    .collect(),
+            );
+        }
         if !self.ev.format.is_kubernetes_audit() {
             return None;
         }
         let ev: &'s Event = self.ev;
-        let one = |v: &'s Option<String>| {
-            let mut out = Vals::new();
-            if let Some(s) = v.as_deref() {
-                out.push(Val::Str(Cow::Borrowed(s)));
-            }
-            out
-        };
-        let many = |v: &'s Option<Vec<String>>| {
-            v.iter()
+        let many = |v: Option<&'s Vec<String>>| {
+            v.into_iter()
                 .flatten()
                 .map(|s| Val::Str(Cow::Borrowed(s.as_str())))
                 .collect::<Vals<'s>>()
         };
-        let r = &ev.resource;
         let imp = ev.user.impersonated.as_ref();
         Some(match field {
-            Normalized::Verb => one(&ev.action),
-            Normalized::Stage => one(&ev.stage),
-            Normalized::RequestUri => one(&ev.request_uri),
-            Normalized::Resource => one(&r.resource),
-            Normalized::Subresource => one(&r.subresource),
-            Normalized::Namespace => one(&r.namespace),
-            Normalized::Name => one(&r.name),
-            Normalized::ApiGroup => one(&r.api_group),
-            Normalized::Username => one(&ev.user.identity.name),
-            Normalized::Groups => many(&ev.user.identity.groups),
-            Normalized::ImpersonatedUsername => match imp {
-                Some(i) => one(&i.name),
-                None => Vals::new(),
-            },
-            Normalized::ImpersonatedGroups => match imp {
-                Some(i) => many(&i.groups),
-                None => Vals::new(),
-            },
-            Normalized::UserAgent => one(&ev.origin.user_agent),
-            Normalized::SourceIps => many(&ev.origin.ips),
+            Normalized::Groups => many(ev.user.identity.groups.as_ref()),
+            Normalized::ImpersonatedGroups => many(imp.and_then(|i| i.groups.as_ref())),
+            Normalized::SourceIps => many(ev.origin.ips.as_ref()),
             Normalized::Code => {
                 let mut out = Vals::new();
                 if let Some(c) = ev.outcome.code {
@@ -548,6 +531,8 @@ impl<'a> EventDoc<'a> {
                 }
                 out
             }
+            // answered by `fast_str` above
+            _ => Vals::new(),
         })
     }
 

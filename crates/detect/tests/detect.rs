@@ -594,18 +594,7 @@ fn correlation_state_is_bounded_and_evictions_are_counted() {
 /// Parse JSONL Kubernetes audit events as `ingest` does and run `rules` through the engine (the
 /// path with the verb and resource prefilters and the lazy JSON view); the rule ids per event.
 fn engine_hits(rules: Vec<trailwarden_detect::Rule>, lines: &[String]) -> Vec<Vec<String>> {
-    let mut evs = Vec::new();
-    let mut sink = |r: trailwarden_model::Record| -> Result<(), String> {
-        if let trailwarden_model::Body::Event(ev) = r.body {
-            evs.push((*ev, r.raw));
-        }
-        Ok(())
-    };
-    let text = lines.join("\n");
-    let mut ing = trailwarden_parse::ingest::Ingestor::new(Default::default(), &mut sink);
-    ing.ingest_bytes("test", text.as_bytes()).unwrap();
-    drop(ing);
-    assert_eq!(evs.len(), lines.len(), "every line is an event");
+    let evs = parse_lines(lines);
     let mut engine = trailwarden_detect::Engine::new(rules, 1000);
     evs.iter()
         .enumerate()
@@ -620,6 +609,23 @@ fn engine_hits(rules: Vec<trailwarden_detect::Rule>, lines: &[String]) -> Vec<Ve
             ids
         })
         .collect()
+}
+
+/// JSONL lines parsed as `ingest` does: each event with its raw bytes.
+fn parse_lines(lines: &[String]) -> Vec<(trailwarden_model::Event, Vec<u8>)> {
+    let mut evs = Vec::new();
+    let mut sink = |r: trailwarden_model::Record| -> Result<(), String> {
+        if let trailwarden_model::Body::Event(ev) = r.body {
+            evs.push((*ev, r.raw));
+        }
+        Ok(())
+    };
+    let text = lines.join("\n");
+    let mut ing = trailwarden_parse::ingest::Ingestor::new(Default::default(), &mut sink);
+    ing.ingest_bytes("test", text.as_bytes()).unwrap();
+    drop(ing);
+    assert_eq!(evs.len(), lines.len(), "every line is an event");
+    evs
 }
 
 /// Regression (issue 16): field tests equal in two rules are evaluated once per event — but
@@ -816,29 +822,17 @@ level: low
         ));
     }
     let hits = engine_hits(rules.clone(), &lines);
-    // the same rules, each test evaluated afresh (no engine: no memo, no cache)
-    let mut fresh = Vec::new();
-    let mut sink = |r: trailwarden_model::Record| -> Result<(), String> {
-        if let trailwarden_model::Body::Event(ev) = r.body {
+    // the same rules, each test evaluated afresh (`Engine::matches`: no memo, no cache)
+    let engine = trailwarden_detect::Engine::new(rules, 1000);
+    let fresh: Vec<Vec<String>> = parse_lines(&lines)
+        .iter()
+        .map(|(ev, raw)| {
             let mut ids = Vec::new();
-            let paths = Default::default();
-            trailwarden_detect::engine::for_each_doc(&ev, &r.raw, &paths, &mut |doc| {
-                ids.extend(
-                    rules
-                        .iter()
-                        .filter(|x| x.matches(doc))
-                        .map(|x| x.id.clone()),
-                );
-            });
+            engine.matches(ev, raw, &mut |i, _| ids.push(engine.rules()[i].id.clone()));
             ids.sort();
-            fresh.push(ids);
-        }
-        Ok(())
-    };
-    let mut ing = trailwarden_parse::ingest::Ingestor::new(Default::default(), &mut sink);
-    ing.ingest_bytes("test", lines.join("\n").as_bytes())
-        .unwrap();
-    drop(ing);
+            ids
+        })
+        .collect();
     assert_eq!(hits, fresh);
     let count = |id: &str| hits.iter().filter(|h| h.iter().any(|x| x == id)).count();
     // the answers are not all one way
