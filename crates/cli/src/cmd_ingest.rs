@@ -313,7 +313,7 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
     if !a.cde_namespaces.is_empty() {
         classifier_cfg.cde_namespaces = a.cde_namespaces.clone();
     }
-    let opts = Options {
+    let mut opts = Options {
         format: a.format.0,
         max_record_bytes: a.max_record_bytes,
         classifier: Classifier::new(classifier_cfg),
@@ -393,6 +393,8 @@ pub fn run(cli: &Cli, a: &IngestArgs) -> Result<u8> {
                             "warning: correlation state could not be rebuilt from the ledger: {e:#}"
                         );
                     }
+                    // the parser pulls the request-object fields the rules read
+                    opts.pull = Some(d.paths());
                     Some(d)
                 } else {
                     None

@@ -7,20 +7,7 @@ use std::borrow::Cow;
 /// The values of one field (most fields have one; no allocation for up to two).
 pub type Vals<'a> = SmallVec<[Val<'a>; 2]>;
 
-/// One value of a field.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Val<'a> {
-    /// JSON null.
-    Null,
-    /// A boolean.
-    Bool(bool),
-    /// A number, with its text (a string pattern compares the text).
-    Num(f64, Cow<'a, str>),
-    /// A string.
-    Str(Cow<'a, str>),
-    /// An object or array (only `exists` and `null` look at these).
-    Composite,
-}
+pub use trailwarden_parse::paths::Val;
 
 /// The Kubernetes audit fields a normalized event holds verbatim (resolved from the field name
 /// once, when a rule is loaded).

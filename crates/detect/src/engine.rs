@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use trailwarden_model::{Event, Format};
 
 /// How many (format, verb, resource) triples [`Engine`] remembers the candidate rules of (a
@@ -76,7 +77,7 @@ pub struct Engine {
     resources: Vec<Option<Vec<String>>>,
     correlator: Correlator,
     /// The JSON fields the rules read, pulled out of a document in one pass.
-    paths: Paths,
+    paths: Arc<Paths>,
     /// Field test results for the document being checked.
     memo: Memo,
     /// Rules that cannot run, with why (besides those disabled at load).
@@ -117,12 +118,12 @@ impl Engine {
             .iter()
             .map(|r| r.required_values("objectRef.resource"))
             .collect();
-        let paths = Paths::new(
+        let paths = Arc::new(Paths::new(
             rules
                 .iter()
                 .filter(|r| r.disabled.is_none())
                 .flat_map(Rule::fields),
-        );
+        ));
         Engine {
             memo,
             paths,
@@ -138,6 +139,13 @@ impl Engine {
             correlator,
             problems,
         }
+    }
+
+    /// The JSON fields the rules read. Give them to the parser (`Options::pull`) and it pulls
+    /// those under `requestObject` out of each Kubernetes event while reading it, which
+    /// spares detection a pass over the object.
+    pub fn paths(&self) -> &Arc<Paths> {
+        &self.paths
     }
 
     /// The rules, in load order (detections refer to them by index).
@@ -606,7 +614,18 @@ impl Doc for EventDoc<'_> {
             return v;
         }
         let slot = self.paths.and_then(|p| Some((p, p.slot(field)?)));
-        if let Some((_, slot)) = slot {
+        if let Some((paths, slot)) = slot {
+            // the parser pulled the request object's fields for these paths
+            if paths.is_pulled(slot) {
+                if let Some(p) = self.ev.pulled.as_deref().filter(|p| p.paths == paths.id()) {
+                    return p
+                        .values
+                        .iter()
+                        .filter(|(s, _)| *s as usize == slot)
+                        .map(|(_, v)| trailwarden_parse::paths::val_of(v))
+                        .collect();
+                }
+            }
             // the text was gone through for another field already
             if let Some(Some(ex)) = self.extracted.get() {
                 return ex.get(slot).cloned().collect();

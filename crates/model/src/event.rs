@@ -334,6 +334,42 @@ pub struct Event {
     /// `facility`), sorted by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attrs: BTreeMap<String, String>,
+    /// The values of the `requestObject` fields the detection rules read, pulled out by the
+    /// parser while it read the event (`None`: not asked for, or left to the detection engine).
+    /// Derived from the raw bytes, never stored.
+    #[serde(skip)]
+    pub pulled: Option<Box<Pulled>>,
+}
+
+/// Values a parser pulled out of a Kubernetes event's `requestObject` in the pass that read the
+/// event, for one set of wanted field paths (the detection engine's), so detection does not go
+/// through the object's JSON again.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Pulled {
+    /// The path set the values answer (its process-unique id; slots are its slots).
+    pub paths: u64,
+    /// (slot, value) in document order; a wanted path with no value here is absent.
+    pub values: Vec<(u32, PulledValue)>,
+}
+
+/// One pulled value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PulledValue {
+    /// JSON null.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number: its value (`f64::to_bits`) and its text.
+    Num {
+        /// The value's bits.
+        bits: u64,
+        /// The number as text.
+        text: String,
+    },
+    /// A string.
+    Str(String),
+    /// An object or array.
+    Composite,
 }
 
 impl Event {
@@ -358,6 +394,7 @@ impl Event {
             payload: None,
             truncated: false,
             attrs: BTreeMap::new(),
+            pulled: None,
         }
     }
 

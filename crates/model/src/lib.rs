@@ -18,7 +18,7 @@ pub mod time;
 
 pub use event::{
     Authz, Completeness, Event, FieldState, Format, Identity, Origin, Outcome, OutcomeResult,
-    Resource, User,
+    Pulled, PulledValue, Resource, User,
 };
 pub use pci::{Classifier, ClassifierConfig, PciCategories, PciCategory};
 pub use record::{Body, Location, Quarantine, Record, RecordKind};

@@ -42,6 +42,10 @@ pub struct Options {
     pub auditd_window: usize,
     /// The PCI DSS classifier.
     pub classifier: Classifier,
+    /// Pull these paths' values out of each Kubernetes event's `requestObject` while parsing
+    /// it ([`trailwarden_model::Event::pulled`]; the detection engine's
+    /// `Engine::paths`), so detection need not read the object's JSON again.
+    pub pull: Option<std::sync::Arc<crate::paths::Paths>>,
 }
 
 impl Default for Options {
@@ -53,6 +57,7 @@ impl Default for Options {
             max_document_bytes: 256 << 20,
             auditd_window: 64,
             classifier: Classifier::default(),
+            pull: None,
         }
     }
 }
@@ -614,8 +619,12 @@ impl<'s> Ingestor<'s> {
             return Ok(None);
         }
         let parsed = match f {
-            Format::K8sAudit => k8s::parse_event(bytes),
-            Format::Aks => aks::parse_record(bytes),
+            Format::K8sAudit => {
+                crate::paths::pulling(self.opts.pull.as_ref(), || k8s::parse_event(bytes))
+            }
+            Format::Aks => {
+                crate::paths::pulling(self.opts.pull.as_ref(), || aks::parse_record(bytes))
+            }
             Format::Docker => {
                 return match st.containers.push_docker(bytes, loc.clone()) {
                     Ok(done) => {
@@ -708,15 +717,19 @@ impl<'s> Ingestor<'s> {
             );
         };
         let result = match format {
-            Format::K8sAudit => k8s::parse_event(bytes),
+            Format::K8sAudit => {
+                crate::paths::pulling(self.opts.pull.as_ref(), || k8s::parse_event(bytes))
+            }
             Format::Aks => {
                 if is_aks_table_row(&map) {
-                    aks_table_row(bytes)
+                    crate::paths::pulling(self.opts.pull.as_ref(), || aks_table_row(bytes))
                 } else {
-                    aks::parse_record(bytes)
+                    crate::paths::pulling(self.opts.pull.as_ref(), || aks::parse_record(bytes))
                 }
             }
-            Format::Gke => gke::parse_entry(&map),
+            Format::Gke => {
+                crate::paths::pulling(self.opts.pull.as_ref(), || gke::parse_entry(&map))
+            }
             Format::AzureActivity => {
                 if azure::is_activity(&map) {
                     azure::activity_from(&map)
@@ -876,7 +889,9 @@ impl<'s> Ingestor<'s> {
         }
         if let Some((time, json)) = cloud::export_line(bytes) {
             // CloudWatch Logs export (EKS audit logs in S3): `<time> <audit event>`
-            if let Ok(mut ev) = k8s::parse_event(json) {
+            if let Ok(mut ev) =
+                crate::paths::pulling(self.opts.pull.as_ref(), || k8s::parse_event(json))
+            {
                 ev.attrs.insert("cloudwatch_time".into(), time.to_string());
                 return self.emit(st, bytes.to_vec(), loc, ev);
             }

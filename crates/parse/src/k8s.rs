@@ -2,7 +2,8 @@
 //! `timestamp`), and AKSAudit / AKSAuditAdmin table rows (the same fields, PascalCase).
 //!
 //! The event is deserialized once, borrowing strings from the input; request and response
-//! objects are skipped (they stay in the raw bytes, which detection reads when a rule needs them).
+//! objects stay in the raw bytes, except that the fields detection rules read under
+//! `requestObject` are pulled out in the same pass when asked ([`crate::paths::pulling`]).
 
 use crate::cow::{CowStr, Scalar};
 use crate::error::FormatError;
@@ -159,6 +160,13 @@ pub(crate) struct RawEvent<'a> {
     metadata: Option<Meta<'a>>,
     #[serde(borrow, default, alias = "Annotations")]
     annotations: Option<Annotations<'a>>,
+    /// Walked for the fields detection reads when the parser is pulling them, else skipped.
+    #[serde(
+        default,
+        rename = "requestObject",
+        deserialize_with = "crate::paths::request_object"
+    )]
+    request_object: Option<crate::paths::RequestObject>,
     // AKSAudit / AKSAuditAdmin table rows.
     #[serde(borrow, default, rename = "Type")]
     pub table_type: S<'a>,
@@ -216,8 +224,9 @@ pub(crate) fn result_of_code(code: i64) -> OutcomeResult {
 }
 
 /// Build the normalized event. `format` is `K8sAudit` or `Aks` (for wrapped events).
-pub(crate) fn to_event(raw: RawEvent<'_>, format: Format) -> Result<Event, FormatError> {
+pub(crate) fn to_event(mut raw: RawEvent<'_>, format: Format) -> Result<Event, FormatError> {
     let mut ev = Event::new(format);
+    ev.pulled = crate::paths::pulled(raw.request_object.take());
     // Event time: the stage time orders the log; fall back to the request time, then to the
     // legacy top-level timestamp (2017 shape) and metadata.creationTimestamp.
     // (requestReceivedTimestamp stays in the raw bytes; the query layer reads it from there)

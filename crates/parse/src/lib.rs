@@ -37,6 +37,7 @@ pub mod ingest;
 pub mod input;
 pub mod jsonscan;
 pub mod k8s;
+pub mod paths;
 pub mod syslog;
 
 pub use error::{FormatError, ParseError};

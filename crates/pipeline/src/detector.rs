@@ -230,6 +230,12 @@ impl Detector {
         Ok((d, warnings))
     }
 
+    /// The JSON fields the rules read, for the parser to pull out of each Kubernetes event's
+    /// `requestObject` while reading it (`trailwarden_parse::Options::pull`).
+    pub fn paths(&self) -> std::sync::Arc<trailwarden_detect::extract::Paths> {
+        std::sync::Arc::clone(self.engine.paths())
+    }
+
     /// Rebuild correlation state after a restart: replay, from the ledger, the events that fed
     /// correlations within the longest correlation timespan before the last one seen. Their
     /// detections were stored before; replaying them again only restores the windows (any

@@ -93,6 +93,9 @@ pub struct AppState {
     pub verify_running: tokio::sync::Mutex<()>,
     /// The classifier for ingest.
     pub classifier: Classifier,
+    /// The fields detection reads under `requestObject`, pulled out by the parser (`None` when
+    /// this node does not detect).
+    pub pull: Option<Arc<trailwarden_parse::paths::Paths>>,
     /// The rules detection runs (Sigma and scheduled), as `GET /v1/rules` lists them.
     pub rules: Vec<Value>,
     /// The archive tier's passes.
@@ -528,17 +531,19 @@ async fn read_body(s: &AppState, body: Body, headers: &HeaderMap) -> Result<Byte
 /// Parse a body into records (blocking work).
 pub fn parse_body(
     classifier: &Classifier,
+    pull: Option<Arc<trailwarden_parse::paths::Paths>>,
     format: Option<Format>,
     max_record_bytes: usize,
     source: &str,
     bytes: &[u8],
 ) -> Vec<Record> {
-    parse_many(classifier, format, max_record_bytes, source, &[bytes])
+    parse_many(classifier, pull, format, max_record_bytes, source, &[bytes])
 }
 
 /// Parse several inputs (syslog messages) with one parser.
 pub fn parse_many(
     classifier: &Classifier,
+    pull: Option<Arc<trailwarden_parse::paths::Paths>>,
     format: Option<Format>,
     max_record_bytes: usize,
     source: &str,
@@ -549,6 +554,7 @@ pub fn parse_many(
         format,
         max_record_bytes,
         classifier: classifier.clone(),
+        pull,
         ..trailwarden_parse::Options::default()
     };
     let mut sink = |r: Record| -> Result<(), String> {
@@ -647,12 +653,13 @@ async fn ingest(
     }
     let source = format!("api:{endpoint} {} {}", p.subject, c.peer.ip());
     let classifier = s.classifier.clone();
+    let pull = s.pull.clone();
     let max_record = s.cfg.ingest.max_record_bytes;
     let clustered = s.publish.is_some();
     let (records, body_sha) = match tokio::task::spawn_blocking(move || {
         let sha = clustered.then(|| trailwarden_model::sha256_hex(&bytes));
         (
-            parse_body(&classifier, format, max_record, &source, &bytes),
+            parse_body(&classifier, pull, format, max_record, &source, &bytes),
             sha,
         )
     })

@@ -227,6 +227,8 @@ pub fn serve_with(
     let (mut detector, warnings) = Detector::open(&data_dir, &rules, true)?;
     // an ingest node detects nothing: the partition's writer does (one owner per partition)
     let detecting = cfg.detection.enabled && !ingest_node;
+    // the parser pulls the request-object fields the rules read (`Options::pull`)
+    let pull = detecting.then(|| detector.paths());
     // the catalogue `GET /v1/rules` lists (the detector keeps its compiled form to itself)
     let mut catalogue: Vec<serde_json::Value> = if detecting {
         trailwarden_pipeline::detector::load_rules(&data_dir, &rules)
@@ -356,6 +358,7 @@ pub fn serve_with(
     .map_err(|e| ServerError::Config(e.to_string().trim_start_matches("configuration: ").into()))?;
     let state = Arc::new(AppState {
         classifier: crate::http::classifier(&cfg),
+        pull,
         queries: Arc::new(tokio::sync::Semaphore::new(cfg.query.max_concurrent)),
         cfg: cfg.clone(),
         data_dir: data_dir.clone(),

@@ -320,7 +320,14 @@ async fn store(state: &Arc<AppState>, kind: &str, peer: SocketAddr, msgs: Vec<Ve
     let max = state.cfg.syslog.max_message_bytes;
     let records = tokio::task::spawn_blocking(move || {
         let inputs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
-        crate::http::parse_many(&classifier, Some(Format::Syslog), max, &source, &inputs)
+        crate::http::parse_many(
+            &classifier,
+            None,
+            Some(Format::Syslog),
+            max,
+            &source,
+            &inputs,
+        )
     })
     .await
     .unwrap_or_default();
