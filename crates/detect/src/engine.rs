@@ -577,10 +577,19 @@ impl<'a> EventDoc<'a> {
     fn text_cow(&self) -> &Cow<'a, str> {
         self.text.get_or_init(|| match &self.ev.payload {
             Some(p) => Cow::Borrowed(p.as_str()),
-            None => match std::str::from_utf8(self.raw) {
-                Ok(s) => Cow::Borrowed(s),
-                Err(_) => String::from_utf8_lossy(self.raw),
-            },
+            None => {
+                // a CloudWatch Logs export line (EKS) is `<time> <event>`: rules read the event
+                let mut raw = self.raw;
+                if raw.first() != Some(&b'{') && self.ev.attrs.contains_key("cloudwatch_time") {
+                    if let Some(sp) = memchr::memchr(b' ', raw) {
+                        raw = &raw[sp + 1..];
+                    }
+                }
+                match std::str::from_utf8(raw) {
+                    Ok(s) => Cow::Borrowed(s),
+                    Err(_) => String::from_utf8_lossy(raw),
+                }
+            }
         })
     }
 

@@ -611,6 +611,39 @@ fn engine_hits(rules: Vec<trailwarden_detect::Rule>, lines: &[String]) -> Vec<Ve
         .collect()
 }
 
+/// Regression (issue 16): an EKS audit event exported from CloudWatch Logs arrives as
+/// `<time> <event>`; rules reading its JSON (annotations, the request object) saw a text that
+/// was not JSON and found nothing.
+#[test]
+fn regression_cloudwatch_export_lines_expose_their_json_fields() {
+    let rules = load_str(
+        r#"
+title: host network pod
+id: t-hostnet
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel: {verb: create, requestObject.spec.hostNetwork: true}
+  condition: sel
+---
+title: allowed by RBAC
+id: t-rbac
+logsource: {product: kubernetes, service: audit}
+detection:
+  sel: {annotations.authorization.k8s.io/reason|contains: 'RoleBinding'}
+  condition: sel
+"#,
+        "cloudwatch.yml",
+    )
+    .unwrap();
+    let event = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"e1","stage":"ResponseComplete","verb":"create","requestURI":"/api/v1/namespaces/pay/pods","user":{"username":"dev"},"objectRef":{"resource":"pods","namespace":"pay"},"responseStatus":{"code":201},"annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed by RoleBinding \"edit\""},"requestObject":{"kind":"Pod","spec":{"hostNetwork":true,"containers":[{"name":"c","image":"nginx"}]}}}"#;
+    let lines = [
+        format!("2026-11-21T10:00:00.000Z {event}"),
+        event.to_string(),
+    ];
+    let want = vec!["t-hostnet".to_string(), "t-rbac".to_string()];
+    assert_eq!(engine_hits(rules, &lines), vec![want.clone(), want]);
+}
+
 /// JSONL lines parsed as `ingest` does: each event with its raw bytes.
 fn parse_lines(lines: &[String]) -> Vec<(trailwarden_model::Event, Vec<u8>)> {
     let mut evs = Vec::new();
