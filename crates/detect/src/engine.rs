@@ -195,6 +195,9 @@ impl Engine {
             Some(p) => prefetch(p.as_ptr()),
             None => prefetch(raw.as_ptr()),
         }
+        if let Some(p) = ev.pulled.as_ref().filter(|p| !p.values.is_empty()) {
+            prefetch(p.values.as_ptr().cast());
+        }
     }
 
     /// Run every applicable rule over one event with id `id` at `time` (ns); detections are
@@ -626,7 +629,7 @@ impl Doc for EventDoc<'_> {
         if let Some((paths, slot)) = slot {
             // the parser pulled the request object's fields for these paths
             if paths.is_pulled(slot) {
-                if let Some(p) = self.ev.pulled.as_deref().filter(|p| p.paths == paths.id()) {
+                if let Some(p) = self.ev.pulled.as_ref().filter(|p| p.paths == paths.id()) {
                     return p
                         .values
                         .iter()

@@ -338,7 +338,7 @@ pub struct Event {
     /// parser while it read the event (`None`: not asked for, or left to the detection engine).
     /// Derived from the raw bytes, never stored.
     #[serde(skip)]
-    pub pulled: Option<Box<Pulled>>,
+    pub pulled: Option<Pulled>,
 }
 
 /// Values a parser pulled out of a Kubernetes event's `requestObject` in the pass that read the

@@ -331,15 +331,13 @@ pub(crate) fn request_object<'de, D: Deserializer<'de>>(
 
 /// What an event read while [`pulling`] carries: the pulled values, none (every wanted path
 /// absent) when it had no `requestObject`, or nothing when the pass left it to detection.
-pub(crate) fn pulled(found: Option<RequestObject>) -> Option<Box<Pulled>> {
+pub(crate) fn pulled(found: Option<RequestObject>) -> Option<Pulled> {
     match found {
-        Some(RequestObject(p)) => p.map(Box::new),
+        Some(RequestObject(p)) => p,
         None => PULLING.with_borrow(|p| {
-            p.as_ref().map(|paths| {
-                Box::new(Pulled {
-                    paths: paths.id,
-                    values: Vec::new(),
-                })
+            p.as_ref().map(|paths| Pulled {
+                paths: paths.id,
+                values: Vec::new(),
             })
         }),
     }
