@@ -357,6 +357,23 @@ mod tests {
         assert!(ev.resource.is_absent());
     }
 
+    /// The request object is a field the parser reads (for the values detection pulls), so
+    /// like every other field it may be given once: a document that gives it twice is
+    /// ambiguous (which one would rules see?) and is refused, to be quarantined.
+    #[test]
+    fn a_request_object_given_twice_is_refused() {
+        let twice =
+            br#"{"kind":"Event","verb":"create","requestObject":{"a":1},"requestObject":{"a":2}}"#;
+        let e = parse_event(twice).unwrap_err();
+        assert!(
+            matches!(e, FormatError::Invalid(ref m) if m.contains("duplicate field `requestObject`")),
+            "{e}"
+        );
+        let once =
+            br#"{"kind":"Event","verb":"create","requestObject":{"a":1},"responseObject":{}}"#;
+        assert!(parse_event(once).is_ok_and(|ev| ev.pulled.is_none()));
+    }
+
     #[test]
     fn kind_must_be_a_string() {
         let e = parse_event(br#"{"kind": 0}"#).unwrap_err();

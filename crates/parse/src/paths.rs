@@ -2,14 +2,15 @@
 //! document in one pass over its text: the values of every wanted path are collected while
 //! the parser skips what no rule reads, without building a tree of the whole document.
 //!
-//! The answers are those of a parsed document's path lookup (the detection engine's `json_values`): arrays on the
-//! way are expanded, a key may itself hold dots (`authorization.k8s.io/decision`), an array of
-//! scalars at the end of a path gives each scalar and any other array or object gives one
-//! [`Val::Composite`]. Where the two could differ — an object with the same key twice (a parsed
-//! document keeps the last), or keys `a` and `a.b` side by side (the longer one wins) — the pass
-//! says so and the caller parses the document instead. One leniency: a number too large for a
-//! float (`1e999`) where no rule looks is skipped unread, so the document's other fields are
-//! still there, where the parser refuses the whole document.
+//! The answers are those of a path lookup in the parsed document (the detection engine's
+//! `json_values`): arrays on the way are expanded, a key may itself hold dots
+//! (`authorization.k8s.io/decision`), an array of scalars at the end of a path gives each
+//! scalar and any other array or object gives one [`Val::Composite`]. Where the two could
+//! differ — an object with the same key twice (a parsed document keeps the last), or keys `a`
+//! and `a.b` side by side (the longer one wins) — the pass says so and the caller parses the
+//! document instead. One leniency: a number too large for a float (`1e999`) where no rule looks
+//! is skipped unread, so the document's other fields are still there, where the parser refuses
+//! the whole document.
 //!
 //! The Kubernetes parser runs the same walk over an event's `requestObject` while it reads the
 //! event ([`pulling`]), so the values the rules read under it arrive with the event
