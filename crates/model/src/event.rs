@@ -346,7 +346,7 @@ pub struct Event {
 /// through the object's JSON again.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Pulled {
-    /// The path set the values answer (its process-unique id; slots are its slots).
+    /// The path set the values answer (a hash of its paths in slot order; slots are its slots).
     pub paths: u64,
     /// (slot, value) in document order; a wanted path with no value here is absent.
     pub values: Vec<(u32, PulledValue)>,
