@@ -606,6 +606,12 @@ impl<'s> Ingestor<'s> {
         Ok(())
     }
 
+    /// Run a Kubernetes parser (direct, AKS, GKE, CloudWatch) pulling the request-object
+    /// fields of [`Options::pull`].
+    fn pulling<R>(&self, parse: impl FnOnce() -> R) -> R {
+        crate::paths::pulling(self.opts.pull.as_ref(), parse)
+    }
+
     /// Parse with the stream's current format. `Ok(None)` = not that format; fall back to
     /// detection.
     fn try_sticky(
@@ -619,12 +625,8 @@ impl<'s> Ingestor<'s> {
             return Ok(None);
         }
         let parsed = match f {
-            Format::K8sAudit => {
-                crate::paths::pulling(self.opts.pull.as_ref(), || k8s::parse_event(bytes))
-            }
-            Format::Aks => {
-                crate::paths::pulling(self.opts.pull.as_ref(), || aks::parse_record(bytes))
-            }
+            Format::K8sAudit => self.pulling(|| k8s::parse_event(bytes)),
+            Format::Aks => self.pulling(|| aks::parse_record(bytes)),
             Format::Docker => {
                 return match st.containers.push_docker(bytes, loc.clone()) {
                     Ok(done) => {
@@ -717,19 +719,15 @@ impl<'s> Ingestor<'s> {
             );
         };
         let result = match format {
-            Format::K8sAudit => {
-                crate::paths::pulling(self.opts.pull.as_ref(), || k8s::parse_event(bytes))
-            }
+            Format::K8sAudit => self.pulling(|| k8s::parse_event(bytes)),
             Format::Aks => {
                 if is_aks_table_row(&map) {
-                    crate::paths::pulling(self.opts.pull.as_ref(), || aks_table_row(bytes))
+                    self.pulling(|| aks_table_row(bytes))
                 } else {
-                    crate::paths::pulling(self.opts.pull.as_ref(), || aks::parse_record(bytes))
+                    self.pulling(|| aks::parse_record(bytes))
                 }
             }
-            Format::Gke => {
-                crate::paths::pulling(self.opts.pull.as_ref(), || gke::parse_entry(&map))
-            }
+            Format::Gke => self.pulling(|| gke::parse_entry(&map)),
             Format::AzureActivity => {
                 if azure::is_activity(&map) {
                     azure::activity_from(&map)
@@ -889,9 +887,7 @@ impl<'s> Ingestor<'s> {
         }
         if let Some((time, json)) = cloud::export_line(bytes) {
             // CloudWatch Logs export (EKS audit logs in S3): `<time> <audit event>`
-            if let Ok(mut ev) =
-                crate::paths::pulling(self.opts.pull.as_ref(), || k8s::parse_event(json))
-            {
+            if let Ok(mut ev) = self.pulling(|| k8s::parse_event(json)) {
                 ev.attrs.insert("cloudwatch_time".into(), time.to_string());
                 return self.emit(st, bytes.to_vec(), loc, ev);
             }
