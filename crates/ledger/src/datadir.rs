@@ -384,6 +384,16 @@ pub fn sync_parent(p: &Path) -> Result<(), LedgerError> {
 
 /// Write a file atomically: temp file, fsync, rename, fsync the directory.
 pub fn write_atomic(p: &Path, data: &[u8]) -> Result<(), LedgerError> {
+    write_atomic_checked(p, data, || Ok(()))
+}
+
+/// [`write_atomic`], asking `before_rename` once the temp file is durable: its error leaves the
+/// file in place untouched (the temp file stays; the next write replaces it).
+pub fn write_atomic_checked(
+    p: &Path,
+    data: &[u8],
+    before_rename: impl FnOnce() -> Result<(), LedgerError>,
+) -> Result<(), LedgerError> {
     let tmp = p.with_extension("tmp");
     {
         let mut f = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
@@ -392,6 +402,7 @@ pub fn write_atomic(p: &Path, data: &[u8]) -> Result<(), LedgerError> {
         f.sync_all()
             .map_err(io_err(format!("syncing {}", tmp.display())))?;
     }
+    before_rename()?;
     fs::rename(&tmp, p).map_err(io_err(format!("renaming {} into place", p.display())))?;
     sync_parent(p)
 }

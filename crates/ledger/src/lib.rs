@@ -28,7 +28,7 @@ pub mod witness;
 pub mod writer;
 
 pub use datadir::StreamPos;
-pub use writer::{Anchor, Clock, Extractor, Ledger, Options, Recovery, SystemClock};
+pub use writer::{Anchor, Clock, Extractor, Ledger, Options, Recovery, SystemClock, WriteGuard};
 
 /// Errors of the ledger.
 #[derive(Debug, thiserror::Error)]

@@ -191,6 +191,20 @@ pub(crate) struct SealJob {
     wal_path: PathBuf,
     /// The ledger's stream position when the WAL was rotated.
     stream: Option<StreamPos>,
+    /// Asked before each of the seal's writes.
+    guard: Option<WriteGuard>,
+}
+
+/// Asked before every write to the data directory: `Err(why)` when this process lost the right
+/// to write (a cluster writer whose lease lapsed). See [`Ledger::set_guard`].
+pub type WriteGuard = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Ask `guard` (if any): its refusal is the error that stops the writer.
+fn guarded(guard: Option<&WriteGuard>) -> Result<(), LedgerError> {
+    match guard.map(|g| g()) {
+        Some(Err(why)) => Err(LedgerError::Stopped(format!("fenced: {why}"))),
+        _ => Ok(()),
+    }
 }
 
 struct Sealer {
@@ -230,6 +244,8 @@ pub struct Ledger {
     spare_raw: Arc<Mutex<Vec<RawBuffers>>>,
     /// The newest stream position appended (cluster writers resume after it).
     stream_pos: Option<StreamPos>,
+    /// Asked right before every write to the data directory (see [`Ledger::set_guard`]).
+    guard: Option<WriteGuard>,
 }
 
 impl Ledger {
@@ -373,6 +389,7 @@ impl Ledger {
             seal_error,
             spare_raw: Arc::new(Mutex::new(Vec::new())),
             stream_pos: None,
+            guard: None,
             opts,
         }
     }
@@ -430,6 +447,7 @@ impl Ledger {
             };
             self.append_internal(RecordKind::Lifecycle, &change)?;
         }
+        self.may_write()?;
         datadir::write_atomic(&path, text.as_bytes())
     }
 
@@ -467,6 +485,7 @@ impl Ledger {
         if n > 0 {
             self.commit()?;
         }
+        self.may_write()?;
         f.set_len(0).map_err(|e| LedgerError::Io {
             context: format!("truncating {}", p.display()),
             source: e,
@@ -534,6 +553,23 @@ impl Ledger {
     /// Records appended but not yet committed.
     pub fn pending_records(&self) -> usize {
         self.pending_leaves.len()
+    }
+
+    /// Ask `guard` right before every write to the data directory from now on — the WAL append,
+    /// each file of a checkpoint, a seal's segment, note, manifest line and WAL removal, tiles —
+    /// so that a writer that lost its lease (its process paused past it) stops at its next write
+    /// instead of finishing the group it was in. The first refusal stops the writer for good.
+    pub fn set_guard(&mut self, guard: Option<WriteGuard>) {
+        self.guard = guard;
+    }
+
+    /// The guard's answer; a refusal stops the writer.
+    fn may_write(&mut self) -> Result<(), LedgerError> {
+        self.check_ok()?;
+        if let Err(LedgerError::Stopped(why)) = guarded(self.guard.as_ref()) {
+            return Err(self.fail(why));
+        }
+        Ok(())
     }
 
     fn check_ok(&self) -> Result<(), LedgerError> {
@@ -688,6 +724,7 @@ impl Ledger {
             return Ok(self.size());
         }
         wal::mark_batch_end(&mut self.pending, self.pending_last_frame);
+        self.may_write()?;
         if let Err(e) = self.wal.io.append(&self.pending) {
             return Err(self.fail(format!("writing {}: {e}", self.wal.path.display())));
         }
@@ -762,11 +799,22 @@ impl Ledger {
         let refs: Vec<&dyn NoteSigner> = signers.iter().map(|s| s.as_ref()).collect();
         let note = sign_note(&cp.text(), &refs).map_err(|e| LedgerError::Invalid(e.to_string()))?;
         // The log first, then the pointer, then the outside world.
+        self.may_write()?;
         datadir::append_durable(&self.dir.checkpoints_log(), &datadir::log_entry(&note))?;
-        datadir::write_atomic(&self.dir.checkpoint_path(), note.as_bytes())?;
+        self.may_write()?;
+        let guard = self.guard.clone();
+        if let Err(e) =
+            datadir::write_atomic_checked(&self.dir.checkpoint_path(), note.as_bytes(), || {
+                guarded(guard.as_ref())
+            })
+        {
+            return Err(self.fail(e.to_string()));
+        }
+        self.may_write()?;
         if let Some(a) = self.opts.anchor.as_mut() {
             a.publish(size, &note)?;
         }
+        self.may_write()?;
         self.tiles.flush()?;
         let signed = SignedCheckpoint {
             checkpoint: cp,
@@ -790,6 +838,7 @@ impl Ledger {
         let rows = self.wal.builder.rows();
         let batch = self.wal.builder.finish()?;
         let raw = self.next_raw();
+        self.may_write()?;
         let new = new_wal(
             &self.dir,
             self.size(),
@@ -810,6 +859,7 @@ impl Ledger {
             chain: self.chain,
             wal_path: old.path,
             stream: self.stream_pos,
+            guard: self.guard.clone(),
         };
         drop(old.io);
         if self.opts.background_seal {
@@ -863,13 +913,17 @@ impl Ledger {
         if job.signers.is_empty() {
             job.signers = self.signers();
         }
-        let raw = seal(
+        let raw = match seal(
             &self.dir,
             &self.identity.origin,
             self.opts.zstd_level,
             self.opts.clock.now(),
             job,
-        )?;
+        ) {
+            Ok(raw) => raw,
+            // like a background seal's failure: the writer stops
+            Err(e) => return Err(self.fail(e.to_string())),
+        };
         keep_spare(&self.spare_raw, raw);
         Ok(())
     }
@@ -947,6 +1001,7 @@ impl Ledger {
             new_vkey,
             effective_from_size,
         };
+        self.may_write()?;
         keys::append_key_log(&self.dir.key_log_path(), &entry)?;
         self.keys = self.dir.key_set(&self.keys.keys()[0].0)?;
         self.previous_signer = Some(std::mem::replace(&mut self.signer, new));
@@ -999,6 +1054,7 @@ impl Ledger {
         }
         let cp = self.checkpoint()?;
         self.wait_for_seals()?;
+        self.may_write()?;
         self.tiles.flush()?;
         Ok(cp)
     }
@@ -1236,6 +1292,9 @@ fn seal(
         newest_received: newest,
         ..job
     };
+    let guard = job.guard.clone();
+    let may_write = || guarded(guard.as_ref());
+    may_write()?;
     segment::write(&tmp, &meta, std::slice::from_ref(&job.batch), level)?;
     let empty = arrow_array::RecordBatch::new_empty(segment::schema());
     let spare = RawBuffers::reclaim(std::mem::replace(&mut job.batch, empty));
@@ -1248,7 +1307,13 @@ fn seal(
     let text = seal_text(origin, job.first, job.last, &job.root, &sha);
     let signers: Vec<&dyn NoteSigner> = job.signers.iter().map(|s| s.as_ref()).collect();
     let note = sign_note(&text, &signers).map_err(|e| LedgerError::Invalid(e.to_string()))?;
-    datadir::write_atomic(&dir.seal_file(job.first, job.last), note.as_bytes())?;
+    may_write()?;
+    datadir::write_atomic_checked(
+        &dir.seal_file(job.first, job.last),
+        note.as_bytes(),
+        may_write,
+    )?;
+    may_write()?;
     fs::rename(&tmp, &seg).map_err(|e| LedgerError::Io {
         context: format!("renaming {} into place", seg.display()),
         source: e,
@@ -1280,7 +1345,9 @@ fn seal(
         chain: hex::encode(job.chain),
         at: now,
     };
+    may_write()?;
     datadir::append_manifest(&dir.manifest_path(), &entry)?;
+    may_write()?;
     fs::remove_file(&job.wal_path).map_err(|e| LedgerError::Io {
         context: format!("removing sealed {}", job.wal_path.display()),
         source: e,
@@ -1331,6 +1398,7 @@ mod internal {
             frontier: frontier.nodes().to_vec(),
             chain,
             wal_path,
+            guard: None,
         }
     }
 

@@ -2046,3 +2046,96 @@ fn for_each_of_reads_only_the_wanted_records_and_equals_a_filtered_scan() {
     drop(l);
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// Every file under `d` with its content.
+fn snapshot(d: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![d.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        for e in std::fs::read_dir(&p).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if !path.ends_with("LOCK") {
+                out.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+/// Regression (cluster failover flake): a writer paused after its own lease check but before a
+/// checkpoint's files were written wrote them when it ran again. The ledger now asks its guard
+/// right before each write: whichever ask is the first refused — before the WAL append, any file
+/// of a checkpoint, a seal's segment, note, manifest line or WAL removal — not one byte changes
+/// after it, and the writer stays stopped.
+#[test]
+fn regression_a_deposed_writer_writes_nothing_after_its_guard_refuses() {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+    let mut asks_seen = 0;
+    for budget in 0.. {
+        let d = tmp(&format!("guard-{budget}"));
+        let mut l = wal_ledger(&d, 20);
+        let left = Arc::new(AtomicUsize::new(budget));
+        let at_refusal = Arc::new(Mutex::new(None));
+        let asks = Arc::new(AtomicUsize::new(0));
+        let (lf, snap, dir, n) = (left.clone(), at_refusal.clone(), d.clone(), asks.clone());
+        l.set_guard(Some(Arc::new(move || {
+            n.fetch_add(1, Ordering::SeqCst);
+            if lf.load(Ordering::SeqCst) == 0 {
+                let mut g = snap.lock().unwrap();
+                if g.is_none() {
+                    *g = Some(snapshot(&dir));
+                }
+                return Err("the lease lapsed".into());
+            }
+            lf.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        })));
+        // a commit, a checkpoint, a seal (WAL rotation) and a clean close
+        let r = (|| {
+            for i in 20..40u64 {
+                l.append(&event_record(i, Timestamp(i as i64)))?;
+            }
+            l.commit()?;
+            l.checkpoint()?;
+            l.rotate()?;
+            l.wait_for_seals()
+        })();
+        let (r, l) = match r {
+            Ok(()) => (l.close("done").map(|_| ()), None),
+            Err(e) => (Err(e), Some(l)),
+        };
+        let refused = at_refusal.lock().unwrap().clone();
+        let Some(before) = refused else {
+            // the budget outlasted every write: each was asked about on its own — commit 1
+            // (WAL append), checkpoint 5 (log, temp file, rename, anchor, tiles), rotation 1
+            // (new WAL), seal 6 (segment, note's temp file and rename, segment rename,
+            // manifest, WAL removal), close 7 (stop record, checkpoint, tiles)
+            r.unwrap();
+            assert_eq!(asks.load(Ordering::SeqCst), 20, "asked before each write");
+            assert!(budget >= asks_seen);
+            break;
+        };
+        asks_seen = budget + 1;
+        match r {
+            Err(LedgerError::Stopped(m)) => assert!(m.contains("fenced"), "{m}"),
+            other => panic!("budget {budget}: {other:?}"),
+        }
+        if let Some(mut l) = l {
+            assert!(l.commit().is_err() || l.pending_records() == 0);
+            assert!(
+                matches!(l.checkpoint(), Err(LedgerError::Stopped(_))),
+                "budget {budget}: a refused writer stays stopped"
+            );
+        }
+        assert_eq!(
+            snapshot(&d),
+            before,
+            "budget {budget}: the data directory changed after the guard refused"
+        );
+        std::fs::remove_dir_all(&d).ok();
+        assert!(budget < 100, "the guard never let the sequence finish");
+    }
+}

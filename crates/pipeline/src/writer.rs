@@ -195,7 +195,7 @@ pub enum Refused {
 /// A writer's right to write: checked before every write to the ledger. A cluster writer's
 /// lease answers `Err(why)` once it may no longer be the partition's writer; the writer thread
 /// then stops at once, without one more record (not even its stop record).
-pub type Fence = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+pub type Fence = trailwarden_ledger::WriteGuard;
 
 /// The handle the server holds.
 pub struct Pipeline {
@@ -221,6 +221,10 @@ impl Pipeline {
         fence: Option<Fence>,
     ) -> (Arc<Pipeline>, std::thread::JoinHandle<()>) {
         metrics.ledger_size.store(ledger.size(), Ordering::Relaxed);
+        let mut ledger = ledger;
+        // asked again right before each file write, so a writer paused between this writer's
+        // own checks and a write still stops at that write
+        ledger.set_guard(fence.clone());
         let m = metrics.clone();
         Pipeline::start_with(metrics, max_events, max_bytes, move |rx, failed| {
             let w = Writer {
@@ -915,6 +919,14 @@ impl Writer {
             let _ = c.reply.send(r);
         }
         if let Some(e) = error {
+            if self.fenced() {
+                // the ledger's guard refused a write: deposed, not failed (no control alert
+                // written by a writer that may not write)
+                if let Some((_, reply)) = stop {
+                    let _ = reply.send(Err(e));
+                }
+                return true;
+            }
             self.fail(e.clone());
             if let Some((_, reply)) = stop {
                 let _ = reply.send(Err(e));
@@ -990,7 +1002,9 @@ impl Writer {
             }
         }
         if let Err(e) = r {
-            self.fail(e.to_string());
+            if !self.fenced() {
+                self.fail(e.to_string());
+            }
             self.ledger = None;
         }
     }
