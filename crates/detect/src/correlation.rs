@@ -165,6 +165,8 @@ struct State {
     values: HashMap<String, u32>,
     positions: HashMap<usize, u32>,
     touched: u64,
+    /// The newest event time this group saw (nanoseconds): idle groups are dropped by it.
+    last: i64,
     /// A count correlation crossed its threshold and the burst goes on: the time of its last
     /// event. Each further event within the timespan of it joins the alert as evidence.
     burst: Option<i64>,
@@ -222,6 +224,11 @@ pub struct Correlator {
     clock: u64,
     /// Groups evicted because the cap was reached (a metric: alerts may have been missed).
     pub evicted: u64,
+    /// Groups dropped because they were idle (see [`Correlator::observe`]).
+    pub expired: u64,
+    /// The newest event time observed, and where the last sweep for idle groups ran.
+    newest: i64,
+    swept_at: i64,
 }
 
 fn val_text(v: &Val<'_>) -> Option<String> {
@@ -281,9 +288,43 @@ impl Correlator {
                 cap: cap.max(1),
                 clock: 0,
                 evicted: 0,
+                expired: 0,
+                newest: i64::MIN,
+                swept_at: i64::MIN,
             },
             problems,
         )
+    }
+
+    /// Drop idle groups, at most once per shortest timespan of event time.
+    fn sweep(&mut self) {
+        let Some(shortest) = self.active.iter().map(|a| a.corr.timespan.max(1)).min() else {
+            return;
+        };
+        if self.swept_at != i64::MIN && self.newest.saturating_sub(self.swept_at) < shortest {
+            return;
+        }
+        if self.swept_at == i64::MIN {
+            // the first event: nothing to drop yet, start counting from here
+            self.swept_at = self.newest;
+            return;
+        }
+        self.swept_at = self.newest;
+        let spans: HashMap<usize, i64> = self
+            .active
+            .iter()
+            .map(|a| (a.rule, a.corr.timespan))
+            .collect();
+        let newest = self.newest;
+        let before = self.groups.len();
+        self.groups.retain(|(rule, _), st| {
+            let span = spans.get(rule).copied().unwrap_or(i64::MAX);
+            st.last >= newest.saturating_sub(span.saturating_mul(2))
+        });
+        self.expired += (before - self.groups.len()) as u64;
+        if self.groups.capacity() > 4 * self.groups.len().max(1024) {
+            self.groups.shrink_to_fit();
+        }
     }
 
     /// Groups held now.
@@ -327,8 +368,20 @@ impl Correlator {
     /// One event at `time` (ns) with id `id`, which matched the base rules `matched` (indexes
     /// into the rule list). Events must come in time order per group (late ones still count
     /// but do not move the window back).
+    ///
+    /// A group whose newest event is more than twice its correlation's timespan older than
+    /// the newest event seen holds nothing that can count any more (its window has emptied,
+    /// its burst has ended; the second timespan is slack for late events) and is dropped —
+    /// swept once per shortest timespan of event time. Without that, every group key ever
+    /// seen stayed until the cap (a steady hour of `serve` grew by the cap's worth of empty
+    /// groups, ~50 MiB, over its first 20 minutes) and each new key then paid a scan of the
+    /// cap to find the least recently used.
     pub fn observe(&mut self, time: i64, id: u64, matched: &[usize], doc: &dyn Doc) -> Vec<Fired> {
         let mut out = Vec::new();
+        if time > self.newest {
+            self.newest = time;
+            self.sweep();
+        }
         for a in &self.active {
             for (pos, base) in a.refs.iter().enumerate() {
                 if !matched.contains(base) {
@@ -371,6 +424,7 @@ impl Correlator {
                 }
                 let st = self.groups.entry(key).or_default();
                 st.touched = self.clock;
+                st.last = st.last.max(time);
                 let counts = matches!(a.corr.kind, Kind::EventCount | Kind::ValueCount(_));
                 match st.burst {
                     Some(last) if counts && time.saturating_sub(last) <= a.corr.timespan => {

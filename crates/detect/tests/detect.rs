@@ -591,6 +591,45 @@ fn correlation_state_is_bounded_and_evictions_are_counted() {
     assert!(bad[0].disabled.as_deref().unwrap().contains("timespan"));
 }
 
+/// Regression (steady-hour RSS growth of `serve`): a correlation group whose window emptied
+/// stayed until the cap, so every key ever seen was held — ~50 MiB of empty groups at the
+/// 100,000 cap after 20 minutes at 10k events/s. Idle groups now go once their newest event is
+/// more than two timespans behind the stream; a burst still under way keeps its group.
+#[test]
+fn regression_idle_correlation_groups_are_dropped_not_kept_until_the_cap() {
+    use trailwarden_detect::correlation::Correlator;
+    let rules = load_str(CORRELATIONS, "correlations.yml").unwrap();
+    let (mut c, _) = Correlator::new(&rules, 100_000);
+    // 1,000 users denied once each in the first minute (5-minute timespan)
+    let mut events: Vec<_> = (0..1000)
+        .map(|i| (i % 60, ev(&format!("user-{i}"), "get", "pods", "x", 403)))
+        .collect();
+    // mallory's burst fires at t=240 and goes on, one denial every 4 minutes, to t=1440
+    for i in 0..5 {
+        events.push((i * 60, ev("mallory", "get", "pods", "x", 403)));
+    }
+    events.sort_by_key(|(t, _)| *t);
+    stream(&rules, &mut c, &events);
+    assert_eq!(c.groups(), 1001);
+    let mut late = Vec::new();
+    for k in 1..=5 {
+        late.push((240 + k * 240, ev("mallory", "get", "pods", "x", 403)));
+    }
+    let fired = stream(&rules, &mut c, &late);
+    assert_eq!(fired.len(), 5, "the burst goes on: {fired:#?}");
+    assert!(fired.iter().all(|f| f.2 == 1), "each joins the alert");
+    assert_eq!(c.groups(), 1, "only mallory's group is left");
+    assert_eq!(c.expired, 1000);
+    assert_eq!(c.evicted, 0, "dropped as idle, not evicted at the cap");
+    // a dropped user starts counting afresh: four denials are not a burst, five are
+    let again: Vec<_> = (0..5)
+        .map(|i| (2000 + i, ev("user-7", "get", "pods", "x", 403)))
+        .collect();
+    let fired = stream(&rules, &mut c, &again);
+    assert_eq!(fired.len(), 1);
+    assert_eq!((fired[0].1[0].as_str(), fired[0].2), ("user-7", 5));
+}
+
 /// Parse JSONL Kubernetes audit events as `ingest` does and run `rules` through the engine (the
 /// path with the verb and resource prefilters and the lazy JSON view); the rule ids per event.
 fn engine_hits(rules: Vec<trailwarden_detect::Rule>, lines: &[String]) -> Vec<Vec<String>> {
