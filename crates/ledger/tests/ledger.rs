@@ -1624,6 +1624,39 @@ fn raw_column_buffers_are_reclaimed_after_sealing() {
 }
 
 #[test]
+fn a_builder_sized_from_the_previous_segments_shape_builds_the_same_rows() {
+    let push_all = |b: &mut SegmentBuilder, from: u64, n: u64| {
+        for i in from..from + n {
+            let mut ev = Event::new(Format::K8sAudit);
+            ev.action = Some(if i % 3 == 0 { "get" } else { "delete" }.into());
+            ev.user.identity.name = Some(format!("user-{}", i % 17));
+            ev.user.identity.groups = Some(vec!["a".into(), format!("g{i}")]);
+            ev.origin.ips = (i % 2 == 0).then(|| vec![format!("10.0.0.{}", i % 250)]);
+            b.push(
+                i,
+                RecordKind::Event,
+                Timestamp(i as i64),
+                "s",
+                &payload(i),
+                &[0; 32],
+                Extracted::Event(&ev),
+            );
+        }
+    };
+    let mut first = SegmentBuilder::new();
+    push_all(&mut first, 0, 500);
+    let shape = first.shape();
+    let _ = first.finish().unwrap();
+    // the next segment is twice as long as the shape it was sized from, and empty columns
+    // (no quarantine reason in the first) stay valid
+    let mut sized = SegmentBuilder::with_shape(562, segment::RawBuffers::default(), &shape);
+    let mut grown = SegmentBuilder::new();
+    push_all(&mut sized, 500, 1000);
+    push_all(&mut grown, 500, 1000);
+    assert_eq!(sized.finish().unwrap(), grown.finish().unwrap());
+}
+
+#[test]
 fn background_sealing_with_reused_buffers_keeps_every_payload() {
     // Many small segments sealed on the background thread: each new WAL reuses the raw column
     // of a sealed one, so stale bytes from an earlier segment would show up here.
