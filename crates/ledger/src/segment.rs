@@ -625,6 +625,35 @@ pub fn write(
     batches: &[RecordBatch],
     zstd_level: i32,
 ) -> Result<u64, LedgerError> {
+    write_hashed(path, meta, batches, zstd_level).map(|(len, _)| len)
+}
+
+/// A file writer that hashes what goes through it.
+struct Sha256Writer {
+    file: File,
+    hash: sha2::Sha256,
+}
+
+impl std::io::Write for Sha256Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        sha2::Digest::update(&mut self.hash, &buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// [`write`], returning the file's length and its SHA-256 (hex), hashed as it is written
+/// rather than read back (a segment is tens of megabytes).
+pub fn write_hashed(
+    path: &Path,
+    meta: &SegmentMeta,
+    batches: &[RecordBatch],
+    zstd_level: i32,
+) -> Result<(u64, String), LedgerError> {
     let io = |e: std::io::Error| LedgerError::Io {
         context: format!("writing segment {}", path.display()),
         source: e,
@@ -664,14 +693,19 @@ pub fn write(
             .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
     }
     let props = props.build();
-    let file = File::create(path).map_err(io)?;
+    let file = Sha256Writer {
+        file: File::create(path).map_err(io)?,
+        hash: sha2::Digest::new(),
+    };
     let mut w = ArrowWriter::try_new(file, schema(), Some(props)).map_err(pq)?;
     for b in batches {
         w.write(b).map_err(pq)?;
     }
-    let file = w.into_inner().map_err(pq)?;
-    file.sync_all().map_err(io)?;
-    Ok(file.metadata().map_err(io)?.len())
+    let mut out = w.into_inner().map_err(pq)?;
+    std::io::Write::flush(&mut out).map_err(io)?;
+    out.file.sync_all().map_err(io)?;
+    let len = out.file.metadata().map_err(io)?.len();
+    Ok((len, hex::encode(sha2::Digest::finalize(out.hash))))
 }
 
 /// Run a Parquet read of `path`, turning a panic of the reader into an error: the arrow and

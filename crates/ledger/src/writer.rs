@@ -1298,15 +1298,9 @@ fn seal(
     let guard = job.guard.clone();
     let may_write = || guarded(guard.as_ref());
     may_write()?;
-    segment::write(&tmp, &meta, std::slice::from_ref(&job.batch), level)?;
+    let (_, sha) = segment::write_hashed(&tmp, &meta, std::slice::from_ref(&job.batch), level)?;
     let empty = arrow_array::RecordBatch::new_empty(segment::schema());
     let spare = RawBuffers::reclaim(std::mem::replace(&mut job.batch, empty));
-    let bytes = fs::read(&tmp).map_err(|e| LedgerError::Io {
-        context: format!("reading back {}", tmp.display()),
-        source: e,
-    })?;
-    let sha = trailwarden_model::sha256_hex(&bytes);
-    drop(bytes);
     let text = seal_text(origin, job.first, job.last, &job.root, &sha);
     let signers: Vec<&dyn NoteSigner> = job.signers.iter().map(|s| s.as_ref()).collect();
     let note = sign_note(&text, &signers).map_err(|e| LedgerError::Invalid(e.to_string()))?;

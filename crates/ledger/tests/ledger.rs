@@ -1624,6 +1624,36 @@ fn raw_column_buffers_are_reclaimed_after_sealing() {
 }
 
 #[test]
+fn a_segment_hashed_while_written_has_the_hash_of_its_file() {
+    let d = tmp("hashed");
+    std::fs::create_dir_all(&d).unwrap();
+    let mut b = SegmentBuilder::new();
+    for i in 0..3000u64 {
+        b.push(
+            i,
+            RecordKind::Event,
+            Timestamp(i as i64),
+            "s",
+            &payload(i),
+            &[0; 32],
+            Extracted::Internal,
+        );
+    }
+    let meta = SegmentMeta {
+        origin: ORIGIN.into(),
+        first: 0,
+        last: 2999,
+        seal_root: "x".into(),
+    };
+    let p = d.join("s.parquet");
+    let (len, sha) = segment::write_hashed(&p, &meta, &[b.finish().unwrap()], 1).unwrap();
+    let bytes = std::fs::read(&p).unwrap();
+    assert_eq!(len, bytes.len() as u64);
+    assert_eq!(sha, trailwarden_model::sha256_hex(&bytes));
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
 fn a_builder_sized_from_the_previous_segments_shape_builds_the_same_rows() {
     let push_all = |b: &mut SegmentBuilder, from: u64, n: u64| {
         for i in from..from + n {
