@@ -1601,20 +1601,30 @@ fn frames_encoded_in_place_match_frames_built_from_a_copy() {
     assert_eq!(out, b"kept");
 }
 
-#[test]
-fn raw_column_buffers_are_reclaimed_after_sealing() {
-    let mut b = SegmentBuilder::with_capacity(4, segment::RawBuffers::with_capacity(4, 1 << 20));
-    for i in 0..4u64 {
+/// Rows `rows` of [`payload`]s: events when `event` makes one for the row, else internal records.
+fn push_rows(
+    b: &mut SegmentBuilder,
+    rows: std::ops::Range<u64>,
+    event: impl Fn(u64) -> Option<Event>,
+) {
+    for i in rows {
+        let ev = event(i);
         b.push(
             i,
             RecordKind::Event,
-            Timestamp(0),
+            Timestamp(i as i64),
             "s",
             &payload(i),
             &[0; 32],
-            Extracted::Internal,
+            ev.as_ref().map_or(Extracted::Internal, Extracted::Event),
         );
     }
+}
+
+#[test]
+fn raw_column_buffers_are_reclaimed_after_sealing() {
+    let mut b = SegmentBuilder::with_capacity(4, segment::RawBuffers::with_capacity(4, 1 << 20));
+    push_rows(&mut b, 0..4, |_| None);
     let batch = b.finish().unwrap();
     let kept = batch.clone();
     // still shared: nothing to take back
@@ -1628,17 +1638,7 @@ fn a_segment_hashed_while_written_has_the_hash_of_its_file() {
     let d = tmp("hashed");
     std::fs::create_dir_all(&d).unwrap();
     let mut b = SegmentBuilder::new();
-    for i in 0..3000u64 {
-        b.push(
-            i,
-            RecordKind::Event,
-            Timestamp(i as i64),
-            "s",
-            &payload(i),
-            &[0; 32],
-            Extracted::Internal,
-        );
-    }
+    push_rows(&mut b, 0..3000, |_| None);
     let meta = SegmentMeta {
         origin: ORIGIN.into(),
         first: 0,
@@ -1655,34 +1655,24 @@ fn a_segment_hashed_while_written_has_the_hash_of_its_file() {
 
 #[test]
 fn a_builder_sized_from_the_previous_segments_shape_builds_the_same_rows() {
-    let push_all = |b: &mut SegmentBuilder, from: u64, n: u64| {
-        for i in from..from + n {
-            let mut ev = Event::new(Format::K8sAudit);
-            ev.action = Some(if i % 3 == 0 { "get" } else { "delete" }.into());
-            ev.user.identity.name = Some(format!("user-{}", i % 17));
-            ev.user.identity.groups = Some(vec!["a".into(), format!("g{i}")]);
-            ev.origin.ips = (i % 2 == 0).then(|| vec![format!("10.0.0.{}", i % 250)]);
-            b.push(
-                i,
-                RecordKind::Event,
-                Timestamp(i as i64),
-                "s",
-                &payload(i),
-                &[0; 32],
-                Extracted::Event(&ev),
-            );
-        }
+    let event = |i: u64| {
+        let mut ev = Event::new(Format::K8sAudit);
+        ev.action = Some(if i % 3 == 0 { "get" } else { "delete" }.into());
+        ev.user.identity.name = Some(format!("user-{}", i % 17));
+        ev.user.identity.groups = Some(vec!["a".into(), format!("g{i}")]);
+        ev.origin.ips = (i % 2 == 0).then(|| vec![format!("10.0.0.{}", i % 250)]);
+        Some(ev)
     };
     let mut first = SegmentBuilder::new();
-    push_all(&mut first, 0, 500);
+    push_rows(&mut first, 0..500, event);
     let shape = first.shape();
     let _ = first.finish().unwrap();
     // the next segment is twice as long as the shape it was sized from, and empty columns
     // (no quarantine reason in the first) stay valid
     let mut sized = SegmentBuilder::with_shape(562, segment::RawBuffers::default(), &shape);
     let mut grown = SegmentBuilder::new();
-    push_all(&mut sized, 500, 1000);
-    push_all(&mut grown, 500, 1000);
+    push_rows(&mut sized, 500..1500, event);
+    push_rows(&mut grown, 500..1500, event);
     assert_eq!(sized.finish().unwrap(), grown.finish().unwrap());
 }
 
