@@ -1657,10 +1657,12 @@ fn a_segment_hashed_while_written_has_the_hash_of_its_file() {
 fn a_builder_sized_from_the_previous_segments_shape_builds_the_same_rows() {
     let event = |i: u64| {
         let mut ev = Event::new(Format::K8sAudit);
-        ev.action = Some(if i % 3 == 0 { "get" } else { "delete" }.into());
+        ev.action = Some(if i.is_multiple_of(3) { "get" } else { "delete" }.into());
         ev.user.identity.name = Some(format!("user-{}", i % 17));
         ev.user.identity.groups = Some(vec!["a".into(), format!("g{i}")]);
-        ev.origin.ips = (i % 2 == 0).then(|| vec![format!("10.0.0.{}", i % 250)]);
+        ev.origin.ips = i
+            .is_multiple_of(2)
+            .then(|| vec![format!("10.0.0.{}", i % 250)]);
         Some(ev)
     };
     let mut first = SegmentBuilder::new();
