@@ -343,20 +343,7 @@ impl LedgerReader {
             .map(|e| self.dir.seg_dir().join(&e.file))
             .collect();
         let from = self.manifest.last().map_or(0, |e| e.last + 1);
-        // the raw column holds at most the WAL's bytes: reserved once, not grown by doubling
-        // (a 64 MiB tail doubled through 32 → 64 MiB, with both alive at the copy, at every
-        // query of a busy server)
-        let wal_bytes = self
-            .wals
-            .iter()
-            .filter_map(|(_, p)| std::fs::metadata(p).ok())
-            .map(|m| usize::try_from(m.len()).unwrap_or(usize::MAX))
-            .fold(0usize, usize::saturating_add)
-            .min(segment::MAX_SEGMENT_RAW);
-        let mut builder = segment::SegmentBuilder::with_capacity(
-            0,
-            segment::RawBuffers::with_capacity(0, wal_bytes),
-        );
+        let mut builder = segment::SegmentBuilder::new();
         let mut next = from;
         for (_, path) in &self.wals {
             let Some(data) = crate::datadir::read_if_exists(path)? else {
