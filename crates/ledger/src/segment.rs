@@ -163,18 +163,6 @@ pub struct SegmentBuilder {
     quarantine_reason: StringBuilder,
 }
 
-/// How full a finished builder's variable-width columns were: the next segment's builder is
-/// sized from it ([`SegmentBuilder::with_shape`]) so that its columns do not grow by doubling
-/// (each doubling a copy of the column and fresh pages the kernel zeroes).
-#[derive(Clone, Debug, Default)]
-pub struct Shape {
-    rows: usize,
-    /// Value bytes of each string column, in [`SegmentBuilder::strings_mut`]'s order.
-    strings: Vec<usize>,
-    /// Items and value bytes of each list column, in [`SegmentBuilder::lists_mut`]'s order.
-    lists: Vec<(usize, usize)>,
-}
-
 impl Default for SegmentBuilder {
     fn default() -> Self {
         Self::new()
@@ -252,90 +240,6 @@ impl SegmentBuilder {
             attrs: StringBuilder::new(),
             quarantine_reason: StringBuilder::new(),
         }
-    }
-
-    /// An empty builder sized for `rows` records from the shape of a previous segment: each
-    /// variable-width column gets room for its bytes there, scaled to `rows`.
-    pub fn with_shape(rows: usize, raw: RawBuffers, shape: &Shape) -> SegmentBuilder {
-        let mut b = Self::with_capacity(rows, raw);
-        if shape.rows == 0 {
-            return b;
-        }
-        let scale = |n: usize| n.saturating_mul(rows) / shape.rows;
-        for (col, &bytes) in b.strings_mut().into_iter().zip(&shape.strings) {
-            *col = StringBuilder::with_capacity(rows, scale(bytes));
-        }
-        for (col, &(items, bytes)) in b.lists_mut().into_iter().zip(&shape.lists) {
-            *col = ListBuilder::with_capacity(
-                StringBuilder::with_capacity(scale(items), scale(bytes)),
-                rows,
-            );
-        }
-        b
-    }
-
-    /// The variable-width sizes held now (take it before [`Self::finish`]).
-    pub fn shape(&mut self) -> Shape {
-        let rows = self.rows;
-        let strings = self
-            .strings_mut()
-            .into_iter()
-            .map(|c| c.values_slice().len())
-            .collect();
-        let lists = self
-            .lists_mut()
-            .into_iter()
-            .map(|c| {
-                let v = c.values_ref();
-                (
-                    v.offsets_slice().len().saturating_sub(1),
-                    v.values_slice().len(),
-                )
-            })
-            .collect();
-        Shape {
-            rows,
-            strings,
-            lists,
-        }
-    }
-
-    /// The string columns (one order for [`Self::shape`] and [`Self::with_shape`]).
-    fn strings_mut(&mut self) -> [&mut StringBuilder; 27] {
-        [
-            &mut self.source,
-            &mut self.format,
-            &mut self.category,
-            &mut self.user,
-            &mut self.user_uid,
-            &mut self.impersonated,
-            &mut self.action,
-            &mut self.outcome,
-            &mut self.reason,
-            &mut self.status_message,
-            &mut self.trusted_ip,
-            &mut self.user_agent,
-            &mut self.host,
-            &mut self.api_group,
-            &mut self.api_version,
-            &mut self.resource,
-            &mut self.subresource,
-            &mut self.namespace,
-            &mut self.name,
-            &mut self.request_uri,
-            &mut self.stage,
-            &mut self.level,
-            &mut self.decision,
-            &mut self.authz_reason,
-            &mut self.message,
-            &mut self.attrs,
-            &mut self.quarantine_reason,
-        ]
-    }
-
-    /// The list columns.
-    fn lists_mut(&mut self) -> [&mut ListBuilder<StringBuilder>; 3] {
-        [&mut self.user_groups, &mut self.ips, &mut self.pci]
     }
 
     /// Rows held.

@@ -12,7 +12,7 @@ use crate::keys::{self, KeyLogEntry, KeySet};
 use crate::merkle::{chain_seed, Frontier, Hash};
 use crate::note::{sign_note, Checkpoint, NoteSigner, NoteVerifier, SignedCheckpoint};
 use crate::record::{self, Lifecycle};
-use crate::segment::{self, Extracted, RawBuffers, SegmentBuilder, SegmentMeta, Shape};
+use crate::segment::{self, Extracted, RawBuffers, SegmentBuilder, SegmentMeta};
 use crate::tiles::Tiles;
 use crate::wal::{self, ScanEnd, WalIo};
 use crate::LedgerError;
@@ -284,7 +284,7 @@ impl Ledger {
                 _ => Arc::new(signer),
             };
             let raw = RawBuffers::with_capacity(0, raw_capacity(&opts));
-            let wal = new_wal(&dir, 0, now, &opts, 0, raw, &Shape::default())?;
+            let wal = new_wal(&dir, 0, now, &opts, 0, raw)?;
             let tiles = Tiles::load(&dir.tree_dir().join("tiles"))?;
             let chain = chain_seed(&identity.origin);
             let mut l = Ledger::assemble(
@@ -836,7 +836,6 @@ impl Ledger {
         let first = self.wal.first;
         let last = self.size() - 1;
         let rows = self.wal.builder.rows();
-        let shape = self.wal.builder.shape();
         let batch = self.wal.builder.finish()?;
         let raw = self.next_raw();
         self.may_write()?;
@@ -847,7 +846,6 @@ impl Ledger {
             &self.opts,
             rows + rows / 8,
             raw,
-            &shape,
         )?;
         let old = std::mem::replace(&mut self.wal, new);
         let job = SealJob {
@@ -1209,7 +1207,6 @@ fn new_wal(
     opts: &Options,
     rows_hint: usize,
     raw: RawBuffers,
-    shape: &Shape,
 ) -> Result<ActiveWal, LedgerError> {
     let path = dir.wal_file(first);
     let f = OpenOptions::new()
@@ -1235,7 +1232,7 @@ fn new_wal(
         io,
         bytes: 0,
         opened: now,
-        builder: SegmentBuilder::with_shape(rows_hint, raw, shape),
+        builder: SegmentBuilder::with_capacity(rows_hint, raw),
     })
 }
 

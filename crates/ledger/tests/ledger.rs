@@ -1601,14 +1601,9 @@ fn frames_encoded_in_place_match_frames_built_from_a_copy() {
     assert_eq!(out, b"kept");
 }
 
-/// Rows `rows` of [`payload`]s: events when `event` makes one for the row, else internal records.
-fn push_rows(
-    b: &mut SegmentBuilder,
-    rows: std::ops::Range<u64>,
-    event: impl Fn(u64) -> Option<Event>,
-) {
+/// Rows `rows` of [`payload`]s, as internal records.
+fn push_rows(b: &mut SegmentBuilder, rows: std::ops::Range<u64>) {
     for i in rows {
-        let ev = event(i);
         b.push(
             i,
             RecordKind::Event,
@@ -1616,7 +1611,7 @@ fn push_rows(
             "s",
             &payload(i),
             &[0; 32],
-            ev.as_ref().map_or(Extracted::Internal, Extracted::Event),
+            Extracted::Internal,
         );
     }
 }
@@ -1624,7 +1619,7 @@ fn push_rows(
 #[test]
 fn raw_column_buffers_are_reclaimed_after_sealing() {
     let mut b = SegmentBuilder::with_capacity(4, segment::RawBuffers::with_capacity(4, 1 << 20));
-    push_rows(&mut b, 0..4, |_| None);
+    push_rows(&mut b, 0..4);
     let batch = b.finish().unwrap();
     let kept = batch.clone();
     // still shared: nothing to take back
@@ -1638,7 +1633,7 @@ fn a_segment_hashed_while_written_has_the_hash_of_its_file() {
     let d = tmp("hashed");
     std::fs::create_dir_all(&d).unwrap();
     let mut b = SegmentBuilder::new();
-    push_rows(&mut b, 0..3000, |_| None);
+    push_rows(&mut b, 0..3000);
     let meta = SegmentMeta {
         origin: ORIGIN.into(),
         first: 0,
@@ -1651,31 +1646,6 @@ fn a_segment_hashed_while_written_has_the_hash_of_its_file() {
     assert_eq!(len, bytes.len() as u64);
     assert_eq!(sha, trailwarden_model::sha256_hex(&bytes));
     std::fs::remove_dir_all(&d).ok();
-}
-
-#[test]
-fn a_builder_sized_from_the_previous_segments_shape_builds_the_same_rows() {
-    let event = |i: u64| {
-        let mut ev = Event::new(Format::K8sAudit);
-        ev.action = Some(if i.is_multiple_of(3) { "get" } else { "delete" }.into());
-        ev.user.identity.name = Some(format!("user-{}", i % 17));
-        ev.user.identity.groups = Some(vec!["a".into(), format!("g{i}")]);
-        ev.origin.ips = i
-            .is_multiple_of(2)
-            .then(|| vec![format!("10.0.0.{}", i % 250)]);
-        Some(ev)
-    };
-    let mut first = SegmentBuilder::new();
-    push_rows(&mut first, 0..500, event);
-    let shape = first.shape();
-    let _ = first.finish().unwrap();
-    // the next segment is twice as long as the shape it was sized from, and empty columns
-    // (no quarantine reason in the first) stay valid
-    let mut sized = SegmentBuilder::with_shape(562, segment::RawBuffers::default(), &shape);
-    let mut grown = SegmentBuilder::new();
-    push_rows(&mut sized, 500..1500, event);
-    push_rows(&mut grown, 500..1500, event);
-    assert_eq!(sized.finish().unwrap(), grown.finish().unwrap());
 }
 
 #[test]
