@@ -301,12 +301,11 @@ impl Correlator {
         let Some(shortest) = self.active.iter().map(|a| a.corr.timespan.max(1)).min() else {
             return;
         };
-        if self.swept_at != i64::MIN && self.newest.saturating_sub(self.swept_at) < shortest {
-            return;
-        }
         if self.swept_at == i64::MIN {
             // the first event: nothing to drop yet, start counting from here
             self.swept_at = self.newest;
+        }
+        if self.newest.saturating_sub(self.swept_at) < shortest {
             return;
         }
         self.swept_at = self.newest;

@@ -833,18 +833,10 @@ impl Writer {
                 Job::Stop { reason, reply } => stop = Some((reason, reply)),
             }
         }
-        if error.is_none() && self.fence.as_ref().is_some_and(|f| f().is_err()) {
-            // deposed while appending: nothing of this group is committed (the new writer
-            // consumes these messages again); the writer stops below
-            self.ledger = Some(ledger);
-            self.fenced();
-            for (reply, ..) in batch_replies {
-                if let Some(r) = reply {
-                    let _ = r.send(Err("this writer lost its lease: not stored here".into()));
-                }
-            }
-            return true;
-        }
+        // a writer deposed while appending commits nothing of this group: the ledger asks the
+        // fence (its write guard) before the WAL append, the commit fails with "fenced", every
+        // job is answered with that, and the writer stops below (the new writer consumes
+        // these messages again)
         if error.is_none() {
             let _ = self.detector.record(l);
             let t = Instant::now();
