@@ -40,6 +40,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// do not name it).
 const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
 
+/// `mi_option_allow_thp` in the same enum (mimalloc v3).
+const MI_OPTION_ALLOW_THP: libc::c_int = 43;
+
 /// Batch commands (`ingest`, `detect`, `verify`, …) keep freed memory for reuse instead of
 /// handing it back to the kernel and faulting it in again (in a VM every fresh page is zeroed,
 /// and sealing a segment frees and reallocates tens of megabytes): mimalloc for Rust
@@ -50,7 +53,14 @@ const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
 /// kernel after `SERVE_PURGE_DELAY_MS` unused (mimalloc) and above 64 MiB of free heap top
 /// (glibc), so its RSS follows what it holds, not the highest it ever held (BENCHMARKS.md
 /// "Soak"). `MIMALLOC_PURGE_DELAY` in the environment overrides either choice.
-#[allow(unsafe_code)] // two C allocators' option setters (with detect's prefetch hint, all the unsafe)
+///
+/// `serve` also runs without transparent huge pages (`PR_SET_THP_DISABLE`, unless
+/// `MIMALLOC_ALLOW_THP` is set): mimalloc marks its arenas `MADV_HUGEPAGE`, and with the
+/// kernel's default `khugepaged/max_ptes_none` (511) khugepaged collapses every 2 MiB range
+/// that has one page in use into a whole huge page, refilling what the purge above returned —
+/// an hour at 10k events/s climbed ~1 MiB a minute in huge pages (BENCHMARKS.md, "The steady
+/// hour"). Batch commands keep them: they exit, and fewer page faults is what they want.
+#[allow(unsafe_code)] // two C allocators' option setters and one prctl (with detect's prefetch hint, all the unsafe)
 fn tune_allocators(long_running: bool) {
     let purge_delay = if long_running {
         SERVE_PURGE_DELAY_MS
@@ -62,6 +72,13 @@ fn tune_allocators(long_running: bool) {
     unsafe {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, purge_delay);
+        }
+        if long_running && std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+            // mimalloc reads its option when it maps memory, the kernel's flag covers the
+            // arenas mimalloc (and Rust's runtime) mapped before `main`. Failing is harmless
+            // (a kernel without THP): the server just keeps the kernel's default.
+            libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0);
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
         }
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, trim);

@@ -354,6 +354,13 @@ fn serve_corpus_eventlists_read_back_through_the_query_api() {
     let data = tmpdir("corpus");
     let s = Server::start(&data, &[]);
     assert!(s.base.starts_with("https://"), "TLS by default: {}", s.base);
+    // A long-running server keeps khugepaged from refilling what its allocator returns
+    // (BENCHMARKS.md, "The steady hour"): the process's THP flag is off.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
+    assert!(
+        status.contains("THP_enabled:\t0") || !status.contains("THP_enabled"),
+        "serve runs without transparent huge pages:\n{status}"
+    );
     let tok = s.token("ingest");
     let analyst = s.token("analyst");
     std::thread::sleep(Duration::from_millis(1100)); // token file reload
