@@ -55,11 +55,12 @@ const MI_OPTION_ALLOW_THP: libc::c_int = 43;
 /// "Soak"). `MIMALLOC_PURGE_DELAY` in the environment overrides either choice.
 ///
 /// `serve` also runs without transparent huge pages (`PR_SET_THP_DISABLE`, unless
-/// `MIMALLOC_ALLOW_THP` is set): mimalloc marks its arenas `MADV_HUGEPAGE`, and with the
-/// kernel's default `khugepaged/max_ptes_none` (511) khugepaged collapses every 2 MiB range
-/// that has one page in use into a whole huge page, refilling what the purge above returned —
-/// an hour at 10k events/s climbed ~1 MiB a minute in huge pages (BENCHMARKS.md, "The steady
-/// hour"). Batch commands keep them: they exit, and fewer page faults is what they want.
+/// `MIMALLOC_ALLOW_THP` is set): mimalloc marks its arenas `MADV_HUGEPAGE`, so touching a
+/// purged range faults in a whole zeroed 2 MiB page again, and with the kernel's default
+/// `khugepaged/max_ptes_none` (511) khugepaged collapses ranges with a single page in use into
+/// whole ones: what the purge above returned came back, and an hour at 10k events/s climbed
+/// ~1 MiB a minute (BENCHMARKS.md, "The steady hour"). Batch commands keep huge pages: they
+/// exit, and fewer page faults is what they want.
 #[allow(unsafe_code)] // two C allocators' option setters and one prctl (with detect's prefetch hint, all the unsafe)
 fn tune_allocators(long_running: bool) {
     let purge_delay = if long_running {
