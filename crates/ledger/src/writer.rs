@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use trailwarden_model::{Body, Event, Format, Quarantine, Record, RecordKind, Timestamp};
 
@@ -241,7 +241,9 @@ pub struct Ledger {
     sealer: Option<Sealer>,
     seal_error: Arc<Mutex<Option<String>>>,
     /// Raw-column buffers handed back by sealing, reused by the next WAL's builder.
-    spare_raw: Arc<Mutex<Vec<RawBuffers>>>,
+    spare_raw: Arc<SparePool>,
+    /// Raw-column buffers this writer allocated (see [`Ledger::raw_buffers_allocated`]).
+    raw_allocated: u64,
     /// The newest stream position appended (cluster writers resume after it).
     stream_pos: Option<StreamPos>,
     /// Asked right before every write to the data directory (see [`Ledger::set_guard`]).
@@ -387,7 +389,9 @@ impl Ledger {
             failed: None,
             sealer: None,
             seal_error,
-            spare_raw: Arc::new(Mutex::new(Vec::new())),
+            spare_raw: Arc::new(SparePool::default()),
+            // the open WAL's builder holds the first
+            raw_allocated: 1,
             stream_pos: None,
             guard: None,
             opts,
@@ -886,11 +890,12 @@ impl Ledger {
                 .spawn(move || {
                     for job in rx {
                         match seal(&dir, &origin, level, clock.now(), job) {
-                            Ok(raw) => keep_spare(&spare, raw),
+                            Ok(raw) => spare.returned(raw),
                             Err(e) => {
                                 if let Ok(mut g) = err.lock() {
                                     *g = Some(e.to_string());
                                 }
+                                spare.returned(None);
                                 return;
                             }
                         }
@@ -903,8 +908,11 @@ impl Ledger {
             self.sealer = Some(Sealer { tx, handle });
         }
         if let Some(s) = &self.sealer {
-            s.tx.send(job)
-                .map_err(|_| LedgerError::Stopped("the sealer thread has stopped".into()))?;
+            self.spare_raw.sent();
+            if s.tx.send(job).is_err() {
+                self.spare_raw.returned(None);
+                return Err(LedgerError::Stopped("the sealer thread has stopped".into()));
+            }
         }
         Ok(())
     }
@@ -924,15 +932,32 @@ impl Ledger {
             // like a background seal's failure: the writer stops
             Err(e) => return Err(self.fail(e.to_string())),
         };
-        keep_spare(&self.spare_raw, raw);
+        self.spare_raw.keep(raw);
         Ok(())
     }
 
-    /// Buffers for the next WAL's raw column: reclaimed from a sealed segment when one is
-    /// back, otherwise fresh with room for a full segment.
-    fn next_raw(&self) -> RawBuffers {
-        let reused = self.spare_raw.lock().ok().and_then(|mut v| v.pop());
-        reused.unwrap_or_else(|| RawBuffers::with_capacity(0, raw_capacity(&self.opts)))
+    /// Buffers for the next WAL's raw column: reclaimed from a sealed segment, otherwise fresh
+    /// with room for a full segment. While a seal is under way its buffers are waited for
+    /// rather than a third allocated: the rotation would wait for that seal a moment later
+    /// anyway (the sealer takes one job at a time), and a fresh buffer made then was kept as
+    /// a spare for good — each slow seal added a segment's worth of raw bytes (~70 MiB) to
+    /// the writer's memory until the pool was full (regression test
+    /// `regression_a_slow_seal_does_not_make_the_writer_keep_a_third_raw_buffer`).
+    fn next_raw(&mut self) -> RawBuffers {
+        let sealer_gone = || self.sealer.as_ref().is_none_or(|s| s.handle.is_finished());
+        if let Some(raw) = self.spare_raw.take(sealer_gone) {
+            return raw;
+        }
+        self.raw_allocated += 1;
+        RawBuffers::with_capacity(0, raw_capacity(&self.opts))
+    }
+
+    /// Raw-column buffers (each with room for a whole segment's raw bytes) this writer has
+    /// allocated since it opened, the open WAL's included: one for the WAL filling and one
+    /// for the segment sealing beside it, then reused; a count above two is memory the writer
+    /// holds for good.
+    pub fn raw_buffers_allocated(&self) -> u64 {
+        self.raw_allocated
     }
 
     /// Records `[0, n)` whose tile hashes are on disk (flushed and fsynced now): a sealed
@@ -1181,11 +1206,69 @@ fn config_diff(before: &serde_json::Value, after: &serde_json::Value) -> String 
     }
 }
 
-/// Keep a reclaimed raw-column buffer for the next WAL (at most two wait).
-fn keep_spare(pool: &Mutex<Vec<RawBuffers>>, raw: Option<RawBuffers>) {
-    if let (Some(raw), Ok(mut v)) = (raw, pool.lock()) {
-        if v.len() < 2 {
-            v.push(raw);
+/// Reclaimed raw-column buffers waiting for the next WAL, and how many seals handed to the
+/// sealer thread have not given theirs back yet.
+#[derive(Default)]
+struct SparePool {
+    state: Mutex<SpareState>,
+    back: Condvar,
+}
+
+#[derive(Default)]
+struct SpareState {
+    spares: Vec<RawBuffers>,
+    sealing: usize,
+}
+
+impl SparePool {
+    /// A seal job is on its way to the sealer thread.
+    fn sent(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.sealing += 1;
+        }
+    }
+
+    /// The sealer finished a job (its buffer, if the segment let go of it).
+    fn returned(&self, raw: Option<RawBuffers>) {
+        if let Ok(mut st) = self.state.lock() {
+            st.sealing = st.sealing.saturating_sub(1);
+            if let Some(raw) = raw {
+                Self::park(&mut st, raw);
+            }
+        }
+        self.back.notify_all();
+    }
+
+    /// A foreground seal's buffer.
+    fn keep(&self, raw: Option<RawBuffers>) {
+        if let (Some(raw), Ok(mut st)) = (raw, self.state.lock()) {
+            Self::park(&mut st, raw);
+        }
+    }
+
+    fn park(st: &mut SpareState, raw: RawBuffers) {
+        // at most two wait (one WAL filling and one sealing need no more)
+        if st.spares.len() < 2 {
+            st.spares.push(raw);
+        }
+    }
+
+    /// A spare buffer, waiting while a seal under way may still give one back; `None` when
+    /// none is coming (no seal under way, or the sealer thread has ended).
+    fn take(&self, sealer_gone: impl Fn() -> bool) -> Option<RawBuffers> {
+        let mut st = self.state.lock().ok()?;
+        loop {
+            if let Some(raw) = st.spares.pop() {
+                return Some(raw);
+            }
+            if st.sealing == 0 || sealer_gone() {
+                return None;
+            }
+            st = self
+                .back
+                .wait_timeout(st, std::time::Duration::from_millis(50))
+                .ok()?
+                .0;
         }
     }
 }

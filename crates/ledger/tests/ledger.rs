@@ -2164,3 +2164,51 @@ fn regression_a_deposed_writer_writes_nothing_after_its_guard_refuses() {
         assert!(budget < 100, "the guard never let the sequence finish");
     }
 }
+
+/// Each WAL's raw column gets a buffer with room for a whole segment, reused once its segment
+/// is sealed. A rotation that came while the previous seal was still running allocated a
+/// third buffer, and the spare pool then kept it for good: in `serve`, every slow seal added
+/// ~70 MiB that never went back (BENCHMARKS.md, "The steady hour"). Here every seal is slow
+/// (the guard sleeps on the sealer thread), and the writer still makes only two buffers.
+#[test]
+fn regression_a_slow_seal_does_not_make_the_writer_keep_a_third_raw_buffer() {
+    let d = tmp("slow-seal");
+    let (mut l, _) = Ledger::open(
+        &d,
+        Options {
+            background_seal: true,
+            ..unsealed()
+        },
+    )
+    .unwrap();
+    let slow = Arc::new(AtomicI64::new(0));
+    let seen = slow.clone();
+    l.set_guard(Some(Arc::new(move || {
+        if std::thread::current().name() == Some("trailwarden-sealer") {
+            seen.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        }
+        Ok(())
+    })));
+    for round in 0..6u64 {
+        for i in 0..50 {
+            let n = round * 50 + i;
+            l.append(&event_record(n, Timestamp(n as i64))).unwrap();
+        }
+        l.rotate().unwrap();
+    }
+    l.wait_for_seals().unwrap();
+    assert!(
+        slow.load(Ordering::SeqCst) >= 6,
+        "the sealer ran under the slow guard"
+    );
+    assert_eq!(
+        l.raw_buffers_allocated(),
+        2,
+        "one buffer filling and one sealing, then reused"
+    );
+    // every event is there and the ledger verifies
+    l.close("done").unwrap();
+    let report = verify_with(&d, VerifyOptions::default());
+    assert_eq!(report.status, Status::Ok, "{report:?}");
+}
