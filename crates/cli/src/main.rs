@@ -40,9 +40,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// do not name it).
 const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
 
-/// `mi_option_allow_thp` in the same enum (mimalloc v3).
-const MI_OPTION_ALLOW_THP: libc::c_int = 43;
-
 /// Batch commands (`ingest`, `detect`, `verify`, …) keep freed memory for reuse instead of
 /// handing it back to the kernel and faulting it in again (in a VM every fresh page is zeroed,
 /// and sealing a segment frees and reallocates tens of megabytes): mimalloc for Rust
@@ -75,10 +72,9 @@ fn tune_allocators(long_running: bool) {
             libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, purge_delay);
         }
         if long_running && std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-            // mimalloc reads its option when it maps memory, the kernel's flag covers the
-            // arenas mimalloc (and Rust's runtime) mapped before `main`. Failing is harmless
-            // (a kernel without THP): the server just keeps the kernel's default.
-            libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0);
+            // the kernel's flag covers every mapping, mimalloc's arenas (marked
+            // MADV_HUGEPAGE before `main`) included, so no allocator option is needed. Failing
+            // is harmless (a kernel without THP): the server keeps the kernel's default.
             libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
         }
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
