@@ -32,13 +32,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Rust allocations go to mimalloc (fewer page faults than glibc for the ledger's per-segment
-/// column buffers; measured in BENCHMARKS.md).
+/// column buffers; measured in BENCHMARKS.md). The `system-alloc` feature leaves them to glibc,
+/// for heap profilers that hook `malloc` (heaptrack; see BENCHMARKS.md "Server").
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc's `mi_option_e` (include/mimalloc.h; the Rust bindings
 /// do not name it).
 const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
+// It sits just before `use_numa_nodes`, which the bindings name: a mimalloc whose enum moved
+// fails to build here instead of setting some other option.
+const _: () = assert!(libmimalloc_sys::mi_option_use_numa_nodes == MI_OPTION_PURGE_DELAY + 1);
 
 /// Batch commands (`ingest`, `detect`, `verify`, …) keep freed memory for reuse instead of
 /// handing it back to the kernel and faulting it in again (in a VM every fresh page is zeroed,
