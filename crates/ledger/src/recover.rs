@@ -18,7 +18,7 @@ use crate::merkle::{chain_seed, Frontier, Hash};
 use crate::note::SignedCheckpoint;
 use crate::record;
 use crate::segment::{self, SegmentBuilder};
-use crate::tiles::{Tiles, TILE};
+use crate::tiles::{TileWriter, TILE};
 use crate::wal::{self, ScanEnd};
 use crate::writer::{is_stop, rebuild_row, scan_end_error, seal_job, Options, Recovered, Recovery};
 use crate::LedgerError;
@@ -291,10 +291,10 @@ pub(crate) fn recover(
     }
 
     // Tiles: keep those covered by durable records, catch up the rest.
-    let mut tiles = Tiles::load(&dir.tree_dir().join("tiles"))?;
+    let mut tiles = TileWriter::open(&dir.tree_dir().join("tiles"))?;
     let complete = frontier.size() / TILE;
     if tiles.len() > complete {
-        tiles.truncate(complete);
+        tiles.truncate(complete)?;
     }
     let have_from = tiles.len() * TILE;
     let wal_from = frontier.size() - tail_leaves.len() as u64;

@@ -13,7 +13,7 @@ use crate::merkle::{chain_seed, Frontier, Hash};
 use crate::note::{sign_note, Checkpoint, NoteSigner, NoteVerifier, SignedCheckpoint};
 use crate::record::{self, Lifecycle};
 use crate::segment::{self, Extracted, RawBuffers, SegmentBuilder, SegmentMeta};
-use crate::tiles::Tiles;
+use crate::tiles::TileWriter;
 use crate::wal::{self, ScanEnd, WalIo};
 use crate::LedgerError;
 use base64::Engine;
@@ -224,7 +224,7 @@ pub struct Ledger {
     opts: Options,
     frontier: Frontier,
     chain: Hash,
-    tiles: Tiles,
+    tiles: TileWriter,
     wal: ActiveWal,
     batch_seq: u64,
     // Appended, not yet committed.
@@ -287,7 +287,7 @@ impl Ledger {
             };
             let raw = RawBuffers::with_capacity(0, raw_capacity(&opts));
             let wal = new_wal(&dir, 0, now, &opts, 0, raw)?;
-            let tiles = Tiles::load(&dir.tree_dir().join("tiles"))?;
+            let tiles = TileWriter::open(&dir.tree_dir().join("tiles"))?;
             let chain = chain_seed(&identity.origin);
             let mut l = Ledger::assemble(
                 dir,
@@ -359,7 +359,7 @@ impl Ledger {
         opts: Options,
         frontier: Frontier,
         chain: Hash,
-        tiles: Tiles,
+        tiles: TileWriter,
         wal: ActiveWal,
         batch_seq: u64,
     ) -> Ledger {
@@ -1442,7 +1442,7 @@ mod internal {
     pub(crate) struct Recovered {
         pub frontier: Frontier,
         pub chain: Hash,
-        pub tiles: Tiles,
+        pub tiles: TileWriter,
         pub wal_first: u64,
         pub wal_path: PathBuf,
         pub wal_bytes: u64,
