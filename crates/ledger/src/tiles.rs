@@ -64,6 +64,8 @@ pub struct TileWriter {
     /// Complete tiles not in the file yet.
     new: Vec<Hash>,
     partial: Vec<Hash>,
+    /// A flush failed part-way: the file may end in part of a tile, cut before appending.
+    torn: bool,
 }
 
 impl TileWriter {
@@ -85,6 +87,7 @@ impl TileWriter {
             written: len / 32,
             new: Vec::new(),
             partial: Vec::new(),
+            torn: false,
         };
         if len % 32 != 0 {
             w.cut_file(w.written)?;
@@ -163,12 +166,19 @@ impl TileWriter {
             context: format!("writing {}", self.path.display()),
             source: e,
         };
+        if self.torn {
+            self.cut_file(self.written)?;
+            self.torn = false;
+        }
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)
             .map_err(err)?;
-        f.write_all(self.new.as_flattened()).map_err(err)?;
+        if let Err(e) = f.write_all(self.new.as_flattened()) {
+            self.torn = true;
+            return Err(err(e));
+        }
         self.written += self.new.len() as u64;
         self.new.clear();
         Ok(())
