@@ -672,9 +672,7 @@ mod tests {
     use super::*;
 
     fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("tw-dd-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        d
+        crate::test_path(&format!("dd-{name}"))
     }
 
     /// Regression (t13 flake): an append after a torn manifest line must not glue onto it.

@@ -62,3 +62,11 @@ pub enum LedgerError {
     #[error("another trailwarden process is writing to {0} (its LOCK is held)")]
     Locked(String),
 }
+
+/// A fresh (removed, not created) scratch path under the temp dir for a unit test.
+#[cfg(test)]
+pub(crate) fn test_path(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("tw-ledger-unit-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 pub const TILE: u64 = 256;
 /// Tile level (2^8 = 256).
 pub const TILE_LEVEL: u32 = 8;
+/// Bytes per tile root in the file.
+const ROOT_BYTES: u64 = 32;
 
 /// The tile cache as a reader loads it: every complete tile's root, from the file.
 pub struct Tiles {
@@ -30,7 +32,7 @@ impl Tiles {
                     context: format!("reading {}", path.display()),
                     source: e,
                 })?;
-                for c in buf.chunks_exact(32) {
+                for c in buf.chunks_exact(ROOT_BYTES as usize) {
                     let mut h = [0u8; 32];
                     h.copy_from_slice(c);
                     hashes.push(h);
@@ -84,12 +86,12 @@ impl TileWriter {
         };
         let w = TileWriter {
             path: path.to_path_buf(),
-            written: len / 32,
+            written: len / ROOT_BYTES,
             new: Vec::new(),
             partial: Vec::new(),
             torn: false,
         };
-        if len % 32 != 0 {
+        if len % ROOT_BYTES != 0 {
             w.cut_file(w.written)?;
         }
         Ok(w)
@@ -126,7 +128,7 @@ impl TileWriter {
         OpenOptions::new()
             .write(true)
             .open(&self.path)
-            .and_then(|f| f.set_len(tiles * 32))
+            .and_then(|f| f.set_len(tiles * ROOT_BYTES))
             .map_err(|e| LedgerError::Io {
                 context: format!("cutting {} to {tiles} tiles", self.path.display()),
                 source: e,
@@ -191,8 +193,7 @@ mod tests {
     use crate::merkle::leaf_hash;
 
     fn dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("tw-tiles-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
+        let d = crate::test_path(&format!("tiles-{name}"));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
